@@ -1,0 +1,104 @@
+/*
+ * auth.h - authentication and authorisation behind one interface.
+ *
+ * A struct auth is built per listener from a conf snapshot: an ordered chain
+ * of authenticators plus the ACL of that listener's security settings
+ * (global ones unless per_listener_settings is true).
+ *
+ *   auth_connect()  ->  [mTLS identity] -> [password file] -> [anonymous]
+ *                        each: ALLOW | DENY (reason) | NOT_MINE
+ *                        the first ALLOW/DENY wins; all NOT_MINE = DENY
+ *   auth_acl()      ->  ACL file rules (or allow-all without acl_file),
+ *                        $SYS rules
+ *
+ * Authenticators only decide; the session builds the CONNACK.
+ */
+#ifndef MQTTD_AUTH_H
+#define MQTTD_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct conf;
+
+enum auth_result {
+    AUTH_NOT_MINE = 0,
+    AUTH_ALLOW = 1,
+    AUTH_DENY = 2,
+};
+
+/* Access kinds for ACL checks. */
+enum auth_access {
+    AUTH_READ = 1,      /* a message is delivered to the client */
+    AUTH_WRITE = 2,     /* the client publishes */
+    AUTH_SUBSCRIBE = 4, /* the client subscribes to a filter */
+};
+
+/* What the session knows about a connecting client. */
+struct auth_client {
+    const char *client_id;
+    const char *username;      /* NULL when none was sent */
+    const uint8_t *password;   /* NULL when none was sent */
+    size_t password_len;
+    /* TLS: the identity taken from the verified client certificate per
+     * use_identity_as_username / use_subject_as_username, NULL when the
+     * listener does not map identities or no certificate was given. */
+    const char *cert_identity;
+    const char *cert_error;    /* why no identity could be taken, or NULL */
+    const char *peer_ip;
+    int peer_port;
+};
+
+/* One authenticator: a small vtable, like a connection type. */
+struct authenticator {
+    const char *name;
+    enum auth_result (*check)(void *state, const struct auth_client *c,
+                              const char **reason);
+    void (*free)(void *state);
+    void *state;
+};
+
+struct auth;
+
+/*
+ * auth_new: build the chain and ACL for listener 'li' of snapshot c,
+ * loading password_file and acl_file. On error returns NULL and fills err
+ * with "FILE:LINE: message". The result does not reference c.
+ */
+struct auth *auth_new(const struct conf *c, size_t li, char *err,
+                      size_t errlen);
+
+/* auth_free: free the chain and ACL. Accepts NULL. */
+void auth_free(struct auth *a);
+
+/*
+ * auth_connect: run the chain for a CONNECT. Returns AUTH_ALLOW or
+ * AUTH_DENY; on DENY *reason is a static short text for the log
+ * ("unknown user", "bad password", "anonymous not allowed",
+ * "no certificate identity", ...) and *bad_credentials says whether the
+ * CONNACK should say "bad user name or password" (true) or "not
+ * authorised" (false).
+ */
+enum auth_result auth_connect(const struct auth *a,
+                              const struct auth_client *c,
+                              const char **reason, bool *bad_credentials);
+
+/*
+ * auth_acl: may client (client_id, username; username NULL when
+ * anonymous) access 'topic' (a topic name for READ/WRITE, a filter for
+ * SUBSCRIBE) that way? Mosquitto's rules: without an acl_file everything is
+ * allowed except writing to $SYS; with one, the anonymous section (or the
+ * user's section) plus pattern rules with %c/%u substituted, deny rules
+ * win, and a client id or username holding '+', '#' or '/' never matches a
+ * pattern rule. Clients may never write to "$SYS/...".
+ */
+bool auth_acl(const struct auth *a, const char *client_id,
+              const char *username, const char *topic, size_t topic_len,
+              enum auth_access access);
+
+/* auth_has_password_file: true when a password file is configured; the
+ * session then re-checks connected clients after a reload. */
+bool auth_has_password_file(const struct auth *a);
+
+#endif

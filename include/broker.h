@@ -1,0 +1,78 @@
+/*
+ * broker.h - the MQTT broker core of one event loop: client registry,
+ * sessions, router, retained store, auth and TLS contexts per listener.
+ * server.c owns sockets and signals and hands accepted fds in here.
+ */
+#ifndef MQTTD_BROKER_H
+#define MQTTD_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct ev_loop;
+struct conf;
+struct log;
+struct broker;
+
+/* Counters exposed through $SYS and the stats JSON. */
+struct broker_stats {
+    uint64_t msgs_received, msgs_sent;
+    uint64_t bytes_received, bytes_sent;
+    uint64_t pub_msgs_received, pub_msgs_sent;
+    uint64_t pub_dropped;        /* QoS 0 dropped for slow consumers, queue
+                                    overflow, oversize for the receiver */
+    uint64_t clients_total;      /* connections accepted */
+    uint64_t clients_rejected;   /* refused at CONNECT or over limits */
+    uint64_t malformed;          /* connections closed for bad input */
+    uint64_t acl_denied;
+    uint64_t limit_hits;
+};
+
+/*
+ * broker_new: a broker on 'loop' with snapshot 'c' (ownership passes to
+ * the broker) and logger lg (borrowed). Builds auth and TLS contexts for
+ * every listener; on failure returns NULL after writing every error to
+ * stderr-style 'err' (one "FILE:LINE: message" per line).
+ */
+struct broker *broker_new(struct ev_loop *loop, struct conf *c,
+                          struct log *lg, char *err, size_t errlen);
+
+/* broker_free: close every connection and free everything. Accepts NULL. */
+void broker_free(struct broker *b);
+
+/* broker_conf: the snapshot in force (borrowed). */
+const struct conf *broker_conf(const struct broker *b);
+
+/*
+ * broker_accept: take an accepted non-blocking fd from listener 'li'.
+ * Enforces max_connections (closes the fd with a log line when over).
+ */
+void broker_accept(struct broker *b, size_t li, int fd,
+                   const struct sockaddr *sa, socklen_t salen);
+
+/*
+ * broker_reload: apply snapshot c (validated by conf_load; ownership
+ * passes to the broker on success). Rebuilds auth and TLS contexts; when
+ * any fails the old ones stay and -1 is returned with the errors in err
+ * (c is then freed by the broker). Listener changes that need a restart
+ * are logged. Connected clients whose certificate is revoked by a new CRL
+ * are disconnected.
+ */
+int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen);
+
+/* broker_tick: once per second from server.c: expiries, $SYS, TLS
+ * checks. */
+void broker_tick(struct broker *b);
+
+/* broker_shutdown: disconnect every client (v5: DISCONNECT 0x8B). */
+void broker_shutdown(struct broker *b);
+
+/* broker_stats: the counters (borrowed). */
+const struct broker_stats *broker_stats(const struct broker *b);
+
+/* broker_client_count: connected clients. */
+size_t broker_client_count(const struct broker *b);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * conn.h - one network connection (plain TCP, unix socket or TLS over the
+ * same non-blocking fd) driven by a libev loop. conn knows nothing about
+ * MQTT: it delivers bytes up through a handler and queues bytes down.
+ *
+ *   read path:  EV_READ -> read()/SSL_read() into the loop's scratch buffer
+ *               -> handler->on_data(buf, len) consumes whole packets
+ *               -> an incomplete tail is kept in the conn's own input buffer
+ *   write path: conn_out_reserve/commit (or conn_write) append to the
+ *               output buffer; the conn goes on the loop's pending list and
+ *               is flushed once per loop iteration (ev_prepare) with one
+ *               write()/SSL_write(); EV_WRITE runs only while a write could
+ *               not complete.
+ *   close:      conn_close() never frees: it schedules the close, which runs
+ *               from the loop after the current callback returns; the
+ *               handler's on_close is the last call the upper layer gets.
+ *
+ * Backpressure: when the output buffer holds more than CONN_OUT_HIWAT bytes
+ * the conn stops reading from the peer until it drains below
+ * CONN_OUT_LOWAT (then on_drain is called).
+ */
+#ifndef MQTTD_CONN_H
+#define MQTTD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+struct ev_loop;
+struct log;
+struct tls_ctx;
+struct conn;
+struct conn_loop;
+
+#define CONN_OUT_HIWAT (256u * 1024u)
+#define CONN_OUT_LOWAT (64u * 1024u)
+
+/* Why a timer fired. */
+enum conn_timeout {
+    CONN_TIMEOUT_DEADLINE, /* the absolute deadline passed */
+    CONN_TIMEOUT_IDLE,     /* nothing received for the idle period */
+};
+
+/* Callbacks into the layer above (the MQTT client). */
+struct conn_handler {
+    /* Transport ready (immediately for plain, after the TLS handshake). */
+    void (*on_open)(void *ud, struct conn *c);
+    /* Bytes arrived. Return how many were consumed (whole packets); the rest
+     * is kept and offered again with more bytes. Return -1 after calling
+     * conn_close() to stop. */
+    ssize_t (*on_data)(void *ud, struct conn *c, const uint8_t *buf,
+                       size_t len);
+    /* The output buffer drained below the low-water mark. */
+    void (*on_drain)(void *ud, struct conn *c);
+    /* A timer fired. */
+    void (*on_timeout)(void *ud, struct conn *c, enum conn_timeout why);
+    /* Final call: the connection is closed; 'reason' is a static text.
+     * The conn is freed right after this returns. */
+    void (*on_close)(void *ud, struct conn *c, const char *reason);
+};
+
+/*
+ * conn_loop_new: per-loop state shared by all connections of one libev
+ * loop (scratch read buffer, pending-write and pending-close lists). Never
+ * NULL. conn_loop_free closes nothing: close connections first.
+ */
+struct conn_loop *conn_loop_new(struct ev_loop *loop, struct log *lg);
+void conn_loop_free(struct conn_loop *cl);
+
+/* conn_loop_count: live (not yet freed) connections. */
+size_t conn_loop_count(const struct conn_loop *cl);
+
+/*
+ * conn_new: take ownership of the accepted, non-blocking fd. With tls set
+ * a server-side TLS handshake runs first, bounded by handshake_timeout
+ * seconds. The handler and ud stay fixed for the conn's life. Never NULL
+ * (on TLS set-up failure the conn closes itself on the next loop
+ * iteration with a reason).
+ */
+struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
+                      double handshake_timeout, const struct sockaddr *sa,
+                      socklen_t salen, const struct conn_handler *h,
+                      void *ud);
+
+/* conn_peer_ip / conn_peer_port: peer address ("unix" for unix sockets). */
+const char *conn_peer_ip(const struct conn *c);
+int conn_peer_port(const struct conn *c);
+
+/* conn_is_tls: true for TLS connections; conn_ssl: the SSL (borrowed) or
+ * NULL. */
+bool conn_is_tls(const struct conn *c);
+struct ssl_st *conn_ssl(const struct conn *c);
+
+/*
+ * conn_out_reserve: a pointer to at least n writable bytes at the end of
+ * the output buffer; conn_out_commit(c, k) appends the first k of them.
+ * conn_write copies. Writes after conn_close() are discarded.
+ */
+uint8_t *conn_out_reserve(struct conn *c, size_t n);
+void conn_out_commit(struct conn *c, size_t n);
+void conn_write(struct conn *c, const void *p, size_t n);
+
+/* conn_out_pending: bytes queued but not yet written to the socket. */
+size_t conn_out_pending(const struct conn *c);
+
+/*
+ * conn_set_deadline: fire on_timeout(CONN_TIMEOUT_DEADLINE) 'secs' from now
+ * (absolute: activity does not extend it); 0 cancels.
+ * conn_set_idle: fire on_timeout(CONN_TIMEOUT_IDLE) when nothing was
+ * received for 'secs'; 0 cancels. One libev timer serves both and is only
+ * re-armed when it fires, so idle connections cost no CPU.
+ */
+void conn_set_deadline(struct conn *c, double secs);
+void conn_set_idle(struct conn *c, double secs);
+
+/* conn_reserve_input: the upper layer announces a packet of n bytes is
+ * coming (already checked against its limits) so the input buffer grows
+ * once. */
+void conn_reserve_input(struct conn *c, size_t n);
+
+/*
+ * conn_close: schedule the close. Queued output is flushed best-effort
+ * (one non-blocking attempt) first, so a CONNACK or DISCONNECT with a
+ * reason code reaches the peer. Idempotent; the first reason is kept.
+ */
+void conn_close(struct conn *c, const char *reason);
+
+/* conn_closing: true once conn_close() was called. */
+bool conn_closing(const struct conn *c);
+
+/* conn_set_ud: change the upper-layer pointer (session takeover). */
+void conn_set_ud(struct conn *c, void *ud);
+
+#endif

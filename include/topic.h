@@ -1,0 +1,51 @@
+/*
+ * topic.h - MQTT topic names and topic filters: validation, matching,
+ * shared-subscription names. Pure functions over (pointer, length); the
+ * strings need not be NUL-terminated and have already been checked for UTF-8
+ * by the codec.
+ */
+#ifndef MQTTD_TOPIC_H
+#define MQTTD_TOPIC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Topic names and filters are limited to this many levels ('/'-separated).
+ * Deeper ones are refused (TOPIC_NAME_INVALID / TOPIC_FILTER_INVALID) so no
+ * structure grows with attacker-chosen depth; see docs/security.md. */
+#define TOPIC_MAX_LEVELS 1024
+
+/*
+ * topic_name_valid: a PUBLISH topic: non-empty [MQTT-4.7.3-1], no '+' or
+ * '#' [MQTT-3.3.2-2], at most TOPIC_MAX_LEVELS levels.
+ */
+bool topic_name_valid(const char *t, size_t len);
+
+/*
+ * topic_filter_valid: a SUBSCRIBE/UNSUBSCRIBE filter: non-empty; '#' only as
+ * the whole last level [MQTT-4.7.1-2]; '+' only as a whole level
+ * [MQTT-4.7.1-3]; at most TOPIC_MAX_LEVELS levels. A "$share/..." filter is
+ * checked by topic_share_parse() first, then its inner filter here.
+ */
+bool topic_filter_valid(const char *f, size_t len);
+
+/*
+ * topic_share_parse: recognise "$share/GROUP/FILTER" [MQTT-4.8.2].
+ * Returns 0 when f is not a shared-subscription filter; 1 when it is and
+ * the parts are valid (GROUP non-empty, without '/', '+', '#'; FILTER
+ * non-empty), with *group and *inner pointing into f; -1 when it starts
+ * with "$share/" but is malformed.
+ */
+int topic_share_parse(const char *f, size_t len, const char **group,
+                      size_t *group_len, const char **inner,
+                      size_t *inner_len);
+
+/*
+ * topic_matches: true when topic name t matches filter f with MQTT rules:
+ * '+' one level, '#' this level and below ("a/#" matches "a"), a filter
+ * starting with a wildcard does not match a topic starting with '$'
+ * [MQTT-4.7.2-1]. Iterative; no recursion.
+ */
+bool topic_matches(const char *f, size_t flen, const char *t, size_t tlen);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * util.h - allocation helpers that abort on out-of-memory, number parsing,
+ * UTF-8 validation and small string helpers shared by every module.
+ */
+#ifndef MQTTD_UTIL_H
+#define MQTTD_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MQTTD_VERSION "0.1.0"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * x*alloc: like malloc/calloc/realloc/strdup but never return NULL: on
+ * allocation failure they print a message and abort(). xfree-style release is
+ * plain free(), which accepts NULL.
+ */
+void *xmalloc(size_t size);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *ptr, size_t size);
+void *xreallocarray(void *ptr, size_t nmemb, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+void *xmemdup(const void *p, size_t n);
+
+/*
+ * util_strtonum: parse a base-10 integer in [minval, maxval] from the whole
+ * of 's' (no trailing garbage). Returns 0 and stores the value in *out, or -1
+ * and sets *errstr to "invalid", "too small" or "too large" (static strings).
+ */
+int util_strtonum(const char *s, long long minval, long long maxval,
+                  long long *out, const char **errstr);
+
+/*
+ * util_utf8_valid: true when p[0..len) is well-formed UTF-8 as MQTT requires
+ * [MQTT-1.5.4-1]: no overlong forms, no surrogates (U+D800..U+DFFF), nothing
+ * above U+10FFFF, and no U+0000 [MQTT-1.5.4-2].
+ */
+bool util_utf8_valid(const void *p, size_t len);
+
+/*
+ * util_ct_memeq: constant-time comparison of two equal-length buffers.
+ * Returns true when equal. Time depends only on len.
+ */
+bool util_ct_memeq(const void *a, const void *b, size_t len);
+
+/* util_now_mono: CLOCK_MONOTONIC in seconds (double). */
+double util_now_mono(void);
+
+/*
+ * util_levenshtein: edit distance between a and b (for "did you mean"
+ * hints). Strings longer than 64 bytes return a large value.
+ */
+unsigned util_levenshtein(const char *a, const char *b);
+
+/*
+ * util_write_file_atomic: write len bytes to path crash-safely: a temporary
+ * file in the same directory created with 'mode', write, fsync, rename over
+ * path, fsync of the directory. Returns 0, or -1 with errno set and the
+ * temporary file removed; 'path' is untouched on failure.
+ */
+int util_write_file_atomic(const char *path, const void *data, size_t len,
+                           unsigned mode);
+
+#endif

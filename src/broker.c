@@ -1,0 +1,420 @@
+/*
+ * broker.c - the broker core of one loop: the session registry (client id
+ * hash), the publish pipeline (retain -> route -> merge overlapping
+ * subscriptions -> read ACL -> deliver), per-listener auth and TLS
+ * contexts, reload, and the once-a-second housekeeping.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "auth.h"
+#include "broker_int.h"
+#include "conf.h"
+#include "log.h"
+#include "msg.h"
+#include "retain.h"
+#include "router.h"
+#include "tls.h"
+#include "util.h"
+
+#define TOMB ((struct session *)(uintptr_t)1)
+
+/* ---- session map (open addressing, FNV-1a) ---------------------------- */
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void map_grow(struct session_map *m)
+{
+    size_t ocap = m->cap, ncap = ocap ? ocap * 2 : 64;
+    struct session **old = m->slots;
+
+    if (ocap && m->n * 2 < ocap)
+        ncap = ocap; /* only tombstones: rehash at the same size */
+    m->slots = xcalloc(ncap, sizeof(*m->slots));
+    m->cap = ncap;
+    m->tombs = 0;
+    for (size_t i = 0; i < ocap; i++) {
+        struct session *s = old[i];
+        if (s && s != TOMB) {
+            size_t j = hash_str(s->client_id) & (ncap - 1);
+            while (m->slots[j])
+                j = (j + 1) & (ncap - 1);
+            m->slots[j] = s;
+        }
+    }
+    free(old);
+}
+
+struct session *broker_session_find(struct broker *b, const char *id)
+{
+    struct session_map *m = &b->sessions;
+
+    if (m->cap == 0)
+        return NULL;
+    for (size_t j = hash_str(id) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
+        struct session *s = m->slots[j];
+        if (s == NULL)
+            return NULL;
+        if (s != TOMB && strcmp(s->client_id, id) == 0)
+            return s;
+    }
+}
+
+void broker_session_add(struct broker *b, struct session *s)
+{
+    struct session_map *m = &b->sessions;
+    size_t j;
+
+    if ((m->n + m->tombs + 1) * 4 >= m->cap * 3)
+        map_grow(m);
+    j = hash_str(s->client_id) & (m->cap - 1);
+    while (m->slots[j] && m->slots[j] != TOMB)
+        j = (j + 1) & (m->cap - 1);
+    if (m->slots[j] == TOMB)
+        m->tombs--;
+    m->slots[j] = s;
+    m->n++;
+    s->in_map = true;
+}
+
+void broker_session_remove(struct broker *b, struct session *s)
+{
+    struct session_map *m = &b->sessions;
+
+    if (!s->in_map)
+        return;
+    for (size_t j = hash_str(s->client_id) & (m->cap - 1);;
+         j = (j + 1) & (m->cap - 1)) {
+        if (m->slots[j] == s) {
+            m->slots[j] = TOMB;
+            m->n--;
+            m->tombs++;
+            s->in_map = false;
+            return;
+        }
+        if (m->slots[j] == NULL)
+            return;
+    }
+}
+
+/* ---- construction ----------------------------------------------------- */
+
+static void append_err(char *err, size_t errlen, const char *msg)
+{
+    size_t n = strlen(err);
+
+    if (n + 2 < errlen)
+        snprintf(err + n, errlen - n, "%s%s", n ? "\n" : "", msg);
+}
+
+/* Build auth and TLS for every listener of c. Returns 0 or -1 (errors
+ * appended to err; nothing allocated is kept). */
+static int build_contexts(struct broker *b, const struct conf *c,
+                          struct auth ***authp, struct tls_ctx ***tlsp,
+                          char *err, size_t errlen)
+{
+    struct auth **auth = xcalloc(c->nlisteners ? c->nlisteners : 1,
+                                 sizeof(*auth));
+    struct tls_ctx **tls = xcalloc(c->nlisteners ? c->nlisteners : 1,
+                                   sizeof(*tls));
+    char e[1024];
+    int rc = 0;
+
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        e[0] = '\0';
+        auth[i] = auth_new(c, i, e, sizeof(e));
+        if (auth[i] == NULL) {
+            append_err(err, errlen, e);
+            rc = -1;
+        }
+        if (c->listeners[i].tls_enabled) {
+            e[0] = '\0';
+            tls[i] = tls_ctx_new(&c->listeners[i].tls, b->log, e, sizeof(e));
+            if (tls[i] == NULL) {
+                append_err(err, errlen, e);
+                rc = -1;
+            }
+        }
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < c->nlisteners; i++) {
+            auth_free(auth[i]);
+            tls_ctx_unref(tls[i]);
+        }
+        free(auth);
+        free(tls);
+        return -1;
+    }
+    *authp = auth;
+    *tlsp = tls;
+    return 0;
+}
+
+static void free_contexts(struct auth **auth, struct tls_ctx **tls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        auth_free(auth[i]);
+        tls_ctx_unref(tls[i]);
+    }
+    free(auth);
+    free(tls);
+}
+
+struct broker *broker_new(struct ev_loop *loop, struct conf *c,
+                          struct log *lg, char *err, size_t errlen)
+{
+    struct broker *b = xcalloc(1, sizeof(*b));
+
+    err[0] = '\0';
+    b->loop = loop;
+    b->log = lg;
+    if (build_contexts(b, c, &b->auth, &b->tls, err, errlen) < 0) {
+        free(b);
+        return NULL;
+    }
+    b->conf = c;
+    b->nlisteners = c->nlisteners;
+    b->listener_clients = xcalloc(c->nlisteners ? c->nlisteners : 1,
+                                  sizeof(size_t));
+    b->cl = conn_loop_new(loop, lg);
+    b->router = router_new();
+    b->retain = retain_new();
+    b->started = ev_now(loop);
+    return b;
+}
+
+void broker_free(struct broker *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->sessions.cap; i++) {
+        struct session *s = b->sessions.slots[i];
+        if (s && s != TOMB) {
+            if (s->client)
+                s->client->s = NULL;
+            session_free(s);
+        }
+    }
+    free(b->sessions.slots);
+    free_contexts(b->auth, b->tls, b->nlisteners);
+    router_free(b->router);
+    retain_free(b->retain);
+    free(b->hits.v);
+    free(b->targets);
+    free(b->listener_clients);
+    conn_loop_free(b->cl);
+    conf_free(b->conf);
+    free(b);
+}
+
+const struct conf *broker_conf(const struct broker *b)
+{
+    return b->conf;
+}
+
+const struct broker_stats *broker_stats(const struct broker *b)
+{
+    return &b->st;
+}
+
+size_t broker_client_count(const struct broker *b)
+{
+    return b->nclients;
+}
+
+struct auth *broker_auth(struct broker *b, size_t li)
+{
+    return b->auth[li];
+}
+
+/* ---- accept ----------------------------------------------------------- */
+
+void broker_accept(struct broker *b, size_t li, int fd,
+                   const struct sockaddr *sa, socklen_t salen)
+{
+    const struct conf_listener *l = &b->conf->listeners[li];
+    struct client *c;
+    int maxc = l->max_connections;
+
+    if (maxc < 0 && b->conf->max_connections >= 0)
+        maxc = b->conf->max_connections;
+    if (maxc >= 0 && b->listener_clients[li] >= (size_t)maxc) {
+        static const char *why = "max_connections reached";
+        b->st.clients_rejected++;
+        b->st.limit_hits++;
+        LOG_N(b->log, "Connection on listener %u refused: %s (%d).",
+              (unsigned)l->port, why, maxc);
+        close(fd);
+        return;
+    }
+    c = client_new(b, li);
+    b->listener_clients[li]++;
+    b->st.clients_total++;
+    c->conn = conn_new(b->cl, fd, b->tls[li],
+                       (double)b->conf->tls_handshake_timeout, sa, salen,
+                       &client_handler, c);
+}
+
+/* ---- publish pipeline ------------------------------------------------- */
+
+static struct target *target_slot(struct broker *b, size_t n)
+{
+    if (n >= b->ntargets_cap) {
+        b->ntargets_cap = b->ntargets_cap ? b->ntargets_cap * 2 : 64;
+        b->targets = xreallocarray(b->targets, b->ntargets_cap,
+                                   sizeof(*b->targets));
+    }
+    return &b->targets[n];
+}
+
+void broker_publish(struct broker *b, struct session *origin, struct msg *m)
+{
+    size_t nt = 0;
+    uint32_t gen;
+
+    b->st.pub_msgs_received++;
+    router_match(b->router, m->topic, m->topic_len, &b->hits);
+    if (b->hits.n == 0)
+        return;
+    gen = ++b->mark_gen;
+    if (gen == 0)
+        gen = ++b->mark_gen;
+    for (size_t i = 0; i < b->hits.n; i++) {
+        const struct router_hit *h = &b->hits.v[i];
+        struct session *s = h->owner;
+        struct target *t;
+
+        if ((h->flags & ROUTER_NO_LOCAL) && s == origin && !h->shared)
+            continue;
+        if (s->mark == gen) {
+            t = &b->targets[s->mark_idx];
+            if (h->qos > t->qos)
+                t->qos = h->qos;
+            if (h->flags & ROUTER_RETAIN_AS_PUBLISHED)
+                t->rap = true;
+        } else {
+            s->mark = gen;
+            s->mark_idx = (uint32_t)nt;
+            t = target_slot(b, nt++);
+            t->s = s;
+            t->qos = h->qos;
+            t->rap = (h->flags & ROUTER_RETAIN_AS_PUBLISHED) != 0;
+            t->nsub_ids = 0;
+        }
+        if (h->sub_id && t->nsub_ids < ARRAY_LEN(t->sub_ids))
+            t->sub_ids[t->nsub_ids++] = h->sub_id;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        struct target *t = &b->targets[i];
+        struct session *s = t->s;
+        uint8_t qos = m->qos < t->qos ? m->qos : t->qos;
+
+        if (!auth_acl(b->auth[s->listener], s->client_id, s->username,
+                      m->topic, m->topic_len, AUTH_READ)) {
+            b->st.acl_denied++;
+            continue;
+        }
+        /* [MQTT-3.3.1-9]: retain is 0 on normal delivery unless RAP */
+        session_deliver(s, m, qos, t->rap ? m->retain : false, t->sub_ids,
+                        t->nsub_ids);
+    }
+}
+
+/* ---- reload / tick / shutdown ----------------------------------------- */
+
+int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
+{
+    struct auth **auth;
+    struct tls_ctx **tls;
+
+    err[0] = '\0';
+    if (c->nlisteners != b->nlisteners) {
+        append_err(err, errlen,
+                   "listener changes need a restart; keeping the running "
+                   "configuration");
+        conf_free(c);
+        return -1;
+    }
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const struct conf_listener *n = &c->listeners[i],
+                                   *o = &b->conf->listeners[i];
+        if (n->port != o->port || n->tls_enabled != o->tls_enabled ||
+            (n->address == NULL) != (o->address == NULL) ||
+            (n->address && strcmp(n->address, o->address) != 0)) {
+            append_err(err, errlen,
+                       "listener changes need a restart; keeping the "
+                       "running configuration");
+            conf_free(c);
+            return -1;
+        }
+    }
+    if (build_contexts(b, c, &auth, &tls, err, errlen) < 0) {
+        conf_free(c);
+        return -1;
+    }
+    free_contexts(b->auth, b->tls, b->nlisteners);
+    b->auth = auth;
+    b->tls = tls;
+    conf_free(b->conf);
+    b->conf = c;
+    /* Re-check connected clients against the new auth and CRLs. */
+    for (struct client *cl = b->clients, *next; cl; cl = next) {
+        next = cl->next;
+        if (!cl->connected)
+            continue;
+        if (b->tls[cl->listener] && tls_ctx_has_crl(b->tls[cl->listener]) &&
+            conn_ssl(cl->conn)) {
+            X509 *peer = SSL_get0_peer_certificate(conn_ssl(cl->conn));
+            if (peer && tls_ctx_cert_revoked(b->tls[cl->listener], peer)) {
+                LOG_N(b->log,
+                      "Client %s disconnected: certificate revoked by the "
+                      "new CRL.",
+                      cl->client_id);
+                client_disconnect(cl, MQTT_RC_ADMIN_ACTION,
+                                  "certificate revoked");
+            }
+        }
+    }
+    return 0;
+}
+
+void broker_tick(struct broker *b)
+{
+    double now = ev_now(b->loop);
+
+    /* expire offline sessions */
+    for (size_t i = 0; i < b->sessions.cap; i++) {
+        struct session *s = b->sessions.slots[i];
+        if (s == NULL || s == TOMB || s->client)
+            continue;
+        if (s->expiry != UINT32_MAX &&
+            now - s->offline_since >= (double)s->expiry) {
+            broker_session_remove(b, s);
+            session_free(s);
+        }
+    }
+}
+
+void broker_shutdown(struct broker *b)
+{
+    for (struct client *c = b->clients; c; c = c->next) {
+        c->clean_disconnect = true; /* no wills on an orderly shutdown */
+        client_disconnect(c, MQTT_RC_SERVER_SHUTTING_DOWN,
+                          "server shutting down");
+    }
+}

@@ -1,0 +1,224 @@
+/*
+ * broker_int.h - the structures shared by the three files of the broker
+ * core: broker.c (registry, publish pipeline), session.c (state that
+ * outlives a connection) and client.c (the MQTT protocol on one
+ * connection). They form one subsystem, so their bodies are visible to
+ * each other here and to nothing else.
+ *
+ *   broker --sessions (hash by client id)--> session --client--> client
+ *     |                                         ^                  |
+ *     +-- router (owner = session) -------------+                  +-- conn
+ *     +-- retain (msg refs)
+ */
+#ifndef MQTTD_BROKER_INT_H
+#define MQTTD_BROKER_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "conn.h"
+#include "mqtt_codec.h"
+#include "router.h"
+
+struct auth;
+struct tls_ctx;
+struct msg;
+struct session;
+struct client;
+
+/* ---- broker ---------------------------------------------------------- */
+
+struct session_map {
+    struct session **slots; /* open addressing, NULL = empty */
+    size_t cap, n, tombs;
+};
+
+/* One delivery target after merging overlapping subscriptions. */
+struct target {
+    struct session *s;
+    uint8_t qos;
+    bool rap;               /* retain as published */
+    uint8_t nsub_ids;
+    uint32_t sub_ids[4];
+};
+
+struct broker {
+    struct ev_loop *loop;
+    struct conn_loop *cl;
+    struct log *log;
+    struct conf *conf;
+    struct router *router;
+    struct retain *retain;
+    struct auth **auth;       /* per listener */
+    struct tls_ctx **tls;     /* per listener, NULL for plain */
+    size_t nlisteners;
+    size_t *listener_clients; /* connected clients per listener */
+    struct session_map sessions;
+    struct client *clients;   /* all live clients (doubly linked) */
+    size_t nclients;
+    struct router_hits hits;
+    struct target *targets;
+    size_t ntargets_cap;
+    uint32_t mark_gen;
+    uint64_t auto_id;
+    uint64_t msg_seq;
+    double started;
+    struct broker_stats st;
+};
+
+/* Find / add / remove sessions by client id (broker.c). */
+struct session *broker_session_find(struct broker *b, const char *id);
+void broker_session_add(struct broker *b, struct session *s);
+void broker_session_remove(struct broker *b, struct session *s);
+
+/*
+ * broker_publish: route msg (published by 'origin', NULL for wills/$SYS)
+ * to every matching session, after the retained store when retain is set.
+ * Read ACLs are checked per subscriber. Takes no ownership of msg.
+ */
+void broker_publish(struct broker *b, struct session *origin,
+                    struct msg *m);
+
+/* broker_auth: the auth of listener li. */
+struct auth *broker_auth(struct broker *b, size_t li);
+
+/* ---- session ---------------------------------------------------------- */
+
+/* One subscription as the session remembers it (persistence, cleanup). */
+struct sub {
+    char *filter;
+    uint16_t len;
+    uint8_t qos;
+    uint8_t flags;      /* ROUTER_* */
+    uint8_t rh;         /* retain handling */
+    uint32_t sub_id;
+};
+
+enum inflight_state {
+    INFL_FREE = 0,
+    INFL_PUBLISH,       /* PUBLISH sent, waiting PUBACK/PUBREC */
+    INFL_PUBREL,        /* PUBREL sent, waiting PUBCOMP */
+};
+
+struct inflight {
+    struct msg *m;
+    uint16_t pid;
+    uint8_t qos;
+    uint8_t state;
+    bool retain;
+    uint8_t nsub_ids;
+    uint32_t sub_ids[4];
+};
+
+struct qitem {
+    struct msg *m;
+    uint8_t qos;
+    bool retain;
+    uint8_t nsub_ids;
+    uint32_t sub_ids[4];
+};
+
+struct session {
+    struct broker *b;
+    char *client_id;
+    struct client *client;     /* attached connection, NULL when offline */
+    size_t listener;           /* listener of the last connection */
+    char *username;            /* of the last connection (ACL checks) */
+    uint8_t version;
+    uint32_t expiry;           /* seconds; UINT32_MAX = never */
+    double offline_since;      /* ev time when detached */
+    /* subscriptions */
+    struct sub *subs;
+    size_t nsubs, subs_cap;
+    /* outgoing QoS 1/2 window */
+    struct inflight *infl;
+    uint16_t infl_cap, infl_n;
+    uint16_t next_pid;
+    /* queued messages (FIFO ring) */
+    struct qitem *q;
+    size_t q_head, q_n, q_cap;
+    size_t q_bytes;
+    /* incoming QoS 2 packet ids awaiting PUBREL */
+    uint16_t *rx_qos2;
+    uint16_t rx_qos2_n, rx_qos2_cap;
+    /* will */
+    struct msg *will;
+    uint32_t will_delay;
+    /* dedupe mark for broker_publish */
+    uint32_t mark;
+    uint32_t mark_idx;
+    /* map slot bookkeeping */
+    bool in_map;
+};
+
+struct session *session_new(struct broker *b, const char *client_id);
+/* session_free: unsubscribe everything, drop queues, free. */
+void session_free(struct session *s);
+/* session_subscribe / session_unsubscribe: router + remembered list.
+ * Return 0 or -1 (unsubscribe: none existed). */
+int session_subscribe(struct session *s, const char *filter, size_t len,
+                      uint8_t qos, uint8_t flags, uint8_t rh, uint32_t sub_id,
+                      bool *existed);
+int session_unsubscribe(struct session *s, const char *filter, size_t len);
+/* session_deliver: send now, or queue (bounded), per state and QoS. */
+void session_deliver(struct session *s, struct msg *m, uint8_t qos,
+                     bool retain, const uint32_t *sub_ids, uint8_t nsub_ids);
+/* session_ack: PUBACK/PUBREC/PUBCOMP from the client. Returns 0, or -1
+ * when the packet id is unknown. */
+int session_ack(struct session *s, uint8_t type, uint16_t pid);
+/* session_resume: after (re)attach: resend inflight (DUP) and pump the
+ * queue. */
+void session_resume(struct session *s);
+/* session_pump: move queued messages into the window while there is room. */
+void session_pump(struct session *s);
+/* session_rx_qos2_*: incoming QoS 2 ids. add returns 1 when already
+ * present, 0 when added, -1 when full. */
+int session_rx_qos2_add(struct session *s, uint16_t pid, uint16_t max);
+bool session_rx_qos2_del(struct session *s, uint16_t pid);
+
+/* ---- client ----------------------------------------------------------- */
+
+struct client {
+    struct broker *b;
+    struct conn *conn;
+    struct session *s;        /* after CONNECT */
+    struct client *prev, *next;
+    size_t listener;
+    uint8_t version;          /* 0 before CONNECT */
+    bool connected;           /* CONNACK 0 sent */
+    bool clean_disconnect;    /* DISCONNECT received: no will */
+    bool send_will;           /* v5 DISCONNECT 0x04 */
+    bool taken_over;
+    uint16_t keepalive;
+    uint16_t recv_max;        /* the client's Receive Maximum (v5) */
+    uint32_t max_packet;      /* the client's Maximum Packet Size, 0 none */
+    uint16_t alias_max;       /* our Topic Alias Maximum for this client */
+    char **aliases;           /* incoming topic aliases [1..alias_max] */
+    bool problem_info;        /* v5 Request Problem Information */
+    char *client_id;          /* also for log lines before a session */
+    char *username;
+};
+
+/* client_new: protocol state for a new conn on listener li (conn.c calls
+ * back through client_handler). */
+extern const struct conn_handler client_handler;
+struct client *client_new(struct broker *b, size_t li);
+
+/*
+ * client_send_publish: encode a PUBLISH to c (v3 or v5 per c->version).
+ * Returns 0, or -1 when it was not sent (over the client's Maximum Packet
+ * Size, or a QoS 0 message to a client whose output is over its limit).
+ */
+int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
+                        bool retain, bool dup, uint16_t pid,
+                        const uint32_t *sub_ids, uint8_t nsub_ids);
+void client_send_ack(struct client *c, uint8_t type, uint16_t pid,
+                     uint8_t rc);
+/* client_disconnect: v5: DISCONNECT with rc first; then close. */
+void client_disconnect(struct client *c, uint8_t rc, const char *reason);
+/* client_can_send: true when c's output is below the high-water mark. */
+bool client_can_send(const struct client *c);
+
+#endif

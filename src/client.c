@@ -1,0 +1,1023 @@
+/*
+ * client.c - the MQTT protocol on one connection: framing with limits
+ * checked before buffering, CONNECT (authentication, session attach and
+ * takeover), PUBLISH in (ACL, topic alias, QoS 1/2 acks), SUBSCRIBE /
+ * UNSUBSCRIBE (ACL per filter, retained delivery), keepalive, DISCONNECT,
+ * wills, and the encoding of every packet the broker sends.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ev.h>
+#include <openssl/rand.h>
+
+#include "auth.h"
+#include "broker_int.h"
+#include "conf.h"
+#include "log.h"
+#include "msg.h"
+#include "retain.h"
+#include "tls.h"
+#include "topic.h"
+#include "util.h"
+
+/* A client that has not completed CONNECT may send at most this much in
+ * one packet (CVE-2023-0809 class: no large allocation before auth). */
+#define PRECONNECT_MAX (64u * 1024u)
+
+static void client_on_open(void *ud, struct conn *conn);
+static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
+                              size_t len);
+static void client_on_drain(void *ud, struct conn *conn);
+static void client_on_timeout(void *ud, struct conn *conn,
+                              enum conn_timeout why);
+static void client_on_close(void *ud, struct conn *conn, const char *reason);
+
+const struct conn_handler client_handler = {
+    .on_open = client_on_open,
+    .on_data = client_on_data,
+    .on_drain = client_on_drain,
+    .on_timeout = client_on_timeout,
+    .on_close = client_on_close,
+};
+
+struct client *client_new(struct broker *b, size_t li)
+{
+    struct client *c = xcalloc(1, sizeof(*c));
+
+    c->b = b;
+    c->listener = li;
+    c->next = b->clients;
+    if (b->clients)
+        b->clients->prev = c;
+    b->clients = c;
+    b->nclients++;
+    return c;
+}
+
+static const char *cid(const struct client *c)
+{
+    return c->client_id ? c->client_id : "<unknown>";
+}
+
+bool client_can_send(const struct client *c)
+{
+    return c->conn && !conn_closing(c->conn) &&
+           conn_out_pending(c->conn) < CONN_OUT_HIWAT;
+}
+
+/* ---- encoding --------------------------------------------------------- */
+
+static void send_raw(struct client *c, const uint8_t *p, size_t n)
+{
+    conn_write(c->conn, p, n);
+    c->b->st.msgs_sent++;
+    c->b->st.bytes_sent += n;
+}
+
+void client_send_ack(struct client *c, uint8_t type, uint16_t pid, uint8_t rc)
+{
+    uint8_t buf[8];
+    size_t n = mqtt_enc_ack(buf, sizeof(buf), c->version, type, pid, rc,
+                            NULL, 0);
+
+    send_raw(c, buf, n);
+}
+
+static void send_connack(struct client *c, uint8_t version, bool sp,
+                         uint8_t rc, const uint8_t *props, uint32_t plen)
+{
+    uint8_t buf[512];
+    size_t n = mqtt_enc_connack(buf, sizeof(buf), version, sp, rc, props,
+                                plen);
+
+    if (n <= sizeof(buf))
+        send_raw(c, buf, n);
+}
+
+int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
+                        bool retain, bool dup, uint16_t pid,
+                        const uint32_t *sub_ids, uint8_t nsub_ids)
+{
+    uint8_t pstack[256], *props = NULL;
+    uint32_t plen = 0;
+    size_t hdr, total;
+    uint8_t *out;
+
+    if (c->conn == NULL || conn_closing(c->conn))
+        return -1;
+    if (qos == 0 && !client_can_send(c))
+        return -1;
+    if (c->version == MQTT_V5) {
+        struct mqtt_pb pb;
+        uint32_t need = m->props_len + 5 + 5u * nsub_ids;
+        props = need <= sizeof(pstack) ? pstack : xmalloc(need);
+        mqtt_pb_init(&pb, props, need);
+        if (m->expiry_at) {
+            int64_t left = m->expiry_at - (int64_t)time(NULL);
+            mqtt_pb_u32(&pb, MQTT_PROP_MESSAGE_EXPIRY,
+                        left > 0 ? (uint32_t)left : 0);
+        }
+        for (uint8_t i = 0; i < nsub_ids; i++)
+            mqtt_pb_varint(&pb, MQTT_PROP_SUBSCRIPTION_ID, sub_ids[i]);
+        mqtt_pb_raw(&pb, m->props, m->props_len);
+        plen = pb.len;
+    }
+    hdr = mqtt_enc_publish_hdr(NULL, 0, c->version, qos, retain, dup, m->topic,
+                               m->topic_len, pid, props, plen, m->payload_len);
+    total = hdr + m->payload_len;
+    if (c->max_packet && total > c->max_packet) {
+        /* [MQTT-3.1.2-25]: drop what the client cannot receive */
+        if (props && props != pstack)
+            free(props);
+        return -1;
+    }
+    out = conn_out_reserve(c->conn, total);
+    mqtt_enc_publish_hdr(out, hdr, c->version, qos, retain, dup, m->topic,
+                         m->topic_len, pid, props, plen, m->payload_len);
+    memcpy(out + hdr, m->payload, m->payload_len);
+    conn_out_commit(c->conn, total);
+    if (props && props != pstack)
+        free(props);
+    c->b->st.msgs_sent++;
+    c->b->st.pub_msgs_sent++;
+    c->b->st.bytes_sent += total;
+    return 0;
+}
+
+void client_disconnect(struct client *c, uint8_t rc, const char *reason)
+{
+    if (c->conn == NULL || conn_closing(c->conn))
+        return;
+    if (c->version == MQTT_V5 && c->connected) {
+        uint8_t buf[300], pbuf[280];
+        struct mqtt_pb pb;
+        size_t n;
+        mqtt_pb_init(&pb, pbuf, sizeof(pbuf));
+        if (reason && rc >= 0x80)
+            mqtt_pb_str(&pb, MQTT_PROP_REASON_STRING, reason,
+                        (uint16_t)strnlen(reason, 200));
+        n = mqtt_enc_disconnect(buf, sizeof(buf), MQTT_V5, MQTT_DISCONNECT,
+                                rc, pb.overflow ? NULL : pbuf,
+                                pb.overflow ? 0 : pb.len);
+        if (n <= sizeof(buf))
+            send_raw(c, buf, n);
+    }
+    conn_close(c->conn, reason);
+}
+
+/* Close for bad input: v5 gets DISCONNECT with the reason code first. */
+static void protocol_fail(struct client *c, uint8_t rc, const char *why)
+{
+    struct broker *b = c->b;
+
+    b->st.malformed++;
+    LOG_N(b->log,
+          "Client %s (%s:%d) sent a bad packet: %s (reason 0x%02x); "
+          "disconnecting.",
+          cid(c), conn_peer_ip(c->conn), conn_peer_port(c->conn), why, rc);
+    client_disconnect(c, rc, why);
+}
+
+/* ---- CONNECT ---------------------------------------------------------- */
+
+static void auth_failed_log(struct client *c, const char *username,
+                            const char *reason)
+{
+    char port[12];
+
+    snprintf(port, sizeof(port), "%d", conn_peer_port(c->conn));
+    log_event(c->b->log, LOG_NOTICE, "auth_failed", "auth failed", "ip",
+              conn_peer_ip(c->conn), "port", port, "client_id", cid(c),
+              "username", username ? username : "", "reason", reason,
+              (const char *)NULL);
+}
+
+static void refuse(struct client *c, uint8_t version, uint8_t v3rc,
+                   uint8_t v5rc, const char *why)
+{
+    c->b->st.clients_rejected++;
+    send_connack(c, version, false, version == MQTT_V5 ? v5rc : v3rc, NULL,
+                 0);
+    conn_close(c->conn, why);
+}
+
+/* Keep only the properties a PUBLISH forwards (msg.h). */
+static uint32_t forward_props(const struct mqtt_props *p, uint8_t *out,
+                              uint32_t cap)
+{
+    struct mqtt_pb pb;
+    struct mqtt_prop pr;
+    uint32_t off = 0;
+
+    mqtt_pb_init(&pb, out, cap);
+    while (mqtt_prop_next(p->raw, p->raw_len, &off, &pr)) {
+        switch (pr.id) {
+        case MQTT_PROP_PAYLOAD_FORMAT:
+            mqtt_pb_byte(&pb, pr.id, (uint8_t)pr.u32);
+            break;
+        case MQTT_PROP_CONTENT_TYPE:
+        case MQTT_PROP_RESPONSE_TOPIC:
+            mqtt_pb_str(&pb, pr.id, pr.str.p, pr.str.len);
+            break;
+        case MQTT_PROP_CORRELATION_DATA:
+            mqtt_pb_bin(&pb, pr.id, pr.bin.p, pr.bin.len);
+            break;
+        case MQTT_PROP_USER_PROPERTY:
+            mqtt_pb_user(&pb, pr.str.p, pr.str.len, pr.str2.p, pr.str2.len);
+            break;
+        default:
+            break;
+        }
+    }
+    return pb.len;
+}
+
+/* Build a message from wire fields (PUBLISH or will). */
+static struct msg *make_msg(const char *topic, size_t tlen,
+                            const struct mqtt_props *props,
+                            const uint8_t *payload, uint32_t plen,
+                            uint8_t qos, bool retain)
+{
+    uint8_t stack[512], *fp = stack;
+    uint32_t flen = 0;
+    int64_t expiry = 0;
+    struct msg *m;
+
+    if (props->raw_len) {
+        if (props->raw_len > sizeof(stack))
+            fp = xmalloc(props->raw_len);
+        flen = forward_props(props, fp, props->raw_len);
+        if (MQTT_HAS_PROP(props, MQTT_PROP_MESSAGE_EXPIRY))
+            expiry = (int64_t)time(NULL) + props->message_expiry;
+    }
+    m = msg_new(topic, tlen, fp, flen, payload, plen, qos, retain, expiry);
+    if (fp != stack)
+        free(fp);
+    return m;
+}
+
+static void make_client_id(struct client *c, const char *prefix)
+{
+    struct broker *b = c->b;
+    uint64_t rnd = 0;
+    char buf[96];
+
+    if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
+        rnd = (uint64_t)time(NULL);
+    b->auto_id++;
+    snprintf(buf, sizeof(buf), "%s%08llX%08llX", prefix ? prefix : "auto-",
+             (unsigned long long)(b->auto_id & 0xffffffffu),
+             (unsigned long long)(rnd & 0xffffffffu));
+    c->client_id = xstrdup(buf);
+}
+
+static void connack_props(struct client *c, struct mqtt_pb *pb,
+                          bool assigned, uint16_t server_keepalive)
+{
+    const struct conf *cf = c->b->conf;
+    const struct conf_listener *l = &cf->listeners[c->listener];
+
+    if (assigned)
+        mqtt_pb_str(pb, MQTT_PROP_ASSIGNED_CLIENT_ID, c->client_id,
+                    (uint16_t)strlen(c->client_id));
+    if (server_keepalive)
+        mqtt_pb_u16(pb, MQTT_PROP_SERVER_KEEP_ALIVE, c->keepalive);
+    if (cf->max_receive_maximum && cf->max_receive_maximum < 65535)
+        mqtt_pb_u16(pb, MQTT_PROP_RECEIVE_MAXIMUM, cf->max_receive_maximum);
+    if (l->max_qos < 2)
+        mqtt_pb_byte(pb, MQTT_PROP_MAXIMUM_QOS, l->max_qos);
+    if (!cf->retain_available)
+        mqtt_pb_byte(pb, MQTT_PROP_RETAIN_AVAILABLE, 0);
+    if (cf->max_packet_size)
+        mqtt_pb_u32(pb, MQTT_PROP_MAXIMUM_PACKET_SIZE, cf->max_packet_size);
+    if (c->alias_max)
+        mqtt_pb_u16(pb, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, c->alias_max);
+}
+
+static void handle_connect(struct client *c, const struct mqtt_connect *p)
+{
+    struct broker *b = c->b;
+    const struct conf *cf = b->conf;
+    const struct conf_listener *l = &cf->listeners[c->listener];
+    const struct conf_security *sec = conf_listener_sec(cf, c->listener);
+    struct auth_client ac;
+    struct session *s;
+    const char *reason = NULL;
+    char identity[1024];
+    bool bad_creds = false, assigned = false, present = false;
+    uint16_t server_ka = 0;
+    uint32_t expiry;
+    uint8_t v = p->version;
+
+    c->version = v;
+    c->keepalive = p->keepalive;
+    /* client identifier [MQTT-3.1.3-6..9] */
+    if (p->client_id.len == 0) {
+        if (v == MQTT_V31 || (v == MQTT_V311 && !p->clean_start) ||
+            !sec->allow_zero_length_clientid) {
+            c->client_id = xstrdup("<empty>");
+            LOG_N(b->log,
+                  "Client from %s:%d refused: empty client id not allowed.",
+                  conn_peer_ip(c->conn), conn_peer_port(c->conn));
+            refuse(c, v, MQTT_V3_REFUSED_IDENTIFIER,
+                   MQTT_RC_CLIENT_ID_INVALID, "empty client id refused");
+            return;
+        }
+        make_client_id(c, sec->auto_id_prefix);
+        assigned = true;
+    } else {
+        c->client_id = xstrndup(p->client_id.p, p->client_id.len);
+    }
+    /* keepalive limit */
+    if (cf->max_keepalive &&
+        (p->keepalive > cf->max_keepalive || p->keepalive == 0)) {
+        if (v != MQTT_V5) {
+            LOG_N(b->log,
+                  "Client %s refused: keepalive %u above max_keepalive %u.",
+                  c->client_id, p->keepalive, cf->max_keepalive);
+            refuse(c, v, MQTT_V3_REFUSED_IDENTIFIER, 0,
+                   "keepalive above max_keepalive");
+            return;
+        }
+        c->keepalive = cf->max_keepalive;
+        server_ka = 1;
+    }
+    /* authentication */
+    memset(&ac, 0, sizeof(ac));
+    ac.client_id = c->client_id;
+    if (p->has_username)
+        c->username = xstrndup(p->username.p, p->username.len);
+    ac.username = c->username;
+    if (p->has_password) {
+        ac.password = p->password.p;
+        ac.password_len = p->password.len;
+    }
+    ac.peer_ip = conn_peer_ip(c->conn);
+    ac.peer_port = conn_peer_port(c->conn);
+    if (l->tls_enabled &&
+        (l->tls.use_identity_as_username || l->tls.use_subject_as_username)) {
+        const char *why = NULL;
+        SSL *ssl = conn_ssl(c->conn);
+        if (ssl && tls_peer_identity(ssl, l->tls.use_subject_as_username,
+                                     identity, sizeof(identity), &why) == 0) {
+            ac.cert_identity = identity;
+            free(c->username);
+            c->username = xstrdup(identity);
+            ac.username = c->username;
+            ac.password = NULL;
+            ac.password_len = 0;
+        } else {
+            ac.cert_error = why ? why : "no certificate";
+        }
+    }
+    if (auth_connect(b->auth[c->listener], &ac, &reason, &bad_creds) !=
+        AUTH_ALLOW) {
+        auth_failed_log(c, c->username, reason ? reason : "denied");
+        if (bad_creds)
+            refuse(c, v, MQTT_V3_REFUSED_BAD_USER_PASS,
+                   MQTT_RC_BAD_USER_OR_PASS, "authentication failed");
+        else
+            refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED,
+                   MQTT_RC_NOT_AUTHORIZED, "not authorised");
+        return;
+    }
+    if (p->has_will && cf->retain_available == false && p->will_retain) {
+        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED,
+               MQTT_RC_RETAIN_NOT_SUPPORTED, "will retain not available");
+        return;
+    }
+    if (p->has_will && p->will_qos > l->max_qos) {
+        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED,
+               MQTT_RC_QOS_NOT_SUPPORTED, "will QoS not supported");
+        return;
+    }
+    /* MQTT 5 connection properties */
+    if (v == MQTT_V5) {
+        c->recv_max = MQTT_HAS_PROP(&p->props, MQTT_PROP_RECEIVE_MAXIMUM)
+                          ? p->props.receive_maximum
+                          : 65535;
+        c->max_packet = p->props.maximum_packet_size;
+        c->problem_info =
+            !MQTT_HAS_PROP(&p->props, MQTT_PROP_REQUEST_PROBLEM_INFO) ||
+            p->props.request_problem_info;
+        c->alias_max = l->max_topic_alias;
+        if (c->alias_max)
+            c->aliases = xcalloc((size_t)c->alias_max + 1, sizeof(char *));
+        if (MQTT_HAS_PROP(&p->props, MQTT_PROP_AUTH_METHOD)) {
+            LOG_N(b->log, "Client %s refused: unsupported authentication "
+                          "method.",
+                  c->client_id);
+            refuse(c, v, 0, MQTT_RC_BAD_AUTH_METHOD,
+                   "unsupported authentication method");
+            return;
+        }
+        expiry = p->props.session_expiry;
+    } else {
+        expiry = p->clean_start ? 0 : UINT32_MAX;
+    }
+    if (expiry != 0 && expiry != UINT32_MAX &&
+        cf->persistent_client_expiration &&
+        expiry > cf->persistent_client_expiration)
+        expiry = cf->persistent_client_expiration;
+    else if (expiry == UINT32_MAX && cf->persistent_client_expiration)
+        expiry = cf->persistent_client_expiration;
+
+    /* session attach, takeover [MQTT-3.1.4-3] */
+    s = broker_session_find(b, c->client_id);
+    if (s && s->client) {
+        struct client *old = s->client;
+        LOG_N(b->log, "Client %s already connected, closing old connection.",
+              c->client_id);
+        old->taken_over = true;
+        old->s = NULL;
+        s->client = NULL;
+        if (p->clean_start && s->will && !old->clean_disconnect) {
+            struct msg *w = s->will;
+            s->will = NULL;
+            broker_publish(b, s, w);
+            msg_unref(w);
+        }
+        client_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER,
+                          "session taken over");
+    }
+    if (s && (p->clean_start || s->expiry == 0)) {
+        broker_session_remove(b, s);
+        session_free(s);
+        s = NULL;
+    }
+    if (s) {
+        present = true;
+    } else {
+        s = session_new(b, c->client_id);
+        broker_session_add(b, s);
+    }
+    s->client = c;
+    c->s = s;
+    s->listener = c->listener;
+    s->version = v;
+    s->expiry = expiry;
+    free(s->username);
+    s->username = c->username ? xstrdup(c->username) : NULL;
+    msg_unref(s->will);
+    s->will = NULL;
+    if (p->has_will) {
+        s->will = make_msg(p->will_topic.p, p->will_topic.len, &p->will_props,
+                           p->will_payload.p, p->will_payload.len, p->will_qos,
+                           p->will_retain);
+        s->will_delay = p->will_props.will_delay;
+    }
+
+    /* CONNACK */
+    if (v == MQTT_V5) {
+        uint8_t pbuf[400];
+        struct mqtt_pb pb;
+        mqtt_pb_init(&pb, pbuf, sizeof(pbuf));
+        connack_props(c, &pb, assigned, server_ka);
+        send_connack(c, v, present, 0, pbuf, pb.len);
+    } else {
+        send_connack(c, v, v == MQTT_V31 ? false : present, 0, NULL, 0);
+    }
+    c->connected = true;
+    conn_set_deadline(c->conn, 0);
+    if (c->keepalive)
+        conn_set_idle(c->conn, c->keepalive * 1.5);
+    if (cf->connection_messages) {
+        char u[300] = "";
+        if (c->username)
+            snprintf(u, sizeof(u), ", u'%s'", c->username);
+        LOG_N(b->log, "New client connected from %s:%d as %s (p%d, c%d, k%u%s).",
+              conn_peer_ip(c->conn), conn_peer_port(c->conn), c->client_id,
+              v == MQTT_V31 ? 1 : v == MQTT_V311 ? 2 : 5, p->clean_start ? 1 : 0,
+              c->keepalive, u);
+    }
+    if (present)
+        session_resume(s);
+}
+
+/* ---- PUBLISH ---------------------------------------------------------- */
+
+static void handle_publish(struct client *c, const struct mqtt_publish *p)
+{
+    struct broker *b = c->b;
+    const struct conf *cf = b->conf;
+    const struct conf_listener *l = &cf->listeners[c->listener];
+    const char *topic = p->topic.p;
+    size_t tlen = p->topic.len;
+    struct msg *m;
+    bool allowed;
+
+    if (c->version == MQTT_V5 &&
+        MQTT_HAS_PROP(&p->props, MQTT_PROP_TOPIC_ALIAS)) {
+        uint16_t a = p->props.topic_alias;
+        if (a == 0 || a > c->alias_max) {
+            protocol_fail(c, MQTT_RC_TOPIC_ALIAS_INVALID,
+                          "topic alias out of range");
+            return;
+        }
+        if (tlen == 0) {
+            if (c->aliases[a] == NULL) {
+                protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
+                              "unknown topic alias");
+                return;
+            }
+            topic = c->aliases[a];
+            tlen = strlen(topic);
+        } else {
+            free(c->aliases[a]);
+            c->aliases[a] = xstrndup(topic, tlen);
+        }
+    }
+    if (!topic_name_valid(topic, tlen)) {
+        protocol_fail(c, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
+        return;
+    }
+    if (p->qos > l->max_qos) {
+        protocol_fail(c, MQTT_RC_QOS_NOT_SUPPORTED, "QoS above max_qos");
+        return;
+    }
+    if (p->retain && !cf->retain_available) {
+        protocol_fail(c, MQTT_RC_RETAIN_NOT_SUPPORTED,
+                      "retain not available");
+        return;
+    }
+    if (cf->message_size_limit && p->payload_len > cf->message_size_limit) {
+        b->st.limit_hits++;
+        LOG_N(b->log,
+              "Client %s: message of %u bytes on '%.*s' over "
+              "message_size_limit %u dropped.",
+              cid(c), p->payload_len, (int)tlen, topic,
+              cf->message_size_limit);
+        if (c->version == MQTT_V5) {
+            client_disconnect(c, MQTT_RC_PACKET_TOO_LARGE,
+                              "message_size_limit exceeded");
+            return;
+        }
+        if (p->qos == 1)
+            client_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
+        else if (p->qos == 2 &&
+                 session_rx_qos2_add(c->s, p->packet_id, 65535) >= 0)
+            client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+        return;
+    }
+    if (p->qos == 2) {
+        uint16_t max = cf->max_receive_maximum ? cf->max_receive_maximum
+                                               : 65535;
+        int r = session_rx_qos2_add(c->s, p->packet_id, max);
+        if (r < 0) {
+            protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
+                          "too many QoS 2 messages in flight");
+            return;
+        }
+        if (r == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
+            client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+            return;
+        }
+    }
+    allowed = auth_acl(b->auth[c->listener], c->client_id, c->username, topic,
+                       tlen, AUTH_WRITE);
+    if (!allowed) {
+        b->st.acl_denied++;
+        log_event(b->log, LOG_NOTICE, "acl_denied", "acl denied",
+                  "client_id", cid(c), "username",
+                  c->username ? c->username : "", "topic", topic,
+                  "action", "publish", (const char *)NULL);
+        if (p->qos == 1)
+            client_send_ack(c, MQTT_PUBACK, p->packet_id,
+                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED
+                                                  : 0);
+        else if (p->qos == 2)
+            client_send_ack(c, MQTT_PUBREC, p->packet_id,
+                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED
+                                                  : 0);
+        if (p->qos == 2 && c->version == MQTT_V5)
+            session_rx_qos2_del(c->s, p->packet_id);
+        return;
+    }
+    m = make_msg(topic, tlen, &p->props, p->payload, p->payload_len, p->qos,
+                 p->retain);
+    if (p->retain) {
+        if (retain_set(b->retain, m, cf->max_retained_messages,
+                       cf->max_retained_bytes) < 0) {
+            b->st.limit_hits++;
+            LOG_W(b->log,
+                  "Retained message on '%s' from %s refused: retained "
+                  "store limit reached.",
+                  m->topic, cid(c));
+        }
+    }
+    broker_publish(b, c->s, m);
+    msg_unref(m);
+    if (p->qos == 1)
+        client_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
+    else if (p->qos == 2)
+        client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+}
+
+/* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------ */
+
+struct retained_ctx {
+    struct client *c;
+    uint8_t qos;
+    uint32_t sub_id;
+};
+
+static void deliver_retained(struct msg *m, void *arg)
+{
+    struct retained_ctx *rc = arg;
+    struct client *c = rc->c;
+    struct session *s = c->s;
+
+    if (msg_expired(m, (int64_t)time(NULL)))
+        return;
+    if (!auth_acl(c->b->auth[c->listener], c->client_id, c->username,
+                  m->topic, m->topic_len, AUTH_READ))
+        return;
+    /* [MQTT-3.3.1-8]: retained messages sent on subscribe keep retain=1 */
+    session_deliver(s, m, m->qos < rc->qos ? m->qos : rc->qos, true,
+                    rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0);
+}
+
+static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
+{
+    struct broker *b = c->b;
+    const struct conf *cf = b->conf;
+    const struct conf_listener *l = &cf->listeners[c->listener];
+    bool v5 = c->version == MQTT_V5;
+    uint8_t codes_stack[64], *codes = codes_stack;
+    bool send_stack[64], *send = send_stack;
+    uint32_t off = 0, i = 0;
+    struct mqtt_str f;
+    struct mqtt_sub_opts o;
+    uint32_t sub_id = p->props.subscription_id;
+    uint8_t buf[128];
+    size_t n;
+
+    if (p->count > ARRAY_LEN(codes_stack)) {
+        codes = xmalloc(p->count);
+        send = xmalloc(p->count * sizeof(bool));
+    }
+    while (mqtt_sub_next(p, &off, &f, &o)) {
+        const char *g, *inner = f.p;
+        size_t glen, ilen = f.len;
+        int sh = topic_share_parse(f.p, f.len, &g, &glen, &inner, &ilen);
+        bool existed = false;
+        uint8_t flags = 0, qos;
+
+        send[i] = false;
+        if (sh < 0 || !topic_filter_valid(inner, ilen)) {
+            codes[i++] = v5 ? MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
+            LOG_N(b->log, "Client %s: invalid subscription filter '%.*s'.",
+                  cid(c), (int)f.len, f.p);
+            continue;
+        }
+        if (sh == 1 && o.no_local) {
+            /* [MQTT-3.8.3-4] */
+            if (codes != codes_stack) {
+                free(codes);
+                free(send);
+            }
+            protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
+                          "no local on a shared subscription");
+            return;
+        }
+        if (!auth_acl(b->auth[c->listener], c->client_id, c->username, inner,
+                      ilen, AUTH_SUBSCRIBE)) {
+            char fb[512];
+            snprintf(fb, sizeof(fb), "%.*s", (int)f.len, f.p);
+            b->st.acl_denied++;
+            log_event(b->log, LOG_NOTICE, "acl_denied", "acl denied",
+                      "client_id", cid(c), "username",
+                      c->username ? c->username : "", "topic", fb, "action",
+                      "subscribe", (const char *)NULL);
+            codes[i++] = v5 ? MQTT_RC_NOT_AUTHORIZED : 0x80;
+            continue;
+        }
+        if (cf->max_subscriptions_per_client &&
+            c->s->nsubs >= cf->max_subscriptions_per_client) {
+            b->st.limit_hits++;
+            LOG_N(b->log, "Client %s: max_subscriptions_per_client (%u) "
+                          "reached.",
+                  cid(c), cf->max_subscriptions_per_client);
+            codes[i++] = v5 ? MQTT_RC_QUOTA_EXCEEDED : 0x80;
+            continue;
+        }
+        qos = o.qos < l->max_qos ? o.qos : l->max_qos;
+        if (o.no_local)
+            flags |= ROUTER_NO_LOCAL;
+        if (o.retain_as_published)
+            flags |= ROUTER_RETAIN_AS_PUBLISHED;
+        session_subscribe(c->s, f.p, f.len, qos, flags, o.retain_handling,
+                          sub_id, &existed);
+        LOGF(b->log, LOG_SUBSCRIBE, "%s %u %.*s", cid(c), qos, (int)f.len,
+             f.p);
+        codes[i] = qos;
+        send[i] = sh == 0 && (o.retain_handling == 0 ||
+                              (o.retain_handling == 1 && !existed));
+        i++;
+    }
+    n = mqtt_enc_suback(NULL, 0, c->version, MQTT_SUBACK, p->packet_id, codes,
+                        i, NULL, 0);
+    {
+        uint8_t *out = n <= sizeof(buf) ? buf : xmalloc(n);
+        mqtt_enc_suback(out, n, c->version, MQTT_SUBACK, p->packet_id, codes,
+                        i, NULL, 0);
+        send_raw(c, out, n);
+        if (out != buf)
+            free(out);
+    }
+    /* retained messages after the SUBACK */
+    off = 0;
+    i = 0;
+    while (mqtt_sub_next(p, &off, &f, &o)) {
+        if (send[i] && codes[i] < 0x80) {
+            struct retained_ctx rc = {c, codes[i], sub_id};
+            retain_match(b->retain, f.p, f.len, deliver_retained, &rc);
+        }
+        i++;
+    }
+    if (codes != codes_stack) {
+        free(codes);
+        free(send);
+    }
+}
+
+static void handle_unsubscribe(struct client *c,
+                               const struct mqtt_subscribe *p)
+{
+    uint8_t codes_stack[64], *codes = codes_stack;
+    uint32_t off = 0, i = 0;
+    struct mqtt_str f;
+    uint8_t buf[128];
+    size_t n;
+
+    if (p->count > ARRAY_LEN(codes_stack))
+        codes = xmalloc(p->count);
+    while (mqtt_unsub_next(p, &off, &f)) {
+        int r = session_unsubscribe(c->s, f.p, f.len);
+        codes[i++] = r == 0 ? MQTT_RC_SUCCESS : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
+        LOGF(c->b->log, LOG_UNSUBSCRIBE, "%s %.*s", cid(c), (int)f.len, f.p);
+    }
+    n = mqtt_enc_suback(NULL, 0, c->version, MQTT_UNSUBACK, p->packet_id,
+                        codes, i, NULL, 0);
+    {
+        uint8_t *out = n <= sizeof(buf) ? buf : xmalloc(n);
+        mqtt_enc_suback(out, n, c->version, MQTT_UNSUBACK, p->packet_id,
+                        codes, i, NULL, 0);
+        send_raw(c, out, n);
+        if (out != buf)
+            free(out);
+    }
+    if (codes != codes_stack)
+        free(codes);
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
+{
+    if (!c->connected) {
+        if (pkt->type == MQTT_CONNECT) {
+            handle_connect(c, &pkt->u.connect);
+            return;
+        }
+        protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
+                      "first packet is not CONNECT");
+        return;
+    }
+    switch (pkt->type) {
+    case MQTT_CONNECT:
+        protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
+        return;
+    case MQTT_PUBLISH:
+        handle_publish(c, &pkt->u.publish);
+        return;
+    case MQTT_PUBACK:
+    case MQTT_PUBREC:
+    case MQTT_PUBCOMP:
+        if (session_ack(c->s, pkt->type, pkt->u.ack.packet_id) < 0) {
+            LOG_D(c->b->log, "Client %s: %s for unknown packet id %u.",
+                  cid(c), mqtt_type_name(pkt->type), pkt->u.ack.packet_id);
+            if (pkt->type == MQTT_PUBREC)
+                client_send_ack(c, MQTT_PUBREL, pkt->u.ack.packet_id,
+                                c->version == MQTT_V5
+                                    ? MQTT_RC_PACKET_ID_NOT_FOUND
+                                    : 0);
+        }
+        return;
+    case MQTT_PUBREL: {
+        bool found = session_rx_qos2_del(c->s, pkt->u.ack.packet_id);
+        client_send_ack(c, MQTT_PUBCOMP, pkt->u.ack.packet_id,
+                        found || c->version != MQTT_V5
+                            ? 0
+                            : MQTT_RC_PACKET_ID_NOT_FOUND);
+        return;
+    }
+    case MQTT_SUBSCRIBE:
+        handle_subscribe(c, &pkt->u.subscribe);
+        return;
+    case MQTT_UNSUBSCRIBE:
+        handle_unsubscribe(c, &pkt->u.subscribe);
+        return;
+    case MQTT_PINGREQ: {
+        uint8_t b2[2] = {MQTT_PINGRESP << 4, 0};
+        send_raw(c, b2, 2);
+        return;
+    }
+    case MQTT_DISCONNECT: {
+        const struct mqtt_disconnect *d = &pkt->u.disconnect;
+        if (c->version == MQTT_V5 &&
+            MQTT_HAS_PROP(&d->props, MQTT_PROP_SESSION_EXPIRY)) {
+            if (c->s->expiry == 0 && d->props.session_expiry != 0) {
+                protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
+                              "session expiry set at DISCONNECT after 0");
+                return;
+            }
+            c->s->expiry = d->props.session_expiry;
+        }
+        if (c->version == MQTT_V5 && d->rc == MQTT_RC_DISCONNECT_WITH_WILL)
+            c->send_will = true;
+        else
+            c->clean_disconnect = true;
+        conn_close(c->conn, "client disconnected");
+        return;
+    }
+    case MQTT_AUTH:
+        protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
+                      "AUTH without an authentication method");
+        return;
+    default:
+        protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "unexpected packet type");
+        return;
+    }
+}
+
+static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
+                              size_t len)
+{
+    struct client *c = ud;
+    struct broker *b = c->b;
+    const struct conf *cf = b->conf;
+    size_t off = 0;
+
+    (void)conn;
+    b->st.bytes_received += len;
+    while (off < len) {
+        uint8_t first, rc = 0;
+        uint32_t rem;
+        const char *why = NULL;
+        struct mqtt_packet pkt;
+        int h = mqtt_frame_peek(buf + off, len - off, &first, &rem);
+        size_t total;
+        int r;
+
+        if (h == MQTT_INCOMPLETE)
+            break;
+        if (h == MQTT_MALFORMED) {
+            protocol_fail(c, MQTT_RC_MALFORMED, "bad remaining length");
+            return -1;
+        }
+        total = (size_t)h + rem;
+        if (!c->connected && total > PRECONNECT_MAX) {
+            protocol_fail(c, MQTT_RC_PACKET_TOO_LARGE,
+                          "packet before CONNECT too large");
+            return -1;
+        }
+        if (cf->max_packet_size && total > cf->max_packet_size) {
+            b->st.limit_hits++;
+            protocol_fail(c, MQTT_RC_PACKET_TOO_LARGE,
+                          "packet larger than max_packet_size");
+            return -1;
+        }
+        if (len - off < total) {
+            conn_reserve_input(c->conn, total);
+            break;
+        }
+        r = mqtt_decode(buf + off, total, c->connected ? c->version : 0, true,
+                        &pkt, &rc, &why);
+        if (r < 0) {
+            if (!c->connected && rc == MQTT_RC_UNSUPPORTED_PROTOCOL) {
+                LOG_N(b->log,
+                      "Client from %s:%d refused: unsupported protocol "
+                      "version.",
+                      conn_peer_ip(c->conn), conn_peer_port(c->conn));
+                refuse(c, MQTT_V311, MQTT_V3_REFUSED_PROTOCOL,
+                       MQTT_RC_UNSUPPORTED_PROTOCOL,
+                       "unsupported protocol version");
+                return -1;
+            }
+            protocol_fail(c, rc ? rc : MQTT_RC_MALFORMED,
+                          why ? why : "malformed packet");
+            return -1;
+        }
+        b->st.msgs_received++;
+        handle_packet(c, &pkt);
+        off += total;
+        if (conn_closing(c->conn))
+            return -1;
+    }
+    return (ssize_t)off;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static void client_on_open(void *ud, struct conn *conn)
+{
+    struct client *c = ud;
+
+    if (conn_is_tls(conn)) {
+        char d[512];
+        tls_describe(conn_ssl(conn), d, sizeof(d));
+        LOG_I(c->b->log, "TLS connection from %s:%d: %s", conn_peer_ip(conn),
+              conn_peer_port(conn), d);
+    }
+    conn_set_deadline(conn, (double)c->b->conf->connect_timeout);
+}
+
+static void client_on_drain(void *ud, struct conn *conn)
+{
+    struct client *c = ud;
+
+    (void)conn;
+    if (c->s)
+        session_pump(c->s);
+}
+
+static void client_on_timeout(void *ud, struct conn *conn,
+                              enum conn_timeout why)
+{
+    struct client *c = ud;
+
+    if (why == CONN_TIMEOUT_DEADLINE && !c->connected) {
+        LOG_N(c->b->log, "Client from %s:%d sent no CONNECT within %u s; "
+                         "closing.",
+              conn_peer_ip(conn), conn_peer_port(conn),
+              c->b->conf->connect_timeout);
+        conn_close(conn, "no CONNECT in time");
+        return;
+    }
+    if (why == CONN_TIMEOUT_IDLE) {
+        if (c->b->conf->connection_messages)
+            LOG_N(c->b->log, "Client %s has exceeded timeout, disconnecting.",
+                  cid(c));
+        client_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keepalive timeout");
+    }
+}
+
+static void client_on_close(void *ud, struct conn *conn, const char *reason)
+{
+    struct client *c = ud;
+    struct broker *b = c->b;
+    struct session *s = c->s;
+
+    (void)conn;
+    if (c->connected && b->conf->connection_messages && !c->taken_over) {
+        if (c->clean_disconnect)
+            LOG_N(b->log, "Client %s disconnected.", cid(c));
+        else
+            LOG_N(b->log, "Client %s closed its connection (%s).", cid(c),
+                  reason);
+    }
+    if (s) {
+        s->client = NULL;
+        c->s = NULL;
+        if (s->will && (!c->clean_disconnect || c->send_will)) {
+            struct msg *w = s->will;
+            s->will = NULL;
+            if (auth_acl(b->auth[s->listener], s->client_id, s->username,
+                         w->topic, w->topic_len, AUTH_WRITE)) {
+                if (w->retain)
+                    retain_set(b->retain, w, b->conf->max_retained_messages,
+                               b->conf->max_retained_bytes);
+                broker_publish(b, s, w);
+            }
+            msg_unref(w);
+        }
+        if (s->expiry == 0) {
+            broker_session_remove(b, s);
+            session_free(s);
+        } else {
+            s->offline_since = ev_now(b->loop);
+            msg_unref(s->will);
+            s->will = NULL;
+        }
+    }
+    if (c->aliases) {
+        for (uint32_t i = 0; i <= c->alias_max; i++)
+            free(c->aliases[i]);
+        free(c->aliases);
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        b->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    b->nclients--;
+    b->listener_clients[c->listener]--;
+    free(c->client_id);
+    free(c->username);
+    free(c);
+}

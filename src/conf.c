@@ -1,0 +1,1820 @@
+/*
+ * conf.c - the mosquitto.conf parser: text -> struct conf snapshot.
+ *
+ * Parsing is driven by one sorted keyword table (keys[] below, searched with
+ * bsearch). Each entry says how the value is read (bool, integer with its
+ * range, string, or a handler), where it is stored (an offset into struct
+ * conf, struct conf_listener or struct conf_security) and its scope:
+ *
+ *   SC_GLOBAL    struct conf
+ *   SC_LISTENER  the most recent "listener"; before any, Mosquitto's default
+ *                listener (the one "port" and "bind_address" configure),
+ *                which then exists on port 1883 unless "port" says otherwise
+ *   SC_BOTH      the most recent listener; before any, the global default
+ *                every listener starts from (mqttd: this does not create the
+ *                default listener, unlike Mosquitto)
+ *   SC_SEC       conf.sec, or the current listener's sec when
+ *                per_listener_settings is true (before any listener: the
+ *                defaults every listener inherits)
+ *
+ * Mosquitto 2.0 keys mqttd does not implement are in the table as K_UNSUP so
+ * they are reported ("'KEY' is not supported by mqttd"), never ignored.
+ *
+ * Errors go to the caller's conf_err_fn as (file, line, message); parsing
+ * carries on so a file's every error is reported, and the result is NULL
+ * when there was any. Whole-configuration checks (certfile with keyfile,
+ * cafile for client certificates, readable files, duplicate listeners) run
+ * at the end and point at the line that set the offending value.
+ *
+ * Nothing here has global mutable state; a parse owns a struct parser on the
+ * stack. include_dir is followed only from the main file, so there is no
+ * recursion beyond one level.
+ */
+#include "conf.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/tls1.h>
+
+#include "log.h"
+#include "util.h"
+
+#define CONF_MAX_FILE_BYTES (16u << 20) /* one config file */
+#define CONF_MAX_LINE 65536             /* one line, like Mosquitto's UINT16 */
+#define CONF_MAX_LISTENERS 1024
+#define CONF_MAX_ERRORS 200
+#define CONF_MAX_INCLUDE_FILES 4096
+#define CONF_DEFAULT_PORT 1883
+#define MQTT_MAX_PAYLOAD 268435455u
+#define MQTT_MAX_PACKET (MQTT_MAX_PAYLOAD + 5u)
+
+/* The snapshot plus the file names its src pointers refer to. */
+struct conf_priv {
+    struct conf c; /* must stay first: conf_free() converts back */
+    char **srcs;
+    size_t nsrcs;
+};
+
+/* Indices of the per-listener file keys whose lines we remember. */
+enum { FK_CERT, FK_KEY, FK_CA, FK_CAPATH, FK_CRL, FK_DH, FK_N };
+
+/* Parse-time facts about one listener that the snapshot does not keep. */
+struct lmeta {
+    const char *fsrc[FK_N];
+    int fline[FK_N];
+    const char *rc_src; /* require_certificate true */
+    int rc_line;
+    const char *ccm_src; /* client_cert_mode */
+    int ccm_line;
+    const char *uid_src; /* use_identity/subject_as_username true */
+    int uid_line;
+    const char *uid_key;
+    bool cert_mode_set;
+    bool azlc_set; /* allow_zero_length_clientid given for this listener */
+    bool bad;      /* the listener line itself was wrong: skip checks */
+};
+
+struct parser {
+    struct conf_priv *p;
+    struct conf *c;
+    conf_err_fn errfn;
+    void *arg;
+    bool check_files;
+    unsigned nerr;
+    bool gave_up;
+    const char *file; /* interned name of the file being read */
+    int line;
+    int depth;
+    /* Mosquitto's default listener ("port", "bind_address", TLS keys
+     * before any listener line) */
+    struct conf_listener deflt;
+    struct lmeta dmeta;
+    bool deflt_used;
+    const char *deflt_src;
+    int deflt_line;
+    struct lmeta *lm; /* parallel to c->listeners */
+    size_t lcap;
+    bool log_dest_set, log_type_set;
+    bool sec_seen;  /* a security key was given */
+    bool gazlc_set; /* global allow_zero_length_clientid given */
+    bool have_main_id;
+    dev_t main_dev;
+    ino_t main_ino;
+};
+
+enum ktype { K_UNSUP, K_FN, K_BOOL, K_I32, K_U8, K_U16, K_U32, K_U64, K_STR };
+enum kscope { SC_GLOBAL, SC_LISTENER, SC_BOTH, SC_SEC };
+
+#define F_REPLACE 1u /* a string that may be given again (last wins) */
+
+struct key {
+    const char *name;
+    enum ktype type;
+    enum kscope scope;
+    size_t off;  /* in struct conf / conf_listener / conf_security */
+    size_t goff; /* SC_BOTH: the global default in struct conf */
+    long long min, max;
+    void (*fn)(struct parser *ps, const struct key *k, char *val);
+    int fk; /* FK_* for listener file keys, -1 otherwise */
+    unsigned flags;
+};
+
+static void perr(struct parser *ps, const char *file, int line,
+                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void perr(struct parser *ps, const char *file, int line,
+                 const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    if (ps->gave_up)
+        return;
+    if (ps->nerr >= CONF_MAX_ERRORS) {
+        ps->gave_up = true;
+        ps->errfn(ps->arg, file, line, "too many errors; giving up");
+        return;
+    }
+    ps->nerr++;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ps->errfn(ps->arg, file, line, msg);
+}
+
+/* perr at the current file and line. */
+#define LERR(ps, ...) perr((ps), (ps)->file, (ps)->line, __VA_ARGS__)
+
+/*
+ * shown: a copy of the first word of s fit for a message: at most 64 bytes,
+ * control characters replaced by '?', "..." when cut.
+ */
+static const char *shown(char *buf, size_t size, const char *s, bool word)
+{
+    size_t i = 0, n = 0;
+
+    while (s[i] != '\0' && n + 4 < size && i < 64) {
+        unsigned char ch = (unsigned char)s[i];
+        if (word && (ch == ' ' || ch == '\t'))
+            break;
+        buf[n++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+        i++;
+    }
+    if (s[i] != '\0' && !(word && (s[i] == ' ' || s[i] == '\t'))) {
+        buf[n++] = '.';
+        buf[n++] = '.';
+        buf[n++] = '.';
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static const char *intern_src(struct conf_priv *p, const char *name)
+{
+    p->srcs = xreallocarray(p->srcs, p->nsrcs + 1, sizeof(*p->srcs));
+    p->srcs[p->nsrcs] = xstrdup(name);
+    return p->srcs[p->nsrcs++];
+}
+
+/* ---- value helpers ------------------------------------------------------ */
+
+/*
+ * one_token: the single word of 'val' (NUL-terminated in place). A further
+ * word starting with '#' is a comment; any other is an error. Returns NULL
+ * after reporting a missing value or trailing text.
+ */
+static char *one_token(struct parser *ps, const char *key, char *val)
+{
+    char *end, sb[80];
+
+    if (*val == '\0' || *val == '#') {
+        LERR(ps, "missing value for '%s'", key);
+        return NULL;
+    }
+    end = val + strcspn(val, " \t");
+    if (*end != '\0') {
+        *end++ = '\0';
+        end += strspn(end, " \t");
+        if (*end != '\0' && *end != '#') {
+            LERR(ps, "unexpected '%s' after the value of '%s'",
+                 shown(sb, sizeof(sb), end, true), key);
+            return NULL;
+        }
+    }
+    return val;
+}
+
+static int parse_num(struct parser *ps, const char *key, const char *tok,
+                     long long min, long long max, long long *out)
+{
+    const char *es;
+    char sb[80];
+
+    if (util_strtonum(tok, min, max, out, &es) == 0)
+        return 0;
+    if (strcmp(es, "invalid") == 0)
+        LERR(ps, "invalid value '%s' for '%s': expected an integer from %lld "
+                 "to %lld",
+             shown(sb, sizeof(sb), tok, false), key, min, max);
+    else
+        LERR(ps, "value %s for '%s' is %s: the range is %lld to %lld",
+             shown(sb, sizeof(sb), tok, false), key, es, min, max);
+    return -1;
+}
+
+static int parse_bool(struct parser *ps, const char *key, char *val, bool *out)
+{
+    char *tok = one_token(ps, key, val), sb[80];
+
+    if (tok == NULL)
+        return -1;
+    /* Mosquitto also takes 1 and 0 */
+    if (strcmp(tok, "true") == 0 || strcmp(tok, "1") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcmp(tok, "false") == 0 || strcmp(tok, "0") == 0) {
+        *out = false;
+        return 0;
+    }
+    LERR(ps, "invalid value '%s' for '%s': expected true or false",
+         shown(sb, sizeof(sb), tok, false), key);
+    return -1;
+}
+
+/*
+ * set_str: store the rest-of-line value 'val' (already trimmed) in *dst.
+ * Mosquitto refuses a second value for the same string key; so do we unless
+ * 'replace'. Returns 0, or -1 after reporting.
+ */
+static int set_str(struct parser *ps, const char *key, char **dst,
+                   const char *val, bool replace)
+{
+    if (*val == '\0') {
+        LERR(ps, "missing value for '%s'", key);
+        return -1;
+    }
+    if (!util_utf8_valid(val, strlen(val))) {
+        LERR(ps, "the value of '%s' is not valid UTF-8", key);
+        return -1;
+    }
+    if (*dst != NULL && !replace) {
+        LERR(ps, "duplicate '%s': it is already set%s", key,
+             ps->c->nlisteners > 0 || ps->deflt_used ? " for this listener"
+                                                     : "");
+        return -1;
+    }
+    free(*dst);
+    *dst = xstrdup(val);
+    return 0;
+}
+
+/* valid_host: an IPv4 or IPv6 literal (optionally %scope) or a host name. */
+static bool valid_host(const char *s)
+{
+    unsigned char buf[16];
+    char tmp[INET6_ADDRSTRLEN + 1];
+    const char *pct = strchr(s, '%');
+    size_t len = strlen(s), lab = 0;
+    bool digits_only = true;
+
+    if (inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1)
+        return true;
+    if (pct != NULL) {
+        size_t n = (size_t)(pct - s);
+        if (n == 0 || n >= sizeof(tmp) || pct[1] == '\0')
+            return false;
+        memcpy(tmp, s, n);
+        tmp[n] = '\0';
+        for (const char *q = pct + 1; *q; q++)
+            if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                  (*q >= '0' && *q <= '9') || *q == '_' || *q == '.'))
+                return false;
+        return inet_pton(AF_INET6, tmp, buf) == 1;
+    }
+    if (len == 0 || len > 253)
+        return false;
+    for (size_t i = 0; i <= len; i++) {
+        char ch = s[i];
+        if (ch == '.' || ch == '\0') {
+            if (lab == 0 || lab > 63 || s[i - 1] == '-')
+                return false;
+            if (ch == '\0')
+                break;
+            lab = 0;
+            digits_only = true;
+            continue;
+        }
+        if (ch >= '0' && ch <= '9') {
+            /* still digits only */
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   (ch == '-' && lab > 0) || ch == '_') {
+            digits_only = false;
+        } else {
+            return false;
+        }
+        lab++;
+    }
+    /* a name whose last label is all digits is a mistyped IPv4 address */
+    return !digits_only;
+}
+
+/* ---- scope -------------------------------------------------------------- */
+
+static void init_listener(const struct conf *c, struct conf_listener *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->socket_domain = AF_UNSPEC;
+    l->max_connections = c->max_connections;
+    l->max_qos = c->max_qos;
+    l->max_topic_alias = c->max_topic_alias;
+    l->tls.min_version = TLS1_2_VERSION;
+    l->tls.cert_mode = CONF_CERT_NONE;
+    l->sec.allow_anonymous = -1;
+    l->sec.allow_zero_length_clientid = true;
+}
+
+/* The listener that listener-scoped keys apply to now. */
+static struct conf_listener *cur_listener(struct parser *ps)
+{
+    if (ps->c->nlisteners > 0)
+        return &ps->c->listeners[ps->c->nlisteners - 1];
+    if (!ps->deflt_used) {
+        ps->deflt_used = true;
+        ps->deflt_src = ps->file;
+        ps->deflt_line = ps->line;
+    }
+    return &ps->deflt;
+}
+
+static struct lmeta *cur_meta(struct parser *ps)
+{
+    (void)cur_listener(ps);
+    if (ps->c->nlisteners > 0)
+        return &ps->lm[ps->c->nlisteners - 1];
+    return &ps->dmeta;
+}
+
+static struct conf_security *cur_sec(struct parser *ps)
+{
+    ps->sec_seen = true;
+    if (ps->c->per_listener_settings && ps->c->nlisteners > 0)
+        return &ps->c->listeners[ps->c->nlisteners - 1].sec;
+    return &ps->c->sec;
+}
+
+static void *key_base(struct parser *ps, const struct key *k, size_t *off)
+{
+    *off = k->off;
+    switch (k->scope) {
+    case SC_GLOBAL:
+        return ps->c;
+    case SC_LISTENER:
+        return cur_listener(ps);
+    case SC_BOTH:
+        if (ps->c->nlisteners > 0)
+            return &ps->c->listeners[ps->c->nlisteners - 1];
+        *off = k->goff;
+        return ps->c;
+    case SC_SEC:
+        return cur_sec(ps);
+    }
+    return NULL;
+}
+
+/* ---- generic key types -------------------------------------------------- */
+
+static void store_typed(struct parser *ps, const struct key *k, char *val)
+{
+    size_t off;
+    char *base, *tok;
+    long long v;
+    bool b;
+
+    if (k->type == K_BOOL) {
+        if (parse_bool(ps, k->name, val, &b) == 0) {
+            base = key_base(ps, k, &off);
+            memcpy(base + off, &b, sizeof(b));
+        }
+        return;
+    }
+    if (k->type == K_STR) {
+        base = key_base(ps, k, &off);
+        if (set_str(ps, k->name, (char **)(void *)(base + off), val,
+                    (k->flags & F_REPLACE) != 0) == 0 &&
+            k->fk >= 0) {
+            struct lmeta *m = cur_meta(ps);
+            m->fsrc[k->fk] = ps->file;
+            m->fline[k->fk] = ps->line;
+            if (k->fk == FK_CERT) {
+                struct conf_listener *l = cur_listener(ps);
+                l->tls.src = ps->file;
+                l->tls.line = ps->line;
+            }
+        }
+        return;
+    }
+    tok = one_token(ps, k->name, val);
+    if (tok == NULL || parse_num(ps, k->name, tok, k->min, k->max, &v) < 0)
+        return;
+    base = key_base(ps, k, &off);
+    switch (k->type) {
+    case K_I32: {
+        int x = (int)v;
+        memcpy(base + off, &x, sizeof(x));
+        break;
+    }
+    case K_U8: {
+        uint8_t x = (uint8_t)v;
+        memcpy(base + off, &x, sizeof(x));
+        break;
+    }
+    case K_U16: {
+        uint16_t x = (uint16_t)v;
+        memcpy(base + off, &x, sizeof(x));
+        break;
+    }
+    case K_U32: {
+        uint32_t x = (uint32_t)v;
+        memcpy(base + off, &x, sizeof(x));
+        break;
+    }
+    case K_U64: {
+        uint64_t x = (uint64_t)v;
+        memcpy(base + off, &x, sizeof(x));
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static bool same_listener(const struct conf_listener *a,
+                          const struct conf_listener *b)
+{
+    if (a->port != b->port)
+        return false;
+    if (a->port == 0)
+        return a->unix_path && b->unix_path &&
+               strcmp(a->unix_path, b->unix_path) == 0;
+    if (a->address == NULL || b->address == NULL)
+        return a->address == b->address;
+    return strcmp(a->address, b->address) == 0;
+}
+
+static void h_listener(struct parser *ps, const struct key *k, char *val)
+{
+    struct conf *c = ps->c;
+    struct conf_listener l;
+    struct lmeta m;
+    char *ptok, *atok = NULL, *rest, sb[80];
+    long long port = 0;
+    bool bad = false;
+
+    memset(&m, 0, sizeof(m));
+    init_listener(c, &l);
+    if (*val == '\0' || *val == '#') {
+        LERR(ps, "missing value for 'listener': expected 'listener PORT "
+                 "[ADDRESS]' or 'listener 0 /path/to/socket'");
+        bad = true;
+    } else {
+        ptok = val;
+        rest = val + strcspn(val, " \t");
+        if (*rest != '\0') {
+            *rest++ = '\0';
+            rest += strspn(rest, " \t");
+            if (*rest != '\0' && *rest != '#')
+                atok = one_token(ps, k->name, rest);
+            if (*rest != '\0' && *rest != '#' && atok == NULL)
+                bad = true;
+        }
+        if (parse_num(ps, "listener", ptok, 0, 65535, &port) < 0)
+            bad = true;
+    }
+    l.port = (uint16_t)port;
+    if (!bad && port == 0) {
+        struct sockaddr_un sun;
+        if (atok == NULL) {
+            LERR(ps, "listener port 0 needs a Unix socket path: 'listener 0 "
+                     "/path/to/socket'");
+            bad = true;
+        } else if (strlen(atok) >= sizeof(sun.sun_path)) {
+            LERR(ps, "Unix socket path '%s' is too long (at most %zu bytes)",
+                 shown(sb, sizeof(sb), atok, false),
+                 sizeof(sun.sun_path) - 1);
+            bad = true;
+        } else {
+            l.unix_path = xstrdup(atok);
+        }
+    } else if (!bad && atok != NULL) {
+        if (!valid_host(atok)) {
+            LERR(ps, "invalid listener address '%s': expected an IPv4 or "
+                     "IPv6 address or a host name",
+                 shown(sb, sizeof(sb), atok, false));
+            bad = true;
+        } else {
+            l.address = xstrdup(atok);
+        }
+    }
+    if (!bad) {
+        for (size_t i = 0; i < c->nlisteners; i++) {
+            if (!ps->lm[i].bad && same_listener(&c->listeners[i], &l)) {
+                LERR(ps, "duplicate listener: the same port and address as "
+                         "the listener at %s:%d",
+                     c->listeners[i].src, c->listeners[i].line);
+                bad = true;
+                break;
+            }
+        }
+    }
+    if (c->nlisteners >= CONF_MAX_LISTENERS) {
+        LERR(ps, "too many listeners (at most %d)", CONF_MAX_LISTENERS);
+        free(l.address);
+        free(l.unix_path);
+        return;
+    }
+    l.src = ps->file;
+    l.line = ps->line;
+    m.bad = bad;
+    /* a wrong listener line still opens a listener so the keys after it
+     * land somewhere sensible; the snapshot is refused anyway */
+    if (c->nlisteners == ps->lcap) {
+        ps->lcap = ps->lcap ? ps->lcap * 2 : 4;
+        c->listeners = xreallocarray(c->listeners, ps->lcap, sizeof(l));
+        ps->lm = xreallocarray(ps->lm, ps->lcap, sizeof(m));
+    }
+    c->listeners[c->nlisteners] = l;
+    ps->lm[c->nlisteners] = m;
+    c->nlisteners++;
+}
+
+static void h_port(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val);
+    long long v;
+
+    if (tok == NULL || parse_num(ps, k->name, tok, 1, 65535, &v) < 0)
+        return;
+    /* as Mosquitto: the default listener, the last "port" wins */
+    ps->deflt.port = (uint16_t)v;
+    if (!ps->deflt_used) {
+        ps->deflt_used = true;
+        ps->deflt_src = ps->file;
+        ps->deflt_line = ps->line;
+    }
+}
+
+static void h_bind_address(struct parser *ps, const struct key *k, char *val)
+{
+    char sb[80];
+
+    if (*val != '\0' && !valid_host(val)) {
+        LERR(ps, "invalid bind_address '%s': expected an IPv4 or IPv6 address "
+                 "or a host name",
+             shown(sb, sizeof(sb), val, false));
+        return;
+    }
+    if (set_str(ps, k->name, &ps->deflt.address, val, false) == 0 &&
+        !ps->deflt_used) {
+        ps->deflt_used = true;
+        ps->deflt_src = ps->file;
+        ps->deflt_line = ps->line;
+    }
+}
+
+static void h_socket_domain(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+
+    if (tok == NULL)
+        return;
+    if (strcmp(tok, "ipv4") == 0)
+        cur_listener(ps)->socket_domain = AF_INET;
+    else if (strcmp(tok, "ipv6") == 0)
+        cur_listener(ps)->socket_domain = AF_INET6;
+    else
+        LERR(ps, "invalid socket_domain '%s': expected ipv4 or ipv6",
+             shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_protocol(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+
+    if (tok == NULL)
+        return;
+    if (strcmp(tok, "mqtt") == 0)
+        return;
+    if (strcmp(tok, "websockets") == 0)
+        LERR(ps, "'protocol websockets' is not supported by mqttd");
+    else
+        LERR(ps, "invalid protocol '%s': expected mqtt",
+             shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_tls_version(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+
+    if (tok == NULL)
+        return;
+    if (strcmp(tok, "tlsv1.2") == 0)
+        cur_listener(ps)->tls.min_version = TLS1_2_VERSION;
+    else if (strcmp(tok, "tlsv1.3") == 0)
+        cur_listener(ps)->tls.min_version = TLS1_3_VERSION;
+    else if (strcmp(tok, "tlsv1") == 0 || strcmp(tok, "tlsv1.1") == 0)
+        LERR(ps, "tls_version %s: TLS versions below 1.2 are not supported",
+             tok);
+    else
+        LERR(ps, "invalid tls_version '%s': expected tlsv1.2 or tlsv1.3",
+             shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_client_cert_mode(struct parser *ps, const struct key *k,
+                               char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    enum conf_cert_mode mode;
+    struct lmeta *m;
+
+    if (tok == NULL)
+        return;
+    if (strcmp(tok, "none") == 0)
+        mode = CONF_CERT_NONE;
+    else if (strcmp(tok, "optional") == 0)
+        mode = CONF_CERT_OPTIONAL;
+    else if (strcmp(tok, "required") == 0)
+        mode = CONF_CERT_REQUIRED;
+    else {
+        LERR(ps, "invalid client_cert_mode '%s': expected none, optional or "
+                 "required",
+             shown(sb, sizeof(sb), tok, false));
+        return;
+    }
+    cur_listener(ps)->tls.cert_mode = mode;
+    m = cur_meta(ps);
+    m->cert_mode_set = true;
+    m->ccm_src = ps->file;
+    m->ccm_line = ps->line;
+}
+
+static void h_require_certificate(struct parser *ps, const struct key *k,
+                                  char *val)
+{
+    bool b;
+    struct lmeta *m;
+
+    if (parse_bool(ps, k->name, val, &b) < 0)
+        return;
+    cur_listener(ps)->tls.require_certificate = b;
+    m = cur_meta(ps);
+    m->rc_src = b ? ps->file : NULL;
+    m->rc_line = b ? ps->line : 0;
+}
+
+static void h_use_as_username(struct parser *ps, const struct key *k,
+                              char *val)
+{
+    bool b;
+    struct conf_listener *l;
+    struct lmeta *m;
+
+    if (parse_bool(ps, k->name, val, &b) < 0)
+        return;
+    l = cur_listener(ps);
+    if (strcmp(k->name, "use_identity_as_username") == 0)
+        l->tls.use_identity_as_username = b;
+    else
+        l->tls.use_subject_as_username = b;
+    m = cur_meta(ps);
+    if (b) {
+        m->uid_src = ps->file;
+        m->uid_line = ps->line;
+        m->uid_key = k->name;
+    } else if (!l->tls.use_identity_as_username &&
+               !l->tls.use_subject_as_username) {
+        m->uid_src = NULL;
+    }
+}
+
+static void h_allow_anonymous(struct parser *ps, const struct key *k,
+                              char *val)
+{
+    bool b;
+
+    if (parse_bool(ps, k->name, val, &b) == 0)
+        cur_sec(ps)->allow_anonymous = b ? 1 : 0;
+}
+
+static void h_allow_zero_length_clientid(struct parser *ps,
+                                         const struct key *k, char *val)
+{
+    bool b;
+
+    if (parse_bool(ps, k->name, val, &b) < 0)
+        return;
+    cur_sec(ps)->allow_zero_length_clientid = b;
+    if (ps->c->per_listener_settings && ps->c->nlisteners > 0)
+        ps->lm[ps->c->nlisteners - 1].azlc_set = true;
+    else
+        ps->gazlc_set = true;
+}
+
+static void h_sec_file(struct parser *ps, const struct key *k, char *val)
+{
+    struct conf_security *sec = cur_sec(ps);
+    bool pw = strcmp(k->name, "password_file") == 0;
+
+    if (set_str(ps, k->name, pw ? &sec->password_file : &sec->acl_file, val,
+                false) < 0)
+        return;
+    if (pw) {
+        sec->password_file_src = ps->file;
+        sec->password_file_line = ps->line;
+    } else {
+        sec->acl_file_src = ps->file;
+        sec->acl_file_line = ps->line;
+    }
+}
+
+static void h_per_listener_settings(struct parser *ps, const struct key *k,
+                                    char *val)
+{
+    bool b;
+
+    if (parse_bool(ps, k->name, val, &b) < 0)
+        return;
+    /* Mosquitto: "per_listener_settings must be set before any other
+     * security settings"; mqttd also wants it before any listener */
+    if (b != ps->c->per_listener_settings &&
+        (ps->c->nlisteners > 0 || ps->sec_seen)) {
+        LERR(ps, "per_listener_settings must come before any listener and "
+                 "any security setting");
+        return;
+    }
+    ps->c->per_listener_settings = b;
+}
+
+static void h_log_dest(struct parser *ps, const struct key *k, char *val)
+{
+    struct conf *c = ps->c;
+    char *tok, *rest, sb[80];
+
+    if (*val == '\0' || *val == '#') {
+        LERR(ps, "missing value for '%s'", k->name);
+        return;
+    }
+    rest = val + strcspn(val, " \t");
+    if (*rest != '\0') {
+        *rest++ = '\0';
+        rest += strspn(rest, " \t");
+    }
+    tok = val;
+    if (!ps->log_dest_set) {
+        /* the first log_dest line replaces the default (stderr) */
+        ps->log_dest_set = true;
+        c->log_dests = LOGD_NONE;
+    }
+    if (strcmp(tok, "file") == 0) {
+        if (*rest == '\0') {
+            LERR(ps, "'log_dest file' needs a file name");
+            return;
+        }
+        if (c->log_file != NULL) {
+            LERR(ps, "duplicate 'log_dest file': only one log file may be "
+                     "configured");
+            return;
+        }
+        if (set_str(ps, "log_dest file", &c->log_file, rest, false) == 0)
+            c->log_dests |= LOGD_FILE;
+        return;
+    }
+    if (*rest != '\0' && *rest != '#') {
+        LERR(ps, "unexpected '%s' after the value of '%s' (give one "
+                 "destination per line)",
+             shown(sb, sizeof(sb), rest, true), k->name);
+        return;
+    }
+    if (strcmp(tok, "stderr") == 0)
+        c->log_dests |= LOGD_STDERR;
+    else if (strcmp(tok, "stdout") == 0)
+        c->log_dests |= LOGD_STDOUT;
+    else if (strcmp(tok, "syslog") == 0)
+        c->log_dests |= LOGD_SYSLOG;
+    else if (strcmp(tok, "none") == 0)
+        c->log_dests = LOGD_NONE;
+    else if (strcmp(tok, "topic") == 0 || strcmp(tok, "dlt") == 0)
+        LERR(ps, "'log_dest %s' is not supported by mqttd", tok);
+    else
+        LERR(ps, "invalid log_dest '%s': expected stderr, stdout, syslog, "
+                 "file PATH or none",
+             shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_log_type(struct parser *ps, const struct key *k, char *val)
+{
+    static const struct {
+        const char *name;
+        unsigned bits;
+    } types[] = {
+        {"error", LOG_ERR},
+        {"warning", LOG_WARNING},
+        {"notice", LOG_NOTICE},
+        {"information", LOG_INFO},
+        {"debug", LOG_DEBUG},
+        {"subscribe", LOG_SUBSCRIBE},
+        {"unsubscribe", LOG_UNSUBSCRIBE},
+        {"websockets", LOG_WEBSOCKETS},
+    };
+    char *tok = one_token(ps, k->name, val), sb[80];
+
+    if (tok == NULL)
+        return;
+    if (!ps->log_type_set) {
+        /* the first log_type line replaces the default set */
+        ps->log_type_set = true;
+        ps->c->log_types = 0;
+    }
+    if (strcmp(tok, "none") == 0) {
+        ps->c->log_types = 0;
+        return;
+    }
+    if (strcmp(tok, "all") == 0) {
+        ps->c->log_types = LOG_ALL;
+        return;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(types); i++) {
+        if (strcmp(tok, types[i].name) == 0) {
+            ps->c->log_types |= types[i].bits;
+            return;
+        }
+    }
+    LERR(ps, "invalid log_type '%s': expected error, warning, notice, "
+             "information, debug, subscribe, unsubscribe, websockets, none "
+             "or all",
+         shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_log_format(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+
+    if (tok == NULL)
+        return;
+    if (strcmp(tok, "text") == 0)
+        ps->c->log_json = false;
+    else if (strcmp(tok, "json") == 0)
+        ps->c->log_json = true;
+    else
+        LERR(ps, "invalid log_format '%s': expected text or json",
+             shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_persistence_sync(struct parser *ps, const struct key *k,
+                               char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+
+    if (tok == NULL)
+        return;
+    if (strcmp(tok, "snapshot") == 0)
+        ps->c->persistence_sync = 0;
+    else if (strcmp(tok, "always") == 0)
+        ps->c->persistence_sync = 1;
+    else
+        LERR(ps, "invalid persistence_sync '%s': expected snapshot or always",
+             shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_persistent_client_expiration(struct parser *ps,
+                                           const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    size_t n;
+    long long mult, v;
+
+    if (tok == NULL)
+        return;
+    n = strlen(tok);
+    switch (tok[n - 1]) {
+    case 'h':
+        mult = 3600;
+        break;
+    case 'd':
+        mult = 86400;
+        break;
+    case 'w':
+        mult = 86400 * 7;
+        break;
+    case 'm':
+        mult = 86400 * 30;
+        break;
+    case 'y':
+        mult = 86400 * 365;
+        break;
+    default:
+        mult = 0;
+        break;
+    }
+    if (mult == 0 || n < 2) {
+        LERR(ps, "invalid persistent_client_expiration '%s': expected a "
+                 "number followed by h, d, w, m or y (for example 14d)",
+             shown(sb, sizeof(sb), tok, false));
+        return;
+    }
+    tok[n - 1] = '\0';
+    if (parse_num(ps, k->name, tok, 1, (long long)UINT32_MAX / mult, &v) < 0)
+        return;
+    ps->c->persistent_client_expiration = (uint32_t)(v * mult);
+}
+
+static void h_max_packet_size(struct parser *ps, const struct key *k,
+                              char *val)
+{
+    char *tok = one_token(ps, k->name, val);
+    long long v;
+
+    if (tok == NULL || parse_num(ps, k->name, tok, 0, MQTT_MAX_PACKET, &v) < 0)
+        return;
+    if (v > 0 && v < 20) {
+        /* Mosquitto: below 20 bytes breaks ordinary clients */
+        LERR(ps, "value %lld for 'max_packet_size' is too small: use 0 (no "
+                 "limit) or 20 to %u",
+             v, MQTT_MAX_PACKET);
+        return;
+    }
+    ps->c->max_packet_size = (uint32_t)v;
+}
+
+static void parse_file(struct parser *ps, const char *path, bool is_main);
+
+/*
+ * Mosquitto's include_dir order: case-sensitive alphabetical with the upper
+ * case of a letter before its lower case (A.conf, a.conf, B.conf, b.conf).
+ */
+static int include_order(const void *a, const void *b)
+{
+    const unsigned char *x = *(const unsigned char *const *)a;
+    const unsigned char *y = *(const unsigned char *const *)b;
+
+    for (;; x++, y++) {
+        unsigned cx = *x, cy = *y;
+        unsigned lx = (cx >= 'A' && cx <= 'Z') ? cx + 32 : cx;
+        unsigned ly = (cy >= 'A' && cy <= 'Z') ? cy + 32 : cy;
+        unsigned rx = lx * 2 + (cx >= 'a' && cx <= 'z');
+        unsigned ry = ly * 2 + (cy >= 'a' && cy <= 'z');
+        if (rx != ry)
+            return rx < ry ? -1 : 1;
+        if (cx == '\0')
+            return 0;
+    }
+}
+
+static void h_include_dir(struct parser *ps, const struct key *k, char *val)
+{
+    DIR *d;
+    struct dirent *de;
+    char **names = NULL, sb[80];
+    size_t n = 0, cap = 0, dlen;
+    const char *file = ps->file;
+    int line = ps->line;
+
+    if (ps->depth > 0) {
+        LERR(ps, "include_dir is only allowed in the main configuration file");
+        return;
+    }
+    if (*val == '\0') {
+        LERR(ps, "missing value for '%s'", k->name);
+        return;
+    }
+    d = opendir(val);
+    if (d == NULL) {
+        LERR(ps, "cannot open include_dir '%s': %s",
+             shown(sb, sizeof(sb), val, false), strerror(errno));
+        return;
+    }
+    dlen = strlen(val);
+    while ((de = readdir(d)) != NULL) {
+        size_t nl = strlen(de->d_name);
+        char *full;
+        struct stat st;
+
+        if (nl < 6 || strcmp(de->d_name + nl - 5, ".conf") != 0)
+            continue;
+        full = xmalloc(dlen + nl + 2);
+        memcpy(full, val, dlen);
+        full[dlen] = '/';
+        memcpy(full + dlen + 1, de->d_name, nl + 1);
+        if (stat(full, &st) != 0 || !S_ISREG(st.st_mode)) {
+            free(full);
+            continue;
+        }
+        if (ps->have_main_id && st.st_dev == ps->main_dev &&
+            st.st_ino == ps->main_ino) {
+            perr(ps, file, line,
+                 "include_dir '%s' contains the main configuration file",
+                 shown(sb, sizeof(sb), val, false));
+            free(full);
+            continue;
+        }
+        if (n >= CONF_MAX_INCLUDE_FILES) {
+            perr(ps, file, line, "include_dir '%s' has too many files",
+                 shown(sb, sizeof(sb), val, false));
+            free(full);
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            names = xreallocarray(names, cap, sizeof(*names));
+        }
+        names[n++] = full;
+    }
+    closedir(d);
+    if (n > 0)
+        qsort(names, n, sizeof(*names), include_order);
+    ps->depth++;
+    for (size_t i = 0; i < n; i++) {
+        if (!ps->gave_up)
+            parse_file(ps, names[i], false);
+        free(names[i]);
+    }
+    ps->depth--;
+    ps->file = file;
+    ps->line = line;
+    free(names);
+}
+
+/* ---- the keyword table (sorted by strcmp: bsearch) ---------------------- */
+
+#define G(m) offsetof(struct conf, m)
+#define L(m) offsetof(struct conf_listener, m)
+#define S(m) offsetof(struct conf_security, m)
+#define UNSUP(n) {n, K_UNSUP, SC_GLOBAL, 0, 0, 0, 0, NULL, -1, 0}
+#define FN(n, f, sc) {n, K_FN, sc, 0, 0, 0, 0, f, -1, 0}
+#define BOOLG(n, m) {n, K_BOOL, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, 0}
+#define BOOLL(n, m) {n, K_BOOL, SC_LISTENER, L(m), 0, 0, 0, NULL, -1, 0}
+#define BOOLS(n, m) {n, K_BOOL, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0}
+#define INTG(n, t, m, lo, hi) {n, t, SC_GLOBAL, G(m), 0, lo, hi, NULL, -1, 0}
+#define INTB(n, t, m, lo, hi) {n, t, SC_BOTH, L(m), G(m), lo, hi, NULL, -1, 0}
+#define STRG(n, m, fl) {n, K_STR, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, fl}
+#define STRL(n, m, fk) {n, K_STR, SC_LISTENER, L(m), 0, 0, 0, NULL, fk, 0}
+#define STRS(n, m) {n, K_STR, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0}
+
+static const struct key keys[] = {
+    FN("acl_file", h_sec_file, SC_SEC),
+    UNSUP("address"),
+    UNSUP("addresses"),
+    FN("allow_anonymous", h_allow_anonymous, SC_SEC),
+    UNSUP("allow_duplicate_messages"),
+    FN("allow_zero_length_clientid", h_allow_zero_length_clientid, SC_SEC),
+    UNSUP("auth_plugin"),
+    UNSUP("auth_plugin_deny_special_chars"),
+    STRS("auto_id_prefix", auto_id_prefix),
+    INTG("autosave_interval", K_U32, autosave_interval, 0, INT32_MAX),
+    BOOLG("autosave_on_changes", autosave_on_changes),
+    FN("bind_address", h_bind_address, SC_LISTENER),
+    UNSUP("bind_interface"),
+    UNSUP("bridge_alpn"),
+    UNSUP("bridge_attempt_unsubscribe"),
+    UNSUP("bridge_bind_address"),
+    UNSUP("bridge_cafile"),
+    UNSUP("bridge_capath"),
+    UNSUP("bridge_certfile"),
+    UNSUP("bridge_identity"),
+    UNSUP("bridge_insecure"),
+    UNSUP("bridge_keyfile"),
+    UNSUP("bridge_max_packet_size"),
+    UNSUP("bridge_outgoing_retain"),
+    UNSUP("bridge_protocol_version"),
+    UNSUP("bridge_psk"),
+    UNSUP("bridge_require_ocsp"),
+    UNSUP("bridge_tls_version"),
+    STRL("cafile", tls.cafile, FK_CA),
+    STRL("capath", tls.capath, FK_CAPATH),
+    STRL("certfile", tls.certfile, FK_CERT),
+    BOOLG("check_retain_source", check_retain_source),
+    STRL("ciphers", tls.ciphers, -1),
+    STRL("ciphers_tls1.3", tls.ciphers_tls13, -1),
+    UNSUP("cleansession"),
+    FN("client_cert_mode", h_client_cert_mode, SC_LISTENER),
+    UNSUP("clientid"),
+    UNSUP("clientid_prefixes"),
+    INTG("connect_timeout", K_U32, connect_timeout, 1, 65535),
+    UNSUP("connection"),
+    BOOLG("connection_messages", connection_messages),
+    STRL("crlfile", tls.crlfile, FK_CRL),
+    STRL("dhparamfile", tls.dhparamfile, FK_DH),
+    UNSUP("http_dir"),
+    UNSUP("idle_timeout"),
+    FN("include_dir", h_include_dir, SC_GLOBAL),
+    UNSUP("keepalive_interval"),
+    STRL("keyfile", tls.keyfile, FK_KEY),
+    FN("listener", h_listener, SC_GLOBAL),
+    UNSUP("local_cleansession"),
+    UNSUP("local_clientid"),
+    UNSUP("local_password"),
+    UNSUP("local_username"),
+    FN("log_dest", h_log_dest, SC_GLOBAL),
+    UNSUP("log_facility"),
+    FN("log_format", h_log_format, SC_GLOBAL),
+    BOOLG("log_timestamp", log_timestamp),
+    STRG("log_timestamp_format", log_timestamp_format, 0),
+    FN("log_type", h_log_type, SC_GLOBAL),
+    INTB("max_connections", K_I32, max_connections, -1, INT32_MAX),
+    INTG("max_inflight_bytes", K_U64, max_inflight_bytes, 0, INT64_MAX),
+    INTG("max_inflight_messages", K_U16, max_inflight_messages, 0, 65535),
+    INTG("max_keepalive", K_U16, max_keepalive, 0, 65535),
+    FN("max_packet_size", h_max_packet_size, SC_GLOBAL),
+    INTB("max_qos", K_U8, max_qos, 0, 2),
+    INTG("max_queued_bytes", K_U64, max_queued_bytes, 0, INT64_MAX),
+    INTG("max_queued_messages", K_U32, max_queued_messages, 0, INT32_MAX),
+    INTG("max_receive_maximum", K_U16, max_receive_maximum, 1, 65535),
+    INTG("max_retained_bytes", K_U64, max_retained_bytes, 0, INT64_MAX),
+    INTG("max_retained_messages", K_U32, max_retained_messages, 0,
+         UINT32_MAX),
+    INTG("max_subscriptions_per_client", K_U32, max_subscriptions_per_client,
+         0, UINT32_MAX),
+    INTB("max_topic_alias", K_U16, max_topic_alias, 0, 65535),
+    INTG("memory_limit", K_U64, memory_limit, 0, INT64_MAX),
+    INTG("message_size_limit", K_U32, message_size_limit, 0, MQTT_MAX_PAYLOAD),
+    UNSUP("mount_point"),
+    UNSUP("notification_topic"),
+    UNSUP("notifications"),
+    UNSUP("notifications_local_only"),
+    UNSUP("password"),
+    FN("password_file", h_sec_file, SC_SEC),
+    FN("per_listener_settings", h_per_listener_settings, SC_GLOBAL),
+    BOOLG("persistence", persistence),
+    STRG("persistence_file", persistence_file, 0),
+    STRG("persistence_location", persistence_location, 0),
+    FN("persistence_sync", h_persistence_sync, SC_GLOBAL),
+    FN("persistent_client_expiration", h_persistent_client_expiration,
+       SC_GLOBAL),
+    STRG("pid_file", pid_file, 0),
+    UNSUP("plugin"),
+    FN("port", h_port, SC_LISTENER),
+    FN("protocol", h_protocol, SC_LISTENER),
+    UNSUP("psk_file"),
+    UNSUP("psk_hint"),
+    BOOLG("queue_qos0_messages", queue_qos0_messages),
+    UNSUP("remote_clientid"),
+    UNSUP("remote_password"),
+    UNSUP("remote_username"),
+    FN("require_certificate", h_require_certificate, SC_LISTENER),
+    UNSUP("restart_timeout"),
+    BOOLG("retain_available", retain_available),
+    UNSUP("retry_interval"),
+    UNSUP("round_robin"),
+    BOOLG("set_tcp_nodelay", set_tcp_nodelay),
+    FN("socket_domain", h_socket_domain, SC_LISTENER),
+    UNSUP("start_type"),
+    INTG("sys_interval", K_U32, sys_interval, 0, 65535),
+    UNSUP("threshold"),
+    UNSUP("tls_engine"),
+    UNSUP("tls_engine_kpass_sha1"),
+    INTG("tls_expiry_warning_days", K_U32, tls_expiry_warning_days, 0, 3650),
+    STRL("tls_groups", tls.tls_groups, -1),
+    INTG("tls_handshake_timeout", K_U32, tls_handshake_timeout, 1, 3600),
+    UNSUP("tls_keyform"),
+    INTG("tls_reload_interval", K_U32, tls_reload_interval, 0, INT32_MAX),
+    FN("tls_version", h_tls_version, SC_LISTENER),
+    UNSUP("topic"),
+    UNSUP("try_private"),
+    BOOLG("upgrade_outgoing_qos", upgrade_outgoing_qos),
+    FN("use_identity_as_username", h_use_as_username, SC_LISTENER),
+    FN("use_subject_as_username", h_use_as_username, SC_LISTENER),
+    UNSUP("use_username_as_clientid"),
+    STRG("user", user, F_REPLACE),
+    UNSUP("username"),
+    UNSUP("websockets_headers_size"),
+    UNSUP("websockets_log_level"),
+};
+
+static int key_cmp(const void *name, const void *entry)
+{
+    return strcmp(name, ((const struct key *)entry)->name);
+}
+
+static const struct key *find_key(const char *name)
+{
+    return bsearch(name, keys, ARRAY_LEN(keys), sizeof(keys[0]), key_cmp);
+}
+
+/* suggest: the closest key to 'name' within edit distance 2, or NULL. */
+static const char *suggest(const char *name)
+{
+    const char *best = NULL;
+    unsigned bestd = 3;
+    size_t nl = strlen(name);
+
+    if (nl > 64)
+        return NULL;
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        size_t kl = strlen(keys[i].name);
+        unsigned d;
+
+        /* the length difference bounds the distance from below */
+        if (nl > kl + 2 || kl > nl + 2)
+            continue;
+        d = util_levenshtein(name, keys[i].name);
+        if (d < bestd) {
+            bestd = d;
+            best = keys[i].name;
+        }
+    }
+    return best;
+}
+
+/* ---- lines and files ---------------------------------------------------- */
+
+static void do_line(struct parser *ps, char *s)
+{
+    char *rest = s + strcspn(s, " \t"), sb[80];
+    const struct key *k;
+    const char *hint;
+
+    if (*rest != '\0') {
+        *rest++ = '\0';
+        rest += strspn(rest, " \t");
+    }
+    k = find_key(s);
+    if (k == NULL) {
+        if (strncmp(s, "auth_opt_", 9) == 0 ||
+            strncmp(s, "plugin_opt_", 11) == 0) {
+            LERR(ps, "'%s' is not supported by mqttd",
+                 shown(sb, sizeof(sb), s, false));
+            return;
+        }
+        hint = suggest(s);
+        if (hint != NULL)
+            LERR(ps, "unknown configuration key '%s' (did you mean '%s'?)",
+                 shown(sb, sizeof(sb), s, false), hint);
+        else
+            LERR(ps, "unknown configuration key '%s'",
+                 shown(sb, sizeof(sb), s, false));
+        return;
+    }
+    switch (k->type) {
+    case K_UNSUP:
+        LERR(ps, "'%s' is not supported by mqttd", k->name);
+        break;
+    case K_FN:
+        k->fn(ps, k, rest);
+        break;
+    default:
+        store_typed(ps, k, rest);
+        break;
+    }
+}
+
+/* parse_buf: every line of buf[0..len) as the file 'name' (interned). */
+static void parse_buf(struct parser *ps, const char *name, const char *buf,
+                      size_t len)
+{
+    size_t pos = 0;
+    char *line = NULL;
+    size_t cap = 0;
+
+    ps->file = name;
+    ps->line = 0;
+    /* a UTF-8 byte order mark some editors write */
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        pos = 3;
+    while (pos < len && !ps->gave_up) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (buf + pos)) : len - pos;
+        char *s, *e;
+
+        ps->line++;
+        if (n > CONF_MAX_LINE) {
+            LERR(ps, "line is longer than %d bytes", CONF_MAX_LINE);
+            pos += n + 1;
+            continue;
+        }
+        if (memchr(buf + pos, '\0', n) != NULL) {
+            LERR(ps, "line contains a NUL byte");
+            pos += n + 1;
+            continue;
+        }
+        if (n + 1 > cap) {
+            cap = n + 1;
+            line = xrealloc(line, cap);
+        }
+        memcpy(line, buf + pos, n);
+        line[n] = '\0';
+        pos += n + 1;
+        s = line + strspn(line, " \t\r");
+        e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' ||
+                         e[-1] == '\f' || e[-1] == '\v'))
+            *--e = '\0';
+        if (*s == '\0' || *s == '#')
+            continue;
+        do_line(ps, s);
+    }
+    free(line);
+}
+
+/*
+ * read_file: the whole file at 'path' (at most CONF_MAX_FILE_BYTES) in a new
+ * buffer. Returns NULL with errno set (EISDIR, EFBIG, ...).
+ */
+static char *read_file(const char *path, size_t *len, struct stat *stp)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC), saved;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+
+    if (fd < 0)
+        return NULL;
+    if (fstat(fd, stp) != 0)
+        goto fail;
+    if (S_ISDIR(stp->st_mode)) {
+        errno = EISDIR;
+        goto fail;
+    }
+    for (;;) {
+        ssize_t r;
+        if (n == cap) {
+            if (cap >= CONF_MAX_FILE_BYTES) {
+                errno = EFBIG;
+                goto fail;
+            }
+            cap = cap ? cap * 2 : 8192;
+            if (cap > CONF_MAX_FILE_BYTES)
+                cap = CONF_MAX_FILE_BYTES;
+            buf = xrealloc(buf, cap);
+        }
+        r = read(fd, buf + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *len = n;
+    return buf ? buf : xstrdup("");
+fail:
+    saved = errno;
+    close(fd);
+    free(buf);
+    errno = saved;
+    return NULL;
+}
+
+static void parse_file(struct parser *ps, const char *path, bool is_main)
+{
+    const char *src = intern_src(ps->p, path);
+    struct stat st;
+    size_t len = 0;
+    char *buf = read_file(path, &len, &st);
+
+    if (buf == NULL) {
+        perr(ps, src, 0, "cannot read configuration file: %s",
+             errno == EFBIG ? "file too large" : strerror(errno));
+        return;
+    }
+    if (is_main) {
+        ps->have_main_id = true;
+        ps->main_dev = st.st_dev;
+        ps->main_ino = st.st_ino;
+    }
+    parse_buf(ps, src, buf, len);
+    free(buf);
+}
+
+/* ---- whole-configuration checks ----------------------------------------- */
+
+static void check_readable(struct parser *ps, const char *what,
+                           const char *path, const char *src, int line,
+                           bool dir)
+{
+    struct stat st;
+    int fd;
+
+    fd = open(path,
+              O_RDONLY | O_CLOEXEC | O_NONBLOCK | (dir ? O_DIRECTORY : 0));
+    if (fd < 0) {
+        perr(ps, src, line, "cannot read %s '%s': %s", what, path,
+             strerror(errno));
+        return;
+    }
+    if (!dir && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+        perr(ps, src, line, "cannot read %s '%s': %s", what, path,
+             strerror(EISDIR));
+    close(fd);
+}
+
+static const char *listener_name(const struct conf_listener *l, char *buf,
+                                 size_t size)
+{
+    if (l->port == 0 && l->unix_path)
+        snprintf(buf, size, "listener 0 %s", l->unix_path);
+    else if (l->address)
+        snprintf(buf, size, "listener %u %s", l->port, l->address);
+    else
+        snprintf(buf, size, "listener %u", l->port);
+    return buf;
+}
+
+static void check_sec_files(struct parser *ps, const struct conf_security *s,
+                            const struct conf_security *skip)
+{
+    if (s->password_file &&
+        !(skip && skip->password_file_src == s->password_file_src &&
+          skip->password_file_line == s->password_file_line))
+        check_readable(ps, "password_file", s->password_file,
+                       s->password_file_src, s->password_file_line, false);
+    if (s->acl_file && !(skip && skip->acl_file_src == s->acl_file_src &&
+                         skip->acl_file_line == s->acl_file_line))
+        check_readable(ps, "acl_file", s->acl_file, s->acl_file_src,
+                       s->acl_file_line, false);
+}
+
+static void check_listener(struct parser *ps, struct conf_listener *l,
+                           struct lmeta *m)
+{
+    static const char *const fknames[FK_N] = {
+        "certfile", "keyfile", "cafile", "capath", "crlfile", "dhparamfile"};
+    const char *fkval[FK_N] = {l->tls.certfile, l->tls.keyfile,
+                               l->tls.cafile,   l->tls.capath,
+                               l->tls.crlfile,  l->tls.dhparamfile};
+    char name[160];
+    const char *msrc;
+    int mline;
+
+    if (m->bad)
+        return;
+    listener_name(l, name, sizeof(name));
+    /* client_cert_mode (mqttd) overrides require_certificate */
+    if (!m->cert_mode_set)
+        l->tls.cert_mode =
+            l->tls.require_certificate ? CONF_CERT_REQUIRED : CONF_CERT_NONE;
+    msrc = m->cert_mode_set ? m->ccm_src : m->rc_src;
+    mline = m->cert_mode_set ? m->ccm_line : m->rc_line;
+    l->tls_enabled = l->tls.certfile != NULL && l->tls.keyfile != NULL;
+
+    if (l->tls.certfile && !l->tls.keyfile)
+        perr(ps, m->fsrc[FK_CERT], m->fline[FK_CERT],
+             "%s has a certfile but no keyfile: both are needed for TLS",
+             name);
+    if (l->tls.keyfile && !l->tls.certfile)
+        perr(ps, m->fsrc[FK_KEY], m->fline[FK_KEY],
+             "%s has a keyfile but no certfile: both are needed for TLS",
+             name);
+    if (!l->tls.certfile && !l->tls.keyfile) {
+        for (int i = FK_CA; i < FK_N; i++)
+            if (fkval[i])
+                perr(ps, m->fsrc[i], m->fline[i],
+                     "'%s' has no effect: %s has no certfile and keyfile",
+                     fknames[i], name);
+        if (l->tls.cert_mode != CONF_CERT_NONE && msrc)
+            perr(ps, msrc, mline,
+                 "client certificates need TLS: %s has no certfile and "
+                 "keyfile",
+                 name);
+    } else if (l->tls.cert_mode != CONF_CERT_NONE && !l->tls.cafile &&
+               !l->tls.capath && msrc) {
+        perr(ps, msrc, mline,
+             "%s: %s needs cafile or capath to verify client certificates",
+             name, m->cert_mode_set ? "client_cert_mode" : "require_certificate");
+    }
+    if (m->uid_src && l->tls.cert_mode == CONF_CERT_NONE)
+        perr(ps, m->uid_src, m->uid_line,
+             "%s: %s needs client certificates: set require_certificate true "
+             "or client_cert_mode optional or required",
+             name, m->uid_key);
+    if (ps->check_files) {
+        for (int i = 0; i < FK_N; i++)
+            if (fkval[i])
+                check_readable(ps, fknames[i], fkval[i], m->fsrc[i],
+                               m->fline[i], i == FK_CAPATH);
+    }
+}
+
+static void inherit_sec(struct conf_security *d, const struct conf_security *g,
+                        bool azlc_set)
+{
+    if (d->allow_anonymous < 0)
+        d->allow_anonymous = g->allow_anonymous;
+    if (!d->password_file && g->password_file) {
+        d->password_file = xstrdup(g->password_file);
+        d->password_file_src = g->password_file_src;
+        d->password_file_line = g->password_file_line;
+    }
+    if (!d->acl_file && g->acl_file) {
+        d->acl_file = xstrdup(g->acl_file);
+        d->acl_file_src = g->acl_file_src;
+        d->acl_file_line = g->acl_file_line;
+    }
+    if (!d->auto_id_prefix && g->auto_id_prefix)
+        d->auto_id_prefix = xstrdup(g->auto_id_prefix);
+    if (!azlc_set)
+        d->allow_zero_length_clientid = g->allow_zero_length_clientid;
+}
+
+static void add_listener(struct parser *ps, const struct conf_listener *l,
+                         const struct lmeta *m)
+{
+    struct conf *c = ps->c;
+
+    if (c->nlisteners == ps->lcap) {
+        ps->lcap = ps->lcap ? ps->lcap * 2 : 4;
+        c->listeners = xreallocarray(c->listeners, ps->lcap, sizeof(*l));
+        ps->lm = xreallocarray(ps->lm, ps->lcap, sizeof(*m));
+    }
+    c->listeners[c->nlisteners] = *l;
+    ps->lm[c->nlisteners] = *m;
+    c->nlisteners++;
+}
+
+/* The two listeners of Mosquitto 2.0's local-only mode. */
+static void add_implicit(struct parser *ps, uint16_t port, const char *src)
+{
+    static const char *const addrs[] = {"127.0.0.1", "::1"};
+    struct conf_listener l;
+    struct lmeta m;
+
+    memset(&m, 0, sizeof(m));
+    for (size_t i = 0; i < ARRAY_LEN(addrs); i++) {
+        init_listener(ps->c, &l);
+        l.port = port;
+        l.address = xstrdup(addrs[i]);
+        l.src = src;
+        l.line = 0;
+        add_listener(ps, &l, &m);
+    }
+    ps->c->implicit_listener = true;
+}
+
+static void finalize(struct parser *ps)
+{
+    struct conf *c = ps->c;
+    size_t nexplicit = c->nlisteners;
+
+    if (ps->deflt_used) {
+        struct conf_listener *d = &ps->deflt;
+        if (d->port == 0)
+            d->port = CONF_DEFAULT_PORT;
+        d->max_connections = c->max_connections;
+        d->max_qos = c->max_qos;
+        d->max_topic_alias = c->max_topic_alias;
+        d->src = ps->deflt_src;
+        d->line = ps->deflt_line;
+        for (size_t i = 0; i < nexplicit; i++) {
+            if (!ps->lm[i].bad && same_listener(&c->listeners[i], d)) {
+                perr(ps, d->src, d->line,
+                     "the default listener (port %u) has the same port and "
+                     "address as the listener at %s:%d",
+                     d->port, c->listeners[i].src, c->listeners[i].line);
+                break;
+            }
+        }
+        add_listener(ps, d, &ps->dmeta);
+        memset(d, 0, sizeof(*d));
+        ps->deflt_used = false;
+    }
+    if (c->nlisteners == 0)
+        add_implicit(ps, CONF_DEFAULT_PORT, c->path ? c->path : "(default)");
+
+    if (c->per_listener_settings) {
+        for (size_t i = 0; i < c->nlisteners; i++)
+            inherit_sec(&c->listeners[i].sec, &c->sec, ps->lm[i].azlc_set);
+    }
+    if (!c->sec.auto_id_prefix)
+        c->sec.auto_id_prefix = xstrdup("auto-");
+    for (size_t i = 0; i < c->nlisteners; i++)
+        if (!c->listeners[i].sec.auto_id_prefix)
+            c->listeners[i].sec.auto_id_prefix = xstrdup("auto-");
+    if (!c->user)
+        c->user = xstrdup("mqttd");
+    if (!c->persistence_file)
+        c->persistence_file = xstrdup("mqttd.db");
+    if (!c->persistence_location)
+        c->persistence_location = xstrdup("");
+
+    for (size_t i = 0; i < c->nlisteners; i++)
+        check_listener(ps, &c->listeners[i], &ps->lm[i]);
+    if (ps->check_files) {
+        check_sec_files(ps, &c->sec, NULL);
+        if (c->per_listener_settings)
+            for (size_t i = 0; i < c->nlisteners; i++)
+                check_sec_files(ps, &c->listeners[i].sec, &c->sec);
+    }
+}
+
+/* ---- snapshot lifetime -------------------------------------------------- */
+
+static struct conf_priv *conf_new(void)
+{
+    struct conf_priv *p = xcalloc(1, sizeof(*p));
+    struct conf *c = &p->c;
+
+    c->sec.allow_anonymous = -1;
+    c->sec.allow_zero_length_clientid = true;
+    c->max_connections = -1;
+    c->max_keepalive = 65535;
+    c->max_packet_size = 0;
+    c->message_size_limit = 0;
+    c->max_inflight_messages = 20;
+    c->max_inflight_bytes = 0;
+    c->max_queued_messages = 1000;
+    c->max_queued_bytes = 0;
+    c->queue_qos0_messages = false;
+    c->retain_available = true;
+    c->set_tcp_nodelay = true;
+    c->max_qos = 2;
+    c->max_topic_alias = 10;
+    c->max_subscriptions_per_client = 10000;
+    c->max_retained_messages = 100000;
+    c->max_retained_bytes = 256u << 20;
+    c->memory_limit = 0;
+    c->connect_timeout = 10;
+    c->persistent_client_expiration = 0;
+    c->log_types = LOG_DEFAULT_TYPES;
+    c->log_dests = LOGD_STDERR;
+    c->log_timestamp = true;
+    c->connection_messages = true;
+    c->sys_interval = 10;
+    c->persistence = false;
+    c->autosave_interval = 1800;
+    c->persistence_sync = 0;
+    c->tls_reload_interval = 0;
+    c->tls_expiry_warning_days = 30;
+    c->tls_handshake_timeout = 10;
+    c->max_receive_maximum = 65535;
+    return p;
+}
+
+static void free_sec(struct conf_security *s)
+{
+    free(s->password_file);
+    free(s->acl_file);
+    free(s->auto_id_prefix);
+}
+
+static void free_listener(struct conf_listener *l)
+{
+    free(l->address);
+    free(l->unix_path);
+    free(l->tls.certfile);
+    free(l->tls.keyfile);
+    free(l->tls.cafile);
+    free(l->tls.capath);
+    free(l->tls.crlfile);
+    free(l->tls.dhparamfile);
+    free(l->tls.ciphers);
+    free(l->tls.ciphers_tls13);
+    free(l->tls.tls_groups);
+    free_sec(&l->sec);
+}
+
+void conf_free(struct conf *c)
+{
+    struct conf_priv *p;
+
+    if (c == NULL)
+        return;
+    p = (struct conf_priv *)(void *)((char *)c -
+                                     offsetof(struct conf_priv, c));
+    for (size_t i = 0; i < c->nlisteners; i++)
+        free_listener(&c->listeners[i]);
+    free(c->listeners);
+    free_sec(&c->sec);
+    free(c->path);
+    free(c->log_file);
+    free(c->log_timestamp_format);
+    free(c->pid_file);
+    free(c->user);
+    free(c->persistence_location);
+    free(c->persistence_file);
+    for (size_t i = 0; i < p->nsrcs; i++)
+        free(p->srcs[i]);
+    free(p->srcs);
+    free(p);
+}
+
+static void parser_init(struct parser *ps, struct conf_priv *p,
+                        bool check_files, conf_err_fn errfn, void *arg)
+{
+    memset(ps, 0, sizeof(*ps));
+    ps->p = p;
+    ps->c = &p->c;
+    ps->errfn = errfn ? errfn : conf_err_stderr;
+    ps->arg = arg;
+    ps->check_files = check_files;
+    init_listener(ps->c, &ps->deflt);
+}
+
+/* parser_done: finish, and return the snapshot or NULL on any error. */
+static struct conf *parser_done(struct parser *ps)
+{
+    if (!ps->gave_up)
+        finalize(ps);
+    else if (ps->deflt_used)
+        free_listener(&ps->deflt);
+    free(ps->lm);
+    if (ps->nerr > 0 || ps->gave_up) {
+        conf_free(ps->c);
+        return NULL;
+    }
+    return ps->c;
+}
+
+#ifndef NDEBUG
+static void assert_sorted(void)
+{
+    for (size_t i = 1; i < ARRAY_LEN(keys); i++)
+        if (strcmp(keys[i - 1].name, keys[i].name) >= 0) {
+            fprintf(stderr, "conf.c: keys[] not sorted at '%s'\n",
+                    keys[i].name);
+            abort();
+        }
+}
+#else
+#define assert_sorted() ((void)0)
+#endif
+
+struct conf *conf_load(const char *path, conf_err_fn errfn, void *arg)
+{
+    struct parser ps;
+    struct conf_priv *p = conf_new();
+
+    assert_sorted();
+    parser_init(&ps, p, true, errfn, arg);
+    p->c.path = xstrdup(path);
+    parse_file(&ps, path, true);
+    return parser_done(&ps);
+}
+
+struct conf *conf_load_buf(const char *name, const char *buf, size_t len,
+                           bool check_files, conf_err_fn errfn, void *arg)
+{
+    struct parser ps;
+    struct conf_priv *p = conf_new();
+    const char *src;
+
+    assert_sorted();
+    parser_init(&ps, p, check_files, errfn, arg);
+    if (name == NULL)
+        name = "(buffer)";
+    p->c.path = xstrdup(name);
+    src = intern_src(p, name);
+    parse_buf(&ps, src, buf ? buf : "", buf ? len : 0);
+    return parser_done(&ps);
+}
+
+struct conf *conf_default(uint16_t port)
+{
+    struct parser ps;
+    struct conf_priv *p = conf_new();
+    struct conf *c;
+
+    parser_init(&ps, p, false, conf_err_stderr, NULL);
+    add_implicit(&ps, port ? port : CONF_DEFAULT_PORT,
+                 intern_src(p, "(default)"));
+    c = parser_done(&ps);
+    return c; /* never NULL: the defaults have no errors */
+}
+
+bool conf_effective_anonymous(const struct conf *c,
+                              const struct conf_security *sec)
+{
+    if (sec->allow_anonymous >= 0)
+        return sec->allow_anonymous != 0;
+    return c->implicit_listener;
+}
+
+const struct conf_security *conf_listener_sec(const struct conf *c, size_t i)
+{
+    if (c->per_listener_settings && i < c->nlisteners)
+        return &c->listeners[i].sec;
+    return &c->sec;
+}
+
+void conf_err_stderr(void *arg, const char *file, int line, const char *msg)
+{
+    (void)arg;
+    if (line > 0)
+        fprintf(stderr, "%s:%d: %s\n", file ? file : "(config)", line, msg);
+    else
+        fprintf(stderr, "%s: %s\n", file ? file : "(config)", msg);
+}

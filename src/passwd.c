@@ -1,0 +1,718 @@
+/*
+ * passwd.c - Mosquitto-compatible password files (see passwd.h): strict
+ * loader with FILE:LINE errors, username index, PBKDF2-HMAC-SHA512 ($7$)
+ * and salted SHA-512 ($6$) verification in constant time, hash generation
+ * and serialisation for mqttd-passwd.
+ *
+ * Hash text grammar (as mosquitto_passwd 2.0 writes it):
+ *
+ *   $7$ ITER $ B64(salt) $ B64(PBKDF2-HMAC-SHA512(pw, salt, ITER, 64))
+ *   $6$ B64(salt) $ B64(SHA512(pw || salt))
+ *
+ * ITER is decimal, 1..10,000,000; salt is 12 or 64 bytes; base64 is the
+ * standard alphabet, padded with '='.
+ */
+#include "passwd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "util.h"
+
+struct pw_hash {
+    enum passwd_type type;
+    unsigned long iterations; /* $7$ only */
+    size_t salt_len;
+    uint8_t salt[PASSWD_SALT_LEN_LONG];
+    uint8_t hash[PASSWD_HASH_LEN];
+};
+
+/* One line of the file: an entry (user != NULL) or a comment/blank line
+ * kept verbatim for serialisation. */
+struct pw_line {
+    char *user;
+    char *text; /* hash text of an entry, or the whole comment line */
+    struct pw_hash h;
+};
+
+struct passwd {
+    struct pw_line *lines;
+    size_t nlines, cap;
+    size_t nusers;
+    /* Open addressing, linear probing: slot holds line index + 1, 0 is
+     * empty. Size is a power of two at least twice nusers. */
+    size_t *slots;
+    size_t nslots;
+    uint64_t seed;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- base64 (standard alphabet, '=' padding) ---- */
+
+static const char b64chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* b64_encode: encode n bytes into out (4*ceil(n/3)+1 bytes needed). */
+static void b64_encode(const uint8_t *in, size_t n, char *out)
+{
+    size_t i, o = 0;
+
+    for (i = 0; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+                     in[i + 2];
+        out[o++] = b64chars[v >> 18 & 63];
+        out[o++] = b64chars[v >> 12 & 63];
+        out[o++] = b64chars[v >> 6 & 63];
+        out[o++] = b64chars[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = b64chars[v >> 18 & 63];
+        out[o++] = b64chars[v >> 12 & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = b64chars[v >> 18 & 63];
+        out[o++] = b64chars[v >> 12 & 63];
+        out[o++] = b64chars[v >> 6 & 63];
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+}
+
+/*
+ * b64_decode: decode s[0..len) into out[0..outmax). The length must be a
+ * multiple of 4 with at most two '=' at the end. Returns the number of
+ * bytes, or -1 when malformed or longer than outmax.
+ */
+static long b64_decode(const char *s, size_t len, uint8_t *out,
+                       size_t outmax)
+{
+    size_t pad = 0, n, o = 0;
+
+    if (len == 0 || len % 4 != 0)
+        return -1;
+    if (s[len - 1] == '=')
+        pad++;
+    if (s[len - 2] == '=')
+        pad++;
+    n = len / 4 * 3 - pad;
+    if (n > outmax)
+        return -1;
+    for (size_t i = 0; i < len; i += 4) {
+        int v[4];
+        for (int k = 0; k < 4; k++) {
+            unsigned char c = (unsigned char)s[i + (size_t)k];
+            if (c == '=' && i + 4 == len && (size_t)k >= 4 - pad)
+                v[k] = 0;
+            else if ((v[k] = b64_value(c)) < 0)
+                return -1;
+        }
+        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
+                     (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        if (o < n)
+            out[o++] = (uint8_t)(w >> 16);
+        if (o < n)
+            out[o++] = (uint8_t)(w >> 8);
+        if (o < n)
+            out[o++] = (uint8_t)w;
+    }
+    return (long)n;
+}
+
+/* ---- hash text ---- */
+
+/*
+ * parse_hash: parse a hash text of length len into *h. Returns 0, or -1
+ * with *why set (static string).
+ */
+static int parse_hash(const char *s, size_t len, struct pw_hash *h,
+                      const char **why)
+{
+    const char *p = s, *end = s + len, *d1, *d2;
+    long n;
+
+    memset(h, 0, sizeof(*h));
+    if (len >= 3 && memcmp(s, "$7$", 3) == 0) {
+        char num[16];
+        size_t nl;
+        long long it;
+        const char *e;
+
+        h->type = PASSWD_SHA512_PBKDF2;
+        p += 3;
+        d1 = memchr(p, '$', (size_t)(end - p));
+        if (d1 == NULL) {
+            *why = "malformed $7$ hash (no iteration count)";
+            return -1;
+        }
+        nl = (size_t)(d1 - p);
+        if (nl == 0 || nl >= sizeof(num)) {
+            *why = "iteration count out of range 1..10000000";
+            return -1;
+        }
+        for (size_t i = 0; i < nl; i++) {
+            if (p[i] < '0' || p[i] > '9') {
+                *why = "iteration count is not a number";
+                return -1;
+            }
+        }
+        memcpy(num, p, nl);
+        num[nl] = '\0';
+        if (util_strtonum(num, PASSWD_ITER_MIN, PASSWD_ITER_MAX, &it, &e) ==
+            -1) {
+            *why = "iteration count out of range 1..10000000";
+            return -1;
+        }
+        h->iterations = (unsigned long)it;
+        p = d1 + 1;
+    } else if (len >= 3 && memcmp(s, "$6$", 3) == 0) {
+        h->type = PASSWD_SHA512;
+        p += 3;
+    } else {
+        *why = "unknown password hash type (expected $6$ or $7$)";
+        return -1;
+    }
+    d2 = memchr(p, '$', (size_t)(end - p));
+    if (d2 == NULL) {
+        *why = "malformed hash (no '$' between salt and hash)";
+        return -1;
+    }
+    n = b64_decode(p, (size_t)(d2 - p), h->salt, sizeof(h->salt));
+    if (n < 0) {
+        *why = "salt is not valid base64";
+        return -1;
+    }
+    if (n != PASSWD_SALT_LEN && n != PASSWD_SALT_LEN_LONG) {
+        *why = "salt must be 12 or 64 bytes";
+        return -1;
+    }
+    h->salt_len = (size_t)n;
+    p = d2 + 1;
+    if (memchr(p, '$', (size_t)(end - p)) != NULL) {
+        *why = "malformed hash (extra '$')";
+        return -1;
+    }
+    {
+        uint8_t tmp[PASSWD_HASH_LEN + 3];
+        n = b64_decode(p, (size_t)(end - p), tmp, sizeof(tmp));
+        if (n < 0) {
+            *why = "hash is not valid base64";
+            return -1;
+        }
+        if (n != PASSWD_HASH_LEN) {
+            *why = "hash must be 64 bytes";
+            return -1;
+        }
+        memcpy(h->hash, tmp, PASSWD_HASH_LEN);
+    }
+    return 0;
+}
+
+/* digest: compute the hash of password under h's parameters into out. */
+static int digest(const struct pw_hash *h, const uint8_t *pw, size_t pwlen,
+                  uint8_t out[PASSWD_HASH_LEN])
+{
+    static const uint8_t empty[1] = {0};
+    EVP_MD_CTX *ctx;
+    unsigned olen = 0;
+    int ok;
+
+    if (pwlen > INT_MAX)
+        return -1;
+    if (pw == NULL)
+        pw = empty;
+    if (h->type == PASSWD_SHA512_PBKDF2) {
+        if (h->iterations < PASSWD_ITER_MIN ||
+            h->iterations > PASSWD_ITER_MAX)
+            return -1;
+        ok = PKCS5_PBKDF2_HMAC((const char *)pw, (int)pwlen, h->salt,
+                               (int)h->salt_len, (int)h->iterations,
+                               EVP_sha512(), PASSWD_HASH_LEN, out);
+        return ok == 1 ? 0 : -1;
+    }
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        return -1;
+    ok = EVP_DigestInit_ex(ctx, EVP_sha512(), NULL) == 1 &&
+         EVP_DigestUpdate(ctx, pw, pwlen) == 1 &&
+         EVP_DigestUpdate(ctx, h->salt, h->salt_len) == 1 &&
+         EVP_DigestFinal_ex(ctx, out, &olen) == 1 && olen == PASSWD_HASH_LEN;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+/* verify: 1 match, 0 mismatch (also on digest failure). */
+static int verify(const struct pw_hash *h, const uint8_t *pw, size_t pwlen)
+{
+    uint8_t out[PASSWD_HASH_LEN];
+    bool eq;
+
+    if (digest(h, pw, pwlen, out) == -1)
+        return 0;
+    eq = util_ct_memeq(out, h->hash, PASSWD_HASH_LEN);
+    OPENSSL_cleanse(out, sizeof(out));
+    return eq ? 1 : 0;
+}
+
+int passwd_hash_verify(const char *hash, const uint8_t *password,
+                       size_t password_len, const char **why)
+{
+    struct pw_hash h;
+    const char *w = NULL;
+
+    if (parse_hash(hash, strlen(hash), &h, &w) == -1) {
+        if (why != NULL)
+            *why = w;
+        return -1;
+    }
+    return verify(&h, password, password_len);
+}
+
+int passwd_hash_make(enum passwd_type type, unsigned long iterations,
+                     const uint8_t *password, size_t password_len, char *out,
+                     size_t outlen)
+{
+    struct pw_hash h;
+    char salt64[PASSWD_SALT_LEN * 2], hash64[PASSWD_HASH_LEN * 2];
+    int n;
+
+    memset(&h, 0, sizeof(h));
+    h.type = type;
+    if (type == PASSWD_SHA512_PBKDF2) {
+        if (iterations < PASSWD_ITER_MIN || iterations > PASSWD_ITER_MAX)
+            return -1;
+        h.iterations = iterations;
+    } else if (type != PASSWD_SHA512) {
+        return -1;
+    }
+    h.salt_len = PASSWD_SALT_LEN;
+    if (RAND_bytes(h.salt, PASSWD_SALT_LEN) != 1)
+        return -1;
+    if (digest(&h, password, password_len, h.hash) == -1)
+        return -1;
+    b64_encode(h.salt, h.salt_len, salt64);
+    b64_encode(h.hash, PASSWD_HASH_LEN, hash64);
+    if (type == PASSWD_SHA512_PBKDF2)
+        n = snprintf(out, outlen, "$7$%lu$%s$%s", iterations, salt64, hash64);
+    else
+        n = snprintf(out, outlen, "$6$%s$%s", salt64, hash64);
+    OPENSSL_cleanse(&h, sizeof(h));
+    if (n < 0 || (size_t)n >= outlen)
+        return -1;
+    return 0;
+}
+
+/* ---- table ---- */
+
+static uint64_t name_hash(uint64_t seed, const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* find_slot: the slot holding user, or the empty slot where it would go. */
+static size_t find_slot(const struct passwd *pw, const char *user)
+{
+    size_t mask = pw->nslots - 1;
+    size_t i = (size_t)name_hash(pw->seed, user) & mask;
+
+    while (pw->slots[i] != 0 &&
+           strcmp(pw->lines[pw->slots[i] - 1].user, user) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static void rebuild_index(struct passwd *pw)
+{
+    size_t want = 16;
+
+    while (want < pw->nusers * 2 + 2)
+        want *= 2;
+    free(pw->slots);
+    pw->nslots = want;
+    pw->slots = xcalloc(want, sizeof(*pw->slots));
+    for (size_t i = 0; i < pw->nlines; i++) {
+        if (pw->lines[i].user != NULL)
+            pw->slots[find_slot(pw, pw->lines[i].user)] = i + 1;
+    }
+}
+
+static struct pw_line *lookup(const struct passwd *pw, const char *user)
+{
+    size_t s;
+
+    if (pw == NULL || user == NULL || pw->nslots == 0)
+        return NULL;
+    s = find_slot(pw, user);
+    return pw->slots[s] ? &pw->lines[pw->slots[s] - 1] : NULL;
+}
+
+static struct pw_line *push_line(struct passwd *pw)
+{
+    struct pw_line *l;
+
+    if (pw->nlines == pw->cap) {
+        pw->cap = pw->cap ? pw->cap * 2 : 16;
+        pw->lines = xreallocarray(pw->lines, pw->cap, sizeof(*pw->lines));
+    }
+    l = &pw->lines[pw->nlines++];
+    memset(l, 0, sizeof(*l));
+    return l;
+}
+
+/* add_user: append an entry; the index grows when half full. */
+static void add_user(struct passwd *pw, const char *user, size_t ulen,
+                     const char *text, size_t tlen, const struct pw_hash *h)
+{
+    struct pw_line *l = push_line(pw);
+
+    l->user = xstrndup(user, ulen);
+    l->text = xstrndup(text, tlen);
+    l->h = *h;
+    pw->nusers++;
+    if (pw->nusers * 2 + 2 > pw->nslots)
+        rebuild_index(pw);
+    else
+        pw->slots[find_slot(pw, l->user)] = pw->nlines;
+}
+
+struct passwd *passwd_new(void)
+{
+    struct passwd *pw = xcalloc(1, sizeof(*pw));
+
+    if (RAND_bytes((unsigned char *)&pw->seed, sizeof(pw->seed)) != 1)
+        pw->seed = (uint64_t)(uintptr_t)pw;
+    rebuild_index(pw);
+    return pw;
+}
+
+void passwd_free(struct passwd *pw)
+{
+    if (pw == NULL)
+        return;
+    for (size_t i = 0; i < pw->nlines; i++) {
+        free(pw->lines[i].user);
+        free(pw->lines[i].text);
+        OPENSSL_cleanse(&pw->lines[i].h, sizeof(pw->lines[i].h));
+    }
+    free(pw->lines);
+    free(pw->slots);
+    free(pw);
+}
+
+size_t passwd_count(const struct passwd *pw)
+{
+    return pw ? pw->nusers : 0;
+}
+
+bool passwd_has_user(const struct passwd *pw, const char *user)
+{
+    return lookup(pw, user) != NULL;
+}
+
+enum passwd_result passwd_check(const struct passwd *pw, const char *user,
+                                const uint8_t *password, size_t password_len)
+{
+    const struct pw_line *l = lookup(pw, user);
+
+    if (l == NULL)
+        return PASSWD_NO_USER;
+    if (password == NULL)
+        return PASSWD_BAD;
+    return verify(&l->h, password, password_len) ? PASSWD_OK : PASSWD_BAD;
+}
+
+/* check_username: 0 or -1 with *why. */
+static int check_username(const char *u, size_t len, const char **why)
+{
+    if (len == 0) {
+        *why = "empty username";
+        return -1;
+    }
+    if (len > PASSWD_MAX_USERNAME) {
+        *why = "username longer than 65535 bytes";
+        return -1;
+    }
+    if (memchr(u, ':', len) != NULL) {
+        *why = "username contains ':'";
+        return -1;
+    }
+    if (!util_utf8_valid(u, len)) {
+        *why = "username is not valid UTF-8";
+        return -1;
+    }
+    return 0;
+}
+
+int passwd_set(struct passwd *pw, const char *user, const char *hash,
+               char *err, size_t errlen)
+{
+    struct pw_hash h;
+    struct pw_line *l;
+    const char *why = NULL;
+
+    if (check_username(user, strlen(user), &why) == -1 ||
+        parse_hash(hash, strlen(hash), &h, &why) == -1) {
+        set_err(err, errlen, "%s", why);
+        return -1;
+    }
+    l = lookup(pw, user);
+    if (l != NULL) {
+        free(l->text);
+        l->text = xstrdup(hash);
+        l->h = h;
+        return 0;
+    }
+    add_user(pw, user, strlen(user), hash, strlen(hash), &h);
+    return 0;
+}
+
+int passwd_remove(struct passwd *pw, const char *user)
+{
+    struct pw_line *l = lookup(pw, user);
+    size_t i;
+
+    if (l == NULL)
+        return -1;
+    i = (size_t)(l - pw->lines);
+    free(l->user);
+    free(l->text);
+    memmove(&pw->lines[i], &pw->lines[i + 1],
+            (pw->nlines - i - 1) * sizeof(*pw->lines));
+    pw->nlines--;
+    pw->nusers--;
+    rebuild_index(pw);
+    return 0;
+}
+
+char *passwd_serialise(const struct passwd *pw, size_t *len)
+{
+    size_t total = 1, o = 0;
+    char *out;
+
+    for (size_t i = 0; i < pw->nlines; i++) {
+        const struct pw_line *l = &pw->lines[i];
+        total += (l->user ? strlen(l->user) + 1 : 0) + strlen(l->text) + 1;
+    }
+    out = xmalloc(total);
+    for (size_t i = 0; i < pw->nlines; i++) {
+        const struct pw_line *l = &pw->lines[i];
+        size_t n;
+        if (l->user != NULL) {
+            n = strlen(l->user);
+            memcpy(out + o, l->user, n);
+            o += n;
+            out[o++] = ':';
+        }
+        n = strlen(l->text);
+        memcpy(out + o, l->text, n);
+        o += n;
+        out[o++] = '\n';
+    }
+    out[o] = '\0';
+    if (len != NULL)
+        *len = o;
+    return out;
+}
+
+/* ---- loading ---- */
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* parse_line: one line (no newline) into pw. 0, or -1 with *why. */
+static int parse_line(struct passwd *pw, const char *s, size_t len,
+                      const char **why)
+{
+    const char *colon, *u, *h;
+    size_t ul, hl, i = 0;
+    struct pw_hash hash;
+
+    while (len > 0 && (is_blank(s[len - 1]) || s[len - 1] == '\r'))
+        len--;
+    while (i < len && is_blank(s[i]))
+        i++;
+    if (i == len || s[i] == '#') {
+        struct pw_line *l = push_line(pw);
+        l->text = xstrndup(s, len);
+        return 0;
+    }
+    colon = memchr(s, ':', len);
+    if (colon == NULL) {
+        *why = "no ':' between username and password hash";
+        return -1;
+    }
+    u = s + i;
+    ul = (size_t)(colon - u);
+    while (ul > 0 && is_blank(u[ul - 1]))
+        ul--;
+    h = colon + 1;
+    hl = len - (size_t)(h - s);
+    while (hl > 0 && is_blank(*h)) {
+        h++;
+        hl--;
+    }
+    if (check_username(u, ul, why) == -1)
+        return -1;
+    if (hl == 0) {
+        *why = "no password hash";
+        return -1;
+    }
+    if (parse_hash(h, hl, &hash, why) == -1)
+        return -1;
+    {
+        char *name = xstrndup(u, ul);
+        bool dup = lookup(pw, name) != NULL;
+        free(name);
+        if (dup) {
+            *why = "duplicate username";
+            return -1;
+        }
+    }
+    add_user(pw, u, ul, h, hl, &hash);
+    return 0;
+}
+
+struct passwd *passwd_parse(const char *name, const char *buf, size_t len,
+                            char *err, size_t errlen)
+{
+    struct passwd *pw = passwd_new();
+    size_t pos = 0;
+    int line = 0;
+
+    if (len > PASSWD_MAX_FILE) {
+        set_err(err, errlen, "%s: file larger than %u bytes", name,
+                PASSWD_MAX_FILE);
+        goto fail;
+    }
+    while (pos < len) {
+        const char *s = buf + pos, *nl;
+        size_t ll;
+        const char *why = NULL;
+
+        line++;
+        nl = memchr(s, '\n', len - pos);
+        ll = nl ? (size_t)(nl - s) : len - pos;
+        pos += ll + (nl ? 1 : 0);
+        if (ll > PASSWD_MAX_LINE) {
+            set_err(err, errlen, "%s:%d: line longer than %d bytes", name,
+                    line, PASSWD_MAX_LINE);
+            goto fail;
+        }
+        if (memchr(s, '\0', ll) != NULL) {
+            set_err(err, errlen, "%s:%d: NUL byte in line", name, line);
+            goto fail;
+        }
+        if (parse_line(pw, s, ll, &why) == -1) {
+            set_err(err, errlen, "%s:%d: %s", name, line, why);
+            goto fail;
+        }
+    }
+    return pw;
+fail:
+    passwd_free(pw);
+    return NULL;
+}
+
+struct passwd *passwd_load(const char *path, char *err, size_t errlen)
+{
+    struct passwd *pw = NULL;
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) == -1 || S_ISDIR(st.st_mode)) {
+        set_err(err, errlen, "%s: not a readable file", path);
+        goto fail;
+    }
+    /* Read at most PASSWD_MAX_FILE + 1 bytes whatever fstat says (pipes,
+     * files growing underneath us). */
+    for (;;) {
+        ssize_t n;
+        if (len == cap) {
+            if (cap > PASSWD_MAX_FILE) {
+                set_err(err, errlen, "%s: file larger than %u bytes", path,
+                        PASSWD_MAX_FILE);
+                goto fail;
+            }
+            cap = cap ? cap * 2 : 4096;
+            if (cap > (size_t)PASSWD_MAX_FILE + 1)
+                cap = (size_t)PASSWD_MAX_FILE + 1;
+            buf = xrealloc(buf, cap);
+        }
+        n = read(fd, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            set_err(err, errlen, "%s: read error: %s", path,
+                    strerror(errno));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    pw = passwd_parse(path, buf, len, err, errlen);
+fail:
+    close(fd);
+    if (buf != NULL)
+        OPENSSL_cleanse(buf, len);
+    free(buf);
+    return pw;
+}

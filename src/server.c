@@ -1,0 +1,445 @@
+/*
+ * server.c - owns the libev loop: listeners and the accept4 loop (EMFILE
+ * handled with a reserve fd, never a busy loop), signals, the one-second
+ * housekeeping timer, configuration reload, and systemd notifications.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "broker.h"
+#include "conf.h"
+#include "log.h"
+#include "util.h"
+
+#define MAX_SOCKS_PER_LISTENER 4
+
+struct lsock {
+    struct server *srv;
+    size_t li;
+    int fd;
+    bool nodelay;
+    ev_io w;
+    ev_timer retry; /* EMFILE back-off */
+};
+
+struct server {
+    struct ev_loop *loop;
+    struct log *log;
+    struct broker *broker;
+    char *conf_path;
+    struct lsock *socks;
+    size_t nsocks;
+    int reserve_fd;
+    ev_signal sig_term, sig_int, sig_hup, sig_usr1;
+    ev_timer tick;
+    struct log_ratelimit emfile_rl;
+};
+
+/* ---- systemd notify (the sd_notify protocol, no libsystemd needed) ----- */
+
+static void notify(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa;
+    size_t len;
+    int fd;
+
+    if (path == NULL || (path[0] != '/' && path[0] != '@'))
+        return;
+    len = strlen(path);
+    if (len >= sizeof(sa.sun_path))
+        return;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, len);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0';
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    (void)sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+                 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    close(fd);
+}
+
+/* ---- listeners -------------------------------------------------------- */
+
+static int bind_unix(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa;
+    int fd;
+
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, errlen, "unix socket path too long: %s", path);
+        return -1;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    strcpy(sa.sun_path, path);
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        listen(fd, 1024) < 0)
+        goto fail;
+    return fd;
+fail:
+    snprintf(err, errlen, "cannot listen on unix socket %s: %s", path,
+             strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+static void add_sock(struct server *s, size_t li, int fd, bool nodelay)
+{
+    struct lsock *ls;
+
+    s->socks = xreallocarray(s->socks, s->nsocks + 1, sizeof(*s->socks));
+    ls = &s->socks[s->nsocks++];
+    memset(ls, 0, sizeof(*ls));
+    ls->srv = s;
+    ls->li = li;
+    ls->fd = fd;
+    ls->nodelay = nodelay;
+}
+
+/* Bind listener li: every address the host resolves to. */
+static int bind_listener(struct server *s, const struct conf *c, size_t li,
+                         char *err, size_t errlen)
+{
+    const struct conf_listener *l = &c->listeners[li];
+    struct addrinfo hints, *res = NULL, *ai;
+    char port[8];
+    int n = 0, gai, last_errno = 0;
+
+    if (l->unix_path) {
+        int fd = bind_unix(l->unix_path, err, errlen);
+        if (fd < 0)
+            return -1;
+        add_sock(s, li, fd, false);
+        return 0;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = l->socket_domain;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
+    snprintf(port, sizeof(port), "%u", l->port);
+    gai = getaddrinfo(l->address, port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "%s:%d: cannot resolve listener address '%s': %s",
+                 l->src ? l->src : "-", l->line,
+                 l->address ? l->address : "*", gai_strerror(gai));
+        return -1;
+    }
+    for (ai = res; ai && n < MAX_SOCKS_PER_LISTENER; ai = ai->ai_next) {
+        int one = 1;
+        int fd = socket(ai->ai_family,
+                        ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+        if (fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+            listen(fd, 1024) < 0) {
+            last_errno = errno;
+            close(fd);
+            continue;
+        }
+        add_sock(s, li, fd, c->set_tcp_nodelay);
+        n++;
+    }
+    freeaddrinfo(res);
+    if (n == 0) {
+        snprintf(err, errlen, "%s:%d: cannot listen on %s port %u: %s",
+                 l->src ? l->src : "-", l->line,
+                 l->address ? l->address : "*", l->port,
+                 strerror(last_errno ? last_errno : EADDRNOTAVAIL));
+        return -1;
+    }
+    return 0;
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lsock *ls = w->data;
+
+    (void)revents;
+    ev_io_start(loop, &ls->w);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct lsock *ls = w->data;
+    struct server *s = ls->srv;
+
+    (void)revents;
+    for (int i = 0; i < 256; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            unsigned sup;
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
+                errno == ECONNABORTED)
+                return;
+            if (errno == EMFILE || errno == ENFILE) {
+                /* Free the reserve fd, accept and drop one connection so
+                 * the peer is not left hanging, then pause accepting for a
+                 * moment: never spin on a level-triggered EMFILE. */
+                if (s->reserve_fd >= 0) {
+                    close(s->reserve_fd);
+                    s->reserve_fd = -1;
+                    fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC);
+                    if (fd >= 0)
+                        close(fd);
+                    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                }
+                if (log_ratelimit_ok(&s->emfile_rl, 1, 5.0, &sup))
+                    LOG_W(s->log,
+                          "Out of file descriptors (%s): refusing new "
+                          "connections for 100 ms.",
+                          strerror(errno));
+                ev_io_stop(loop, &ls->w);
+                ev_timer_set(&ls->retry, 0.1, 0.0);
+                ev_timer_start(loop, &ls->retry);
+                return;
+            }
+            LOG_W(s->log, "accept failed: %s", strerror(errno));
+            return;
+        }
+        if (ls->nodelay && ss.ss_family != AF_UNIX) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        broker_accept(s->broker, ls->li, fd, (struct sockaddr *)&ss, sl);
+    }
+}
+
+/* ---- signals and timers ------------------------------------------------ */
+
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct server *s = w->data;
+
+    (void)revents;
+    LOG_N(s->log, "mqttd version %s terminating", MQTTD_VERSION);
+    notify("STOPPING=1");
+    for (size_t i = 0; i < s->nsocks; i++)
+        ev_io_stop(loop, &s->socks[i].w);
+    broker_shutdown(s->broker);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void reload_err(void *arg, const char *file, int line, const char *msg)
+{
+    struct server *s = arg;
+
+    if (line > 0)
+        LOG_E(s->log, "%s:%d: %s", file, line, msg);
+    else
+        LOG_E(s->log, "%s: %s", file, msg);
+}
+
+static void apply_log(struct server *s, const struct conf *c)
+{
+    struct log_settings ls = {
+        .types = c->log_types,
+        .dests = c->log_dests,
+        .file = c->log_file,
+        .timestamp = c->log_timestamp,
+        .ts_format = c->log_timestamp_format,
+        .json = c->log_json,
+    };
+    char err[512];
+
+    if (log_configure(s->log, &ls, err, sizeof(err)) < 0)
+        LOG_E(s->log, "%s", err);
+}
+
+static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct server *s = w->data;
+    struct conf *c;
+    char err[4096];
+
+    (void)loop;
+    (void)revents;
+    notify("RELOADING=1");
+    LOG_N(s->log, "Reloading configuration%s%s.", s->conf_path ? " from " : "",
+          s->conf_path ? s->conf_path : "");
+    if (s->conf_path == NULL) {
+        c = conf_default(broker_conf(s->broker)->listeners[0].port);
+    } else {
+        c = conf_load(s->conf_path, reload_err, s);
+    }
+    if (c == NULL) {
+        LOG_E(s->log, "Reload failed: configuration has errors; keeping the "
+                      "running configuration.");
+        notify("READY=1\nSTATUS=reload failed, old configuration kept");
+        return;
+    }
+    apply_log(s, c);
+    if (broker_reload(s->broker, c, err, sizeof(err)) < 0) {
+        char *line = err, *nl;
+        for (; line && *line; line = nl ? nl + 1 : NULL) {
+            nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            LOG_E(s->log, "%s", line);
+        }
+        LOG_E(s->log, "Reload failed; keeping the running configuration.");
+        apply_log(s, broker_conf(s->broker));
+        notify("READY=1\nSTATUS=reload failed, old configuration kept");
+        return;
+    }
+    LOG_N(s->log, "Configuration reloaded.");
+    notify("READY=1\nSTATUS=running, configuration reloaded");
+}
+
+static void usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct server *s = w->data;
+
+    (void)loop;
+    (void)revents;
+    LOG_I(s->log, "SIGUSR1: persistence is not enabled; nothing to save.");
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct server *s = w->data;
+
+    (void)loop;
+    (void)revents;
+    broker_tick(s->broker);
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+struct server *server_new(const char *conf_path, struct conf *c,
+                          struct log *lg, char *err, size_t errlen)
+{
+    struct server *s = xcalloc(1, sizeof(*s));
+
+    s->loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
+    s->log = lg;
+    s->conf_path = conf_path ? xstrdup(conf_path) : NULL;
+    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    signal(SIGPIPE, SIG_IGN);
+    apply_log(s, c);
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        if (bind_listener(s, c, i, err, errlen) < 0)
+            goto fail;
+    }
+    s->broker = broker_new(s->loop, c, lg, err, errlen);
+    if (s->broker == NULL)
+        goto fail;
+    for (size_t i = 0; i < s->nsocks; i++) {
+        struct lsock *ls = &s->socks[i];
+        ev_io_init(&ls->w, accept_cb, ls->fd, EV_READ);
+        ls->w.data = ls;
+        ev_init(&ls->retry, retry_cb);
+        ls->retry.data = ls;
+        ev_io_start(s->loop, &ls->w);
+    }
+    ev_signal_init(&s->sig_term, stop_cb, SIGTERM);
+    ev_signal_init(&s->sig_int, stop_cb, SIGINT);
+    ev_signal_init(&s->sig_hup, hup_cb, SIGHUP);
+    ev_signal_init(&s->sig_usr1, usr1_cb, SIGUSR1);
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s->sig_usr1.data =
+        s;
+    ev_signal_start(s->loop, &s->sig_term);
+    ev_signal_start(s->loop, &s->sig_int);
+    ev_signal_start(s->loop, &s->sig_hup);
+    ev_signal_start(s->loop, &s->sig_usr1);
+    ev_timer_init(&s->tick, tick_cb, 1.0, 1.0);
+    s->tick.data = s;
+    ev_timer_start(s->loop, &s->tick);
+    return s;
+fail:
+    conf_free(c);
+    for (size_t i = 0; i < s->nsocks; i++)
+        close(s->socks[i].fd);
+    free(s->socks);
+    if (s->reserve_fd >= 0)
+        close(s->reserve_fd);
+    free(s->conf_path);
+    free(s);
+    return NULL;
+}
+
+int server_run(struct server *s)
+{
+    const struct conf *c = broker_conf(s->broker);
+
+    LOG_N(s->log, "mqttd version %s starting", MQTTD_VERSION);
+    LOG_N(s->log, "Config loaded from %s.",
+          s->conf_path ? s->conf_path : "(built-in defaults)");
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const struct conf_listener *l = &c->listeners[i];
+        if (l->unix_path)
+            LOG_N(s->log, "Opening unix listen socket on %s.", l->unix_path);
+        else
+            LOG_N(s->log, "Opening %s listen socket on %s port %u%s.",
+                  l->tls_enabled ? "TLS" : "plain",
+                  l->address ? l->address : "all addresses", l->port,
+                  l->tls_enabled ? (l->tls.min_version == 0x0304
+                                        ? " (TLS 1.3)"
+                                        : " (TLS 1.2, 1.3)")
+                                 : "");
+    }
+    LOG_N(s->log, "Persistence: %s.",
+          c->persistence ? "enabled (not yet implemented: running without)"
+                         : "disabled");
+    notify("READY=1\nSTATUS=running");
+    ev_run(s->loop, 0);
+    /* let the final DISCONNECTs and closes run */
+    ev_run(s->loop, EVRUN_NOWAIT);
+    return 0;
+}
+
+void server_free(struct server *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->nsocks; i++) {
+        ev_io_stop(s->loop, &s->socks[i].w);
+        ev_timer_stop(s->loop, &s->socks[i].retry);
+        close(s->socks[i].fd);
+    }
+    free(s->socks);
+    ev_timer_stop(s->loop, &s->tick);
+    ev_signal_stop(s->loop, &s->sig_term);
+    ev_signal_stop(s->loop, &s->sig_int);
+    ev_signal_stop(s->loop, &s->sig_hup);
+    ev_signal_stop(s->loop, &s->sig_usr1);
+    broker_free(s->broker);
+    if (s->reserve_fd >= 0)
+        close(s->reserve_fd);
+    free(s->conf_path);
+    free(s);
+}

@@ -1,0 +1,371 @@
+/*
+ * session.c - MQTT session state that outlives a connection: the
+ * subscriptions, the outgoing QoS 1/2 window (inflight), the bounded queue
+ * of messages waiting for the window or for the client to come back, and
+ * the incoming QoS 2 packet ids.
+ *
+ *   publish -> session_deliver --online, window has room--> inflight -> wire
+ *                              \--otherwise--> queue (max_queued_messages /
+ *                                              max_queued_bytes; overflow
+ *                                              dropped and counted)
+ *   PUBACK / PUBCOMP -> slot freed -> session_pump moves the queue head in
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "broker_int.h"
+#include "conf.h"
+#include "log.h"
+#include "msg.h"
+#include "router.h"
+#include "util.h"
+
+struct session *session_new(struct broker *b, const char *client_id)
+{
+    struct session *s = xcalloc(1, sizeof(*s));
+
+    s->b = b;
+    s->client_id = xstrdup(client_id);
+    s->next_pid = 1;
+    s->expiry = 0;
+    return s;
+}
+
+static void qitem_clear(struct qitem *qi)
+{
+    msg_unref(qi->m);
+    qi->m = NULL;
+}
+
+void session_free(struct session *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->nsubs; i++) {
+        router_unsubscribe(s->b->router, s->subs[i].filter, s->subs[i].len,
+                           s);
+        free(s->subs[i].filter);
+    }
+    free(s->subs);
+    for (uint16_t i = 0; i < s->infl_cap; i++)
+        msg_unref(s->infl[i].m);
+    free(s->infl);
+    for (size_t i = 0; i < s->q_n; i++)
+        qitem_clear(&s->q[(s->q_head + i) % s->q_cap]);
+    free(s->q);
+    free(s->rx_qos2);
+    msg_unref(s->will);
+    free(s->username);
+    free(s->client_id);
+    free(s);
+}
+
+int session_subscribe(struct session *s, const char *filter, size_t len,
+                      uint8_t qos, uint8_t flags, uint8_t rh, uint32_t sub_id,
+                      bool *existed)
+{
+    size_t i;
+
+    router_subscribe(s->b->router, filter, len, s, qos, flags, sub_id,
+                     existed);
+    for (i = 0; i < s->nsubs; i++) {
+        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0)
+            break;
+    }
+    if (i == s->nsubs) {
+        if (s->nsubs == s->subs_cap) {
+            s->subs_cap = s->subs_cap ? s->subs_cap * 2 : 4;
+            s->subs = xreallocarray(s->subs, s->subs_cap, sizeof(*s->subs));
+        }
+        s->subs[i].filter = xstrndup(filter, len);
+        s->subs[i].len = (uint16_t)len;
+        s->nsubs++;
+    }
+    s->subs[i].qos = qos;
+    s->subs[i].flags = flags;
+    s->subs[i].rh = rh;
+    s->subs[i].sub_id = sub_id;
+    return 0;
+}
+
+int session_unsubscribe(struct session *s, const char *filter, size_t len)
+{
+    for (size_t i = 0; i < s->nsubs; i++) {
+        if (s->subs[i].len == len &&
+            memcmp(s->subs[i].filter, filter, len) == 0) {
+            router_unsubscribe(s->b->router, filter, len, s);
+            free(s->subs[i].filter);
+            s->subs[i] = s->subs[--s->nsubs];
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static uint16_t window_cap(const struct session *s)
+{
+    uint16_t cap = s->b->conf->max_inflight_messages;
+    const struct client *c = s->client;
+
+    if (cap == 0)
+        cap = 65535;
+    if (c && c->recv_max && c->recv_max < cap)
+        cap = c->recv_max;
+    return cap;
+}
+
+static uint16_t alloc_pid(struct session *s)
+{
+    /* ids in use are exactly the occupied inflight slots; the window is
+     * far smaller than 65535 so this terminates quickly */
+    for (;;) {
+        uint16_t pid = s->next_pid++;
+        bool used = false;
+        if (s->next_pid == 0)
+            s->next_pid = 1;
+        if (pid == 0)
+            continue;
+        for (uint16_t i = 0; i < s->infl_cap; i++) {
+            if (s->infl[i].state != INFL_FREE && s->infl[i].pid == pid) {
+                used = true;
+                break;
+            }
+        }
+        if (!used)
+            return pid;
+    }
+}
+
+static struct inflight *infl_slot(struct session *s)
+{
+    uint16_t cap = window_cap(s);
+
+    if (s->infl_n >= cap)
+        return NULL;
+    for (uint16_t i = 0; i < s->infl_cap; i++) {
+        if (s->infl[i].state == INFL_FREE)
+            return &s->infl[i];
+    }
+    {
+        uint16_t old = s->infl_cap;
+        uint32_t ncap = old ? (uint32_t)old * 2 : 8;
+        if (ncap > 65535)
+            ncap = 65535;
+        if (ncap <= old)
+            return NULL;
+        s->infl = xreallocarray(s->infl, ncap, sizeof(*s->infl));
+        memset(s->infl + old, 0, (ncap - old) * sizeof(*s->infl));
+        s->infl_cap = (uint16_t)ncap;
+        return &s->infl[old];
+    }
+}
+
+static void send_inflight(struct session *s, struct inflight *f, bool dup)
+{
+    if (s->client == NULL || !s->client->connected)
+        return;
+    if (f->state == INFL_PUBREL) {
+        client_send_ack(s->client, MQTT_PUBREL, f->pid, 0);
+        return;
+    }
+    if (client_send_publish(s->client, f->m, f->qos, f->retain, dup, f->pid,
+                            f->sub_ids, f->nsub_ids) < 0) {
+        /* too large for this client: drop it from the window [MQTT-3.1.2-25] */
+        msg_unref(f->m);
+        memset(f, 0, sizeof(*f));
+        s->infl_n--;
+        s->b->st.pub_dropped++;
+    }
+}
+
+static bool queue_push(struct session *s, struct msg *m, uint8_t qos,
+                       bool retain, const uint32_t *sub_ids, uint8_t nsub_ids)
+{
+    const struct conf *cf = s->b->conf;
+    size_t sz = msg_size(m);
+    struct qitem *qi;
+
+    if ((cf->max_queued_messages && s->q_n >= cf->max_queued_messages) ||
+        (cf->max_queued_bytes && s->q_bytes + sz > cf->max_queued_bytes)) {
+        s->b->st.pub_dropped++;
+        return false;
+    }
+    if (s->q_n == s->q_cap) {
+        size_t ncap = s->q_cap ? s->q_cap * 2 : 8;
+        struct qitem *nq = xcalloc(ncap, sizeof(*nq));
+        for (size_t i = 0; i < s->q_n; i++)
+            nq[i] = s->q[(s->q_head + i) % s->q_cap];
+        free(s->q);
+        s->q = nq;
+        s->q_cap = ncap;
+        s->q_head = 0;
+    }
+    qi = &s->q[(s->q_head + s->q_n) % s->q_cap];
+    qi->m = msg_ref(m);
+    qi->qos = qos;
+    qi->retain = retain;
+    qi->nsub_ids = nsub_ids;
+    if (nsub_ids)
+        memcpy(qi->sub_ids, sub_ids, nsub_ids * sizeof(uint32_t));
+    s->q_n++;
+    s->q_bytes += sz;
+    return true;
+}
+
+/* Put a message into a free window slot and send it. */
+static void window_send(struct session *s, struct inflight *f, struct msg *m,
+                        uint8_t qos, bool retain, const uint32_t *sub_ids,
+                        uint8_t nsub_ids)
+{
+    f->m = msg_ref(m);
+    f->qos = qos;
+    f->retain = retain;
+    f->state = INFL_PUBLISH;
+    f->pid = alloc_pid(s);
+    f->nsub_ids = nsub_ids;
+    if (nsub_ids)
+        memcpy(f->sub_ids, sub_ids, nsub_ids * sizeof(uint32_t));
+    s->infl_n++;
+    send_inflight(s, f, false);
+}
+
+void session_deliver(struct session *s, struct msg *m, uint8_t qos,
+                     bool retain, const uint32_t *sub_ids, uint8_t nsub_ids)
+{
+    struct client *c = s->client;
+    bool online = c != NULL && c->connected;
+
+    if (qos == 0) {
+        if (online) {
+            if (client_send_publish(c, m, 0, retain, false, 0, sub_ids,
+                                    nsub_ids) < 0)
+                s->b->st.pub_dropped++;
+        } else if (s->b->conf->queue_qos0_messages) {
+            queue_push(s, m, 0, retain, sub_ids, nsub_ids);
+        }
+        return;
+    }
+    if (online && s->q_n == 0) {
+        struct inflight *f = infl_slot(s);
+        if (f) {
+            window_send(s, f, m, qos, retain, sub_ids, nsub_ids);
+            return;
+        }
+    }
+    queue_push(s, m, qos, retain, sub_ids, nsub_ids);
+}
+
+void session_pump(struct session *s)
+{
+    struct client *c = s->client;
+
+    while (c && c->connected && s->q_n > 0 && client_can_send(c)) {
+        struct qitem *qi = &s->q[s->q_head];
+        int64_t now;
+        if (qi->qos > 0) {
+            struct inflight *f = infl_slot(s);
+            if (f == NULL)
+                return;
+            now = (int64_t)time(NULL);
+            if (!msg_expired(qi->m, now))
+                window_send(s, f, qi->m, qi->qos, qi->retain, qi->sub_ids,
+                            qi->nsub_ids);
+        } else {
+            now = (int64_t)time(NULL);
+            if (!msg_expired(qi->m, now))
+                client_send_publish(c, qi->m, 0, qi->retain, false, 0,
+                                    qi->sub_ids, qi->nsub_ids);
+        }
+        s->q_bytes -= msg_size(qi->m);
+        qitem_clear(qi);
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_n--;
+    }
+}
+
+int session_ack(struct session *s, uint8_t type, uint16_t pid)
+{
+    for (uint16_t i = 0; i < s->infl_cap; i++) {
+        struct inflight *f = &s->infl[i];
+        if (f->state == INFL_FREE || f->pid != pid)
+            continue;
+        if (type == MQTT_PUBACK && f->qos == 1 && f->state == INFL_PUBLISH) {
+            goto release;
+        } else if (type == MQTT_PUBREC && f->qos == 2 &&
+                   f->state == INFL_PUBLISH) {
+            f->state = INFL_PUBREL;
+            msg_unref(f->m); /* the message is delivered; keep the id */
+            f->m = NULL;
+            if (s->client)
+                client_send_ack(s->client, MQTT_PUBREL, pid, 0);
+            return 0;
+        } else if (type == MQTT_PUBREC && f->state == INFL_PUBREL) {
+            if (s->client)
+                client_send_ack(s->client, MQTT_PUBREL, pid, 0);
+            return 0;
+        } else if (type == MQTT_PUBCOMP && f->state == INFL_PUBREL) {
+            goto release;
+        }
+        return -1;
+    release:
+        msg_unref(f->m);
+        memset(f, 0, sizeof(*f));
+        s->infl_n--;
+        session_pump(s);
+        return 0;
+    }
+    return -1;
+}
+
+void session_resume(struct session *s)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    /* resend in packet id order of allocation is not tracked; slot order
+     * keeps the original send order for windows that never wrapped */
+    for (uint16_t i = 0; i < s->infl_cap; i++) {
+        struct inflight *f = &s->infl[i];
+        if (f->state == INFL_PUBLISH && f->m && msg_expired(f->m, now) &&
+            s->version == MQTT_V5) {
+            msg_unref(f->m);
+            memset(f, 0, sizeof(*f));
+            s->infl_n--;
+            continue;
+        }
+        if (f->state != INFL_FREE)
+            send_inflight(s, f, f->state == INFL_PUBLISH);
+    }
+    session_pump(s);
+}
+
+int session_rx_qos2_add(struct session *s, uint16_t pid, uint16_t max)
+{
+    for (uint16_t i = 0; i < s->rx_qos2_n; i++) {
+        if (s->rx_qos2[i] == pid)
+            return 1;
+    }
+    if (s->rx_qos2_n >= max)
+        return -1;
+    if (s->rx_qos2_n == s->rx_qos2_cap) {
+        uint32_t ncap = s->rx_qos2_cap ? (uint32_t)s->rx_qos2_cap * 2 : 4;
+        if (ncap > 65535)
+            ncap = 65535;
+        s->rx_qos2 = xreallocarray(s->rx_qos2, ncap, sizeof(uint16_t));
+        s->rx_qos2_cap = (uint16_t)ncap;
+    }
+    s->rx_qos2[s->rx_qos2_n++] = pid;
+    return 0;
+}
+
+bool session_rx_qos2_del(struct session *s, uint16_t pid)
+{
+    for (uint16_t i = 0; i < s->rx_qos2_n; i++) {
+        if (s->rx_qos2[i] == pid) {
+            s->rx_qos2[i] = s->rx_qos2[--s->rx_qos2_n];
+            return true;
+        }
+    }
+    return false;
+}

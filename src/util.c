@@ -1,0 +1,255 @@
+/*
+ * util.c - allocation that aborts on OOM, number parsing, UTF-8 checks,
+ * constant-time compare, edit distance and crash-safe file writes.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void oom(size_t size)
+{
+    fprintf(stderr, "mqttd: out of memory allocating %zu bytes\n", size);
+    abort();
+}
+
+void *xmalloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+
+    if (p == NULL)
+        oom(size);
+    return p;
+}
+
+void *xcalloc(size_t nmemb, size_t size)
+{
+    void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+
+    if (p == NULL)
+        oom(nmemb * size);
+    return p;
+}
+
+void *xrealloc(void *ptr, size_t size)
+{
+    void *p = realloc(ptr, size ? size : 1);
+
+    if (p == NULL)
+        oom(size);
+    return p;
+}
+
+void *xreallocarray(void *ptr, size_t nmemb, size_t size)
+{
+    if (size != 0 && nmemb > SIZE_MAX / size)
+        oom(SIZE_MAX);
+    return xrealloc(ptr, nmemb * size);
+}
+
+char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+void *xmemdup(const void *p, size_t n)
+{
+    void *q = xmalloc(n);
+
+    if (n)
+        memcpy(q, p, n);
+    return q;
+}
+
+int util_strtonum(const char *s, long long minval, long long maxval,
+                  long long *out, const char **errstr)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || *s == '\0' || minval > maxval) {
+        *errstr = "invalid";
+        return -1;
+    }
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (*end != '\0' || end == s) {
+        *errstr = "invalid";
+        return -1;
+    }
+    if ((errno == ERANGE && v == LLONG_MIN) || v < minval) {
+        *errstr = "too small";
+        return -1;
+    }
+    if ((errno == ERANGE && v == LLONG_MAX) || v > maxval) {
+        *errstr = "too large";
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+bool util_utf8_valid(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned c = s[i];
+        unsigned cp, need;
+
+        if (c < 0x80) {
+            if (c == 0)
+                return false;
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (len - i <= need)
+            return false;
+        for (unsigned k = 1; k <= need; k++) {
+            unsigned cc = s[i + k];
+            if ((cc & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += need + 1;
+    }
+    return true;
+}
+
+bool util_ct_memeq(const void *a, const void *b, size_t len)
+{
+    const volatile unsigned char *x = a, *y = b;
+    unsigned char d = 0;
+
+    for (size_t i = 0; i < len; i++)
+        d |= x[i] ^ y[i];
+    return d == 0;
+}
+
+double util_now_mono(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+unsigned util_levenshtein(const char *a, const char *b)
+{
+    unsigned row[65], la = (unsigned)strlen(a), lb = (unsigned)strlen(b);
+
+    if (la > 64 || lb > 64)
+        return 1000;
+    for (unsigned j = 0; j <= lb; j++)
+        row[j] = j;
+    for (unsigned i = 1; i <= la; i++) {
+        unsigned prev = row[0];
+        row[0] = i;
+        for (unsigned j = 1; j <= lb; j++) {
+            unsigned cur = row[j];
+            unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            unsigned v = prev + cost;
+            if (row[j] + 1 < v)
+                v = row[j] + 1;
+            if (row[j - 1] + 1 < v)
+                v = row[j - 1] + 1;
+            row[j] = v;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len,
+                           unsigned mode)
+{
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    const char *slash;
+    const unsigned char *p = data;
+    int fd = -1, dfd, saved;
+    size_t off = 0;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >=
+        (int)sizeof(tmp)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    if (fd == -1)
+        return -1;
+    if (fchmod(fd, (mode_t)mode) == -1)
+        goto fail;
+    while (off < len) {
+        ssize_t n = write(fd, p + off, len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) == -1)
+        goto fail;
+    if (close(fd) == -1) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) == -1)
+        goto fail;
+    slash = strrchr(path, '/');
+    if (slash == NULL) {
+        strcpy(dir, ".");
+    } else if (slash == path) {
+        strcpy(dir, "/");
+    } else {
+        size_t dl = (size_t)(slash - path);
+        memcpy(dir, path, dl);
+        dir[dl] = '\0';
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd != -1) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+fail:
+    saved = errno;
+    if (fd != -1)
+        close(fd);
+    unlink(tmp);
+    errno = saved;
+    return -1;
+}

@@ -1,0 +1,221 @@
+"""Core MQTT 3.1/3.1.1 behaviour through the real daemon with
+mosquitto_pub/mosquitto_sub and raw sockets."""
+
+import struct
+import unittest
+
+from harness import (BrokerTest, Raw, Sub, connect_pkt, packet, mstr, pub,
+                     publish_pkt, subscribe_pkt)
+
+
+class PubSub(BrokerTest):
+    def test_qos_levels_wildcard(self):
+        for q in (0, 1, 2):
+            s = Sub(self.b.port, ["-t", "a/#", "-v", "-q", str(q)], count=1)
+            s.ready()
+            pub(self.b.port, ["-t", "a/b", "-m", "hi%d" % q, "-q", str(q)])
+            self.assertEqual(s.messages(), ["a/b hi%d" % q])
+
+    def test_a_hash_matches_parent(self):
+        s = Sub(self.b.port, ["-t", "a/#", "-v"], count=1)
+        s.ready()
+        pub(self.b.port, ["-t", "a", "-m", "parent"])
+        self.assertEqual(s.messages(), ["a parent"])
+
+    def test_plus_wildcard_and_non_match(self):
+        s = Sub(self.b.port, ["-t", "x/+/z", "-v"], count=1)
+        s.ready()
+        pub(self.b.port, ["-t", "x/y/w", "-m", "no"])
+        pub(self.b.port, ["-t", "x/y/z", "-m", "yes"])
+        self.assertEqual(s.messages(), ["x/y/z yes"])
+
+    def test_dollar_topics_not_matched_by_leading_wildcard(self):
+        s_all = Sub(self.b.port, ["-t", "#", "-v"], count=1)
+        s_dollar = Sub(self.b.port, ["-t", "$foo/#", "-v"], count=1)
+        s_all.ready()
+        s_dollar.ready()
+        pub(self.b.port, ["-t", "$foo/bar", "-m", "d"])
+        pub(self.b.port, ["-t", "plain", "-m", "p"])
+        self.assertEqual(s_dollar.messages(), ["$foo/bar d"])
+        self.assertEqual(s_all.messages(), ["plain p"])
+
+    def test_overlapping_subscriptions_deliver_once_at_max_qos(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="overlap")
+        r.send(subscribe_pkt("o/#", qos=0, pid=1))
+        self.assertEqual(r.recv_packet()[0], 0x90)
+        r.send(subscribe_pkt("o/+", qos=1, pid=2))
+        self.assertEqual(r.recv_packet()[0], 0x90)
+        pub(self.b.port, ["-t", "o/x", "-m", "once", "-q", "1"])
+        first, body = r.recv_packet()
+        self.assertEqual(first & 0xF0, 0x30)
+        self.assertEqual((first >> 1) & 3, 1, "delivered at QoS 1")
+        # the next packet must be our own ping response, not a duplicate
+        r.send(packet(0xC0, b""))
+        self.assertEqual(r.recv_packet()[0], 0xD0)
+
+    def test_many_messages_in_order(self):
+        s = Sub(self.b.port, ["-t", "seq", "-q", "1"], count=200)
+        s.ready()
+        lines = "\n".join(str(i) for i in range(200)) + "\n"
+        import subprocess
+        subprocess.run(["mosquitto_pub", "-p", str(self.b.port), "-h",
+                        "127.0.0.1", "-t", "seq", "-q", "1", "-l"],
+                       input=lines, text=True, check=True, timeout=20)
+        self.assertEqual(s.messages(), [str(i) for i in range(200)])
+
+
+class Retained(BrokerTest):
+    def test_set_replace_clear(self):
+        pub(self.b.port, ["-t", "r/1", "-m", "one", "-r"])
+        pub(self.b.port, ["-t", "r/1", "-m", "two", "-r", "-q", "1"])
+        s = Sub(self.b.port, ["-t", "r/#", "-F", "%r %t %p"], count=1)
+        self.assertEqual(s.messages(), ["1 r/1 two"])
+        pub(self.b.port, ["-t", "r/1", "-n", "-r"])
+        pub(self.b.port, ["-t", "r/2", "-m", "sentinel", "-r"])
+        s = Sub(self.b.port, ["-t", "r/#", "-F", "%r %t %p"], count=1)
+        self.assertEqual(s.messages(), ["1 r/2 sentinel"])
+
+    def test_live_delivery_has_retain_flag_clear(self):
+        s = Sub(self.b.port, ["-t", "live", "-F", "%r %p"], count=1)
+        s.ready()
+        pub(self.b.port, ["-t", "live", "-m", "x", "-r"])
+        self.assertEqual(s.messages(), ["0 x"])
+
+
+class Wills(BrokerTest):
+    def test_will_on_abnormal_close(self):
+        s = Sub(self.b.port, ["-t", "will/#", "-v", "-q", "1"], count=1)
+        s.ready()
+        r = Raw(self.b.port)
+        r.connect(client_id="dying", will=("will/dying", "gone", 1, False))
+        r.abort()
+        self.assertEqual(s.messages(), ["will/dying gone"])
+
+    def test_no_will_after_disconnect(self):
+        s = Sub(self.b.port, ["-t", "will2/#", "-v"], count=1)
+        s.ready()
+        r = Raw(self.b.port)
+        r.connect(client_id="polite", will=("will2/polite", "gone", 0, False))
+        r.send(packet(0xE0, b""))
+        self.assertTrue(r.closed())
+        self.b.wait_log(r"Client polite disconnected")
+        pub(self.b.port, ["-t", "will2/sentinel", "-m", "s"])
+        self.assertEqual(s.messages(), ["will2/sentinel s"])
+
+    def test_retained_will(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="rw", will=("will3/rw", "bye", 0, True))
+        r.abort()
+        self.b.wait_log(r"Client rw closed its connection")
+        s = Sub(self.b.port, ["-t", "will3/#", "-F", "%r %t %p"], count=1)
+        self.assertEqual(s.messages(), ["1 will3/rw bye"])
+
+
+class PersistentSession(BrokerTest):
+    def test_queued_while_offline(self):
+        s = Sub(self.b.port, ["-t", "ps/t", "-q", "1", "-c", "-i", "psid"], count=1)
+        s.ready()
+        pub(self.b.port, ["-t", "ps/t", "-m", "first", "-q", "1"])
+        self.assertEqual(s.messages(), ["first"])
+        for i in range(3):
+            pub(self.b.port, ["-t", "ps/t", "-m", "off%d" % i, "-q", "1"])
+        s = Sub(self.b.port, ["-t", "ps/t", "-q", "1", "-c", "-i", "psid"], count=3)
+        self.assertEqual(s.messages(), ["off0", "off1", "off2"])
+
+    def test_session_present_flag(self):
+        r = Raw(self.b.port)
+        ack = r.connect(client_id="sp", clean=False)
+        self.assertEqual(ack, b"\x00\x00")
+        r.send(packet(0xE0, b""))
+        self.assertTrue(r.closed())
+        self.b.wait_log(r"Client sp disconnected")
+        r = Raw(self.b.port)
+        self.assertEqual(r.connect(client_id="sp", clean=False), b"\x01\x00")
+        r.close()
+
+    def test_clean_session_discards(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="cs", clean=False)
+        r.send(subscribe_pkt("cs/t", qos=1))
+        r.recv_packet()
+        r.send(packet(0xE0, b""))
+        self.assertTrue(r.closed())
+        self.b.wait_log(r"Client cs disconnected")
+        r = Raw(self.b.port)
+        self.assertEqual(r.connect(client_id="cs", clean=True), b"\x00\x00")
+        r.close()
+
+    def test_takeover(self):
+        r1 = Raw(self.b.port)
+        r1.connect(client_id="dup")
+        r2 = Raw(self.b.port)
+        r2.connect(client_id="dup")
+        self.assertTrue(r1.closed())
+        self.b.wait_log(r"Client dup already connected")
+        r2.send(packet(0xC0, b""))
+        self.assertEqual(r2.recv_packet()[0], 0xD0)
+
+
+class ConnectRules(BrokerTest):
+    CONF = "connect_timeout 1\n"
+
+    def test_connack_codes(self):
+        r = Raw(self.b.port)
+        r.send(connect_pkt(version=7))
+        self.assertEqual(r.recv_packet(), (0x20, b"\x00\x01"))
+        r = Raw(self.b.port)
+        self.assertEqual(r.connect(client_id="", clean=False, version=4), b"\x00\x02")
+        r = Raw(self.b.port)
+        ack = r.connect(client_id="", clean=True, version=4)
+        self.assertEqual(ack, b"\x00\x00")
+
+    def test_v31_client(self):
+        r = Raw(self.b.port)
+        self.assertEqual(r.connect(client_id="old", version=3), b"\x00\x00")
+        s = Sub(self.b.port, ["-t", "v31", "-V", "mqttv31"], count=1)
+        s.ready()
+        pub(self.b.port, ["-t", "v31", "-m", "ok", "-V", "mqttv31"])
+        self.assertEqual(s.messages(), ["ok"])
+
+    def test_v5_connect_answered(self):
+        r = Raw(self.b.port)
+        ack = r.connect(client_id="five", version=5)
+        self.assertEqual(ack[:2], b"\x00\x00")
+        s = Sub(self.b.port, ["-t", "v5/t", "-V", "5"], count=1)
+        s.ready()
+        pub(self.b.port, ["-t", "v5/t", "-m", "five", "-V", "5"])
+        self.assertEqual(s.messages(), ["five"])
+
+    def test_connect_deadline(self):
+        r = Raw(self.b.port)
+        self.assertTrue(r.closed(timeout=5))
+        self.b.wait_log(r"sent no CONNECT within 1 s")
+
+    def test_connect_deadline_not_extended_by_trickle(self):
+        r = Raw(self.b.port)
+        body = connect_pkt(client_id="slow")
+        r.send(body[:3])
+        import time
+        t0 = time.monotonic()
+        for b in body[3:-1]:
+            r.send(bytes([b]))
+            if r.closed(timeout=0.1):
+                break
+        self.assertTrue(r.closed(timeout=5))
+        self.assertLess(time.monotonic() - t0, 4.0)
+
+    def test_keepalive_timeout(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="ka", keepalive=1)
+        self.assertTrue(r.closed(timeout=5))
+        self.b.wait_log(r"Client ka has exceeded timeout")
+
+    def test_mosquitto_connect_log_line(self):
+        pub(self.b.port, ["-t", "t", "-m", "x", "-i", "logme", "-u", "bob"])
+        self.b.wait_log(r"New client connected from 127\.0\.0\.1:\d+ as logme "
+                        r"\(p2, c1, k60, u'bob'\)\.")
+
+
+if __name__ == "__main__":
+    unittest.main()
