@@ -44,8 +44,8 @@ struct acl;
 struct acl *acl_load(const char *path, char *err, size_t errlen);
 
 /* acl_parse: the same over buf[0..len) named 'name' (tests, fuzzer). */
-struct acl *acl_parse(const char *name, const char *buf, size_t len,
-                      char *err, size_t errlen);
+struct acl *acl_parse(const char *name, const char *buf, size_t len, char *err,
+                      size_t errlen);
 
 /* acl_free: accepts NULL. */
 void acl_free(struct acl *a);
@@ -56,9 +56,8 @@ void acl_free(struct acl *a);
  * filter (a "$share/GROUP/" prefix is removed first). $SYS write
  * protection is auth_acl's business, not this function's.
  */
-bool acl_check(const struct acl *a, const char *client_id,
-               const char *username, const char *topic, size_t topic_len,
-               enum auth_access access);
+bool acl_check(const struct acl *a, const char *client_id, const char *username,
+               const char *topic, size_t topic_len, enum auth_access access);
 
 /*
  * acl_filter_covers: true when every topic name matched by filter f is
@@ -67,7 +66,6 @@ bool acl_check(const struct acl *a, const char *client_id,
  * or a literal equal to f's level; a rule starting with a wildcard does
  * not cover a filter starting with '$'.
  */
-bool acl_filter_covers(const char *r, size_t rlen, const char *f,
-                       size_t flen);
+bool acl_filter_covers(const char *r, size_t rlen, const char *f, size_t flen);
 
 #endif

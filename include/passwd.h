@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PASSWD_SALT_LEN 12 /* what we (and mosquitto_passwd) generate */
+#define PASSWD_SALT_LEN 12      /* what we (and mosquitto_passwd) generate */
 #define PASSWD_SALT_LEN_LONG 64 /* also accepted on load */
 #define PASSWD_HASH_LEN 64
 #define PASSWD_ITER_MIN 1
@@ -32,9 +32,9 @@
 /* mqttd-passwd's default $7$ iteration count: OWASP 2023 recommendation
  * for PBKDF2-HMAC-SHA512 (mosquitto_passwd 2.0 uses 101). */
 #define PASSWD_DEFAULT_ITERATIONS 210000
-#define PASSWD_MAX_LINE 65536            /* bytes per line, newline excluded */
-#define PASSWD_MAX_FILE (64u << 20)      /* bytes per file */
-#define PASSWD_MAX_USERNAME 65535        /* MQTT string limit */
+#define PASSWD_MAX_LINE 65536       /* bytes per line, newline excluded */
+#define PASSWD_MAX_FILE (64u << 20) /* bytes per file */
+#define PASSWD_MAX_USERNAME 65535   /* MQTT string limit */
 /* Room for the longest hash text we produce: "$7$" + 8 digits + "$" +
  * base64(64) + "$" + base64(64) + NUL. */
 #define PASSWD_HASH_TEXT_MAX 200
@@ -111,8 +111,8 @@ int passwd_hash_verify(const char *hash, const uint8_t *password,
  * hash of an existing user in place. Returns 0, or -1 with a reason in err
  * (empty/invalid username, username with ':', malformed hash).
  */
-int passwd_set(struct passwd *pw, const char *user, const char *hash,
-               char *err, size_t errlen);
+int passwd_set(struct passwd *pw, const char *user, const char *hash, char *err,
+               size_t errlen);
 
 /* passwd_remove: delete 'user'. Returns 0, or -1 when not present. */
 int passwd_remove(struct passwd *pw, const char *user);

@@ -96,9 +96,8 @@ static size_t level_end(const char *s, size_t len, size_t pos)
  * deny rule when that value is unusable (fail closed), or LV_NONE for an
  * allow rule (never matches).
  */
-static size_t rule_level(const char *r, size_t rlen, size_t pos,
-                         bool pattern, const struct subst *sb, bool deny,
-                         struct lv *out)
+static size_t rule_level(const char *r, size_t rlen, size_t pos, bool pattern,
+                         const struct subst *sb, bool deny, struct lv *out)
 {
     size_t e = level_end(r, rlen, pos);
     size_t l = e - pos;
@@ -128,16 +127,15 @@ static size_t rule_level(const char *r, size_t rlen, size_t pos,
  * (cover == true)? See acl_filter_covers for the cover rules.
  */
 static bool walk(const char *r, size_t rlen, bool pattern,
-                 const struct subst *sb, bool deny, const char *s,
-                 size_t slen, bool cover)
+                 const struct subst *sb, bool deny, const char *s, size_t slen,
+                 bool cover)
 {
     size_t sp = 0, re;
     struct lv rl;
 
     re = rule_level(r, rlen, 0, pattern, sb, deny, &rl);
     /* [MQTT-4.7.2-1]: a leading wildcard never reaches '$' topics. */
-    if (slen > 0 && s[0] == '$' &&
-        (rl.kind == LV_PLUS || rl.kind == LV_HASH))
+    if (slen > 0 && s[0] == '$' && (rl.kind == LV_PLUS || rl.kind == LV_HASH))
         return false;
     for (;;) {
         size_t se = level_end(s, slen, sp);
@@ -171,8 +169,7 @@ static bool walk(const char *r, size_t rlen, bool pattern,
     }
 }
 
-bool acl_filter_covers(const char *r, size_t rlen, const char *f,
-                       size_t flen)
+bool acl_filter_covers(const char *r, size_t rlen, const char *f, size_t flen)
 {
     if (rlen == 0 || flen == 0)
         return false;
@@ -194,6 +191,8 @@ static const struct acl_list *user_rules(const struct acl *a,
 
     if (username == NULL)
         return &a->anon;
+    if (a->nusers == 0)
+        return NULL;
     key.name = (char *)(uintptr_t)username;
     u = bsearch(&key, a->users, a->nusers, sizeof(*a->users), user_cmp);
     return u ? &u->rules : NULL;
@@ -208,8 +207,8 @@ static bool safe_value(const char *s)
  * scan: apply the rules of list l. Returns -1 when a deny rule hits,
  * 1 when an allow rule with the needed access hits, 0 otherwise.
  */
-static int scan(const struct acl_list *l, const struct subst *sb,
-                const char *t, size_t tlen, unsigned need, bool cover)
+static int scan(const struct acl_list *l, const struct subst *sb, const char *t,
+                size_t tlen, unsigned need, bool cover)
 {
     int res = 0;
 
@@ -233,9 +232,8 @@ static int scan(const struct acl_list *l, const struct subst *sb,
     return res;
 }
 
-bool acl_check(const struct acl *a, const char *client_id,
-               const char *username, const char *topic, size_t topic_len,
-               enum auth_access access)
+bool acl_check(const struct acl *a, const char *client_id, const char *username,
+               const char *topic, size_t topic_len, enum auth_access access)
 {
     struct subst sb;
     unsigned need;
@@ -380,7 +378,8 @@ static int parse_rule(struct parse_state *ps, bool pattern, const char *s,
                 r.uses_u = true;
             } else {
                 for (size_t k = 0; k + 1 < ll; k++) {
-                    if (lv[k] == '%' && (lv[k + 1] == 'c' || lv[k + 1] == 'u')) {
+                    if (lv[k] == '%' &&
+                        (lv[k + 1] == 'c' || lv[k + 1] == 'u')) {
                         *why = "%c and %u must be a whole topic level";
                         return -1;
                     }
@@ -472,8 +471,8 @@ static void merge_users(struct acl *a)
     a->nusers = o + 1;
 }
 
-struct acl *acl_parse(const char *name, const char *buf, size_t len,
-                      char *err, size_t errlen)
+struct acl *acl_parse(const char *name, const char *buf, size_t len, char *err,
+                      size_t errlen)
 {
     struct parse_state ps;
     size_t pos = 0;
@@ -496,8 +495,8 @@ struct acl *acl_parse(const char *name, const char *buf, size_t len,
         ll = nl ? (size_t)(nl - s) : len - pos;
         pos += ll + (nl ? 1 : 0);
         if (ll > ACL_MAX_LINE) {
-            set_err(err, errlen, "%s:%d: line longer than %d bytes", name,
-                    line, ACL_MAX_LINE);
+            set_err(err, errlen, "%s:%d: line longer than %d bytes", name, line,
+                    ACL_MAX_LINE);
             goto fail;
         }
         if (memchr(s, '\0', ll) != NULL) {
@@ -550,8 +549,7 @@ struct acl *acl_load(const char *path, char *err, size_t errlen)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            set_err(err, errlen, "%s: read error: %s", path,
-                    strerror(errno));
+            set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
             goto fail;
         }
         if (n == 0)

@@ -84,8 +84,7 @@ static enum auth_result anon_check(void *state, const struct auth_client *c,
 
 /* ---- chain ---- */
 
-struct auth *auth_new(const struct conf *c, size_t li, char *err,
-                      size_t errlen)
+struct auth *auth_new(const struct conf *c, size_t li, char *err, size_t errlen)
 {
     const struct conf_security *sec;
     const struct conf_listener *l = NULL;
@@ -104,8 +103,7 @@ struct auth *auth_new(const struct conf *c, size_t li, char *err,
     }
     if (sec->password_file != NULL) {
         char perr[512];
-        struct passwd *pw = passwd_load(sec->password_file, perr,
-                                        sizeof(perr));
+        struct passwd *pw = passwd_load(sec->password_file, perr, sizeof(perr));
         if (pw == NULL) {
             if (sec->password_file_src != NULL)
                 snprintf(err, errlen, "%s (password_file at %s:%d)", perr,
@@ -162,8 +160,7 @@ void auth_free(struct auth *a)
     free(a);
 }
 
-enum auth_result auth_connect(const struct auth *a,
-                              const struct auth_client *c,
+enum auth_result auth_connect(const struct auth *a, const struct auth_client *c,
                               const char **reason, bool *bad_credentials)
 {
     *reason = NULL;
@@ -188,13 +185,11 @@ enum auth_result auth_connect(const struct auth *a,
 
 static bool is_sys(const char *t, size_t len)
 {
-    return len >= 4 && memcmp(t, "$SYS", 4) == 0 &&
-           (len == 4 || t[4] == '/');
+    return len >= 4 && memcmp(t, "$SYS", 4) == 0 && (len == 4 || t[4] == '/');
 }
 
-bool auth_acl(const struct auth *a, const char *client_id,
-              const char *username, const char *topic, size_t topic_len,
-              enum auth_access access)
+bool auth_acl(const struct auth *a, const char *client_id, const char *username,
+              const char *topic, size_t topic_len, enum auth_access access)
 {
     /* $SYS is written by the broker only. */
     if (access == AUTH_WRITE && is_sys(topic, topic_len))

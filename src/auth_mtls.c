@@ -19,8 +19,7 @@
 
 #include "util.h"
 
-static int first_cn(X509_NAME *name, char *out, size_t outlen,
-                    const char **why)
+static int first_cn(X509_NAME *name, char *out, size_t outlen, const char **why)
 {
     X509_NAME_ENTRY *e;
     ASN1_STRING *d;
@@ -68,8 +67,7 @@ fail:
     return rc;
 }
 
-static int rfc2253(X509_NAME *name, char *out, size_t outlen,
-                   const char **why)
+static int rfc2253(X509_NAME *name, char *out, size_t outlen, const char **why)
 {
     BIO *b = BIO_new(BIO_s_mem());
     BUF_MEM *bm = NULL;

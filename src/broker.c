@@ -337,6 +337,77 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m)
 
 /* ---- reload / tick / shutdown ----------------------------------------- */
 
+/* Disconnect connected TLS clients whose certificate the (new) CRL of their
+ * listener revokes (MQTT 5: DISCONNECT 0x98 Administrative action). */
+static void revoke_check(struct broker *b)
+{
+    for (struct client *cl = b->clients, *next; cl; cl = next) {
+        struct tls_ctx *t = b->tls[cl->listener];
+        SSL *ssl;
+        X509 *peer;
+
+        next = cl->next;
+        if (t == NULL || !tls_ctx_has_crl(t) || cl->conn == NULL)
+            continue;
+        ssl = conn_ssl(cl->conn);
+        peer = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+        if (peer && tls_ctx_cert_revoked(t, peer)) {
+            LOG_N(b->log,
+                  "Client %s (%s:%d) disconnected: its certificate is "
+                  "revoked by the current CRL.",
+                  cl->client_id ? cl->client_id : "<unknown>",
+                  conn_peer_ip(cl->conn), conn_peer_port(cl->conn));
+            client_disconnect(cl, MQTT_RC_ADMIN_ACTION,
+                              "certificate revoked");
+        }
+    }
+}
+
+/* Expiry warnings for every TLS listener (at load, on reload, daily). */
+static void report_expiry(struct broker *b)
+{
+    time_t now = time(NULL);
+
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        time_t na = 0;
+        if (b->tls[i])
+            tls_ctx_expiry_report(b->tls[i], b->log,
+                                  b->conf->tls_expiry_warning_days, now, &na);
+    }
+    b->last_expiry_report = ev_now(b->loop);
+}
+
+/* tls_reload_interval: rebuild a listener's context when its files
+ * changed on disk; a broken set keeps the old context. */
+static void tls_file_check(struct broker *b)
+{
+    bool changed = false;
+
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        struct tls_ctx *n;
+        char e[1024];
+        if (b->tls[i] == NULL || !tls_ctx_changed(b->tls[i]))
+            continue;
+        e[0] = '\0';
+        n = tls_ctx_new(&b->conf->listeners[i].tls, b->log, e, sizeof(e));
+        if (n == NULL) {
+            LOG_E(b->log, "TLS files of listener %u changed but do not "
+                          "load; keeping the old ones: %s",
+                  (unsigned)b->conf->listeners[i].port, e);
+            continue;
+        }
+        tls_ctx_unref(b->tls[i]);
+        b->tls[i] = n;
+        changed = true;
+        LOG_N(b->log, "TLS files of listener %u changed on disk: reloaded.",
+              (unsigned)b->conf->listeners[i].port);
+    }
+    if (changed) {
+        revoke_check(b);
+        report_expiry(b);
+    }
+}
+
 int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
 {
     struct auth **auth;
@@ -372,30 +443,22 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     b->tls = tls;
     conf_free(b->conf);
     b->conf = c;
-    /* Re-check connected clients against the new auth and CRLs. */
-    for (struct client *cl = b->clients, *next; cl; cl = next) {
-        next = cl->next;
-        if (!cl->connected)
-            continue;
-        if (b->tls[cl->listener] && tls_ctx_has_crl(b->tls[cl->listener]) &&
-            conn_ssl(cl->conn)) {
-            X509 *peer = SSL_get0_peer_certificate(conn_ssl(cl->conn));
-            if (peer && tls_ctx_cert_revoked(b->tls[cl->listener], peer)) {
-                LOG_N(b->log,
-                      "Client %s disconnected: certificate revoked by the "
-                      "new CRL.",
-                      cl->client_id);
-                client_disconnect(cl, MQTT_RC_ADMIN_ACTION,
-                                  "certificate revoked");
-            }
-        }
-    }
+    revoke_check(b);
+    report_expiry(b);
     return 0;
 }
 
 void broker_tick(struct broker *b)
 {
     double now = ev_now(b->loop);
+
+    if (b->last_expiry_report == 0 || now - b->last_expiry_report >= 86400)
+        report_expiry(b);
+    if (b->conf->tls_reload_interval &&
+        now - b->last_tls_check >= b->conf->tls_reload_interval) {
+        b->last_tls_check = now;
+        tls_file_check(b);
+    }
 
     /* expire offline sessions */
     for (size_t i = 0; i < b->sessions.cap; i++) {

@@ -65,6 +65,8 @@ struct broker {
     uint64_t auto_id;
     uint64_t msg_seq;
     double started;
+    double last_expiry_report;
+    double last_tls_check;
     struct broker_stats st;
 };
 

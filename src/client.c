@@ -482,6 +482,14 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
     }
     c->connected = true;
     conn_set_deadline(c->conn, 0);
+    if (conn_ssl(c->conn)) {
+        /* cut the client off at its certificate's notAfter */
+        time_t na = tls_peer_not_after(conn_ssl(c->conn));
+        if (na > 0) {
+            double left = difftime(na, time(NULL));
+            conn_set_deadline(c->conn, left > 0.001 ? left : 0.001);
+        }
+    }
     if (c->keepalive)
         conn_set_idle(c->conn, c->keepalive * 1.5);
     if (cf->connection_messages) {
@@ -956,6 +964,13 @@ static void client_on_timeout(void *ud, struct conn *conn,
               conn_peer_ip(conn), conn_peer_port(conn),
               c->b->conf->connect_timeout);
         conn_close(conn, "no CONNECT in time");
+        return;
+    }
+    if (why == CONN_TIMEOUT_DEADLINE && c->connected) {
+        LOG_N(c->b->log,
+              "Client %s (%s:%d) disconnected: its certificate expired.",
+              cid(c), conn_peer_ip(conn), conn_peer_port(conn));
+        client_disconnect(c, MQTT_RC_ADMIN_ACTION, "certificate expired");
         return;
     }
     if (why == CONN_TIMEOUT_IDLE) {

@@ -131,11 +131,11 @@ struct key {
     unsigned flags;
 };
 
-static void perr(struct parser *ps, const char *file, int line,
-                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void perr(struct parser *ps, const char *file, int line, const char *fmt,
+                 ...) __attribute__((format(printf, 4, 5)));
 
-static void perr(struct parser *ps, const char *file, int line,
-                 const char *fmt, ...)
+static void perr(struct parser *ps, const char *file, int line, const char *fmt,
+                 ...)
 {
     char msg[1024];
     va_list ap;
@@ -225,8 +225,9 @@ static int parse_num(struct parser *ps, const char *key, const char *tok,
     if (util_strtonum(tok, min, max, out, &es) == 0)
         return 0;
     if (strcmp(es, "invalid") == 0)
-        LERR(ps, "invalid value '%s' for '%s': expected an integer from %lld "
-                 "to %lld",
+        LERR(ps,
+             "invalid value '%s' for '%s': expected an integer from %lld "
+             "to %lld",
              shown(sb, sizeof(sb), tok, false), key, min, max);
     else
         LERR(ps, "value %s for '%s' is %s: the range is %lld to %lld",
@@ -257,10 +258,11 @@ static int parse_bool(struct parser *ps, const char *key, char *val, bool *out)
 /*
  * set_str: store the rest-of-line value 'val' (already trimmed) in *dst.
  * Mosquitto refuses a second value for the same string key; so do we unless
- * 'replace'. Returns 0, or -1 after reporting.
+ * 'replace'. 'per_listener' only words the duplicate message. Returns 0,
+ * or -1 after reporting.
  */
 static int set_str(struct parser *ps, const char *key, char **dst,
-                   const char *val, bool replace)
+                   const char *val, bool replace, bool per_listener)
 {
     if (*val == '\0') {
         LERR(ps, "missing value for '%s'", key);
@@ -272,8 +274,7 @@ static int set_str(struct parser *ps, const char *key, char **dst,
     }
     if (*dst != NULL && !replace) {
         LERR(ps, "duplicate '%s': it is already set%s", key,
-             ps->c->nlisteners > 0 || ps->deflt_used ? " for this listener"
-                                                     : "");
+             per_listener ? " for this listener" : "");
         return -1;
     }
     free(*dst);
@@ -413,7 +414,9 @@ static void store_typed(struct parser *ps, const struct key *k, char *val)
     if (k->type == K_STR) {
         base = key_base(ps, k, &off);
         if (set_str(ps, k->name, (char **)(void *)(base + off), val,
-                    (k->flags & F_REPLACE) != 0) == 0 &&
+                    (k->flags & F_REPLACE) != 0,
+                    k->scope == SC_SEC ? base != (char *)&ps->c->sec
+                                       : k->scope != SC_GLOBAL) == 0 &&
             k->fk >= 0) {
             struct lmeta *m = cur_meta(ps);
             m->fsrc[k->fk] = ps->file;
@@ -476,6 +479,22 @@ static bool same_listener(const struct conf_listener *a,
     return strcmp(a->address, b->address) == 0;
 }
 
+/* add_listener: append l (copied; its strings move too) and its meta. */
+static void add_listener(struct parser *ps, const struct conf_listener *l,
+                         const struct lmeta *m)
+{
+    struct conf *c = ps->c;
+
+    if (c->nlisteners == ps->lcap) {
+        ps->lcap = ps->lcap ? ps->lcap * 2 : 4;
+        c->listeners = xreallocarray(c->listeners, ps->lcap, sizeof(*l));
+        ps->lm = xreallocarray(ps->lm, ps->lcap, sizeof(*m));
+    }
+    c->listeners[c->nlisteners] = *l;
+    ps->lm[c->nlisteners] = *m;
+    c->nlisteners++;
+}
+
 static void h_listener(struct parser *ps, const struct key *k, char *val)
 {
     struct conf *c = ps->c;
@@ -514,16 +533,16 @@ static void h_listener(struct parser *ps, const struct key *k, char *val)
             bad = true;
         } else if (strlen(atok) >= sizeof(sun.sun_path)) {
             LERR(ps, "Unix socket path '%s' is too long (at most %zu bytes)",
-                 shown(sb, sizeof(sb), atok, false),
-                 sizeof(sun.sun_path) - 1);
+                 shown(sb, sizeof(sb), atok, false), sizeof(sun.sun_path) - 1);
             bad = true;
         } else {
             l.unix_path = xstrdup(atok);
         }
     } else if (!bad && atok != NULL) {
         if (!valid_host(atok)) {
-            LERR(ps, "invalid listener address '%s': expected an IPv4 or "
-                     "IPv6 address or a host name",
+            LERR(ps,
+                 "invalid listener address '%s': expected an IPv4 or "
+                 "IPv6 address or a host name",
                  shown(sb, sizeof(sb), atok, false));
             bad = true;
         } else {
@@ -533,8 +552,9 @@ static void h_listener(struct parser *ps, const struct key *k, char *val)
     if (!bad) {
         for (size_t i = 0; i < c->nlisteners; i++) {
             if (!ps->lm[i].bad && same_listener(&c->listeners[i], &l)) {
-                LERR(ps, "duplicate listener: the same port and address as "
-                         "the listener at %s:%d",
+                LERR(ps,
+                     "duplicate listener: the same port and address as "
+                     "the listener at %s:%d",
                      c->listeners[i].src, c->listeners[i].line);
                 bad = true;
                 break;
@@ -552,14 +572,7 @@ static void h_listener(struct parser *ps, const struct key *k, char *val)
     m.bad = bad;
     /* a wrong listener line still opens a listener so the keys after it
      * land somewhere sensible; the snapshot is refused anyway */
-    if (c->nlisteners == ps->lcap) {
-        ps->lcap = ps->lcap ? ps->lcap * 2 : 4;
-        c->listeners = xreallocarray(c->listeners, ps->lcap, sizeof(l));
-        ps->lm = xreallocarray(ps->lm, ps->lcap, sizeof(m));
-    }
-    c->listeners[c->nlisteners] = l;
-    ps->lm[c->nlisteners] = m;
-    c->nlisteners++;
+    add_listener(ps, &l, &m);
 }
 
 static void h_port(struct parser *ps, const struct key *k, char *val)
@@ -583,12 +596,13 @@ static void h_bind_address(struct parser *ps, const struct key *k, char *val)
     char sb[80];
 
     if (*val != '\0' && !valid_host(val)) {
-        LERR(ps, "invalid bind_address '%s': expected an IPv4 or IPv6 address "
-                 "or a host name",
+        LERR(ps,
+             "invalid bind_address '%s': expected an IPv4 or IPv6 address "
+             "or a host name",
              shown(sb, sizeof(sb), val, false));
         return;
     }
-    if (set_str(ps, k->name, &ps->deflt.address, val, false) == 0 &&
+    if (set_str(ps, k->name, &ps->deflt.address, val, false, true) == 0 &&
         !ps->deflt_used) {
         ps->deflt_used = true;
         ps->deflt_src = ps->file;
@@ -660,8 +674,9 @@ static void h_client_cert_mode(struct parser *ps, const struct key *k,
     else if (strcmp(tok, "required") == 0)
         mode = CONF_CERT_REQUIRED;
     else {
-        LERR(ps, "invalid client_cert_mode '%s': expected none, optional or "
-                 "required",
+        LERR(ps,
+             "invalid client_cert_mode '%s': expected none, optional or "
+             "required",
              shown(sb, sizeof(sb), tok, false));
         return;
     }
@@ -686,8 +701,7 @@ static void h_require_certificate(struct parser *ps, const struct key *k,
     m->rc_line = b ? ps->line : 0;
 }
 
-static void h_use_as_username(struct parser *ps, const struct key *k,
-                              char *val)
+static void h_use_as_username(struct parser *ps, const struct key *k, char *val)
 {
     bool b;
     struct conf_listener *l;
@@ -711,8 +725,7 @@ static void h_use_as_username(struct parser *ps, const struct key *k,
     }
 }
 
-static void h_allow_anonymous(struct parser *ps, const struct key *k,
-                              char *val)
+static void h_allow_anonymous(struct parser *ps, const struct key *k, char *val)
 {
     bool b;
 
@@ -720,8 +733,8 @@ static void h_allow_anonymous(struct parser *ps, const struct key *k,
         cur_sec(ps)->allow_anonymous = b ? 1 : 0;
 }
 
-static void h_allow_zero_length_clientid(struct parser *ps,
-                                         const struct key *k, char *val)
+static void h_allow_zero_length_clientid(struct parser *ps, const struct key *k,
+                                         char *val)
 {
     bool b;
 
@@ -738,9 +751,10 @@ static void h_sec_file(struct parser *ps, const struct key *k, char *val)
 {
     struct conf_security *sec = cur_sec(ps);
     bool pw = strcmp(k->name, "password_file") == 0;
+    bool pl = sec != &ps->c->sec;
 
     if (set_str(ps, k->name, pw ? &sec->password_file : &sec->acl_file, val,
-                false) < 0)
+                false, pl) < 0)
         return;
     if (pw) {
         sec->password_file_src = ps->file;
@@ -799,13 +813,14 @@ static void h_log_dest(struct parser *ps, const struct key *k, char *val)
                      "configured");
             return;
         }
-        if (set_str(ps, "log_dest file", &c->log_file, rest, false) == 0)
+        if (set_str(ps, "log_dest file", &c->log_file, rest, false, false) == 0)
             c->log_dests |= LOGD_FILE;
         return;
     }
     if (*rest != '\0' && *rest != '#') {
-        LERR(ps, "unexpected '%s' after the value of '%s' (give one "
-                 "destination per line)",
+        LERR(ps,
+             "unexpected '%s' after the value of '%s' (give one "
+             "destination per line)",
              shown(sb, sizeof(sb), rest, true), k->name);
         return;
     }
@@ -820,8 +835,9 @@ static void h_log_dest(struct parser *ps, const struct key *k, char *val)
     else if (strcmp(tok, "topic") == 0 || strcmp(tok, "dlt") == 0)
         LERR(ps, "'log_dest %s' is not supported by mqttd", tok);
     else
-        LERR(ps, "invalid log_dest '%s': expected stderr, stdout, syslog, "
-                 "file PATH or none",
+        LERR(ps,
+             "invalid log_dest '%s': expected stderr, stdout, syslog, "
+             "file PATH or none",
              shown(sb, sizeof(sb), tok, false));
 }
 
@@ -863,9 +879,10 @@ static void h_log_type(struct parser *ps, const struct key *k, char *val)
             return;
         }
     }
-    LERR(ps, "invalid log_type '%s': expected error, warning, notice, "
-             "information, debug, subscribe, unsubscribe, websockets, none "
-             "or all",
+    LERR(ps,
+         "invalid log_type '%s': expected error, warning, notice, "
+         "information, debug, subscribe, unsubscribe, websockets, none "
+         "or all",
          shown(sb, sizeof(sb), tok, false));
 }
 
@@ -931,8 +948,9 @@ static void h_persistent_client_expiration(struct parser *ps,
         break;
     }
     if (mult == 0 || n < 2) {
-        LERR(ps, "invalid persistent_client_expiration '%s': expected a "
-                 "number followed by h, d, w, m or y (for example 14d)",
+        LERR(ps,
+             "invalid persistent_client_expiration '%s': expected a "
+             "number followed by h, d, w, m or y (for example 14d)",
              shown(sb, sizeof(sb), tok, false));
         return;
     }
@@ -942,8 +960,7 @@ static void h_persistent_client_expiration(struct parser *ps,
     ps->c->persistent_client_expiration = (uint32_t)(v * mult);
 }
 
-static void h_max_packet_size(struct parser *ps, const struct key *k,
-                              char *val)
+static void h_max_packet_size(struct parser *ps, const struct key *k, char *val)
 {
     char *tok = one_token(ps, k->name, val);
     long long v;
@@ -952,8 +969,9 @@ static void h_max_packet_size(struct parser *ps, const struct key *k,
         return;
     if (v > 0 && v < 20) {
         /* Mosquitto: below 20 bytes breaks ordinary clients */
-        LERR(ps, "value %lld for 'max_packet_size' is too small: use 0 (no "
-                 "limit) or 20 to %u",
+        LERR(ps,
+             "value %lld for 'max_packet_size' is too small: use 0 (no "
+             "limit) or 20 to %u",
              v, MQTT_MAX_PACKET);
         return;
     }
@@ -1063,16 +1081,46 @@ static void h_include_dir(struct parser *ps, const struct key *k, char *val)
 #define G(m) offsetof(struct conf, m)
 #define L(m) offsetof(struct conf_listener, m)
 #define S(m) offsetof(struct conf_security, m)
-#define UNSUP(n) {n, K_UNSUP, SC_GLOBAL, 0, 0, 0, 0, NULL, -1, 0}
-#define FN(n, f, sc) {n, K_FN, sc, 0, 0, 0, 0, f, -1, 0}
-#define BOOLG(n, m) {n, K_BOOL, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, 0}
-#define BOOLL(n, m) {n, K_BOOL, SC_LISTENER, L(m), 0, 0, 0, NULL, -1, 0}
-#define BOOLS(n, m) {n, K_BOOL, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0}
-#define INTG(n, t, m, lo, hi) {n, t, SC_GLOBAL, G(m), 0, lo, hi, NULL, -1, 0}
-#define INTB(n, t, m, lo, hi) {n, t, SC_BOTH, L(m), G(m), lo, hi, NULL, -1, 0}
-#define STRG(n, m, fl) {n, K_STR, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, fl}
-#define STRL(n, m, fk) {n, K_STR, SC_LISTENER, L(m), 0, 0, 0, NULL, fk, 0}
-#define STRS(n, m) {n, K_STR, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0}
+#define UNSUP(n)                                                               \
+    {                                                                          \
+        n, K_UNSUP, SC_GLOBAL, 0, 0, 0, 0, NULL, -1, 0                         \
+    }
+#define FN(n, f, sc)                                                           \
+    {                                                                          \
+        n, K_FN, sc, 0, 0, 0, 0, f, -1, 0                                      \
+    }
+#define BOOLG(n, m)                                                            \
+    {                                                                          \
+        n, K_BOOL, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, 0                       \
+    }
+#define BOOLL(n, m)                                                            \
+    {                                                                          \
+        n, K_BOOL, SC_LISTENER, L(m), 0, 0, 0, NULL, -1, 0                     \
+    }
+#define BOOLS(n, m)                                                            \
+    {                                                                          \
+        n, K_BOOL, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0                          \
+    }
+#define INTG(n, t, m, lo, hi)                                                  \
+    {                                                                          \
+        n, t, SC_GLOBAL, G(m), 0, lo, hi, NULL, -1, 0                          \
+    }
+#define INTB(n, t, m, lo, hi)                                                  \
+    {                                                                          \
+        n, t, SC_BOTH, L(m), G(m), lo, hi, NULL, -1, 0                         \
+    }
+#define STRG(n, m, fl)                                                         \
+    {                                                                          \
+        n, K_STR, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, fl                       \
+    }
+#define STRL(n, m, fk)                                                         \
+    {                                                                          \
+        n, K_STR, SC_LISTENER, L(m), 0, 0, 0, NULL, fk, 0                      \
+    }
+#define STRS(n, m)                                                             \
+    {                                                                          \
+        n, K_STR, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0                           \
+    }
 
 static const struct key keys[] = {
     FN("acl_file", h_sec_file, SC_SEC),
@@ -1144,10 +1192,9 @@ static const struct key keys[] = {
     INTG("max_queued_messages", K_U32, max_queued_messages, 0, INT32_MAX),
     INTG("max_receive_maximum", K_U16, max_receive_maximum, 1, 65535),
     INTG("max_retained_bytes", K_U64, max_retained_bytes, 0, INT64_MAX),
-    INTG("max_retained_messages", K_U32, max_retained_messages, 0,
+    INTG("max_retained_messages", K_U32, max_retained_messages, 0, UINT32_MAX),
+    INTG("max_subscriptions_per_client", K_U32, max_subscriptions_per_client, 0,
          UINT32_MAX),
-    INTG("max_subscriptions_per_client", K_U32, max_subscriptions_per_client,
-         0, UINT32_MAX),
     INTB("max_topic_alias", K_U16, max_topic_alias, 0, 65535),
     INTG("memory_limit", K_U64, memory_limit, 0, INT64_MAX),
     INTG("message_size_limit", K_U32, message_size_limit, 0, MQTT_MAX_PAYLOAD),
@@ -1410,8 +1457,8 @@ static void check_readable(struct parser *ps, const char *what,
     struct stat st;
     int fd;
 
-    fd = open(path,
-              O_RDONLY | O_CLOEXEC | O_NONBLOCK | (dir ? O_DIRECTORY : 0));
+    fd =
+        open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (dir ? O_DIRECTORY : 0));
     if (fd < 0) {
         perr(ps, src, line, "cannot read %s '%s': %s", what, path,
              strerror(errno));
@@ -1474,12 +1521,10 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
 
     if (l->tls.certfile && !l->tls.keyfile)
         perr(ps, m->fsrc[FK_CERT], m->fline[FK_CERT],
-             "%s has a certfile but no keyfile: both are needed for TLS",
-             name);
+             "%s has a certfile but no keyfile: both are needed for TLS", name);
     if (l->tls.keyfile && !l->tls.certfile)
         perr(ps, m->fsrc[FK_KEY], m->fline[FK_KEY],
-             "%s has a keyfile but no certfile: both are needed for TLS",
-             name);
+             "%s has a keyfile but no certfile: both are needed for TLS", name);
     if (!l->tls.certfile && !l->tls.keyfile) {
         for (int i = FK_CA; i < FK_N; i++)
             if (fkval[i])
@@ -1495,7 +1540,8 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
                !l->tls.capath && msrc) {
         perr(ps, msrc, mline,
              "%s: %s needs cafile or capath to verify client certificates",
-             name, m->cert_mode_set ? "client_cert_mode" : "require_certificate");
+             name,
+             m->cert_mode_set ? "client_cert_mode" : "require_certificate");
     }
     if (m->uid_src && l->tls.cert_mode == CONF_CERT_NONE)
         perr(ps, m->uid_src, m->uid_line,
@@ -1529,21 +1575,6 @@ static void inherit_sec(struct conf_security *d, const struct conf_security *g,
         d->auto_id_prefix = xstrdup(g->auto_id_prefix);
     if (!azlc_set)
         d->allow_zero_length_clientid = g->allow_zero_length_clientid;
-}
-
-static void add_listener(struct parser *ps, const struct conf_listener *l,
-                         const struct lmeta *m)
-{
-    struct conf *c = ps->c;
-
-    if (c->nlisteners == ps->lcap) {
-        ps->lcap = ps->lcap ? ps->lcap * 2 : 4;
-        c->listeners = xreallocarray(c->listeners, ps->lcap, sizeof(*l));
-        ps->lm = xreallocarray(ps->lm, ps->lcap, sizeof(*m));
-    }
-    c->listeners[c->nlisteners] = *l;
-    ps->lm[c->nlisteners] = *m;
-    c->nlisteners++;
 }
 
 /* The two listeners of Mosquitto 2.0's local-only mode. */
@@ -1693,8 +1724,7 @@ void conf_free(struct conf *c)
 
     if (c == NULL)
         return;
-    p = (struct conf_priv *)(void *)((char *)c -
-                                     offsetof(struct conf_priv, c));
+    p = (struct conf_priv *)(void *)((char *)c - offsetof(struct conf_priv, c));
     for (size_t i = 0; i < c->nlisteners; i++)
         free_listener(&c->listeners[i]);
     free(c->listeners);

@@ -43,26 +43,25 @@ struct opts {
 
 static void usage(void)
 {
-    printf(
-        "mqttd-passwd is a tool for managing password files for mqttd "
-        "(and mosquitto).\n\n"
-        "Usage: mqttd-passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] "
-        "[-c | -D] passwordfile username\n"
-        "       mqttd-passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] "
-        "[-c] -b passwordfile username password\n"
-        "       mqttd-passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] "
-        "-U passwordfile\n"
-        " -b : run in batch mode to allow passing passwords on the command "
-        "line.\n"
-        " -c : create a new password file. This will overwrite existing "
-        "files.\n"
-        " -D : delete the username rather than adding/updating its "
-        "password.\n"
-        " -H : specify the hashing algorithm. Defaults to sha512-pbkdf2.\n"
-        " -I : PBKDF2 iterations for sha512-pbkdf2 (1..10000000, default "
-        "%d; mosquitto_passwd uses 101).\n"
-        " -U : update a plain text password file to use hashed passwords.\n",
-        PASSWD_DEFAULT_ITERATIONS);
+    printf("mqttd-passwd is a tool for managing password files for mqttd "
+           "(and mosquitto).\n\n"
+           "Usage: mqttd-passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] "
+           "[-c | -D] passwordfile username\n"
+           "       mqttd-passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] "
+           "[-c] -b passwordfile username password\n"
+           "       mqttd-passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] "
+           "-U passwordfile\n"
+           " -b : run in batch mode to allow passing passwords on the command "
+           "line.\n"
+           " -c : create a new password file. This will overwrite existing "
+           "files.\n"
+           " -D : delete the username rather than adding/updating its "
+           "password.\n"
+           " -H : specify the hashing algorithm. Defaults to sha512-pbkdf2.\n"
+           " -I : PBKDF2 iterations for sha512-pbkdf2 (1..10000000, default "
+           "%d; mosquitto_passwd uses 101).\n"
+           " -U : update a plain text password file to use hashed passwords.\n",
+           PASSWD_DEFAULT_ITERATIONS);
 }
 
 /* read_line: one line of stdin without its newline into a new buffer. */
@@ -157,8 +156,8 @@ static int check_username(const char *u)
     return 0;
 }
 
-static int make_hash(const struct opts *o, const char *password,
-                     char *out, size_t outlen)
+static int make_hash(const struct opts *o, const char *password, char *out,
+                     size_t outlen)
 {
     size_t n = strlen(password);
 
@@ -167,8 +166,8 @@ static int make_hash(const struct opts *o, const char *password,
                 MAX_PASSWORD);
         return -1;
     }
-    if (passwd_hash_make(o->type, o->iterations, (const uint8_t *)password,
-                         n, out, outlen) == -1) {
+    if (passwd_hash_make(o->type, o->iterations, (const uint8_t *)password, n,
+                         out, outlen) == -1) {
         fprintf(stderr, "Error: Unable to hash password.\n");
         return -1;
     }
@@ -194,8 +193,8 @@ static int save(const char *path, const char *text, size_t len)
         mode = (unsigned)(st.st_mode & 0660) | 0600;
     }
     if (util_write_file_atomic(target, text, len, mode) == -1) {
-        fprintf(stderr, "Error: Unable to write password file %s: %s.\n",
-                path, strerror(errno));
+        fprintf(stderr, "Error: Unable to write password file %s: %s.\n", path,
+                strerror(errno));
         return -1;
     }
     if (existed && (st.st_uid != geteuid() || st.st_gid != getegid()))
@@ -221,8 +220,8 @@ static char *read_all(const char *path, size_t *len)
     size_t cap = 0, n = 0;
 
     if (f == NULL) {
-        fprintf(stderr, "Error: Unable to open password file %s. %s.\n",
-                path, strerror(errno));
+        fprintf(stderr, "Error: Unable to open password file %s. %s.\n", path,
+                strerror(errno));
         return NULL;
     }
     for (;;) {
@@ -282,8 +281,7 @@ static int do_update(const struct opts *o, const char *path)
         colon = strchr(s, ':');
         if (s[strspn(s, " \t")] != '\0' && s[strspn(s, " \t")] != '#') {
             if (colon == NULL) {
-                fprintf(stderr, "Error: %s:%d: no ':' in line.\n", path,
-                        line);
+                fprintf(stderr, "Error: %s:%d: no ':' in line.\n", path, line);
                 goto fail;
             }
             *colon = '\0';
@@ -294,8 +292,9 @@ static int do_update(const struct opts *o, const char *path)
                 goto fail;
             }
             if (passwd_hash_verify(pass, NULL, 0, &w) >= 0) {
-                fprintf(stderr, "Warning: %s:%d: user %s already has a "
-                                "hashed password; kept.\n",
+                fprintf(stderr,
+                        "Warning: %s:%d: user %s already has a "
+                        "hashed password; kept.\n",
                         path, line, user);
                 *colon = ':';
             } else {
@@ -338,8 +337,13 @@ fail:
 
 int main(int argc, char **argv)
 {
-    struct opts o = {PASSWD_SHA512_PBKDF2, PASSWD_DEFAULT_ITERATIONS,
-                     false, false, false, false, false};
+    struct opts o = {PASSWD_SHA512_PBKDF2,
+                     PASSWD_DEFAULT_ITERATIONS,
+                     false,
+                     false,
+                     false,
+                     false,
+                     false};
     struct passwd *pw = NULL;
     const char *file, *user;
     char *password = NULL, hash[PASSWD_HASH_TEXT_MAX], err[512], *text;
@@ -375,8 +379,7 @@ int main(int argc, char **argv)
             const char *e;
             if (util_strtonum(optarg, PASSWD_ITER_MIN, PASSWD_ITER_MAX, &v,
                               &e) == -1) {
-                fprintf(stderr,
-                        "Error: Iterations %s: must be 1..10000000.\n",
+                fprintf(stderr, "Error: Iterations %s: must be 1..10000000.\n",
                         e);
                 return 1;
             }
@@ -426,8 +429,8 @@ int main(int argc, char **argv)
         return 1;
     if (o.del) {
         if (passwd_remove(pw, user) == -1) {
-            fprintf(stderr,
-                    "Warning: User %s not found in password file.\n", user);
+            fprintf(stderr, "Warning: User %s not found in password file.\n",
+                    user);
             goto fail;
         }
     } else {

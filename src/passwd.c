@@ -96,8 +96,8 @@ static void b64_encode(const uint8_t *in, size_t n, char *out)
     size_t i, o = 0;
 
     for (i = 0; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
-                     in[i + 2];
+        uint32_t v =
+            (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
         out[o++] = b64chars[v >> 18 & 63];
         out[o++] = b64chars[v >> 12 & 63];
         out[o++] = b64chars[v >> 6 & 63];
@@ -124,8 +124,7 @@ static void b64_encode(const uint8_t *in, size_t n, char *out)
  * multiple of 4 with at most two '=' at the end. Returns the number of
  * bytes, or -1 when malformed or longer than outmax.
  */
-static long b64_decode(const char *s, size_t len, uint8_t *out,
-                       size_t outmax)
+static long b64_decode(const char *s, size_t len, uint8_t *out, size_t outmax)
 {
     size_t pad = 0, n, o = 0;
 
@@ -262,8 +261,7 @@ static int digest(const struct pw_hash *h, const uint8_t *pw, size_t pwlen,
     if (pw == NULL)
         pw = empty;
     if (h->type == PASSWD_SHA512_PBKDF2) {
-        if (h->iterations < PASSWD_ITER_MIN ||
-            h->iterations > PASSWD_ITER_MAX)
+        if (h->iterations < PASSWD_ITER_MIN || h->iterations > PASSWD_ITER_MAX)
             return -1;
         ok = PKCS5_PBKDF2_HMAC((const char *)pw, (int)pwlen, h->salt,
                                (int)h->salt_len, (int)h->iterations,
@@ -470,6 +468,11 @@ enum passwd_result passwd_check(const struct passwd *pw, const char *user,
     return verify(&l->h, password, password_len) ? PASSWD_OK : PASSWD_BAD;
 }
 
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
 /* check_username: 0 or -1 with *why. */
 static int check_username(const char *u, size_t len, const char **why)
 {
@@ -479,6 +482,18 @@ static int check_username(const char *u, size_t len, const char **why)
     }
     if (len > PASSWD_MAX_USERNAME) {
         *why = "username longer than 65535 bytes";
+        return -1;
+    }
+    if (u[0] == '#') {
+        *why = "username starts with '#'";
+        return -1;
+    }
+    if (is_blank(u[0]) || is_blank(u[len - 1])) {
+        *why = "username has leading or trailing blanks";
+        return -1;
+    }
+    if (memchr(u, '\n', len) != NULL || memchr(u, '\r', len) != NULL) {
+        *why = "username contains a line break";
         return -1;
     }
     if (memchr(u, ':', len) != NULL) {
@@ -492,8 +507,8 @@ static int check_username(const char *u, size_t len, const char **why)
     return 0;
 }
 
-int passwd_set(struct passwd *pw, const char *user, const char *hash,
-               char *err, size_t errlen)
+int passwd_set(struct passwd *pw, const char *user, const char *hash, char *err,
+               size_t errlen)
 {
     struct pw_hash h;
     struct pw_line *l;
@@ -564,11 +579,6 @@ char *passwd_serialise(const struct passwd *pw, size_t *len)
 }
 
 /* ---- loading ---- */
-
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t';
-}
 
 /* parse_line: one line (no newline) into pw. 0, or -1 with *why. */
 static int parse_line(struct passwd *pw, const char *s, size_t len,
@@ -645,8 +655,8 @@ struct passwd *passwd_parse(const char *name, const char *buf, size_t len,
         ll = nl ? (size_t)(nl - s) : len - pos;
         pos += ll + (nl ? 1 : 0);
         if (ll > PASSWD_MAX_LINE) {
-            set_err(err, errlen, "%s:%d: line longer than %d bytes", name,
-                    line, PASSWD_MAX_LINE);
+            set_err(err, errlen, "%s:%d: line longer than %d bytes", name, line,
+                    PASSWD_MAX_LINE);
             goto fail;
         }
         if (memchr(s, '\0', ll) != NULL) {
@@ -700,8 +710,7 @@ struct passwd *passwd_load(const char *path, char *err, size_t errlen)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            set_err(err, errlen, "%s: read error: %s", path,
-                    strerror(errno));
+            set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
             goto fail;
         }
         if (n == 0)

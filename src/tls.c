@@ -10,10 +10,11 @@
  *     +-- cas             CA certificates of cafile (expiry report)
  *     +-- crls            CRLs of crlfile (revocation of live clients)
  *
- *   every SSL made by tls_new_ssl carries a struct tls_conn (ex_data):
- *     first bytes peeked before the handshake (plaintext MQTT detection)
- *     and the first verify failure (error, depth, subject, issuer, serial,
- *     SHA-256 fingerprint) recorded by the verify callback.
+ *   every SSL made by tls_new_ssl carries a struct tls_conn (ex_data)
+ *   until its handshake succeeds: the first bytes peeked before the
+ *   handshake (plaintext MQTT detection) and the first verify failure
+ *   (error, depth, subject, issuer, serial, SHA-256 fingerprint) recorded
+ *   by the verify callback.
  */
 #include "tls.h"
 
@@ -41,8 +42,8 @@
 /* TLS <= 1.2: forward-secret AEAD suites only (no CBC, no RSA key exchange,
  * no 3DES/RC4/NULL/EXPORT). TLS 1.3 suites are all AEAD already. */
 #define TLS_DEFAULT_CIPHERS                                                    \
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"              \
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"              \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"               \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"               \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 
 #define TLS_SESSION_ID_CTX "mqttd"
@@ -77,22 +78,27 @@ struct tls_ctx {
     unsigned refs;
     SSL_CTX *ssl;
     struct tls_file files[TF_COUNT];
-    STACK_OF(X509) *cas;       /* certificates of cafile, may be empty */
-    STACK_OF(X509_CRL) *crls;  /* NULL when no crlfile */
+    STACK_OF(X509) * cas;      /* certificates of cafile, may be empty */
+    STACK_OF(X509_CRL) * crls; /* NULL when no crlfile */
 };
 
-/* Per-SSL state (ex_data). */
-struct tls_conn {
-    unsigned char head[8]; /* first bytes of the stream, peeked */
-    size_t headlen;
-    bool peeked;
-    bool verify_failed;
+/* The first certificate verification failure of a handshake. */
+struct tls_verify_fail {
     int verr;
     int depth;
     char subject[TLS_NAME_MAX];
     char issuer[TLS_NAME_MAX];
     char serial[80];
     char sha256[3 * 32];
+};
+
+/* Per-SSL handshake state (ex_data), freed once the handshake succeeds so
+ * that established connections carry nothing extra. */
+struct tls_conn {
+    unsigned char head[8]; /* first bytes of the stream, peeked */
+    size_t headlen;
+    bool peeked;
+    struct tls_verify_fail *fail; /* NULL until verification fails */
 };
 
 /*
@@ -103,15 +109,22 @@ struct tls_conn {
 static CRYPTO_ONCE tls_once = CRYPTO_ONCE_STATIC_INIT;
 static int tls_ex_index = -1;
 
-static void tls_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
-                          int idx, long argl, void *argp)
+static void tls_conn_destroy(struct tls_conn *tc)
+{
+    if (tc != NULL)
+        free(tc->fail);
+    free(tc);
+}
+
+static void tls_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                          long argl, void *argp)
 {
     (void)parent;
     (void)ad;
     (void)idx;
     (void)argl;
     (void)argp;
-    free(ptr);
+    tls_conn_destroy(ptr);
 }
 
 static void tls_once_init(void)
@@ -332,6 +345,7 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
 {
     SSL *ssl;
     struct tls_conn *tc;
+    struct tls_verify_fail *f;
     X509 *cert;
 
     if (ok)
@@ -340,24 +354,23 @@ static int verify_cb(int ok, X509_STORE_CTX *xs)
     if (ssl == NULL)
         return 0;
     tc = tls_conn_get(ssl, true);
-    if (tc == NULL || tc->verify_failed)
+    if (tc == NULL || tc->fail != NULL)
         return 0;
-    tc->verify_failed = true;
-    tc->verr = X509_STORE_CTX_get_error(xs);
-    tc->depth = X509_STORE_CTX_get_error_depth(xs);
+    f = tc->fail = xcalloc(1, sizeof(*f));
+    f->verr = X509_STORE_CTX_get_error(xs);
+    f->depth = X509_STORE_CTX_get_error_depth(xs);
     cert = X509_STORE_CTX_get_current_cert(xs);
     if (cert != NULL) {
-        name_str(X509_get_subject_name(cert), tc->subject,
-                 sizeof(tc->subject));
-        name_str(X509_get_issuer_name(cert), tc->issuer, sizeof(tc->issuer));
-        serial_str(cert, tc->serial, sizeof(tc->serial));
-        fingerprint_str(cert, tc->sha256, sizeof(tc->sha256));
+        name_str(X509_get_subject_name(cert), f->subject, sizeof(f->subject));
+        name_str(X509_get_issuer_name(cert), f->issuer, sizeof(f->issuer));
+        serial_str(cert, f->serial, sizeof(f->serial));
+        fingerprint_str(cert, f->sha256, sizeof(f->sha256));
     }
     return 0;
 }
 
 /* read_pem_certs: every certificate of a PEM file (empty stack if none). */
-static STACK_OF(X509) *read_pem_certs(const char *path)
+static STACK_OF(X509) * read_pem_certs(const char *path)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
     BIO *b = BIO_new_file(path, "r");
@@ -406,8 +419,7 @@ static int load_crls(struct tls_ctx *c, const struct conf_tls *t,
     }
     ERR_clear_error();
     if (sk_X509_CRL_num(c->crls) == 0) {
-        set_err(err, errlen, t, "crlfile '%s': no PEM CRL found",
-                t->crlfile);
+        set_err(err, errlen, t, "crlfile '%s': no PEM CRL found", t->crlfile);
         goto fail;
     }
     for (i = 0; i < sk_X509_CRL_num(c->crls); i++) {
@@ -445,9 +457,9 @@ static int load_crls(struct tls_ctx *c, const struct conf_tls *t,
         bool has = false;
 
         for (i = 0; i < sk_X509_CRL_num(c->crls) && !has; i++)
-            has = X509_NAME_cmp(X509_CRL_get_issuer(
-                                    sk_X509_CRL_value(c->crls, i)),
-                                X509_get_subject_name(ca)) == 0;
+            has = X509_NAME_cmp(
+                      X509_CRL_get_issuer(sk_X509_CRL_value(c->crls, i)),
+                      X509_get_subject_name(ca)) == 0;
         if (!has) {
             name_str(X509_get_subject_name(ca), reason, sizeof(reason));
             LOG_W(lg,
@@ -500,8 +512,7 @@ fail_quiet:
 
 /* check_readable: a clear error for a missing or unreadable file. */
 static int check_readable(const struct conf_tls *t, const char *what,
-                          const char *path, bool dir, char *err,
-                          size_t errlen)
+                          const char *path, bool dir, char *err, size_t errlen)
 {
     struct stat st;
 
@@ -517,8 +528,8 @@ static int check_readable(const struct conf_tls *t, const char *what,
     return 0;
 }
 
-struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg,
-                            char *err, size_t errlen)
+struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
+                            size_t errlen)
 {
     struct tls_ctx *c = xcalloc(1, sizeof(*c));
     const char *paths[TF_COUNT];
@@ -561,8 +572,8 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg,
             continue;
         c->files[i].path = xstrdup(paths[i]);
         file_stat(&c->files[i]);
-        if (check_readable(t, tls_file_names[i], paths[i], i == TF_CAPATH,
-                           err, errlen) != 0)
+        if (check_readable(t, tls_file_names[i], paths[i], i == TF_CAPATH, err,
+                           errlen) != 0)
             goto fail;
     }
 
@@ -574,8 +585,9 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg,
     minv = t->min_version == TLS1_3_VERSION ? TLS1_3_VERSION : TLS1_2_VERSION;
     if (t->min_version != 0 && t->min_version != TLS1_2_VERSION &&
         t->min_version != TLS1_3_VERSION && lg != NULL)
-        LOG_W(lg, "TLS: %s:%d: unsupported minimum TLS version 0x%x, using "
-                  "TLS 1.2",
+        LOG_W(lg,
+              "TLS: %s:%d: unsupported minimum TLS version 0x%x, using "
+              "TLS 1.2",
               t->src ? t->src : "?", t->line, (unsigned)t->min_version);
     if (SSL_CTX_set_min_proto_version(c->ssl, minv) != 1) {
         what = "tls_version";
@@ -594,9 +606,8 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg,
                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_clear_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
 
-    if (SSL_CTX_set_cipher_list(c->ssl, t->ciphers ? t->ciphers
-                                                   : TLS_DEFAULT_CIPHERS) !=
-        1) {
+    if (SSL_CTX_set_cipher_list(
+            c->ssl, t->ciphers ? t->ciphers : TLS_DEFAULT_CIPHERS) != 1) {
         ossl_reason(reason, sizeof(reason));
         set_err(err, errlen, t, "ciphers '%s': %s",
                 t->ciphers ? t->ciphers : TLS_DEFAULT_CIPHERS, reason);
@@ -612,8 +623,7 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg,
     if (t->tls_groups != NULL &&
         SSL_CTX_set1_groups_list(c->ssl, t->tls_groups) != 1) {
         ossl_reason(reason, sizeof(reason));
-        set_err(err, errlen, t, "tls_groups '%s': %s", t->tls_groups,
-                reason);
+        set_err(err, errlen, t, "tls_groups '%s': %s", t->tls_groups, reason);
         goto fail;
     }
 
@@ -635,17 +645,16 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg,
                     t->keyfile);
         else if (strstr(reason, "values mismatch") != NULL)
             set_err(err, errlen, t,
-                    "keyfile '%s' does not match certfile '%s': %s",
-                    t->keyfile, t->certfile, reason);
+                    "keyfile '%s' does not match certfile '%s': %s", t->keyfile,
+                    t->certfile, reason);
         else
             set_err(err, errlen, t, "keyfile '%s': %s", t->keyfile, reason);
         goto fail;
     }
     if (SSL_CTX_check_private_key(c->ssl) != 1) {
         ossl_reason(reason, sizeof(reason));
-        set_err(err, errlen, t,
-                "keyfile '%s' does not match certfile '%s': %s", t->keyfile,
-                t->certfile, reason);
+        set_err(err, errlen, t, "keyfile '%s' does not match certfile '%s': %s",
+                t->keyfile, t->certfile, reason);
         goto fail;
     }
     SSL_CTX_set_default_passwd_cb(c->ssl, NULL);
@@ -654,8 +663,7 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg,
     /* Trust anchors for client certificates, and the CA names sent in the
      * CertificateRequest. */
     if (t->cafile != NULL || t->capath != NULL) {
-        if (SSL_CTX_load_verify_locations(c->ssl, t->cafile, t->capath) !=
-            1) {
+        if (SSL_CTX_load_verify_locations(c->ssl, t->cafile, t->capath) != 1) {
             ossl_reason(reason, sizeof(reason));
             set_err(err, errlen, t, "%s '%s': %s",
                     t->cafile ? "cafile" : "capath",
@@ -817,11 +825,11 @@ static void expiry_one(struct log *lg, const char *what, const char *path,
     name_str(name, subj, sizeof(subj));
     asn1_time_str(when, date, sizeof(date));
     if (left <= 0)
-        LOG_W(lg, "TLS: %s '%s' (%s) expired on %s (%d days ago)", what,
-              path, subj, date, -days);
+        LOG_W(lg, "TLS: %s '%s' (%s) expired on %s (%d days ago)", what, path,
+              subj, date, -days);
     else
-        LOG_W(lg, "TLS: %s '%s' (%s) expires on %s (in %d days)", what,
-              path, subj, date, days);
+        LOG_W(lg, "TLS: %s '%s' (%s) expires on %s (in %d days)", what, path,
+              subj, date, days);
 }
 
 void tls_ctx_expiry_report(const struct tls_ctx *c, struct log *lg,
@@ -852,8 +860,8 @@ void tls_ctx_expiry_report(const struct tls_ctx *c, struct log *lg,
             X509 *x = sk_X509_value(chain, i);
 
             expiry_one(lg, "chain certificate", c->files[TF_CERT].path,
-                       X509_get_subject_name(x), X509_get0_notAfter(x),
-                       nowt, warn_days);
+                       X509_get_subject_name(x), X509_get0_notAfter(x), nowt,
+                       warn_days);
         }
     for (i = 0; i < sk_X509_num(c->cas); i++) {
         X509 *x = sk_X509_value(c->cas, i);
@@ -995,7 +1003,9 @@ static void why_verify(SSL *ssl, const struct tls_conn *tc, char *why,
 {
     long verr = SSL_get_verify_result(ssl);
 
-    if (tc == NULL || !tc->verify_failed) {
+    const struct tls_verify_fail *f = tc ? tc->fail : NULL;
+
+    if (f == NULL) {
         snprintf(why, whylen, "%s: %s", verify_summary((int)verr, 0),
                  X509_verify_cert_error_string(verr));
         return;
@@ -1003,16 +1013,16 @@ static void why_verify(SSL *ssl, const struct tls_conn *tc, char *why,
     snprintf(why, whylen,
              "%s: %s (depth=%d subject=\"%s\" serial=%s sha256=%s "
              "issuer=\"%s\")",
-             verify_summary(tc->verr, tc->depth),
-             X509_verify_cert_error_string(tc->verr), tc->depth,
-             tc->subject, tc->serial, tc->sha256, tc->issuer);
+             verify_summary(f->verr, f->depth),
+             X509_verify_cert_error_string(f->verr), f->depth, f->subject,
+             f->serial, f->sha256, f->issuer);
 }
 
 /* why_not_tls: the stream did not start like a TLS record (0x16). */
 static bool why_not_tls(const struct tls_conn *tc, const char *reason,
                         char *why, size_t whylen)
 {
-    static const char *const http[] = {"GET ",  "POST", "PUT ",
+    static const char *const http[] = {"GET ", "POST", "PUT ",
                                        "HEAD", "CONN", "OPTI"};
     size_t i;
 
@@ -1028,8 +1038,7 @@ static bool why_not_tls(const struct tls_conn *tc, const char *reason,
     }
     for (i = 0; i < ARRAY_LEN(http); i++)
         if (tc->headlen >= 4 && memcmp(tc->head, http[i], 4) == 0) {
-            snprintf(why, whylen, "plaintext HTTP on a TLS port: %s",
-                     reason);
+            snprintf(why, whylen, "plaintext HTTP on a TLS port: %s", reason);
             return true;
         }
     snprintf(why, whylen, "not a TLS handshake (first byte 0x%02x): %s",
@@ -1039,8 +1048,8 @@ static bool why_not_tls(const struct tls_conn *tc, const char *reason,
 
 /* why_ssl_error: a specific reason for a failed handshake from the error
  * queue (empties it). Returns TLS_IO_CLOSED for an EOF. */
-static enum tls_io why_ssl_error(SSL *ssl, const struct tls_conn *tc,
-                                 char *why, size_t whylen)
+static enum tls_io why_ssl_error(SSL *ssl, const struct tls_conn *tc, char *why,
+                                 size_t whylen)
 {
     unsigned long e, code = 0;
     char reason[256];
@@ -1077,7 +1086,10 @@ static enum tls_io why_ssl_error(SSL *ssl, const struct tls_conn *tc,
         snprintf(why, whylen, "protocol version too old: %s", reason);
         break;
     case SSL_R_NO_SHARED_CIPHER:
-        snprintf(why, whylen, "no shared cipher: %s", reason);
+        snprintf(why, whylen,
+                 "no shared cipher (the client offers none of the "
+                 "configured ciphers): %s",
+                 reason);
         break;
     case SSL_R_WRONG_VERSION_NUMBER:
     case SSL_R_HTTP_REQUEST:
@@ -1089,13 +1101,12 @@ static enum tls_io why_ssl_error(SSL *ssl, const struct tls_conn *tc,
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
     case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
     case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-        snprintf(why, whylen,
-                 "client rejected the server certificate: %s", reason);
+        snprintf(why, whylen, "client rejected the server certificate: %s",
+                 reason);
         break;
     default:
         if (r >= SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256)
-            snprintf(why, whylen, "client aborted the handshake: %s",
-                     reason);
+            snprintf(why, whylen, "client aborted the handshake: %s", reason);
         else
             snprintf(why, whylen, "%s", reason);
         break;
@@ -1133,6 +1144,10 @@ enum tls_io tls_handshake(SSL *ssl, char *why, size_t whylen)
                      "subject=\"%s\")",
                      subj);
             return TLS_IO_ERROR;
+        }
+        if (tc != NULL) { /* handshake state no longer needed */
+            SSL_set_ex_data(ssl, tls_ex_index, NULL);
+            tls_conn_destroy(tc);
         }
         return TLS_IO_OK;
     }
@@ -1205,8 +1220,8 @@ void tls_describe(SSL *ssl, char *out, size_t outlen)
     }
     name_str(X509_get_subject_name(peer), subj, sizeof(subj));
     serial_str(peer, serial, sizeof(serial));
-    snprintf(out, outlen, "%s %s subject=%s serial=%s%s",
-             SSL_get_version(ssl), SSL_get_cipher_name(ssl), subj, serial,
+    snprintf(out, outlen, "%s %s subject=%s serial=%s%s", SSL_get_version(ssl),
+             SSL_get_cipher_name(ssl), subj, serial,
              SSL_session_reused(ssl) ? " resumed" : "");
 }
 

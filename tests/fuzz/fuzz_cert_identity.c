@@ -19,8 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *why = NULL;
 
     for (int subject = 0; subject < 2; subject++) {
-        if (auth_mtls_identity_der(data, size, subject != 0, out,
-                                   sizeof(out), &why) == 0) {
+        if (auth_mtls_identity_der(data, size, subject != 0, out, sizeof(out),
+                                   &why) == 0) {
             size_t n = strnlen(out, sizeof(out));
             if (n == 0 || n == sizeof(out) || !util_utf8_valid(out, n))
                 abort();

@@ -68,8 +68,7 @@ static void walk_props(const struct mqtt_props *pr)
         got_;                                                                  \
     })
 
-static void same_bytes(const uint8_t *a, size_t an, const uint8_t *b,
-                       size_t bn)
+static void same_bytes(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
     CHECK(an == bn);
     CHECK(memcmp(a, b, an) == 0);
@@ -101,8 +100,8 @@ static void reencode(const uint8_t *in, size_t n, uint8_t version,
         m = ENCODE(out, cap,
                    mqtt_enc_connack(out, cap, version, c->session_present,
                                     c->rc, c->props.raw, c->props.raw_len),
-                   mqtt_enc_connack(NULL, 0, version, c->session_present,
-                                    c->rc, c->props.raw, c->props.raw_len));
+                   mqtt_enc_connack(NULL, 0, version, c->session_present, c->rc,
+                                    c->props.raw, c->props.raw_len));
         same_bytes(out, m, in, n);
         break;
     }
@@ -169,8 +168,7 @@ static void reencode(const uint8_t *in, size_t n, uint8_t version,
                        mqtt_enc_unsubscribe(out, cap, version, s->packet_id, f,
                                             i, s->props.raw, s->props.raw_len),
                        mqtt_enc_unsubscribe(NULL, 0, version, s->packet_id, f,
-                                            i, s->props.raw,
-                                            s->props.raw_len));
+                                            i, s->props.raw, s->props.raw_len));
         else
             m = ENCODE(out, cap,
                        mqtt_enc_subscribe(out, cap, version, s->packet_id, f, o,
@@ -187,13 +185,12 @@ static void reencode(const uint8_t *in, size_t n, uint8_t version,
         const struct mqtt_suback *s = &pkt->u.suback;
 
         walk_props(&s->props);
-        m = ENCODE(out, cap,
-                   mqtt_enc_suback(out, cap, version, pkt->type, s->packet_id,
-                                   s->codes, s->count, s->props.raw,
-                                   s->props.raw_len),
-                   mqtt_enc_suback(NULL, 0, version, pkt->type, s->packet_id,
-                                   s->codes, s->count, s->props.raw,
-                                   s->props.raw_len));
+        m = ENCODE(
+            out, cap,
+            mqtt_enc_suback(out, cap, version, pkt->type, s->packet_id,
+                            s->codes, s->count, s->props.raw, s->props.raw_len),
+            mqtt_enc_suback(NULL, 0, version, pkt->type, s->packet_id, s->codes,
+                            s->count, s->props.raw, s->props.raw_len));
         same_bytes(out, m, in, n);
         break;
     }

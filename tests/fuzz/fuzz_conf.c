@@ -28,8 +28,8 @@ static void sink(void *arg, const char *file, int line, const char *msg)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     unsigned nerr = 0;
-    struct conf *c = conf_load_buf("fuzz.conf", (const char *)data, size,
-                                   false, sink, &nerr);
+    struct conf *c = conf_load_buf("fuzz.conf", (const char *)data, size, false,
+                                   sink, &nerr);
 
     /* a snapshot comes back exactly when no error was reported */
     if ((c == NULL) != (nerr > 0))

@@ -51,8 +51,8 @@ static struct acl *load_fixture(void)
     char err[256] = "";
     /* drop the deliberately invalid last rule for the good fixture */
     const char *end = strstr(acl_text, "topic deny #/never");
-    struct acl *a = acl_parse("acl", acl_text, (size_t)(end - acl_text), err,
-                              sizeof(err));
+    struct acl *a =
+        acl_parse("acl", acl_text, (size_t)(end - acl_text), err, sizeof(err));
     if (a == NULL)
         fail_msg("fixture: %s", err);
     return a;
@@ -165,7 +165,7 @@ static void test_subscribe(void **state)
         {"c", NULL, "public/#", S, true},
         {"c", NULL, "public/+/x", S, true},
         {"c", NULL, "public", S, true},
-        {"c", NULL, "#", S, false},        /* not covered by public/# */
+        {"c", NULL, "#", S, false}, /* not covered by public/# */
         {"c", NULL, "+/x", S, false},
         {"c", NULL, "anon/rw", S, true},
         {"c", NULL, "anon/+", S, false},
@@ -208,36 +208,24 @@ static void test_covers(void **state)
         const char *r, *f;
         bool want;
     } cases[] = {
-        {"#", "a", true},
-        {"#", "a/b/#", true},
-        {"#", "#", true},
-        {"#", "$SYS/x", false},
-        {"+/#", "$SYS/#", false},
-        {"$SYS/#", "$SYS/#", true},
-        {"a/#", "a", true},
-        {"a/#", "a/#", true},
-        {"a/#", "a/+/b", true},
-        {"a/#", "b", false},
-        {"a/+", "a/b", true},
-        {"a/+", "a/+", true},
-        {"a/+", "a/#", false},
-        {"a/+", "a", false},
-        {"a/+", "a/b/c", false},
-        {"a/b", "a/+", false},
-        {"a/b", "a/b", true},
-        {"a/b", "a/b/#", false},
-        {"a", "a/#", false},
-        {"+/+", "a/b", true},
-        {"+", "#", false},
-        {"a//b", "a/+/b", false},
-        {"a/+/b", "a//b", true},
-        {"", "a", false},
+        {"#", "a", true},         {"#", "a/b/#", true},
+        {"#", "#", true},         {"#", "$SYS/x", false},
+        {"+/#", "$SYS/#", false}, {"$SYS/#", "$SYS/#", true},
+        {"a/#", "a", true},       {"a/#", "a/#", true},
+        {"a/#", "a/+/b", true},   {"a/#", "b", false},
+        {"a/+", "a/b", true},     {"a/+", "a/+", true},
+        {"a/+", "a/#", false},    {"a/+", "a", false},
+        {"a/+", "a/b/c", false},  {"a/b", "a/+", false},
+        {"a/b", "a/b", true},     {"a/b", "a/b/#", false},
+        {"a", "a/#", false},      {"+/+", "a/b", true},
+        {"+", "#", false},        {"a//b", "a/+/b", false},
+        {"a/+/b", "a//b", true},  {"", "a", false},
     };
 
     (void)state;
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        bool got = acl_filter_covers(cases[i].r, strlen(cases[i].r),
-                                     cases[i].f, strlen(cases[i].f));
+        bool got = acl_filter_covers(cases[i].r, strlen(cases[i].r), cases[i].f,
+                                     strlen(cases[i].f));
         if (got != cases[i].want)
             fail_msg("case %zu: %s covers %s: got %d", i, cases[i].r,
                      cases[i].f, got);
@@ -262,8 +250,7 @@ static void test_load_errors(void **state)
          "t:1: unknown keyword (expected user, topic or pattern)"},
         {"pattern read a/%c-x/b\n",
          "t:1: %c and %u must be a whole topic level"},
-        {"pattern read a/x%u\n",
-         "t:1: %c and %u must be a whole topic level"},
+        {"pattern read a/x%u\n", "t:1: %c and %u must be a whole topic level"},
         {"topic read a/\xff\n", "t:1: topic filter is not valid UTF-8"},
         {"user \xc0\n", "t:1: username is not valid UTF-8"},
         {"topic read a\n\0topic read b\n", "t:2: NUL byte in line"},
@@ -284,9 +271,8 @@ static void test_load_errors(void **state)
             fail_msg("case %zu: got '%s' want '%s'", i, err, cases[i].err);
     }
     assert_null(acl_load("/nonexistent/acl", err, sizeof(err)));
-    assert_string_equal(err,
-                        "/nonexistent/acl: cannot open: No such file or "
-                        "directory");
+    assert_string_equal(err, "/nonexistent/acl: cannot open: No such file or "
+                             "directory");
 }
 
 static void test_syntax_details(void **state)
@@ -306,14 +292,10 @@ static void test_syntax_details(void **state)
     char err[256] = "";
     struct acl *a = acl_parse("t", t, strlen(t), err, sizeof(err));
     static const struct acase cases[] = {
-        {"c", NULL, "read", W, true},
-        {"c", NULL, "read", R, true},
-        {"c", NULL, "lit/%c", R, true},
-        {"c", NULL, "lit/c", R, false},
-        {"c", "u1", "a", W, true},
-        {"c", "u1", "c", W, true},
-        {"c", "u1", "b", W, false},
-        {"c", "u2", "b", W, true},
+        {"c", NULL, "read", W, true},   {"c", NULL, "read", R, true},
+        {"c", NULL, "lit/%c", R, true}, {"c", NULL, "lit/c", R, false},
+        {"c", "u1", "a", W, true},      {"c", "u1", "c", W, true},
+        {"c", "u1", "b", W, false},     {"c", "u2", "b", W, true},
         {"c", "u2", "a", W, false},
     };
 
@@ -345,14 +327,10 @@ static void test_deny_pattern_fails_closed(void **state)
     char err[256] = "";
     struct acl *a = acl_parse("t", t, strlen(t), err, sizeof(err));
     static const struct acase cases[] = {
-        {"c", "a/b", "r/1", R, true},
-        {"c", "a/b", "q/z/1", R, false},
-        {"c", "#", "q/z/1", R, false},
-        {"c", "ok", "q/z/1", R, true},
-        {"c", "ok", "q/ok/1", R, false},
-        {"c", "ok", "d/x", R, true},
-        {"c", "ok", "d/c", R, false},
-        {"x+", "ok", "d/x", R, false},
+        {"c", "a/b", "r/1", R, true},    {"c", "a/b", "q/z/1", R, false},
+        {"c", "#", "q/z/1", R, false},   {"c", "ok", "q/z/1", R, true},
+        {"c", "ok", "q/ok/1", R, false}, {"c", "ok", "d/x", R, true},
+        {"c", "ok", "d/c", R, false},    {"x+", "ok", "d/x", R, false},
         {"x/y", "ok", "d/x", R, false},
     };
 
@@ -368,11 +346,11 @@ static void test_deny_pattern_fails_closed(void **state)
 static void test_matches_agree_with_topic(void **state)
 {
     static const char *filters[] = {
-        "#", "+", "a", "a/#", "a/+", "+/b", "a/b", "a/+/c", "+/+", "/+",
-        "+/", "a//b", "$SYS/#", "$SYS/+", "+/#", "a/b/#", "/#", "//"};
-    static const char *topics[] = {"a", "b", "a/b", "a/b/c", "a/c", "/",
-                                   "/a", "a/", "a//b", "$SYS", "$SYS/x",
-                                   "$SYS/x/y", "x/b", "//", "a/x/c"};
+        "#",  "+",  "a",    "a/#",    "a/+",    "+/b", "a/b",   "a/+/c", "+/+",
+        "/+", "+/", "a//b", "$SYS/#", "$SYS/+", "+/#", "a/b/#", "/#",    "//"};
+    static const char *topics[] = {
+        "a",    "b",    "a/b",    "a/b/c",    "a/c", "/",  "/a",   "a/",
+        "a//b", "$SYS", "$SYS/x", "$SYS/x/y", "x/b", "//", "a/x/c"};
     (void)state;
     for (size_t i = 0; i < ARRAY_LEN(filters); i++) {
         char text[64];

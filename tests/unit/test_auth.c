@@ -183,8 +183,8 @@ static void test_mtls(void **state)
         {"device-1", NULL, "device-1", NULL, AUTH_ALLOW, NULL, false},
         {"alice", "wrong", "alice", NULL, AUTH_ALLOW, NULL, false},
         {NULL, NULL, NULL, NULL, AUTH_DENY, "no certificate identity", true},
-        {"alice", "secret1", NULL, NULL, AUTH_DENY,
-         "no certificate identity", true},
+        {"alice", "secret1", NULL, NULL, AUTH_DENY, "no certificate identity",
+         true},
         {NULL, NULL, NULL, "no CN", AUTH_DENY, "no CN", true},
     };
     struct fixture f;
@@ -204,8 +204,9 @@ static void test_mtls(void **state)
     auth_free(a);
     f.l[1].tls_enabled = false;
     a = must_new(&f.c, 1);
-    run(a, (const struct ccase[]){{NULL, NULL, NULL, NULL, AUTH_ALLOW, NULL,
-                                   false}},
+    run(a,
+        (const struct ccase[]){
+            {NULL, NULL, NULL, NULL, AUTH_ALLOW, NULL, false}},
         1);
     auth_free(a);
 }
@@ -229,8 +230,9 @@ static void test_per_listener(void **state)
     auth_free(a);
     f.c.per_listener_settings = false; /* now the global block applies */
     a = must_new(&f.c, 0);
-    run(a, (const struct ccase[]){{NULL, NULL, NULL, NULL, AUTH_ALLOW, NULL,
-                                   false}},
+    run(a,
+        (const struct ccase[]){
+            {NULL, NULL, NULL, NULL, AUTH_ALLOW, NULL, false}},
         1);
     assert_false(auth_has_password_file(a));
     auth_free(a);
@@ -307,8 +309,8 @@ static void test_acl(void **state)
     withacl = must_new(&f.c, 0);
     for (size_t i = 0; i < ARRAY_LEN(cs); i++) {
         size_t tl = strlen(cs[i].topic);
-        bool a1 = auth_acl(noacl, cs[i].cid, cs[i].user, cs[i].topic, tl,
-                           cs[i].acc);
+        bool a1 =
+            auth_acl(noacl, cs[i].cid, cs[i].user, cs[i].topic, tl, cs[i].acc);
         bool a2 = auth_acl(withacl, cs[i].cid, cs[i].user, cs[i].topic, tl,
                            cs[i].acc);
         if (a1 != cs[i].noacl || a2 != cs[i].withacl)
@@ -322,9 +324,12 @@ static void test_acl(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_anonymous),  cmocka_unit_test(test_password_file),
-        cmocka_unit_test(test_mtls),       cmocka_unit_test(test_per_listener),
-        cmocka_unit_test(test_load_errors), cmocka_unit_test(test_acl),
+        cmocka_unit_test(test_anonymous),
+        cmocka_unit_test(test_password_file),
+        cmocka_unit_test(test_mtls),
+        cmocka_unit_test(test_per_listener),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_acl),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

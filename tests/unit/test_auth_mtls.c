@@ -73,36 +73,60 @@ static void test_cn_cases(void **state)
         int rc;
         const char *want; /* identity or reason */
     } cases[] = {
-        {{{NID_commonName, MBSTRING_UTF8, "test client", -1}}, 1, 0,
+        {{{NID_commonName, MBSTRING_UTF8, "test client", -1}},
+         1,
+         0,
          "test client"},
         {{{NID_organizationName, MBSTRING_UTF8, "Org", -1},
           {NID_commonName, MBSTRING_UTF8, "after-o", -1}},
-         2, 0, "after-o"},
+         2,
+         0,
+         "after-o"},
         {{{NID_commonName, MBSTRING_UTF8, "first", -1},
           {NID_commonName, MBSTRING_UTF8, "second", -1}},
-         2, 0, "first"},
-        {{{NID_commonName, MBSTRING_UTF8, "J\xc3\xbcrgen", -1}}, 1, 0,
+         2,
+         0,
+         "first"},
+        {{{NID_commonName, MBSTRING_UTF8, "J\xc3\xbcrgen", -1}},
+         1,
+         0,
          "J\xc3\xbcrgen"},
-        {{{NID_commonName, V_ASN1_PRINTABLESTRING, "printable", -1}}, 1, 0,
+        {{{NID_commonName, V_ASN1_PRINTABLESTRING, "printable", -1}},
+         1,
+         0,
          "printable"},
-        {{{NID_commonName, V_ASN1_T61STRING, "t61 ascii", -1}}, 1, 0,
+        {{{NID_commonName, V_ASN1_T61STRING, "t61 ascii", -1}},
+         1,
+         0,
          "t61 ascii"},
-        {{{NID_organizationName, MBSTRING_UTF8, "NoCN Org", -1}}, 1, -1,
+        {{{NID_organizationName, MBSTRING_UTF8, "NoCN Org", -1}},
+         1,
+         -1,
          "no CN"},
-        {{{NID_commonName, V_ASN1_UTF8STRING, "ab\0cd", 5}}, 1, -1,
+        {{{NID_commonName, V_ASN1_UTF8STRING, "ab\0cd", 5}},
+         1,
+         -1,
          "CN contains NUL"},
-        {{{NID_commonName, V_ASN1_UTF8STRING, "ab\0", 3}}, 1, -1,
+        {{{NID_commonName, V_ASN1_UTF8STRING, "ab\0", 3}},
+         1,
+         -1,
          "CN contains NUL"},
         /* A BMPString without NUL bytes (U+4E2D U+6587): its UTF-8 form
          * differs from the raw bytes Mosquitto would use */
-        {{{NID_commonName, V_ASN1_BMPSTRING, "\x4e\x2d\x65\x87", 4}}, 1, -1,
+        {{{NID_commonName, V_ASN1_BMPSTRING, "\x4e\x2d\x65\x87", 4}},
+         1,
+         -1,
          "CN not valid UTF-8"},
         /* Latin-1 byte in a T61String: Mosquitto would take the raw byte,
          * which is not UTF-8 */
-        {{{NID_commonName, V_ASN1_T61STRING, "caf\xe9", -1}}, 1, -1,
+        {{{NID_commonName, V_ASN1_T61STRING, "caf\xe9", -1}},
+         1,
+         -1,
          "CN not valid UTF-8"},
         /* BMPString "te": UTF-16 bytes hold NULs, as Mosquitto refuses */
-        {{{NID_commonName, V_ASN1_BMPSTRING, "\0t\0e", 4}}, 1, -1,
+        {{{NID_commonName, V_ASN1_BMPSTRING, "\0t\0e", 4}},
+         1,
+         -1,
          "CN contains NUL"},
         {{{NID_commonName, V_ASN1_UTF8STRING, "", 0}}, 1, -1, "empty CN"},
     };
@@ -177,8 +201,7 @@ static void test_subject_rfc2253(void **state)
     x = make_cert(nul, 1);
     assert_int_equal(auth_mtls_identity(x, true, out, sizeof(out), &why), 0);
     assert_string_equal(out, "CN=a\\00b");
-    assert_int_equal(auth_mtls_identity(x, false, out, sizeof(out), &why),
-                     -1);
+    assert_int_equal(auth_mtls_identity(x, false, out, sizeof(out), &why), -1);
     X509_free(x);
 
     assert_int_equal(auth_mtls_identity(NULL, false, out, sizeof(out), &why),
@@ -200,21 +223,21 @@ static void test_der(void **state)
 
     (void)state;
     assert_true(len > 0);
-    assert_int_equal(auth_mtls_identity_der(der, (size_t)len, false, out,
-                                            sizeof(out), &why),
-                     0);
+    assert_int_equal(
+        auth_mtls_identity_der(der, (size_t)len, false, out, sizeof(out), &why),
+        0);
     assert_string_equal(out, "device-42");
-    assert_int_equal(auth_mtls_identity_der(der, (size_t)len, true, out,
-                                            sizeof(out), &why),
-                     0);
+    assert_int_equal(
+        auth_mtls_identity_der(der, (size_t)len, true, out, sizeof(out), &why),
+        0);
     assert_string_equal(out, "CN=device-42,O=O");
     /* truncated and garbage input */
     assert_int_equal(auth_mtls_identity_der(der, (size_t)len / 2, false, out,
                                             sizeof(out), &why),
                      -1);
     assert_string_equal(why, "bad certificate");
-    assert_int_equal(auth_mtls_identity_der((const uint8_t *)"\x30\x03xyz",
-                                            5, false, out, sizeof(out), &why),
+    assert_int_equal(auth_mtls_identity_der((const uint8_t *)"\x30\x03xyz", 5,
+                                            false, out, sizeof(out), &why),
                      -1);
     assert_int_equal(
         auth_mtls_identity_der(der, 0, false, out, sizeof(out), &why), -1);
@@ -233,8 +256,7 @@ static void test_der_invalid_utf8(void **state)
     static const struct attr a[] = {
         {NID_commonName, MBSTRING_UTF8, "badZZ", -1},
     };
-    static const char *repl[] = {"bad\xff\xfe", "bad\xc0\xaf",
-                                 "b\xed\xa0\x80"};
+    static const char *repl[] = {"bad\xff\xfe", "bad\xc0\xaf", "b\xed\xa0\x80"};
     X509 *x = make_cert(a, 1);
     unsigned char *der = NULL;
     int len = i2d_X509(x, &der);
@@ -254,8 +276,8 @@ static void test_der_invalid_utf8(void **state)
         }
         assert_int_equal(hits, 2); /* subject and issuer */
         why = NULL;
-        assert_int_equal(auth_mtls_identity_der(copy, (size_t)len, false,
-                                                out, sizeof(out), &why),
+        assert_int_equal(auth_mtls_identity_der(copy, (size_t)len, false, out,
+                                                sizeof(out), &why),
                          -1);
         assert_true(strcmp(why, "bad certificate") == 0 ||
                     strcmp(why, "CN not valid UTF-8") == 0);

@@ -248,7 +248,10 @@ struct scalar_case {
     unsigned long long want;
 };
 
-#define SC(t, f, w, v) {t, offsetof(struct conf, f), w, v}
+#define SC(t, f, w, v)                                                         \
+    {                                                                          \
+        t, offsetof(struct conf, f), w, v                                      \
+    }
 
 static const struct scalar_case scalar_cases[] = {
     SC("max_keepalive 0", max_keepalive, W_U16, 0),
@@ -281,8 +284,8 @@ static const struct scalar_case scalar_cases[] = {
     SC("connect_timeout 30", connect_timeout, W_U32, 30),
     SC("persistent_client_expiration 1h", persistent_client_expiration, W_U32,
        3600),
-    SC("persistent_client_expiration 14d", persistent_client_expiration,
-       W_U32, 14 * 86400),
+    SC("persistent_client_expiration 14d", persistent_client_expiration, W_U32,
+       14 * 86400),
     SC("persistent_client_expiration 2w", persistent_client_expiration, W_U32,
        14 * 86400),
     SC("persistent_client_expiration 2m", persistent_client_expiration, W_U32,
@@ -383,11 +386,21 @@ static const struct err_case err_cases[] = {
     {"retain_available yes",
      "t.conf:1: invalid value 'yes' for 'retain_available': expected true or "
      "false\n"},
-    {"allow_anonymous",
-     "t.conf:1: missing value for 'allow_anonymous'\n"},
+    {"allow_anonymous", "t.conf:1: missing value for 'allow_anonymous'\n"},
     {"pid_file", "t.conf:1: missing value for 'pid_file'\n"},
     {"pid_file /a\npid_file /b",
      "t.conf:2: duplicate 'pid_file': it is already set\n"},
+    {"listener 1883\npid_file /a\npid_file /b",
+     "t.conf:3: duplicate 'pid_file': it is already set\n"},
+    {"per_listener_settings true\nlistener 1883\nacl_file /a\nacl_file /b",
+     "t.conf:4: duplicate 'acl_file': it is already set for this listener\n"},
+    {"listener 1883\nacl_file /a\nacl_file /b",
+     "t.conf:3: duplicate 'acl_file': it is already set\n"},
+    {"listener 1883\nauto_id_prefix a\nauto_id_prefix b",
+     "t.conf:3: duplicate 'auto_id_prefix': it is already set\n"},
+    {"bind_address ::1\nbind_address ::2",
+     "t.conf:2: duplicate 'bind_address': it is already set for this "
+     "listener\n"},
     {"listener 1883\ncertfile /a\ncertfile /b\nkeyfile /k",
      "t.conf:3: duplicate 'certfile': it is already set for this listener\n"},
     {"listner 1883",
@@ -406,7 +419,8 @@ static const struct err_case err_cases[] = {
      "t.conf:2: 'protocol websockets' is not supported by mqttd\n"},
     {"listener 1883\nprotocol http",
      "t.conf:2: invalid protocol 'http': expected mqtt\n"},
-    {"log_dest topic", "t.conf:1: 'log_dest topic' is not supported by mqttd\n"},
+    {"log_dest topic",
+     "t.conf:1: 'log_dest topic' is not supported by mqttd\n"},
     {"log_dest printer",
      "t.conf:1: invalid log_dest 'printer': expected stderr, stdout, syslog, "
      "file PATH or none\n"},
@@ -546,24 +560,64 @@ static void test_error_table(void **state)
 /* Every Mosquitto 2.0 key mqttd does not implement is refused by name. */
 static void test_unsupported_keys(void **state)
 {
-    static const char *const unsup[] = {
-        "address", "addresses", "allow_duplicate_messages", "auth_plugin",
-        "auth_plugin_deny_special_chars", "bind_interface", "bridge_alpn",
-        "bridge_attempt_unsubscribe", "bridge_bind_address", "bridge_cafile",
-        "bridge_capath", "bridge_certfile", "bridge_identity",
-        "bridge_insecure", "bridge_keyfile", "bridge_max_packet_size",
-        "bridge_outgoing_retain", "bridge_protocol_version", "bridge_psk",
-        "bridge_require_ocsp", "bridge_tls_version", "cleansession",
-        "clientid", "clientid_prefixes", "connection", "http_dir",
-        "idle_timeout", "keepalive_interval", "local_cleansession",
-        "local_clientid", "local_password", "local_username", "log_facility",
-        "mount_point", "notification_topic", "notifications",
-        "notifications_local_only", "password", "plugin", "psk_file",
-        "psk_hint", "remote_clientid", "remote_password", "remote_username",
-        "restart_timeout", "retry_interval", "round_robin", "start_type",
-        "threshold", "tls_engine", "tls_engine_kpass_sha1", "tls_keyform",
-        "topic", "try_private", "use_username_as_clientid", "username",
-        "websockets_headers_size", "websockets_log_level"};
+    static const char *const unsup[] = {"address",
+                                        "addresses",
+                                        "allow_duplicate_messages",
+                                        "auth_plugin",
+                                        "auth_plugin_deny_special_chars",
+                                        "bind_interface",
+                                        "bridge_alpn",
+                                        "bridge_attempt_unsubscribe",
+                                        "bridge_bind_address",
+                                        "bridge_cafile",
+                                        "bridge_capath",
+                                        "bridge_certfile",
+                                        "bridge_identity",
+                                        "bridge_insecure",
+                                        "bridge_keyfile",
+                                        "bridge_max_packet_size",
+                                        "bridge_outgoing_retain",
+                                        "bridge_protocol_version",
+                                        "bridge_psk",
+                                        "bridge_require_ocsp",
+                                        "bridge_tls_version",
+                                        "cleansession",
+                                        "clientid",
+                                        "clientid_prefixes",
+                                        "connection",
+                                        "http_dir",
+                                        "idle_timeout",
+                                        "keepalive_interval",
+                                        "local_cleansession",
+                                        "local_clientid",
+                                        "local_password",
+                                        "local_username",
+                                        "log_facility",
+                                        "mount_point",
+                                        "notification_topic",
+                                        "notifications",
+                                        "notifications_local_only",
+                                        "password",
+                                        "plugin",
+                                        "psk_file",
+                                        "psk_hint",
+                                        "remote_clientid",
+                                        "remote_password",
+                                        "remote_username",
+                                        "restart_timeout",
+                                        "retry_interval",
+                                        "round_robin",
+                                        "start_type",
+                                        "threshold",
+                                        "tls_engine",
+                                        "tls_engine_kpass_sha1",
+                                        "tls_keyform",
+                                        "topic",
+                                        "try_private",
+                                        "use_username_as_clientid",
+                                        "username",
+                                        "websockets_headers_size",
+                                        "websockets_log_level"};
 
     (void)state;
     for (size_t i = 0; i < ARRAY_LEN(unsup); i++) {
@@ -572,8 +626,9 @@ static void test_unsupported_keys(void **state)
         struct conf *c;
 
         snprintf(text, sizeof(text), "%s some value", unsup[i]);
-        snprintf(want, sizeof(want), "t.conf:1: '%s' is not supported by "
-                                     "mqttd\n",
+        snprintf(want, sizeof(want),
+                 "t.conf:1: '%s' is not supported by "
+                 "mqttd\n",
                  unsup[i]);
         c = load(text, &e);
         assert_null(c);
@@ -648,8 +703,9 @@ static void test_bad_bytes_and_long_lines(void **state)
     memset(text + 10, 'a', big);
     memcpy(text + 10 + big, "\nbogus 1\n", 10);
     assert_null(load(text, &e));
-    assert_string_equal(e.text, "t.conf:1: line is longer than 65536 bytes\n"
-                                "t.conf:2: unknown configuration key 'bogus'\n");
+    assert_string_equal(e.text,
+                        "t.conf:1: line is longer than 65536 bytes\n"
+                        "t.conf:2: unknown configuration key 'bogus'\n");
     free(text);
 
     /* no newline at the end, CRLF endings, NULL buffer */
@@ -1181,8 +1237,9 @@ static void test_include_dir(void **state)
     snprintf(p, sizeof(p), "%s/sub.conf", dir);
     assert_int_equal(mkdir(p, 0700), 0); /* a directory: skipped */
 
-    snprintf(text, sizeof(text), "listener 1000\ninclude_dir %s\n"
-                                 "listener 1007\n",
+    snprintf(text, sizeof(text),
+             "listener 1000\ninclude_dir %s\n"
+             "listener 1007\n",
              dir);
     tpath(main_path, sizeof(main_path), "main.conf");
     write_file(main_path, text);
@@ -1234,8 +1291,8 @@ static void test_include_dir(void **state)
     memset(&e, 0, sizeof(e));
     assert_null(conf_load(p, capture, &e));
     snprintf(want, sizeof(want),
-             "%s:1: include_dir '%s' contains the main configuration file\n",
-             p, dir);
+             "%s:1: include_dir '%s' contains the main configuration file\n", p,
+             dir);
     assert_string_equal(e.text, want);
 }
 

@@ -24,15 +24,15 @@
 #define FIXTURE AUTH_FIXTURE_DIR "/mosquitto.passwd"
 
 /* alice's line from the fixture, for building bad variants. */
-#define ALICE_HASH                                                           \
-    "$7$101$r5tkp8aL21kz8zXC$6Iv/S9h6XS/X1lavtmpSuZ/4RDPt7Si0k2T7OXNsIdYeC2+" \
+#define ALICE_HASH                                                             \
+    "$7$101$r5tkp8aL21kz8zXC$6Iv/S9h6XS/X1lavtmpSuZ/4RDPt7Si0k2T7OXNsIdYeC2+"  \
     "mKNIs0RMZqRcnyaLPvT8MEDFzyhqdiiT1snvbxw=="
-#define CAROL_HASH                                                           \
-    "$6$VHXs5EmS1IM6Jcxj$62Uvy9dkdwltwMtKMfpEvY/BZhhOF06mTQEdl1ttPsmTW/"     \
+#define CAROL_HASH                                                             \
+    "$6$VHXs5EmS1IM6Jcxj$62Uvy9dkdwltwMtKMfpEvY/BZhhOF06mTQEdl1ttPsmTW/"       \
     "XwZq7VESKebmLqv50cZna/sIGgCQWvOu16oO5BZA=="
 #define SALT12 "r5tkp8aL21kz8zXC"
-#define HASH64                                                               \
-    "6Iv/S9h6XS/X1lavtmpSuZ/4RDPt7Si0k2T7OXNsIdYeC2+"                        \
+#define HASH64                                                                 \
+    "6Iv/S9h6XS/X1lavtmpSuZ/4RDPt7Si0k2T7OXNsIdYeC2+"                          \
     "mKNIs0RMZqRcnyaLPvT8MEDFzyhqdiiT1snvbxw=="
 
 static enum passwd_result check(const struct passwd *pw, const char *u,
@@ -198,9 +198,8 @@ static void test_limits(void **state)
 
     pw = passwd_load("/nonexistent/pw", err, sizeof(err));
     assert_null(pw);
-    assert_string_equal(err,
-                        "/nonexistent/pw: cannot open: No such file or "
-                        "directory");
+    assert_string_equal(err, "/nonexistent/pw: cannot open: No such file or "
+                             "directory");
 }
 
 static void test_make_and_verify(void **state)
@@ -216,7 +215,8 @@ static void test_make_and_verify(void **state)
         {PASSWD_SHA512, 0, "$6$", 3 + 16 + 1 + 88},
     };
     char h[PASSWD_HASH_TEXT_MAX], h2[PASSWD_HASH_TEXT_MAX];
-    const uint8_t pw[] = "s\x00" "ecret";
+    const uint8_t pw[] = "s\x00"
+                         "ecret";
     const char *why = NULL;
 
     (void)state;
@@ -224,8 +224,7 @@ static void test_make_and_verify(void **state)
         assert_int_equal(passwd_hash_make(cases[i].type, cases[i].iter, pw,
                                           sizeof(pw) - 1, h, sizeof(h)),
                          0);
-        assert_int_equal(strncmp(h, cases[i].prefix,
-                                 strlen(cases[i].prefix)),
+        assert_int_equal(strncmp(h, cases[i].prefix, strlen(cases[i].prefix)),
                          0);
         assert_int_equal(strlen(h), cases[i].len);
         assert_int_equal(passwd_hash_verify(h, pw, sizeof(pw) - 1, &why), 1);
@@ -236,30 +235,26 @@ static void test_make_and_verify(void **state)
                          0);
         assert_string_not_equal(h, h2);
     }
-    assert_int_equal(passwd_hash_make(PASSWD_SHA512_PBKDF2, 0, pw, 1, h,
-                                      sizeof(h)),
-                     -1);
-    assert_int_equal(passwd_hash_make(PASSWD_SHA512_PBKDF2, 10000001, pw, 1,
-                                      h, sizeof(h)),
-                     -1);
+    assert_int_equal(
+        passwd_hash_make(PASSWD_SHA512_PBKDF2, 0, pw, 1, h, sizeof(h)), -1);
+    assert_int_equal(
+        passwd_hash_make(PASSWD_SHA512_PBKDF2, 10000001, pw, 1, h, sizeof(h)),
+        -1);
     assert_int_equal(passwd_hash_make(PASSWD_SHA512, 0, pw, 1, h, 20), -1);
     assert_int_equal(passwd_hash_verify("$7$x", pw, 1, &why), -1);
     assert_non_null(why);
     assert_int_equal(
-        passwd_hash_verify(ALICE_HASH, (const uint8_t *)"secret1", 7, &why),
-        1);
+        passwd_hash_verify(ALICE_HASH, (const uint8_t *)"secret1", 7, &why), 1);
     assert_int_equal(
-        passwd_hash_verify(CAROL_HASH, (const uint8_t *)"hunter2", 7, &why),
-        1);
+        passwd_hash_verify(CAROL_HASH, (const uint8_t *)"hunter2", 7, &why), 1);
 }
 
 static void test_edit_serialise(void **state)
 {
-    const char *t = "# head\n\nalice:" ALICE_HASH "\n# mid\ncarol:" CAROL_HASH
-                    "\n";
+    const char *t =
+        "# head\n\nalice:" ALICE_HASH "\n# mid\ncarol:" CAROL_HASH "\n";
     char err[256] = "", h[PASSWD_HASH_TEXT_MAX];
-    struct passwd *pw = passwd_parse("t", t, strlen(t), err, sizeof(err)),
-                  *pw2;
+    struct passwd *pw = passwd_parse("t", t, strlen(t), err, sizeof(err)), *pw2;
     char *out;
     size_t len;
 
@@ -271,8 +266,7 @@ static void test_edit_serialise(void **state)
     free(out);
 
     assert_int_equal(passwd_hash_make(PASSWD_SHA512_PBKDF2, 3,
-                                      (const uint8_t *)"new", 3, h,
-                                      sizeof(h)),
+                                      (const uint8_t *)"new", 3, h, sizeof(h)),
                      0);
     assert_int_equal(passwd_set(pw, "alice", h, err, sizeof(err)), 0);
     assert_int_equal(passwd_set(pw, "zed", h, err, sizeof(err)), 0);
@@ -308,8 +302,7 @@ static void test_many_users(void **state)
     (void)state;
     for (int i = 0; i < 2000; i++) {
         snprintf(name, sizeof(name), "user%d", i);
-        assert_int_equal(passwd_set(pw, name, CAROL_HASH, err, sizeof(err)),
-                         0);
+        assert_int_equal(passwd_set(pw, name, CAROL_HASH, err, sizeof(err)), 0);
     }
     assert_int_equal(passwd_count(pw), 2000);
     for (int i = 0; i < 2000; i += 97) {

@@ -113,11 +113,12 @@ static int group_setup(void **state)
         free(fx);
         return -1;
     }
-    snprintf(cmd, sizeof(cmd), "sh '%s/certs/mkcerts.sh' '%s'", src,
-             fx->dir);
+    snprintf(cmd, sizeof(cmd), "sh '%s/certs/mkcerts.sh' '%s'", src, fx->dir);
     if (system(cmd) != 0) {
-        fprintf(stderr, "test_tls: '%s' failed (set MQTTD_SOURCE_DIR)\n",
-                cmd);
+        fprintf(stderr, "test_tls: '%s' failed (set MQTTD_SOURCE_DIR)\n", cmd);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "test_tls: could not remove %s\n", fx->dir);
         free(fx);
         return -1;
     }
@@ -232,7 +233,7 @@ static void test_ctx_default_ciphers(void **state)
     struct tconf c;
     char err[512];
     struct tls_ctx *ctx;
-    STACK_OF(SSL_CIPHER) *sk;
+    STACK_OF(SSL_CIPHER) * sk;
     int i;
 
     tconf_init(&c, fx, CONF_CERT_NONE, false);
@@ -266,46 +267,148 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    {"key mismatch", "server.crt", "client1.key", NULL, NULL, NULL, NULL,
-     NULL, NULL, CONF_CERT_NONE,
-     {"mqttd.conf:42: ", "client1.key' does not match certfile",
-      "server.crt"}},
-    {"missing certfile", "nope.crt", "server.key", NULL, NULL, NULL, NULL,
-     NULL, NULL, CONF_CERT_NONE,
-     {"mqttd.conf:42: certfile '", "nope.crt'",
-      "No such file or directory"}},
-    {"missing keyfile", "server.crt", "nope.key", NULL, NULL, NULL, NULL,
-     NULL, NULL, CONF_CERT_NONE,
+    {"key mismatch",
+     "server.crt",
+     "client1.key",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_NONE,
+     {"mqttd.conf:42: ", "client1.key' does not match certfile", "server.crt"}},
+    {"missing certfile",
+     "nope.crt",
+     "server.key",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_NONE,
+     {"mqttd.conf:42: certfile '", "nope.crt'", "No such file or directory"}},
+    {"missing keyfile",
+     "server.crt",
+     "nope.key",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_NONE,
      {"mqttd.conf:42: keyfile '", "nope.key'", "No such file"}},
-    {"certfile not PEM", "index.txt", "server.key", NULL, NULL, NULL, NULL,
-     NULL, NULL, CONF_CERT_NONE,
+    {"certfile not PEM",
+     "index.txt",
+     "server.key",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_NONE,
      {"mqttd.conf:42: certfile '", "index.txt'", "no start line"}},
-    {"keyfile holds a certificate", "server.crt", "server.crt", NULL, NULL,
-     NULL, NULL, NULL, NULL, CONF_CERT_NONE,
+    {"keyfile holds a certificate",
+     "server.crt",
+     "server.crt",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_NONE,
      {"mqttd.conf:42: keyfile '", "server.crt'", NULL}},
-    {"cafile missing", "server.crt", "server.key", "nope-ca.crt", NULL,
-     NULL, NULL, NULL, NULL, CONF_CERT_REQUIRED,
+    {"cafile missing",
+     "server.crt",
+     "server.key",
+     "nope-ca.crt",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_REQUIRED,
      {"mqttd.conf:42: cafile '", "nope-ca.crt'", "No such file"}},
-    {"cafile without certificates", "server.crt", "server.key",
-     "index.txt", NULL, NULL, NULL, NULL, NULL, CONF_CERT_REQUIRED,
+    {"cafile without certificates",
+     "server.crt",
+     "server.key",
+     "index.txt",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_REQUIRED,
      {"mqttd.conf:42: cafile '", "index.txt'", NULL}},
-    {"required without CA", "server.crt", "server.key", NULL, NULL, NULL,
-     NULL, NULL, NULL, CONF_CERT_REQUIRED,
+    {"required without CA",
+     "server.crt",
+     "server.key",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_REQUIRED,
      {"mqttd.conf:42: ", "neither cafile nor capath", NULL}},
-    {"crlfile without CRL", "server.crt", "server.key", "ca.crt",
-     "ca.crt", NULL, NULL, NULL, NULL, CONF_CERT_REQUIRED,
+    {"crlfile without CRL",
+     "server.crt",
+     "server.key",
+     "ca.crt",
+     "ca.crt",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_REQUIRED,
      {"mqttd.conf:42: crlfile '", "no PEM CRL", NULL}},
-    {"dhparamfile not DH", "server.crt", "server.key", NULL, NULL, "ca.crt",
-     NULL, NULL, NULL, CONF_CERT_NONE,
+    {"dhparamfile not DH",
+     "server.crt",
+     "server.key",
+     NULL,
+     NULL,
+     "ca.crt",
+     NULL,
+     NULL,
+     NULL,
+     CONF_CERT_NONE,
      {"mqttd.conf:42: dhparamfile '", "ca.crt'", NULL}},
-    {"bad ciphers", "server.crt", "server.key", NULL, NULL, NULL, "NOPE",
-     NULL, NULL, CONF_CERT_NONE,
+    {"bad ciphers",
+     "server.crt",
+     "server.key",
+     NULL,
+     NULL,
+     NULL,
+     "NOPE",
+     NULL,
+     NULL,
+     CONF_CERT_NONE,
      {"mqttd.conf:42: ciphers 'NOPE'", NULL, NULL}},
-    {"bad TLS 1.3 suites", "server.crt", "server.key", NULL, NULL, NULL,
-     NULL, "TLS_NOPE", NULL, CONF_CERT_NONE,
+    {"bad TLS 1.3 suites",
+     "server.crt",
+     "server.key",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     "TLS_NOPE",
+     NULL,
+     CONF_CERT_NONE,
      {"mqttd.conf:42: ciphers_tls1.3 'TLS_NOPE'", NULL, NULL}},
-    {"bad groups", "server.crt", "server.key", NULL, NULL, NULL, NULL, NULL,
-     "nogroup", CONF_CERT_NONE,
+    {"bad groups",
+     "server.crt",
+     "server.key",
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     NULL,
+     "nogroup",
+     CONF_CERT_NONE,
      {"mqttd.conf:42: tls_groups 'nogroup'", NULL, NULL}},
 };
 
@@ -550,8 +653,7 @@ struct pair {
     SSL *srv, *cli;
 };
 
-static SSL_CTX *client_ctx(const struct fx *fx, const char *name,
-                           int maxv)
+static SSL_CTX *client_ctx(const struct fx *fx, const char *name, int maxv)
 {
     SSL_CTX *cc = SSL_CTX_new(TLS_client_method());
     char p[PATH_MAX];
@@ -565,11 +667,9 @@ static SSL_CTX *client_ctx(const struct fx *fx, const char *name,
 
         snprintf(p, sizeof(p), "%s/%s.crt", fx->dir, name);
         snprintf(key, sizeof(key), "%s/%s.key", fx->dir, name);
-        assert_int_equal(SSL_CTX_use_certificate_file(cc, p,
-                                                      SSL_FILETYPE_PEM),
+        assert_int_equal(SSL_CTX_use_certificate_file(cc, p, SSL_FILETYPE_PEM),
                          1);
-        assert_int_equal(SSL_CTX_use_PrivateKey_file(cc, key,
-                                                     SSL_FILETYPE_PEM),
+        assert_int_equal(SSL_CTX_use_PrivateKey_file(cc, key, SSL_FILETYPE_PEM),
                          1);
     }
     if (maxv != 0)
@@ -615,8 +715,7 @@ static void pair_close(struct pair *p)
 
 /* drive: run both ends until the server side finishes. Returns the
  * server's final tls_io; *cli_ok tells whether the client completed. */
-static enum tls_io drive(struct pair *p, char *why, size_t whylen,
-                         bool *cli_ok)
+static enum tls_io drive(struct pair *p, char *why, size_t whylen, bool *cli_ok)
 {
     enum tls_io s = TLS_IO_WANT_READ;
     bool cdone = false, cfail = false;
@@ -667,56 +766,156 @@ static enum tls_io drive(struct pair *p, char *why, size_t whylen,
 /* Table: client certificate x server policy -> outcome. */
 struct hs_case {
     const char *name;
-    const char *client;    /* PKI name, NULL = no certificate */
+    const char *client; /* PKI name, NULL = no certificate */
     enum conf_cert_mode mode;
     bool crl;
-    int maxv;              /* client max version, 0 = default */
+    int maxv; /* client max version, 0 = default */
     enum tls_io expect;
-    const char *why[3];    /* substrings of 'why' on failure */
-    const char *identity;  /* expected CN identity, NULL = -1 */
-    const char *id_why;    /* expected reason when identity is NULL */
+    const char *why[3];   /* substrings of 'why' on failure */
+    const char *identity; /* expected CN identity, NULL = -1 */
+    const char *id_why;   /* expected reason when identity is NULL */
 };
 
 static const struct hs_case hs_cases[] = {
-    {"client1 required", "client1", CONF_CERT_REQUIRED, false, 0,
-     TLS_IO_OK, {NULL}, "client1", NULL},
-    {"client2 TLS 1.2", "client2", CONF_CERT_REQUIRED, false,
-     TLS1_2_VERSION, TLS_IO_OK, {NULL}, "client2", NULL},
-    {"client1 required + CRL", "client1", CONF_CERT_REQUIRED, true, 0,
-     TLS_IO_OK, {NULL}, "client1", NULL},
-    {"no CN", "client-nocn", CONF_CERT_REQUIRED, false, 0, TLS_IO_OK,
-     {NULL}, NULL, "no CN"},
-    {"anonymous optional", NULL, CONF_CERT_OPTIONAL, false, 0, TLS_IO_OK,
-     {NULL}, NULL, "no certificate"},
-    {"anonymous none", NULL, CONF_CERT_NONE, false, 0, TLS_IO_OK, {NULL},
-     NULL, "no certificate"},
-    {"no certificate", NULL, CONF_CERT_REQUIRED, false, 0, TLS_IO_ERROR,
-     {"no client certificate", NULL, NULL}, NULL, NULL},
-    {"no certificate TLS 1.2", NULL, CONF_CERT_REQUIRED, false,
-     TLS1_2_VERSION, TLS_IO_ERROR, {"no client certificate", NULL, NULL},
-     NULL, NULL},
-    {"expired", "client-expired", CONF_CERT_REQUIRED, false, 0,
+    {"client1 required",
+     "client1",
+     CONF_CERT_REQUIRED,
+     false,
+     0,
+     TLS_IO_OK,
+     {NULL},
+     "client1",
+     NULL},
+    {"client2 TLS 1.2",
+     "client2",
+     CONF_CERT_REQUIRED,
+     false,
+     TLS1_2_VERSION,
+     TLS_IO_OK,
+     {NULL},
+     "client2",
+     NULL},
+    {"client1 required + CRL",
+     "client1",
+     CONF_CERT_REQUIRED,
+     true,
+     0,
+     TLS_IO_OK,
+     {NULL},
+     "client1",
+     NULL},
+    {"no CN",
+     "client-nocn",
+     CONF_CERT_REQUIRED,
+     false,
+     0,
+     TLS_IO_OK,
+     {NULL},
+     NULL,
+     "no CN"},
+    {"anonymous optional",
+     NULL,
+     CONF_CERT_OPTIONAL,
+     false,
+     0,
+     TLS_IO_OK,
+     {NULL},
+     NULL,
+     "no certificate"},
+    {"anonymous none",
+     NULL,
+     CONF_CERT_NONE,
+     false,
+     0,
+     TLS_IO_OK,
+     {NULL},
+     NULL,
+     "no certificate"},
+    {"no certificate",
+     NULL,
+     CONF_CERT_REQUIRED,
+     false,
+     0,
+     TLS_IO_ERROR,
+     {"no client certificate", NULL, NULL},
+     NULL,
+     NULL},
+    {"no certificate TLS 1.2",
+     NULL,
+     CONF_CERT_REQUIRED,
+     false,
+     TLS1_2_VERSION,
+     TLS_IO_ERROR,
+     {"no client certificate", NULL, NULL},
+     NULL,
+     NULL},
+    {"expired",
+     "client-expired",
+     CONF_CERT_REQUIRED,
+     false,
+     0,
      TLS_IO_ERROR,
      {"client certificate expired", "certificate has expired",
       "subject=\"CN=client-expired,O=mqttd test\""},
-     NULL, NULL},
-    {"expired optional", "client-expired", CONF_CERT_OPTIONAL, false, 0,
-     TLS_IO_ERROR, {"client certificate expired", "depth=0", "sha256="},
-     NULL, NULL},
-    {"other CA", "client-otherca", CONF_CERT_REQUIRED, false, 0,
+     NULL,
+     NULL},
+    {"expired optional",
+     "client-expired",
+     CONF_CERT_OPTIONAL,
+     false,
+     0,
+     TLS_IO_ERROR,
+     {"client certificate expired", "depth=0", "sha256="},
+     NULL,
+     NULL},
+    {"other CA",
+     "client-otherca",
+     CONF_CERT_REQUIRED,
+     false,
+     0,
      TLS_IO_ERROR,
      {"client certificate from unknown CA",
       "unable to get local issuer certificate",
       "issuer=\"CN=mqttd other CA,O=mqttd other\""},
-     NULL, NULL},
-    {"revoked", "client-revoked", CONF_CERT_REQUIRED, true, 0, TLS_IO_ERROR,
+     NULL,
+     NULL},
+    {"revoked",
+     "client-revoked",
+     CONF_CERT_REQUIRED,
+     true,
+     0,
+     TLS_IO_ERROR,
      {"client certificate revoked", "certificate revoked", "serial="},
-     NULL, NULL},
-    {"revoked TLS 1.2", "client-revoked", CONF_CERT_REQUIRED, true,
-     TLS1_2_VERSION, TLS_IO_ERROR, {"client certificate revoked", NULL},
-     NULL, NULL},
-    {"revoked without CRL", "client-revoked", CONF_CERT_REQUIRED, false, 0,
-     TLS_IO_OK, {NULL}, "client-revoked", NULL},
+     NULL,
+     NULL},
+    {"revoked TLS 1.2",
+     "client-revoked",
+     CONF_CERT_REQUIRED,
+     true,
+     TLS1_2_VERSION,
+     TLS_IO_ERROR,
+     {"client certificate revoked", NULL},
+     NULL,
+     NULL},
+    {"revoked without CRL",
+     "client-revoked",
+     CONF_CERT_REQUIRED,
+     false,
+     0,
+     TLS_IO_OK,
+     {NULL},
+     "client-revoked",
+     NULL},
+    {"server cert as client",
+     "server",
+     CONF_CERT_REQUIRED,
+     false,
+     0,
+     TLS_IO_ERROR,
+     {"client certificate not valid for TLS client authentication",
+      "unsuitable certificate purpose", "CN=localhost"},
+     NULL,
+     NULL},
 };
 
 static void test_handshakes(void **state)
@@ -759,8 +958,7 @@ static void test_handshakes(void **state)
             rc = tls_peer_identity(p.srv, false, id, sizeof(id), &idwhy);
             if (h->identity != NULL) {
                 if (rc != 0)
-                    fail_msg("case '%s': identity failed: %s", h->name,
-                             idwhy);
+                    fail_msg("case '%s': identity failed: %s", h->name, idwhy);
                 assert_string_equal(id, h->identity);
                 assert_true(tls_peer_not_after(p.srv) > time(NULL));
                 tls_describe(p.srv, desc, sizeof(desc));
@@ -858,8 +1056,7 @@ static void raw_client(struct fx *fx, const void *data, size_t len,
     assert_non_null(ctx);
     pair_open(&p, ctx, NULL);
     /* nothing sent yet: the server waits */
-    assert_int_equal(tls_handshake(p.srv, why, sizeof(why)),
-                     TLS_IO_WANT_READ);
+    assert_int_equal(tls_handshake(p.srv, why, sizeof(why)), TLS_IO_WANT_READ);
     if (len > 0)
         assert_int_equal(write(p.fd[1], data, len), (ssize_t)len);
     else {
@@ -871,8 +1068,8 @@ static void raw_client(struct fx *fx, const void *data, size_t len,
     if (getenv("TEST_TLS_VERBOSE") != NULL)
         printf("    -> %d %s\n", (int)r, why);
     if (r != expect || strstr(why, want) == NULL)
-        fail_msg("got %d want %d, why '%s' (want '%s')", (int)r,
-                 (int)expect, why, want);
+        fail_msg("got %d want %d, why '%s' (want '%s')", (int)r, (int)expect,
+                 why, want);
     pair_close(&p);
     tls_ctx_unref(ctx);
 }
@@ -880,9 +1077,9 @@ static void raw_client(struct fx *fx, const void *data, size_t len,
 static void test_plaintext_mqtt(void **state)
 {
     /* MQTT 3.1.1 CONNECT, client id "c" */
-    static const unsigned char connect[] = {
-        0x10, 0x0d, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04,
-        0x02, 0x00, 0x3c, 0x00, 0x01, 'c'};
+    static const unsigned char connect[] = {0x10, 0x0d, 0x00, 0x04, 'M',
+                                            'Q',  'T',  'T',  0x04, 0x02,
+                                            0x00, 0x3c, 0x00, 0x01, 'c'};
 
     raw_client(*state, connect, sizeof(connect), TLS_IO_ERROR,
                "plaintext MQTT on a TLS port");
@@ -898,8 +1095,8 @@ static void test_plaintext_http(void **state)
 
 static void test_garbage(void **state)
 {
-    static const unsigned char junk[] = {0x42, 0x00, 0x01, 0x02, 0x03,
-                                         0x04, 0x05};
+    static const unsigned char junk[] = {0x42, 0x00, 0x01, 0x02,
+                                         0x03, 0x04, 0x05};
 
     raw_client(*state, junk, sizeof(junk), TLS_IO_ERROR,
                "not a TLS handshake (first byte 0x42)");
@@ -953,8 +1150,7 @@ static void test_data_and_close(void **state)
     assert_int_equal(tls_read(p.srv, buf, sizeof(buf), &n), TLS_IO_OK);
     assert_int_equal(n, 4);
     assert_memory_equal(buf, "ping", 4);
-    assert_int_equal(tls_read(p.srv, buf, sizeof(buf), &n),
-                     TLS_IO_WANT_READ);
+    assert_int_equal(tls_read(p.srv, buf, sizeof(buf), &n), TLS_IO_WANT_READ);
     assert_int_equal(n, 0);
     tls_release_buffers(p.srv);
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# install-deps.sh - install the Debian 12 packages mqttd needs to build,
+# run and test, skipping what is already installed. Run as root.
+set -euo pipefail
+
+PKGS=(build-essential cmake pkg-config libssl-dev openssl libev-dev
+      libcjson-dev libcmocka-dev mosquitto mosquitto-clients python3
+      clang libclang-rt-14-dev)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+        missing+=("$p")
+    fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts a system mosquitto on 1883 when the package is installed;
+# the tests never use fixed ports, but stop it so it cannot confuse anyone.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+    systemctl stop mosquitto || true
+fi
+exit 0

@@ -1,0 +1,214 @@
+"""TLS listeners and mTLS identity through the real daemon, with the
+Mosquitto TLS guide's client command lines and openssl s_client."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import unittest
+
+from harness import SRC, Broker, Sub, pub
+
+CERTS = None
+
+
+def setUpModule():
+    global CERTS
+    CERTS = tempfile.mkdtemp(prefix="mqttd-certs-")
+    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), CERTS],
+                   check=True, capture_output=True, timeout=60)
+
+
+def tearDownModule():
+    shutil.rmtree(CERTS, ignore_errors=True)
+
+
+def c(name):
+    return os.path.join(CERTS, name)
+
+
+def tls_conf(extra=""):
+    return ("per_listener_settings false\nallow_anonymous true\n"
+            "listener {port} 127.0.0.1\n"
+            "listener {tlsport} 127.0.0.1\n"
+            "certfile %s\nkeyfile %s\ncafile %s\n"
+            "require_certificate true\nuse_identity_as_username true\n"
+            % (c("server.crt"), c("server.key"), c("ca.crt")) + extra)
+
+
+def s_client(port, args, data=b""):
+    cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+           "-CAfile", c("ca.crt"), "-servername", "localhost"] + args
+    return subprocess.run(cmd, input=data, capture_output=True, timeout=20)
+
+
+def tls_pub(port, cert, key, topic="test/topic", msg="Hello TLS!", check=True,
+            extra=None):
+    args = ["-p", str(port), "--cafile", c("ca.crt"), "-t", topic, "-m", msg]
+    if cert:
+        args += ["--cert", cert, "--key", key]
+    return pub(port, args + (extra or []), check=check, host="localhost")
+
+
+class TlsTest(unittest.TestCase):
+    EXTRA = ""
+
+    def setUp(self):
+        self.b = Broker(tls_conf(self.EXTRA)).start()
+
+    def tearDown(self):
+        alive = self.b.alive()
+        log = self.b.log_text()
+        rc = self.b.stop()
+        self.assertTrue(alive, log)
+        self.assertEqual(rc, 0, log)
+        self.assertNotIn("AddressSanitizer", log)
+        self.assertNotIn("runtime error:", log)
+
+
+class Basics(TlsTest):
+    def test_seed_command_line_and_cn_username(self):
+        s = Sub(self.b.port, ["-t", "test/topic"], count=1)
+        s.ready()
+        tls_pub(self.b.tlsport, c("client1.crt"), c("client1.key"))
+        self.assertEqual(s.messages(), ["Hello TLS!"])
+        self.b.wait_log(r"New client connected from 127\.0\.0\.1:\d+ as .* u'client1'")
+        self.b.wait_log(r"TLS connection from 127\.0\.0\.1:\d+: TLSv1\.3")
+
+    def test_versions(self):
+        for flag, ok in (("-tls1", False), ("-tls1_1", False), ("-tls1_2", True),
+                         ("-tls1_3", True)):
+            with self.subTest(flag):
+                r = s_client(self.b.tlsport, [flag, "-cert", c("client1.crt"),
+                                              "-key", c("client1.key")])
+                out = r.stdout.decode(errors="replace")
+                if ok:
+                    self.assertIn("Verify return code: 0", out)
+                    self.assertRegex(out, r"New, TLSv1\.[23], Cipher is")
+                else:
+                    self.assertNotRegex(out, r"Cipher is (?!\(NONE\))")
+
+    def test_weak_cipher_refused(self):
+        r = s_client(self.b.tlsport, ["-tls1_2", "-cipher", "AES128-SHA",
+                                      "-cert", c("client1.crt"), "-key", c("client1.key")])
+        self.assertNotEqual(r.returncode, 0)
+        self.b.wait_log(r"TLS handshake failed.*reason=.*cipher")
+
+    def test_client_ca_list_sent(self):
+        r = s_client(self.b.tlsport, ["-tls1_2"])
+        self.assertIn(b"Acceptable client certificate CA names", r.stdout)
+        self.assertIn(b"mqttd", r.stdout)
+
+    def test_plaintext_mqtt_on_tls_port(self):
+        pub(self.b.tlsport, ["-t", "x", "-m", "y"], check=False)
+        self.b.wait_log(r"TLS handshake failed.*plaintext MQTT")
+
+
+class Rejections(TlsTest):
+    EXTRA = ""
+
+    def test_each_rejection_has_its_own_reason(self):
+        cases = [
+            (None, None, r"no client certificate|did not return a certificate"),
+            (c("client-expired.crt"), c("client-expired.key"), r"expired"),
+            (c("client-otherca.crt"), c("client-otherca.key"), r"unknown CA|unable to get local issuer"),
+        ]
+        for cert, key, rx in cases:
+            with self.subTest(cert):
+                m = self.b.mark()
+                r = tls_pub(self.b.tlsport, cert, key, check=False)
+                self.assertNotEqual(r.returncode, 0)
+                self.b.wait_log(r"TLS handshake failed.*(%s)" % rx, start=m)
+
+    def test_no_cn_not_authorised(self):
+        m = self.b.mark()
+        r = tls_pub(self.b.tlsport, c("client-nocn.crt"), c("client-nocn.key"), check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.b.wait_log(r"auth failed .*reason=", start=m)
+
+
+class Revocation(TlsTest):
+    EXTRA = "crlfile %s\n" % "{crl}"
+
+    def setUp(self):
+        self.crl = os.path.join(tempfile.mkdtemp(), "crl.pem")
+        shutil.copy(c("crl.pem"), self.crl)
+        self.EXTRA = "crlfile %s\n" % self.crl
+        super().setUp()
+
+    def test_revoked_rejected(self):
+        m = self.b.mark()
+        r = tls_pub(self.b.tlsport, c("client-revoked.crt"), c("client-revoked.key"), check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.b.wait_log(r"TLS handshake failed.*revoked", start=m)
+
+    def test_revoke_connected_client_on_sighup(self):
+        sub = Sub(self.b.tlsport, ["-t", "rv", "--cafile", c("ca.crt"), "--cert",
+                                   c("client2.crt"), "--key", c("client2.key"),
+                                   "-i", "victim"], timeout=30, host="localhost")
+        sub.ready()
+        subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-revoke", "client2.crt"],
+                       cwd=CERTS, check=True, capture_output=True)
+        subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-gencrl", "-out", self.crl],
+                       cwd=CERTS, check=True, capture_output=True)
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Client victim .*revoked", start=m, timeout=5)
+        sub.proc.wait(timeout=5)
+        # a new connection with the revoked certificate is refused too
+        r = tls_pub(self.b.tlsport, c("client2.crt"), c("client2.key"), check=False)
+        self.assertNotEqual(r.returncode, 0)
+
+
+class Rotation(TlsTest):
+    def setUp(self):
+        self.sdir = tempfile.mkdtemp()
+        for f in ("server.crt", "server.key"):
+            shutil.copy(c(f), os.path.join(self.sdir, f))
+        self.b = Broker(tls_conf().replace(c("server.crt"), os.path.join(self.sdir, "server.crt"))
+                        .replace(c("server.key"), os.path.join(self.sdir, "server.key"))).start()
+
+    def serial(self):
+        r = s_client(self.b.tlsport, ["-cert", c("client1.crt"), "-key", c("client1.key")])
+        x = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=r.stdout,
+                           capture_output=True, check=True)
+        return x.stdout.strip()
+
+    def test_rotate_server_cert_on_sighup(self):
+        before = self.serial()
+        sub = Sub(self.b.tlsport, ["-t", "rot", "--cafile", c("ca.crt"), "--cert",
+                                   c("client1.crt"), "--key", c("client1.key")],
+                  count=1, timeout=30, host="localhost")
+        sub.ready()
+        # a new server certificate from the same CA
+        subprocess.run(["openssl", "req", "-new", "-key", os.path.join(self.sdir, "server.key"),
+                        "-subj", "/CN=localhost", "-out", os.path.join(self.sdir, "new.csr")],
+                       check=True, capture_output=True)
+        ext = os.path.join(self.sdir, "ext.cnf")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        subprocess.run(["openssl", "x509", "-req", "-in", os.path.join(self.sdir, "new.csr"),
+                        "-CA", c("ca.crt"), "-CAkey", c("ca.key"), "-CAcreateserial",
+                        "-days", "30", "-extfile", ext, "-out",
+                        os.path.join(self.sdir, "server.crt")], check=True, capture_output=True)
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Configuration reloaded", start=m)
+        self.assertNotEqual(self.serial(), before)
+        # the subscriber that was connected before the rotation still works
+        tls_pub(self.b.tlsport, c("client1.crt"), c("client1.key"), topic="rot", msg="after")
+        self.assertEqual(sub.messages(), ["after"])
+
+    def test_broken_new_cert_keeps_old(self):
+        before = self.serial()
+        with open(os.path.join(self.sdir, "server.crt"), "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Reload failed", start=m)
+        self.assertEqual(self.serial(), before)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# run-all.sh - the project's whole test command: install what is missing,
+# build the normal and the ASan+UBSan trees with -Werror, run every test
+# through ctest in both, then the short fuzz runs. Run as root from any
+# directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+bash tests/install-deps.sh
+
+jobs=$(nproc)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWERROR=ON >/dev/null
+cmake --build build -j"$jobs"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWERROR=ON \
+    -DENABLE_ASAN=ON -DENABLE_UBSAN=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+
+# development certificates for the TLS tests and the quick start
+bash certs/mkcerts.sh >/dev/null
+
+status=0
+echo "== ctest (normal build)"
+(cd build && ctest --output-on-failure -j2) || status=1
+echo "== ctest (ASan + UBSan build)"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j2) || status=1
+
+if [ -x tests/fuzz/run-fuzz.sh ] || [ -f tests/fuzz/run-fuzz.sh ]; then
+    echo "== short fuzz runs"
+    bash tests/fuzz/run-fuzz.sh || status=1
+fi
+exit $status
