@@ -253,7 +253,7 @@ static struct msg *make_msg(const char *topic, size_t tlen,
         if (MQTT_HAS_PROP(props, MQTT_PROP_MESSAGE_EXPIRY))
             expiry = (int64_t)time(NULL) + props->message_expiry;
     }
-    m = msg_new(topic, tlen, fp, flen, payload, plen, qos, retain, expiry);
+    m = msg_new(topic, tlen, flen ? fp : NULL, flen, payload, plen, qos, retain, expiry);
     if (fp != stack)
         free(fp);
     return m;
@@ -587,11 +587,13 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
     allowed = auth_acl(b->auth[c->listener], c->client_id, c->username, topic,
                        tlen, AUTH_WRITE);
     if (!allowed) {
+        char tb[512];
+        snprintf(tb, sizeof(tb), "%.*s", (int)tlen, topic);
         b->st.acl_denied++;
         log_event(b->log, LOG_NOTICE, "acl_denied", "acl denied",
                   "client_id", cid(c), "username",
-                  c->username ? c->username : "", "topic", topic,
-                  "action", "publish", (const char *)NULL);
+                  c->username ? c->username : "", "topic", tb, "action",
+                  "publish", (const char *)NULL);
         if (p->qos == 1)
             client_send_ack(c, MQTT_PUBACK, p->packet_id,
                             c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED

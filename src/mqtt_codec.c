@@ -437,8 +437,8 @@ int mqtt_prop_next(const uint8_t *raw, uint32_t raw_len, uint32_t *off,
                    struct mqtt_prop *out)
 {
     struct rd r;
-    uint8_t id, b8;
-    uint16_t b16;
+    uint8_t id, b8 = 0;
+    uint16_t b16 = 0;
     int rv = -1;
 
     if (raw == NULL || *off >= raw_len)

@@ -1,0 +1,216 @@
+"""Password file, ACL file and anonymous access through the real daemon
+with mosquitto_pub/mosquitto_sub -u -P, files written by mqttd-passwd and by
+Debian's mosquitto_passwd."""
+
+import os
+import signal
+import struct
+import subprocess
+import tempfile
+import unittest
+
+from harness import PASSWD, Broker, Raw, Sub, pub, subscribe_pkt
+
+
+def make_pwfile(path, users, tool=None):
+    first = True
+    for u, p in users:
+        cmd = [tool or PASSWD]
+        if tool is None:
+            cmd += ["-I", "1000"]
+        cmd += ["-b"]
+        if first and tool is not None:
+            cmd = [tool, "-c", "-b"]
+        cmd += [path, u, p]
+        if first and tool is None and not os.path.exists(path):
+            open(path, "w").close()
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+        first = False
+
+
+class AuthTest(unittest.TestCase):
+    def start(self, conf):
+        self.b = Broker(conf)
+        self.d = self.b.dir
+        return self.b
+
+    def tearDown(self):
+        alive = self.b.alive()
+        log = self.b.log_text()
+        rc = self.b.stop()
+        self.assertTrue(alive, log)
+        self.assertEqual(rc, 0, log)
+        self.assertNotIn("AddressSanitizer", log)
+        self.assertNotIn("runtime error:", log)
+
+
+class Passwords(AuthTest):
+    def setUp(self):
+        d = tempfile.mkdtemp()
+        self.pw = os.path.join(d, "passwd")
+        make_pwfile(self.pw, [("alice", "wonder"), ("bob", "builder")])
+        self.start("listener {port} 127.0.0.1\npassword_file %s\n" % self.pw).start()
+
+    def test_good_and_bad_passwords(self):
+        pub(self.b.port, ["-u", "alice", "-P", "wonder", "-t", "t", "-m", "x"])
+        m = self.b.mark()
+        r = pub(self.b.port, ["-u", "alice", "-P", "wrong", "-t", "t", "-m", "x"], check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.b.wait_log(r"auth failed ip=127\.0\.0\.1 port=\d+ client_id=\S+ "
+                        r"username=alice reason=", start=m)
+        r = pub(self.b.port, ["-u", "mallory", "-P", "x", "-t", "t", "-m", "x"], check=False)
+        self.assertNotEqual(r.returncode, 0)
+        # anonymous is off by default once a listener is configured
+        r = pub(self.b.port, ["-t", "t", "-m", "x"], check=False)
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_password_never_logged(self):
+        pub(self.b.port, ["-u", "bob", "-P", "builder", "-t", "t", "-m", "x"])
+        pub(self.b.port, ["-u", "bob", "-P", "s3cr3t-wrong", "-t", "t", "-m", "x"], check=False)
+        self.b.wait_log(r"auth failed")
+        self.assertNotIn("builder", self.b.log_text())
+        self.assertNotIn("s3cr3t-wrong", self.b.log_text())
+
+    def test_sighup_reload_removes_user(self):
+        s = Sub(self.b.port, ["-u", "bob", "-P", "builder", "-t", "t"], timeout=30)
+        s.ready()
+        subprocess.run([PASSWD, "-D", self.pw, "bob"], check=True, capture_output=True)
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Configuration reloaded", start=m)
+        r = pub(self.b.port, ["-u", "bob", "-P", "builder", "-t", "t", "-m", "x"], check=False)
+        self.assertNotEqual(r.returncode, 0)
+        pub(self.b.port, ["-u", "alice", "-P", "wonder", "-t", "t", "-m", "x"])
+
+
+class MosquittoPasswdFiles(AuthTest):
+    def test_file_from_mosquitto_passwd_loads(self):
+        d = tempfile.mkdtemp()
+        pw = os.path.join(d, "passwd")
+        make_pwfile(pw, [("carol", "singer")], tool="mosquitto_passwd")
+        self.start("listener {port} 127.0.0.1\npassword_file %s\n" % pw).start()
+        pub(self.b.port, ["-u", "carol", "-P", "singer", "-t", "t", "-m", "x"])
+        r = pub(self.b.port, ["-u", "carol", "-P", "nope", "-t", "t", "-m", "x"], check=False)
+        self.assertNotEqual(r.returncode, 0)
+
+    def test_malformed_password_file_is_config_error(self):
+        d = tempfile.mkdtemp()
+        pw = os.path.join(d, "passwd")
+        with open(pw, "w") as f:
+            f.write("dave:$7$notvalid\n")
+        self.start("listener {port} 127.0.0.1\npassword_file %s\n" % pw)
+        self.b.start(expect_ready=False)
+        self.assertNotEqual(self.b.proc.wait(timeout=10), 0)
+        self.b.wait_log(r"%s:1:" % pw)
+        self.b.proc = None  # already exited; tearDown must not expect it alive
+        self.b.alive = lambda: True
+
+
+class Anonymous(AuthTest):
+    def test_anonymous_false_refuses(self):
+        self.start("listener {port} 127.0.0.1\nallow_anonymous false\n").start()
+        r = pub(self.b.port, ["-t", "t", "-m", "x"], check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.b.wait_log(r"auth failed .*reason=")
+
+
+ACL = """# anonymous: nothing
+user alice
+topic readwrite alice/#
+topic read public/#
+topic deny alice/secret
+
+user bob
+topic write public/#
+topic read bob/#
+
+pattern readwrite clients/%c/#
+pattern read users/%u/#
+"""
+
+
+class Acls(AuthTest):
+    def setUp(self):
+        d = tempfile.mkdtemp()
+        self.pw = os.path.join(d, "passwd")
+        self.acl = os.path.join(d, "acl")
+        make_pwfile(self.pw, [("alice", "a"), ("bob", "b")])
+        with open(self.acl, "w") as f:
+            f.write(ACL)
+        self.start("listener {port} 127.0.0.1\npassword_file %s\nacl_file %s\n"
+                   % (self.pw, self.acl)).start()
+
+    def test_denied_publish_not_delivered(self):
+        s = Sub(self.b.port, ["-u", "alice", "-P", "a", "-t", "public/#", "-v"], count=1)
+        s.ready()
+        m = self.b.mark()
+        # bob may write public/x; alice may not write public/x
+        pub(self.b.port, ["-u", "alice", "-P", "a", "-t", "public/x", "-m", "denied"])
+        self.b.wait_log(r"acl denied .*client_id=\S+ username=alice topic=public/x action=publish", start=m)
+        pub(self.b.port, ["-u", "bob", "-P", "b", "-t", "public/x", "-m", "allowed"])
+        self.assertEqual(s.messages(), ["public/x allowed"])
+
+    def test_denied_subscribe_gets_failure_code(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="alice-dev", username="alice", password="a")
+        r.send(subscribe_pkt("bob/#", qos=1, pid=3))
+        self.assertEqual(r.recv_packet(), (0x90, struct.pack("!H", 3) + b"\x80"))
+        r.send(subscribe_pkt("alice/x", qos=1, pid=4))
+        self.assertEqual(r.recv_packet(), (0x90, struct.pack("!H", 4) + b"\x01"))
+        self.b.wait_log(r"acl denied .*topic=bob/# action=subscribe")
+
+    def test_deny_rule_wins(self):
+        s = Sub(self.b.port, ["-u", "alice", "-P", "a", "-t", "alice/#", "-v"], count=1)
+        s.ready()
+        pub(self.b.port, ["-u", "alice", "-P", "a", "-t", "alice/secret", "-m", "no"])
+        pub(self.b.port, ["-u", "alice", "-P", "a", "-t", "alice/open", "-m", "yes"])
+        self.assertEqual(s.messages(), ["alice/open yes"])
+
+    def test_pattern_client_id(self):
+        from harness import publish_pkt
+        r = Raw(self.b.port)
+        r.connect(client_id="dev1", username="bob", password="b")
+        r.send(subscribe_pkt("clients/dev1/#", qos=0, pid=1))
+        self.assertEqual(r.recv_packet(), (0x90, b"\x00\x01\x00"))
+        r.send(publish_pkt("clients/dev1/x", "mine"))
+        first, body = r.recv_packet()
+        self.assertEqual(first, 0x30)
+        self.assertTrue(body.endswith(b"clients/dev1/xmine"))
+
+    def test_CVE_2017_7650_wildcard_client_id_never_matches_pattern(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="+", username="bob", password="b")
+        r.send(subscribe_pkt("clients/+/#", qos=0, pid=1))
+        self.assertEqual(r.recv_packet(), (0x90, b"\x00\x01\x80"))
+        r.send(subscribe_pkt("clients/dev9/#", qos=0, pid=2))
+        self.assertEqual(r.recv_packet(), (0x90, b"\x00\x02\x80"))
+
+    def test_sys_read_only(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="sys", username="alice", password="a")
+        from harness import publish_pkt
+        r.send(publish_pkt("$SYS/broker/fake", "x", qos=1, pid=9))
+        self.assertEqual(r.recv_packet(), (0x40, b"\x00\x09"))
+        self.b.wait_log(r"acl denied .*topic=\$SYS/broker/fake action=publish")
+
+    def test_sighup_reload_acl(self):
+        s = Sub(self.b.port, ["-u", "bob", "-P", "b", "-t", "bob/#", "-v"], count=1, timeout=30)
+        s.ready()
+        with open(self.acl, "w") as f:
+            f.write(ACL.replace("topic read bob/#", "topic read nothing/#"))
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Configuration reloaded", start=m)
+        # revoked read access stops delivery to the already subscribed client
+        pub(self.b.port, ["-u", "alice", "-P", "a", "-t", "alice/q", "-m", "ignored"])
+        with open(self.acl, "w") as f:
+            f.write(ACL + "user bob\ntopic write bob/#\n")
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Configuration reloaded", start=m)
+        pub(self.b.port, ["-u", "bob", "-P", "b", "-t", "bob/now", "-m", "back"])
+        self.assertEqual(s.messages(), ["bob/now back"])
+
+
+if __name__ == "__main__":
+    unittest.main()
