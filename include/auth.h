@@ -38,14 +38,14 @@ enum auth_access {
 /* What the session knows about a connecting client. */
 struct auth_client {
     const char *client_id;
-    const char *username;      /* NULL when none was sent */
-    const uint8_t *password;   /* NULL when none was sent */
+    const char *username;    /* NULL when none was sent */
+    const uint8_t *password; /* NULL when none was sent */
     size_t password_len;
     /* TLS: the identity taken from the verified client certificate per
      * use_identity_as_username / use_subject_as_username, NULL when the
      * listener does not map identities or no certificate was given. */
     const char *cert_identity;
-    const char *cert_error;    /* why no identity could be taken, or NULL */
+    const char *cert_error; /* why no identity could be taken, or NULL */
     const char *peer_ip;
     int peer_port;
 };
@@ -80,8 +80,7 @@ void auth_free(struct auth *a);
  * CONNACK should say "bad user name or password" (true) or "not
  * authorised" (false).
  */
-enum auth_result auth_connect(const struct auth *a,
-                              const struct auth_client *c,
+enum auth_result auth_connect(const struct auth *a, const struct auth_client *c,
                               const char **reason, bool *bad_credentials);
 
 /*
@@ -93,9 +92,8 @@ enum auth_result auth_connect(const struct auth *a,
  * win, and a client id or username holding '+', '#' or '/' never matches a
  * pattern rule. Clients may never write to "$SYS/...".
  */
-bool auth_acl(const struct auth *a, const char *client_id,
-              const char *username, const char *topic, size_t topic_len,
-              enum auth_access access);
+bool auth_acl(const struct auth *a, const char *client_id, const char *username,
+              const char *topic, size_t topic_len, enum auth_access access);
 
 /* auth_has_password_file: true when a password file is configured; the
  * session then re-checks connected clients after a reload. */

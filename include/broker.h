@@ -21,11 +21,11 @@ struct broker_stats {
     uint64_t msgs_received, msgs_sent;
     uint64_t bytes_received, bytes_sent;
     uint64_t pub_msgs_received, pub_msgs_sent;
-    uint64_t pub_dropped;        /* QoS 0 dropped for slow consumers, queue
-                                    overflow, oversize for the receiver */
-    uint64_t clients_total;      /* connections accepted */
-    uint64_t clients_rejected;   /* refused at CONNECT or over limits */
-    uint64_t malformed;          /* connections closed for bad input */
+    uint64_t pub_dropped;      /* QoS 0 dropped for slow consumers, queue
+                                  overflow, oversize for the receiver */
+    uint64_t clients_total;    /* connections accepted */
+    uint64_t clients_rejected; /* refused at CONNECT or over limits */
+    uint64_t malformed;        /* connections closed for bad input */
     uint64_t acl_denied;
     uint64_t limit_hits;
 };
@@ -36,8 +36,8 @@ struct broker_stats {
  * every listener; on failure returns NULL after writing every error to
  * stderr-style 'err' (one "FILE:LINE: message" per line).
  */
-struct broker *broker_new(struct ev_loop *loop, struct conf *c,
-                          struct log *lg, char *err, size_t errlen);
+struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
+                          char *err, size_t errlen);
 
 /* broker_free: close every connection and free everything. Accepts NULL. */
 void broker_free(struct broker *b);

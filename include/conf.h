@@ -33,14 +33,16 @@ enum conf_cert_mode {
 
 /* Authentication / authorisation settings (global or per listener). */
 struct conf_security {
-    int allow_anonymous;     /* -1 = not set (Mosquitto 2.0 default rule), 0, 1 */
-    char *password_file;     /* NULL = none */
-    char *acl_file;          /* NULL = none */
+    int allow_anonymous; /* -1 = not set (Mosquitto 2.0 default rule), 0, 1 */
+    char *password_file; /* NULL = none */
+    char *acl_file;      /* NULL = none */
     bool allow_zero_length_clientid; /* default true */
-    char *auto_id_prefix;    /* default "auto-" */
+    char *auto_id_prefix;            /* default "auto-" */
     /* where password_file / acl_file were set, for error messages */
-    const char *password_file_src; int password_file_line;
-    const char *acl_file_src; int acl_file_line;
+    const char *password_file_src;
+    int password_file_line;
+    const char *acl_file_src;
+    int acl_file_line;
 };
 
 struct conf_tls {
@@ -49,44 +51,46 @@ struct conf_tls {
     char *ciphers_tls13; /* NULL = OpenSSL default TLS 1.3 suites */
     char *tls_groups;    /* NULL = OpenSSL default groups */
     int min_version;     /* TLS1_2_VERSION (default) or TLS1_3_VERSION */
-    bool require_certificate;        /* Mosquitto key */
-    enum conf_cert_mode cert_mode;   /* derived from require_certificate
-                                        unless client_cert_mode is set */
+    bool require_certificate;      /* Mosquitto key */
+    enum conf_cert_mode cert_mode; /* derived from require_certificate
+                                      unless client_cert_mode is set */
     bool use_identity_as_username;
     bool use_subject_as_username;
     /* source location of the certfile line, for FILE:LINE errors on load */
-    const char *src; int line;
+    const char *src;
+    int line;
 };
 
 struct conf_listener {
-    uint16_t port;        /* 0 with unix_path set = unix socket */
-    char *address;        /* bind address/host; NULL = all (or loopback when
-                             implied by the no-config default) */
-    char *unix_path;      /* "listener 0 /path" */
-    int socket_domain;    /* AF_UNSPEC (default), AF_INET or AF_INET6 */
-    int max_connections;  /* -1 = unlimited */
-    uint8_t max_qos;      /* 0..2, default 2 */
+    uint16_t port;            /* 0 with unix_path set = unix socket */
+    char *address;            /* bind address/host; NULL = all (or loopback when
+                                 implied by the no-config default) */
+    char *unix_path;          /* "listener 0 /path" */
+    int socket_domain;        /* AF_UNSPEC (default), AF_INET or AF_INET6 */
+    int max_connections;      /* -1 = unlimited */
+    uint8_t max_qos;          /* 0..2, default 2 */
     uint16_t max_topic_alias; /* default 10 */
-    bool tls_enabled;     /* certfile given */
+    bool tls_enabled;         /* certfile given */
     struct conf_tls tls;
     struct conf_security sec; /* used when conf.per_listener_settings */
-    const char *src; int line; /* where the listener line is */
+    const char *src;
+    int line; /* where the listener line is */
 };
 
 struct conf {
-    char *path;               /* the main file (NULL for built-in defaults) */
+    char *path; /* the main file (NULL for built-in defaults) */
     /* listeners */
     struct conf_listener *listeners;
     size_t nlisteners;
-    bool implicit_listener;   /* no listener configured: loopback 1883 */
+    bool implicit_listener; /* no listener configured: loopback 1883 */
     bool per_listener_settings;
     struct conf_security sec;
 
     /* limits (Mosquitto defaults in brackets) */
-    int max_connections;        /* -1 [-1]: applies to the default listener */
-    uint16_t max_keepalive;     /* [65535] */
-    uint32_t max_packet_size;   /* 0 = protocol max [0] */
-    uint32_t message_size_limit;/* 0 = none [0] */
+    int max_connections;         /* -1 [-1]: applies to the default listener */
+    uint16_t max_keepalive;      /* [65535] */
+    uint32_t max_packet_size;    /* 0 = protocol max [0] */
+    uint32_t message_size_limit; /* 0 = none [0] */
     uint16_t max_inflight_messages; /* [20]; 0 = unlimited */
     uint64_t max_inflight_bytes;    /* [0] */
     uint32_t max_queued_messages;   /* [1000]; 0 = unlimited */
@@ -97,43 +101,43 @@ struct conf {
     uint8_t max_qos;                /* [2] default for listeners */
     uint16_t max_topic_alias;       /* [10] default for listeners */
     uint32_t max_subscriptions_per_client; /* mqttd [10000]; 0 = unlimited */
-    uint32_t max_retained_messages; /* mqttd [100000]; 0 = unlimited */
-    uint64_t max_retained_bytes;    /* mqttd [256 MiB]; 0 = unlimited */
-    uint64_t memory_limit;          /* [0] = unlimited (bytes) */
-    uint32_t connect_timeout;       /* mqttd: seconds to first CONNECT [10] */
+    uint32_t max_retained_messages;        /* mqttd [100000]; 0 = unlimited */
+    uint64_t max_retained_bytes;           /* mqttd [256 MiB]; 0 = unlimited */
+    uint64_t memory_limit;                 /* [0] = unlimited (bytes) */
+    uint32_t connect_timeout; /* mqttd: seconds to first CONNECT [10] */
     uint32_t persistent_client_expiration; /* seconds, 0 = never [0] */
-    bool upgrade_outgoing_qos;      /* [false] */
-    bool check_retain_source;       /* [false] */
+    bool upgrade_outgoing_qos;             /* [false] */
+    bool check_retain_source;              /* [false] */
 
     /* logging */
-    unsigned log_types;        /* LOG_* bits; default LOG_DEFAULT_TYPES */
-    unsigned log_dests;        /* LOGD_* bits; default stderr */
-    char *log_file;            /* for "log_dest file PATH" */
-    bool log_timestamp;        /* [true] */
-    char *log_timestamp_format;/* NULL = Unix seconds */
-    bool log_json;             /* log_format json */
-    bool connection_messages;  /* [true] */
+    unsigned log_types;         /* LOG_* bits; default LOG_DEFAULT_TYPES */
+    unsigned log_dests;         /* LOGD_* bits; default stderr */
+    char *log_file;             /* for "log_dest file PATH" */
+    bool log_timestamp;         /* [true] */
+    char *log_timestamp_format; /* NULL = Unix seconds */
+    bool log_json;              /* log_format json */
+    bool connection_messages;   /* [true] */
 
     /* process */
     char *pid_file;
-    char *user;                /* ["mosquitto" in Mosquitto]; mqttd ["mqttd"] */
-    uint32_t sys_interval;     /* [10] seconds; 0 = $SYS disabled */
+    char *user;            /* ["mosquitto" in Mosquitto]; mqttd ["mqttd"] */
+    uint32_t sys_interval; /* [10] seconds; 0 = $SYS disabled */
 
     /* persistence */
-    bool persistence;          /* [false] */
-    char *persistence_location;/* directory, default "" (cwd) */
-    char *persistence_file;    /* ["mqttd.db"] */
-    uint32_t autosave_interval;/* [1800] */
-    bool autosave_on_changes;  /* [false] */
-    int persistence_sync;      /* 0 = snapshot (default), 1 = always */
+    bool persistence;           /* [false] */
+    char *persistence_location; /* directory, default "" (cwd) */
+    char *persistence_file;     /* ["mqttd.db"] */
+    uint32_t autosave_interval; /* [1800] */
+    bool autosave_on_changes;   /* [false] */
+    int persistence_sync;       /* 0 = snapshot (default), 1 = always */
 
     /* TLS lifecycle (mqttd) */
-    uint32_t tls_reload_interval;    /* [0] = only on SIGHUP */
-    uint32_t tls_expiry_warning_days;/* [30] */
-    uint32_t tls_handshake_timeout;  /* [10] seconds */
+    uint32_t tls_reload_interval;     /* [0] = only on SIGHUP */
+    uint32_t tls_expiry_warning_days; /* [30] */
+    uint32_t tls_handshake_timeout;   /* [10] seconds */
 
     /* MQTT 5 */
-    uint16_t max_receive_maximum;    /* mqttd [65535]: server Receive Max */
+    uint16_t max_receive_maximum; /* mqttd [65535]: server Receive Max */
 };
 
 /*

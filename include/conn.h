@@ -81,8 +81,7 @@ size_t conn_loop_count(const struct conn_loop *cl);
  */
 struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
                       double handshake_timeout, const struct sockaddr *sa,
-                      socklen_t salen, const struct conn_handler *h,
-                      void *ud);
+                      socklen_t salen, const struct conn_handler *h, void *ud);
 
 /* conn_peer_ip / conn_peer_port: peer address ("unix" for unix sockets). */
 const char *conn_peer_ip(const struct conn *c);

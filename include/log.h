@@ -36,12 +36,12 @@ enum log_dest {
 };
 
 struct log_settings {
-    unsigned types;    /* enum log_level bits */
-    unsigned dests;    /* enum log_dest bits */
-    char *file;        /* for LOGD_FILE, owned by the settings owner */
-    bool timestamp;    /* log_timestamp */
-    char *ts_format;   /* strftime format, NULL = Unix time "%ld:" */
-    bool json;         /* log_format json */
+    unsigned types;  /* enum log_level bits */
+    unsigned dests;  /* enum log_dest bits */
+    char *file;      /* for LOGD_FILE, owned by the settings owner */
+    bool timestamp;  /* log_timestamp */
+    char *ts_format; /* strftime format, NULL = Unix time "%ld:" */
+    bool json;       /* log_format json */
 };
 
 struct log;

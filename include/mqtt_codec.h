@@ -195,10 +195,10 @@ struct mqtt_props {
 /* One property as walked by mqtt_prop_next(). */
 struct mqtt_prop {
     uint8_t id;
-    uint32_t u32;          /* byte, two-byte, four-byte and varint values */
-    struct mqtt_str str;   /* UTF-8 string values; name of a user property */
-    struct mqtt_str str2;  /* value of a user property */
-    struct mqtt_bin bin;   /* binary values */
+    uint32_t u32;         /* byte, two-byte, four-byte and varint values */
+    struct mqtt_str str;  /* UTF-8 string values; name of a user property */
+    struct mqtt_str str2; /* value of a user property */
+    struct mqtt_bin bin;  /* binary values */
 };
 
 /*
@@ -209,7 +209,7 @@ int mqtt_prop_next(const uint8_t *raw, uint32_t raw_len, uint32_t *off,
                    struct mqtt_prop *out);
 
 struct mqtt_connect {
-    uint8_t version;         /* 3, 4 or 5 */
+    uint8_t version; /* 3, 4 or 5 */
     bool clean_start;
     uint16_t keepalive;
     struct mqtt_str client_id;
@@ -236,8 +236,8 @@ struct mqtt_publish {
     uint8_t qos;
     bool dup;
     bool retain;
-    struct mqtt_str topic;   /* may be empty in v5 when a topic alias is set */
-    uint16_t packet_id;      /* 0 for QoS 0 */
+    struct mqtt_str topic; /* may be empty in v5 when a topic alias is set */
+    uint16_t packet_id;    /* 0 for QoS 0 */
     const uint8_t *payload;
     uint32_t payload_len;
     struct mqtt_props props;
@@ -246,7 +246,7 @@ struct mqtt_publish {
 /* PUBACK, PUBREC, PUBREL, PUBCOMP */
 struct mqtt_ack {
     uint16_t packet_id;
-    uint8_t rc;              /* 0 when absent */
+    uint8_t rc; /* 0 when absent */
     struct mqtt_props props;
 };
 
@@ -290,15 +290,15 @@ struct mqtt_disconnect { /* DISCONNECT and AUTH */
 };
 
 struct mqtt_packet {
-    uint8_t type;   /* enum mqtt_type */
-    uint8_t flags;  /* low nibble of byte 0 */
+    uint8_t type;  /* enum mqtt_type */
+    uint8_t flags; /* low nibble of byte 0 */
     union {
         struct mqtt_connect connect;
         struct mqtt_connack connack;
         struct mqtt_publish publish;
         struct mqtt_ack ack;
-        struct mqtt_subscribe subscribe; /* also UNSUBSCRIBE */
-        struct mqtt_suback suback;       /* also UNSUBACK */
+        struct mqtt_subscribe subscribe;   /* also UNSUBSCRIBE */
+        struct mqtt_suback suback;         /* also UNSUBACK */
         struct mqtt_disconnect disconnect; /* also AUTH */
     } u;
 };
@@ -382,8 +382,8 @@ int mqtt_varint_put(uint8_t *out, uint32_t v);
 
 /* CONNACK. rc is the v3 return code or the v5 reason code per version. */
 size_t mqtt_enc_connack(uint8_t *out, size_t cap, uint8_t version,
-                        bool session_present, uint8_t rc,
-                        const uint8_t *props, uint32_t props_len);
+                        bool session_present, uint8_t rc, const uint8_t *props,
+                        uint32_t props_len);
 
 /*
  * PUBLISH header: everything up to (not including) the payload: fixed
@@ -404,10 +404,9 @@ size_t mqtt_enc_ack(uint8_t *out, size_t cap, uint8_t version, uint8_t type,
 
 /* SUBACK/UNSUBACK ('type') with 'count' return/reason codes. For v3
  * UNSUBACK the codes are not sent. */
-size_t mqtt_enc_suback(uint8_t *out, size_t cap, uint8_t version,
-                       uint8_t type, uint16_t packet_id, const uint8_t *codes,
-                       uint32_t count, const uint8_t *props,
-                       uint32_t props_len);
+size_t mqtt_enc_suback(uint8_t *out, size_t cap, uint8_t version, uint8_t type,
+                       uint16_t packet_id, const uint8_t *codes, uint32_t count,
+                       const uint8_t *props, uint32_t props_len);
 
 /* PINGRESP (and PINGREQ for tests): 2 bytes. */
 size_t mqtt_enc_simple(uint8_t *out, size_t cap, uint8_t type);

@@ -25,14 +25,14 @@
 
 struct msg {
     uint32_t refs;
-    uint8_t qos;         /* QoS it was published with */
-    bool retain;         /* retain flag as published */
+    uint8_t qos; /* QoS it was published with */
+    bool retain; /* retain flag as published */
     uint16_t topic_len;
     uint32_t props_len;
     uint32_t payload_len;
-    int64_t expiry_at;   /* wall-clock Unix seconds; 0 = never expires */
-    uint64_t seq;        /* broker-wide sequence number (persistence) */
-    const char *topic;   /* NUL-terminated, points inside this allocation */
+    int64_t expiry_at; /* wall-clock Unix seconds; 0 = never expires */
+    uint64_t seq;      /* broker-wide sequence number (persistence) */
+    const char *topic; /* NUL-terminated, points inside this allocation */
     const uint8_t *props;
     const uint8_t *payload;
     char data[];

@@ -30,10 +30,10 @@ struct router;
 /* One subscription that matched a topic. */
 struct router_hit {
     void *owner;
-    uint32_t sub_id;  /* 0 = none */
-    uint8_t qos;      /* granted QoS */
-    uint8_t flags;    /* ROUTER_* */
-    bool shared;      /* chosen member of a shared-subscription group */
+    uint32_t sub_id; /* 0 = none */
+    uint8_t qos;     /* granted QoS */
+    uint8_t flags;   /* ROUTER_* */
+    bool shared;     /* chosen member of a shared-subscription group */
 };
 
 /* A growable vector of hits owned by the caller; reuse it between calls

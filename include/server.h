@@ -18,8 +18,8 @@ struct server;
  * (may be NULL) is re-read on SIGHUP. Takes ownership of c. Returns NULL
  * with a message in err on failure (nothing is left bound).
  */
-struct server *server_new(const char *conf_path, struct conf *c,
-                          struct log *lg, char *err, size_t errlen);
+struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
+                          char *err, size_t errlen);
 
 /* server_run: run the loop until SIGTERM/SIGINT. Returns 0. */
 int server_run(struct server *s);

@@ -32,8 +32,8 @@ struct tls_ctx;
  * with one reference, or NULL with "FILE:LINE: what failed: OpenSSL
  * reason" in err (FILE:LINE being t->src:t->line).
  */
-struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg,
-                            char *err, size_t errlen);
+struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
+                            size_t errlen);
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
 void tls_ctx_unref(struct tls_ctx *c); /* accepts NULL */
 

@@ -37,8 +37,7 @@ bool topic_filter_valid(const char *f, size_t len);
  * with "$share/" but is malformed.
  */
 int topic_share_parse(const char *f, size_t len, const char **group,
-                      size_t *group_len, const char **inner,
-                      size_t *inner_len);
+                      size_t *group_len, const char **inner, size_t *inner_len);
 
 /*
  * topic_matches: true when topic name t matches filter f with MQTT rules:

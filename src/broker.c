@@ -128,10 +128,10 @@ static int build_contexts(struct broker *b, const struct conf *c,
                           struct auth ***authp, struct tls_ctx ***tlsp,
                           char *err, size_t errlen)
 {
-    struct auth **auth = xcalloc(c->nlisteners ? c->nlisteners : 1,
-                                 sizeof(*auth));
-    struct tls_ctx **tls = xcalloc(c->nlisteners ? c->nlisteners : 1,
-                                   sizeof(*tls));
+    struct auth **auth =
+        xcalloc(c->nlisteners ? c->nlisteners : 1, sizeof(*auth));
+    struct tls_ctx **tls =
+        xcalloc(c->nlisteners ? c->nlisteners : 1, sizeof(*tls));
     char e[1024];
     int rc = 0;
 
@@ -175,8 +175,8 @@ static void free_contexts(struct auth **auth, struct tls_ctx **tls, size_t n)
     free(tls);
 }
 
-struct broker *broker_new(struct ev_loop *loop, struct conf *c,
-                          struct log *lg, char *err, size_t errlen)
+struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
+                          char *err, size_t errlen)
 {
     struct broker *b = xcalloc(1, sizeof(*b));
 
@@ -189,8 +189,8 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c,
     }
     b->conf = c;
     b->nlisteners = c->nlisteners;
-    b->listener_clients = xcalloc(c->nlisteners ? c->nlisteners : 1,
-                                  sizeof(size_t));
+    b->listener_clients =
+        xcalloc(c->nlisteners ? c->nlisteners : 1, sizeof(size_t));
     b->cl = conn_loop_new(loop, lg);
     b->router = router_new();
     b->retain = retain_new();
@@ -265,9 +265,9 @@ void broker_accept(struct broker *b, size_t li, int fd,
     c = client_new(b, li);
     b->listener_clients[li]++;
     b->st.clients_total++;
-    c->conn = conn_new(b->cl, fd, b->tls[li],
-                       (double)b->conf->tls_handshake_timeout, sa, salen,
-                       &client_handler, c);
+    c->conn =
+        conn_new(b->cl, fd, b->tls[li], (double)b->conf->tls_handshake_timeout,
+                 sa, salen, &client_handler, c);
 }
 
 /* ---- publish pipeline ------------------------------------------------- */
@@ -276,8 +276,8 @@ static struct target *target_slot(struct broker *b, size_t n)
 {
     if (n >= b->ntargets_cap) {
         b->ntargets_cap = b->ntargets_cap ? b->ntargets_cap * 2 : 64;
-        b->targets = xreallocarray(b->targets, b->ntargets_cap,
-                                   sizeof(*b->targets));
+        b->targets =
+            xreallocarray(b->targets, b->ntargets_cap, sizeof(*b->targets));
     }
     return &b->targets[n];
 }
@@ -324,8 +324,8 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m)
         struct session *s = t->s;
         uint8_t qos = m->qos < t->qos ? m->qos : t->qos;
 
-        if (!auth_acl(b->auth[s->listener], s->client_id, s->username,
-                      m->topic, m->topic_len, AUTH_READ)) {
+        if (!auth_acl(b->auth[s->listener], s->client_id, s->username, m->topic,
+                      m->topic_len, AUTH_READ)) {
             b->st.acl_denied++;
             continue;
         }
@@ -357,8 +357,7 @@ static void revoke_check(struct broker *b)
                   "revoked by the current CRL.",
                   cl->client_id ? cl->client_id : "<unknown>",
                   conn_peer_ip(cl->conn), conn_peer_port(cl->conn));
-            client_disconnect(cl, MQTT_RC_ADMIN_ACTION,
-                              "certificate revoked");
+            client_disconnect(cl, MQTT_RC_ADMIN_ACTION, "certificate revoked");
         }
     }
 }
@@ -391,8 +390,9 @@ static void tls_file_check(struct broker *b)
         e[0] = '\0';
         n = tls_ctx_new(&b->conf->listeners[i].tls, b->log, e, sizeof(e));
         if (n == NULL) {
-            LOG_E(b->log, "TLS files of listener %u changed but do not "
-                          "load; keeping the old ones: %s",
+            LOG_E(b->log,
+                  "TLS files of listener %u changed but do not "
+                  "load; keeping the old ones: %s",
                   (unsigned)b->conf->listeners[i].port, e);
             continue;
         }

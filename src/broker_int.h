@@ -39,7 +39,7 @@ struct session_map {
 struct target {
     struct session *s;
     uint8_t qos;
-    bool rap;               /* retain as published */
+    bool rap; /* retain as published */
     uint8_t nsub_ids;
     uint32_t sub_ids[4];
 };
@@ -51,12 +51,12 @@ struct broker {
     struct conf *conf;
     struct router *router;
     struct retain *retain;
-    struct auth **auth;       /* per listener */
-    struct tls_ctx **tls;     /* per listener, NULL for plain */
+    struct auth **auth;   /* per listener */
+    struct tls_ctx **tls; /* per listener, NULL for plain */
     size_t nlisteners;
     size_t *listener_clients; /* connected clients per listener */
     struct session_map sessions;
-    struct client *clients;   /* all live clients (doubly linked) */
+    struct client *clients; /* all live clients (doubly linked) */
     size_t nclients;
     struct router_hits hits;
     struct target *targets;
@@ -80,8 +80,7 @@ void broker_session_remove(struct broker *b, struct session *s);
  * to every matching session, after the retained store when retain is set.
  * Read ACLs are checked per subscriber. Takes no ownership of msg.
  */
-void broker_publish(struct broker *b, struct session *origin,
-                    struct msg *m);
+void broker_publish(struct broker *b, struct session *origin, struct msg *m);
 
 /* broker_auth: the auth of listener li. */
 struct auth *broker_auth(struct broker *b, size_t li);
@@ -93,15 +92,15 @@ struct sub {
     char *filter;
     uint16_t len;
     uint8_t qos;
-    uint8_t flags;      /* ROUTER_* */
-    uint8_t rh;         /* retain handling */
+    uint8_t flags; /* ROUTER_* */
+    uint8_t rh;    /* retain handling */
     uint32_t sub_id;
 };
 
 enum inflight_state {
     INFL_FREE = 0,
-    INFL_PUBLISH,       /* PUBLISH sent, waiting PUBACK/PUBREC */
-    INFL_PUBREL,        /* PUBREL sent, waiting PUBCOMP */
+    INFL_PUBLISH, /* PUBLISH sent, waiting PUBACK/PUBREC */
+    INFL_PUBREL,  /* PUBREL sent, waiting PUBCOMP */
 };
 
 struct inflight {
@@ -125,12 +124,12 @@ struct qitem {
 struct session {
     struct broker *b;
     char *client_id;
-    struct client *client;     /* attached connection, NULL when offline */
-    size_t listener;           /* listener of the last connection */
-    char *username;            /* of the last connection (ACL checks) */
+    struct client *client; /* attached connection, NULL when offline */
+    size_t listener;       /* listener of the last connection */
+    char *username;        /* of the last connection (ACL checks) */
     uint8_t version;
-    uint32_t expiry;           /* seconds; UINT32_MAX = never */
-    double offline_since;      /* ev time when detached */
+    uint32_t expiry;      /* seconds; UINT32_MAX = never */
+    double offline_since; /* ev time when detached */
     /* subscriptions */
     struct sub *subs;
     size_t nsubs, subs_cap;
@@ -165,8 +164,8 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
                       bool *existed);
 int session_unsubscribe(struct session *s, const char *filter, size_t len);
 /* session_deliver: send now, or queue (bounded), per state and QoS. */
-void session_deliver(struct session *s, struct msg *m, uint8_t qos,
-                     bool retain, const uint32_t *sub_ids, uint8_t nsub_ids);
+void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
+                     const uint32_t *sub_ids, uint8_t nsub_ids);
 /* session_ack: PUBACK/PUBREC/PUBCOMP from the client. Returns 0, or -1
  * when the packet id is unknown. */
 int session_ack(struct session *s, uint8_t type, uint16_t pid);
@@ -185,21 +184,21 @@ bool session_rx_qos2_del(struct session *s, uint16_t pid);
 struct client {
     struct broker *b;
     struct conn *conn;
-    struct session *s;        /* after CONNECT */
+    struct session *s; /* after CONNECT */
     struct client *prev, *next;
     size_t listener;
-    uint8_t version;          /* 0 before CONNECT */
-    bool connected;           /* CONNACK 0 sent */
-    bool clean_disconnect;    /* DISCONNECT received: no will */
-    bool send_will;           /* v5 DISCONNECT 0x04 */
+    uint8_t version;       /* 0 before CONNECT */
+    bool connected;        /* CONNACK 0 sent */
+    bool clean_disconnect; /* DISCONNECT received: no will */
+    bool send_will;        /* v5 DISCONNECT 0x04 */
     bool taken_over;
     uint16_t keepalive;
-    uint16_t recv_max;        /* the client's Receive Maximum (v5) */
-    uint32_t max_packet;      /* the client's Maximum Packet Size, 0 none */
-    uint16_t alias_max;       /* our Topic Alias Maximum for this client */
-    char **aliases;           /* incoming topic aliases [1..alias_max] */
-    bool problem_info;        /* v5 Request Problem Information */
-    char *client_id;          /* also for log lines before a session */
+    uint16_t recv_max;   /* the client's Receive Maximum (v5) */
+    uint32_t max_packet; /* the client's Maximum Packet Size, 0 none */
+    uint16_t alias_max;  /* our Topic Alias Maximum for this client */
+    char **aliases;      /* incoming topic aliases [1..alias_max] */
+    bool problem_info;   /* v5 Request Problem Information */
+    char *client_id;     /* also for log lines before a session */
     char *username;
 };
 
@@ -216,8 +215,7 @@ struct client *client_new(struct broker *b, size_t li);
 int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
                         bool retain, bool dup, uint16_t pid,
                         const uint32_t *sub_ids, uint8_t nsub_ids);
-void client_send_ack(struct client *c, uint8_t type, uint16_t pid,
-                     uint8_t rc);
+void client_send_ack(struct client *c, uint8_t type, uint16_t pid, uint8_t rc);
 /* client_disconnect: v5: DISCONNECT with rc first; then close. */
 void client_disconnect(struct client *c, uint8_t rc, const char *reason);
 /* client_can_send: true when c's output is below the high-water mark. */

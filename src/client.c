@@ -80,18 +80,17 @@ static void send_raw(struct client *c, const uint8_t *p, size_t n)
 void client_send_ack(struct client *c, uint8_t type, uint16_t pid, uint8_t rc)
 {
     uint8_t buf[8];
-    size_t n = mqtt_enc_ack(buf, sizeof(buf), c->version, type, pid, rc,
-                            NULL, 0);
+    size_t n =
+        mqtt_enc_ack(buf, sizeof(buf), c->version, type, pid, rc, NULL, 0);
 
     send_raw(c, buf, n);
 }
 
-static void send_connack(struct client *c, uint8_t version, bool sp,
-                         uint8_t rc, const uint8_t *props, uint32_t plen)
+static void send_connack(struct client *c, uint8_t version, bool sp, uint8_t rc,
+                         const uint8_t *props, uint32_t plen)
 {
     uint8_t buf[512];
-    size_t n = mqtt_enc_connack(buf, sizeof(buf), version, sp, rc, props,
-                                plen);
+    size_t n = mqtt_enc_connack(buf, sizeof(buf), version, sp, rc, props, plen);
 
     if (n <= sizeof(buf))
         send_raw(c, buf, n);
@@ -159,8 +158,8 @@ void client_disconnect(struct client *c, uint8_t rc, const char *reason)
         if (reason && rc >= 0x80)
             mqtt_pb_str(&pb, MQTT_PROP_REASON_STRING, reason,
                         (uint16_t)strnlen(reason, 200));
-        n = mqtt_enc_disconnect(buf, sizeof(buf), MQTT_V5, MQTT_DISCONNECT,
-                                rc, pb.overflow ? NULL : pbuf,
+        n = mqtt_enc_disconnect(buf, sizeof(buf), MQTT_V5, MQTT_DISCONNECT, rc,
+                                pb.overflow ? NULL : pbuf,
                                 pb.overflow ? 0 : pb.len);
         if (n <= sizeof(buf))
             send_raw(c, buf, n);
@@ -199,8 +198,7 @@ static void refuse(struct client *c, uint8_t version, uint8_t v3rc,
                    uint8_t v5rc, const char *why)
 {
     c->b->st.clients_rejected++;
-    send_connack(c, version, false, version == MQTT_V5 ? v5rc : v3rc, NULL,
-                 0);
+    send_connack(c, version, false, version == MQTT_V5 ? v5rc : v3rc, NULL, 0);
     conn_close(c->conn, why);
 }
 
@@ -238,8 +236,8 @@ static uint32_t forward_props(const struct mqtt_props *p, uint8_t *out,
 /* Build a message from wire fields (PUBLISH or will). */
 static struct msg *make_msg(const char *topic, size_t tlen,
                             const struct mqtt_props *props,
-                            const uint8_t *payload, uint32_t plen,
-                            uint8_t qos, bool retain)
+                            const uint8_t *payload, uint32_t plen, uint8_t qos,
+                            bool retain)
 {
     uint8_t stack[512], *fp = stack;
     uint32_t flen = 0;
@@ -253,7 +251,8 @@ static struct msg *make_msg(const char *topic, size_t tlen,
         if (MQTT_HAS_PROP(props, MQTT_PROP_MESSAGE_EXPIRY))
             expiry = (int64_t)time(NULL) + props->message_expiry;
     }
-    m = msg_new(topic, tlen, flen ? fp : NULL, flen, payload, plen, qos, retain, expiry);
+    m = msg_new(topic, tlen, flen ? fp : NULL, flen, payload, plen, qos, retain,
+                expiry);
     if (fp != stack)
         free(fp);
     return m;
@@ -274,8 +273,8 @@ static void make_client_id(struct client *c, const char *prefix)
     c->client_id = xstrdup(buf);
 }
 
-static void connack_props(struct client *c, struct mqtt_pb *pb,
-                          bool assigned, uint16_t server_keepalive)
+static void connack_props(struct client *c, struct mqtt_pb *pb, bool assigned,
+                          uint16_t server_keepalive)
 {
     const struct conf *cf = c->b->conf;
     const struct conf_listener *l = &cf->listeners[c->listener];
@@ -322,8 +321,8 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
             LOG_N(b->log,
                   "Client from %s:%d refused: empty client id not allowed.",
                   conn_peer_ip(c->conn), conn_peer_port(c->conn));
-            refuse(c, v, MQTT_V3_REFUSED_IDENTIFIER,
-                   MQTT_RC_CLIENT_ID_INVALID, "empty client id refused");
+            refuse(c, v, MQTT_V3_REFUSED_IDENTIFIER, MQTT_RC_CLIENT_ID_INVALID,
+                   "empty client id refused");
             return;
         }
         make_client_id(c, sec->auto_id_prefix);
@@ -380,8 +379,8 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
             refuse(c, v, MQTT_V3_REFUSED_BAD_USER_PASS,
                    MQTT_RC_BAD_USER_OR_PASS, "authentication failed");
         else
-            refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED,
-                   MQTT_RC_NOT_AUTHORIZED, "not authorised");
+            refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_NOT_AUTHORIZED,
+                   "not authorised");
         return;
     }
     if (p->has_will && cf->retain_available == false && p->will_retain) {
@@ -390,8 +389,8 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         return;
     }
     if (p->has_will && p->will_qos > l->max_qos) {
-        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED,
-               MQTT_RC_QOS_NOT_SUPPORTED, "will QoS not supported");
+        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_QOS_NOT_SUPPORTED,
+               "will QoS not supported");
         return;
     }
     /* MQTT 5 connection properties */
@@ -407,8 +406,9 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         if (c->alias_max)
             c->aliases = xcalloc((size_t)c->alias_max + 1, sizeof(char *));
         if (MQTT_HAS_PROP(&p->props, MQTT_PROP_AUTH_METHOD)) {
-            LOG_N(b->log, "Client %s refused: unsupported authentication "
-                          "method.",
+            LOG_N(b->log,
+                  "Client %s refused: unsupported authentication "
+                  "method.",
                   c->client_id);
             refuse(c, v, 0, MQTT_RC_BAD_AUTH_METHOD,
                    "unsupported authentication method");
@@ -496,10 +496,13 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         char u[300] = "";
         if (c->username)
             snprintf(u, sizeof(u), ", u'%s'", c->username);
-        LOG_N(b->log, "New client connected from %s:%d as %s (p%d, c%d, k%u%s).",
+        LOG_N(b->log,
+              "New client connected from %s:%d as %s (p%d, c%d, k%u%s).",
               conn_peer_ip(c->conn), conn_peer_port(c->conn), c->client_id,
-              v == MQTT_V31 ? 1 : v == MQTT_V311 ? 2 : 5, p->clean_start ? 1 : 0,
-              c->keepalive, u);
+              v == MQTT_V31    ? 1
+              : v == MQTT_V311 ? 2
+                               : 5,
+              p->clean_start ? 1 : 0, c->keepalive, u);
     }
     if (present)
         session_resume(s);
@@ -527,8 +530,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         }
         if (tlen == 0) {
             if (c->aliases[a] == NULL) {
-                protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
-                              "unknown topic alias");
+                protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "unknown topic alias");
                 return;
             }
             topic = c->aliases[a];
@@ -547,8 +549,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         return;
     }
     if (p->retain && !cf->retain_available) {
-        protocol_fail(c, MQTT_RC_RETAIN_NOT_SUPPORTED,
-                      "retain not available");
+        protocol_fail(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
         return;
     }
     if (cf->message_size_limit && p->payload_len > cf->message_size_limit) {
@@ -556,8 +557,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         LOG_N(b->log,
               "Client %s: message of %u bytes on '%.*s' over "
               "message_size_limit %u dropped.",
-              cid(c), p->payload_len, (int)tlen, topic,
-              cf->message_size_limit);
+              cid(c), p->payload_len, (int)tlen, topic, cf->message_size_limit);
         if (c->version == MQTT_V5) {
             client_disconnect(c, MQTT_RC_PACKET_TOO_LARGE,
                               "message_size_limit exceeded");
@@ -571,8 +571,8 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         return;
     }
     if (p->qos == 2) {
-        uint16_t max = cf->max_receive_maximum ? cf->max_receive_maximum
-                                               : 65535;
+        uint16_t max =
+            cf->max_receive_maximum ? cf->max_receive_maximum : 65535;
         int r = session_rx_qos2_add(c->s, p->packet_id, max);
         if (r < 0) {
             protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
@@ -590,18 +590,15 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         char tb[512];
         snprintf(tb, sizeof(tb), "%.*s", (int)tlen, topic);
         b->st.acl_denied++;
-        log_event(b->log, LOG_NOTICE, "acl_denied", "acl denied",
-                  "client_id", cid(c), "username",
-                  c->username ? c->username : "", "topic", tb, "action",
-                  "publish", (const char *)NULL);
+        log_event(b->log, LOG_NOTICE, "acl_denied", "acl denied", "client_id",
+                  cid(c), "username", c->username ? c->username : "", "topic",
+                  tb, "action", "publish", (const char *)NULL);
         if (p->qos == 1)
             client_send_ack(c, MQTT_PUBACK, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED
-                                                  : 0);
+                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0);
         else if (p->qos == 2)
             client_send_ack(c, MQTT_PUBREC, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED
-                                                  : 0);
+                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0);
         if (p->qos == 2 && c->version == MQTT_V5)
             session_rx_qos2_del(c->s, p->packet_id);
         return;
@@ -642,8 +639,8 @@ static void deliver_retained(struct msg *m, void *arg)
 
     if (msg_expired(m, (int64_t)time(NULL)))
         return;
-    if (!auth_acl(c->b->auth[c->listener], c->client_id, c->username,
-                  m->topic, m->topic_len, AUTH_READ))
+    if (!auth_acl(c->b->auth[c->listener], c->client_id, c->username, m->topic,
+                  m->topic_len, AUTH_READ))
         return;
     /* [MQTT-3.3.1-8]: retained messages sent on subscribe keep retain=1 */
     session_deliver(s, m, m->qos < rc->qos ? m->qos : rc->qos, true,
@@ -708,8 +705,9 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
         if (cf->max_subscriptions_per_client &&
             c->s->nsubs >= cf->max_subscriptions_per_client) {
             b->st.limit_hits++;
-            LOG_N(b->log, "Client %s: max_subscriptions_per_client (%u) "
-                          "reached.",
+            LOG_N(b->log,
+                  "Client %s: max_subscriptions_per_client (%u) "
+                  "reached.",
                   cid(c), cf->max_subscriptions_per_client);
             codes[i++] = v5 ? MQTT_RC_QUOTA_EXCEEDED : 0x80;
             continue;
@@ -721,8 +719,7 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
             flags |= ROUTER_RETAIN_AS_PUBLISHED;
         session_subscribe(c->s, f.p, f.len, qos, flags, o.retain_handling,
                           sub_id, &existed);
-        LOGF(b->log, LOG_SUBSCRIBE, "%s %u %.*s", cid(c), qos, (int)f.len,
-             f.p);
+        LOGF(b->log, LOG_SUBSCRIBE, "%s %u %.*s", cid(c), qos, (int)f.len, f.p);
         codes[i] = qos;
         send[i] = sh == 0 && (o.retain_handling == 0 ||
                               (o.retain_handling == 1 && !existed));
@@ -732,8 +729,8 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
                         i, NULL, 0);
     {
         uint8_t *out = n <= sizeof(buf) ? buf : xmalloc(n);
-        mqtt_enc_suback(out, n, c->version, MQTT_SUBACK, p->packet_id, codes,
-                        i, NULL, 0);
+        mqtt_enc_suback(out, n, c->version, MQTT_SUBACK, p->packet_id, codes, i,
+                        NULL, 0);
         send_raw(c, out, n);
         if (out != buf)
             free(out);
@@ -754,8 +751,7 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
     }
 }
 
-static void handle_unsubscribe(struct client *c,
-                               const struct mqtt_subscribe *p)
+static void handle_unsubscribe(struct client *c, const struct mqtt_subscribe *p)
 {
     uint8_t codes_stack[64], *codes = codes_stack;
     uint32_t off = 0, i = 0;
@@ -770,12 +766,12 @@ static void handle_unsubscribe(struct client *c,
         codes[i++] = r == 0 ? MQTT_RC_SUCCESS : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
         LOGF(c->b->log, LOG_UNSUBSCRIBE, "%s %.*s", cid(c), (int)f.len, f.p);
     }
-    n = mqtt_enc_suback(NULL, 0, c->version, MQTT_UNSUBACK, p->packet_id,
-                        codes, i, NULL, 0);
+    n = mqtt_enc_suback(NULL, 0, c->version, MQTT_UNSUBACK, p->packet_id, codes,
+                        i, NULL, 0);
     {
         uint8_t *out = n <= sizeof(buf) ? buf : xmalloc(n);
-        mqtt_enc_suback(out, n, c->version, MQTT_UNSUBACK, p->packet_id,
-                        codes, i, NULL, 0);
+        mqtt_enc_suback(out, n, c->version, MQTT_UNSUBACK, p->packet_id, codes,
+                        i, NULL, 0);
         send_raw(c, out, n);
         if (out != buf)
             free(out);
@@ -793,8 +789,7 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
             handle_connect(c, &pkt->u.connect);
             return;
         }
-        protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
-                      "first packet is not CONNECT");
+        protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "first packet is not CONNECT");
         return;
     }
     switch (pkt->type) {
@@ -808,21 +803,19 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
     case MQTT_PUBREC:
     case MQTT_PUBCOMP:
         if (session_ack(c->s, pkt->type, pkt->u.ack.packet_id) < 0) {
-            LOG_D(c->b->log, "Client %s: %s for unknown packet id %u.",
-                  cid(c), mqtt_type_name(pkt->type), pkt->u.ack.packet_id);
+            LOG_D(c->b->log, "Client %s: %s for unknown packet id %u.", cid(c),
+                  mqtt_type_name(pkt->type), pkt->u.ack.packet_id);
             if (pkt->type == MQTT_PUBREC)
-                client_send_ack(c, MQTT_PUBREL, pkt->u.ack.packet_id,
-                                c->version == MQTT_V5
-                                    ? MQTT_RC_PACKET_ID_NOT_FOUND
-                                    : 0);
+                client_send_ack(
+                    c, MQTT_PUBREL, pkt->u.ack.packet_id,
+                    c->version == MQTT_V5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0);
         }
         return;
     case MQTT_PUBREL: {
         bool found = session_rx_qos2_del(c->s, pkt->u.ack.packet_id);
-        client_send_ack(c, MQTT_PUBCOMP, pkt->u.ack.packet_id,
-                        found || c->version != MQTT_V5
-                            ? 0
-                            : MQTT_RC_PACKET_ID_NOT_FOUND);
+        client_send_ack(
+            c, MQTT_PUBCOMP, pkt->u.ack.packet_id,
+            found || c->version != MQTT_V5 ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND);
         return;
     }
     case MQTT_SUBSCRIBE:
@@ -961,8 +954,9 @@ static void client_on_timeout(void *ud, struct conn *conn,
     struct client *c = ud;
 
     if (why == CONN_TIMEOUT_DEADLINE && !c->connected) {
-        LOG_N(c->b->log, "Client from %s:%d sent no CONNECT within %u s; "
-                         "closing.",
+        LOG_N(c->b->log,
+              "Client from %s:%d sent no CONNECT within %u s; "
+              "closing.",
               conn_peer_ip(conn), conn_peer_port(conn),
               c->b->conf->connect_timeout);
         conn_close(conn, "no CONNECT in time");

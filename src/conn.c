@@ -23,17 +23,17 @@
 #include "util.h"
 
 #define SCRATCH_SIZE (64u * 1024u)
-#define OUT_KEEP_CAP 4096u     /* output buffer kept allocated when empty */
-#define IN_KEEP_CAP 0u         /* input buffer freed when empty */
+#define OUT_KEEP_CAP 4096u       /* output buffer kept allocated when empty */
+#define IN_KEEP_CAP 0u           /* input buffer freed when empty */
 #define WRITE_MAX (512u * 1024u) /* bytes written per wakeup (fairness) */
 
 enum {
     CF_HANDSHAKE = 1u << 0,
     CF_OPEN = 1u << 1,
     CF_CLOSING = 1u << 2,
-    CF_PENDING = 1u << 3,    /* on the pending-write list */
-    CF_PAUSED = 1u << 4,     /* reading paused: output over high water */
-    CF_WIO = 1u << 5,        /* write watcher active */
+    CF_PENDING = 1u << 3, /* on the pending-write list */
+    CF_PAUSED = 1u << 4,  /* reading paused: output over high water */
+    CF_WIO = 1u << 5,     /* write watcher active */
     CF_READ_WANTS_WRITE = 1u << 6,
     CF_WRITE_WANTS_READ = 1u << 7,
 };
@@ -43,8 +43,8 @@ struct conn_loop {
     struct log *log;
     ev_prepare prepare;
     uint8_t *scratch;
-    struct conn *pending;   /* singly linked via next_pending */
-    struct conn *closing;   /* singly linked via next_close */
+    struct conn *pending; /* singly linked via next_pending */
+    struct conn *closing; /* singly linked via next_close */
     size_t count;
     struct log_ratelimit tls_rl;
 };
@@ -66,7 +66,7 @@ struct conn {
     size_t in_len, in_cap;
     uint8_t *out;
     size_t out_head, out_len, out_cap;
-    size_t tls_wlen;    /* length of an SSL_write to retry, 0 = none */
+    size_t tls_wlen; /* length of an SSL_write to retry, 0 = none */
     struct conn *next_pending, *next_close;
     const char *close_reason;
     char close_why[256]; /* owned copy for TLS failure reasons */
@@ -77,8 +77,7 @@ struct conn {
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void loop_prepare_cb(struct ev_loop *loop, ev_prepare *w,
-                            int revents);
+static void loop_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents);
 static void conn_flush(struct conn *c);
 
 struct conn_loop *conn_loop_new(struct ev_loop *loop, struct log *lg)
@@ -147,8 +146,7 @@ static void timer_arm(struct conn *c)
 
 struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
                       double handshake_timeout, const struct sockaddr *sa,
-                      socklen_t salen, const struct conn_handler *h,
-                      void *ud)
+                      socklen_t salen, const struct conn_handler *h, void *ud)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
 
@@ -376,8 +374,8 @@ static void tls_fail(struct conn *c, const char *why)
     unsigned suppressed = 0;
 
     if (log_ratelimit_ok(&cl->tls_rl, 20, 1.0, &suppressed))
-        log_event(cl->log, LOG_NOTICE, "tls_rejected",
-                  "TLS handshake failed", "ip", c->peer, "reason", why,
+        log_event(cl->log, LOG_NOTICE, "tls_rejected", "TLS handshake failed",
+                  "ip", c->peer, "reason", why,
                   suppressed ? "suppressed_before" : NULL,
                   suppressed ? "yes" : NULL, (const char *)NULL);
     snprintf(c->close_why, sizeof(c->close_why), "TLS handshake failed: %s",
@@ -444,8 +442,7 @@ static void conn_read_tls(struct conn *c)
             conn_close(c, "TLS read error");
             return;
         }
-    } while (!(c->flags & (CF_CLOSING | CF_PAUSED)) &&
-             SSL_pending(c->ssl) > 0);
+    } while (!(c->flags & (CF_CLOSING | CF_PAUSED)) && SSL_pending(c->ssl) > 0);
 }
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)

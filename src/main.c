@@ -52,8 +52,7 @@ static int write_pid_file(const char *path)
 /* Drop root to 'user' after the listeners are bound and keys read.
  * An explicitly configured user that does not exist is an error; the
  * default user missing only warns (development runs as root). */
-static int drop_privileges(const char *user, bool explicit_user,
-                           struct log *lg)
+static int drop_privileges(const char *user, bool explicit_user, struct log *lg)
 {
     struct passwd *pw;
 
@@ -62,8 +61,7 @@ static int drop_privileges(const char *user, bool explicit_user,
     pw = getpwnam(user);
     if (pw == NULL) {
         if (explicit_user) {
-            LOG_E(lg, "Unable to drop privileges to '%s': no such user.",
-                  user);
+            LOG_E(lg, "Unable to drop privileges to '%s': no such user.", user);
             return -1;
         }
         LOG_W(lg, "Running as root: user '%s' does not exist (set 'user').",
@@ -105,8 +103,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "-p") == 0 || strcmp(a, "--port") == 0) {
             long long v;
             const char *es;
-            if (++i >= argc ||
-                util_strtonum(argv[i], 1, 65535, &v, &es) < 0) {
+            if (++i >= argc || util_strtonum(argv[i], 1, 65535, &v, &es) < 0) {
                 fprintf(stderr, "Error: invalid port given to -p.\n");
                 return 1;
             }
@@ -130,8 +127,7 @@ int main(int argc, char **argv)
     if (conf_path) {
         c = conf_load(conf_path, conf_err_stderr, NULL);
         if (c == NULL) {
-            fprintf(stderr, "Error: configuration %s is invalid.\n",
-                    conf_path);
+            fprintf(stderr, "Error: configuration %s is invalid.\n", conf_path);
             return 1;
         }
         if (port) {

@@ -144,8 +144,8 @@ static int bind_listener(struct server *s, const struct conf *c, size_t li,
     gai = getaddrinfo(l->address, port, &hints, &res);
     if (gai != 0) {
         snprintf(err, errlen, "%s:%d: cannot resolve listener address '%s': %s",
-                 l->src ? l->src : "-", l->line,
-                 l->address ? l->address : "*", gai_strerror(gai));
+                 l->src ? l->src : "-", l->line, l->address ? l->address : "*",
+                 gai_strerror(gai));
         return -1;
     }
     for (ai = res; ai && n < MAX_SOCKS_PER_LISTENER; ai = ai->ai_next) {
@@ -160,8 +160,7 @@ static int bind_listener(struct server *s, const struct conf *c, size_t li,
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
-            listen(fd, 1024) < 0) {
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
             last_errno = errno;
             close(fd);
             continue;
@@ -172,9 +171,8 @@ static int bind_listener(struct server *s, const struct conf *c, size_t li,
     freeaddrinfo(res);
     if (n == 0) {
         snprintf(err, errlen, "%s:%d: cannot listen on %s port %u: %s",
-                 l->src ? l->src : "-", l->line,
-                 l->address ? l->address : "*", l->port,
-                 strerror(last_errno ? last_errno : EADDRNOTAVAIL));
+                 l->src ? l->src : "-", l->line, l->address ? l->address : "*",
+                 l->port, strerror(last_errno ? last_errno : EADDRNOTAVAIL));
         return -1;
     }
     return 0;
@@ -340,8 +338,8 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
-struct server *server_new(const char *conf_path, struct conf *c,
-                          struct log *lg, char *err, size_t errlen)
+struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
+                          char *err, size_t errlen)
 {
     struct server *s = xcalloc(1, sizeof(*s));
 
@@ -370,8 +368,7 @@ struct server *server_new(const char *conf_path, struct conf *c,
     ev_signal_init(&s->sig_int, stop_cb, SIGINT);
     ev_signal_init(&s->sig_hup, hup_cb, SIGHUP);
     ev_signal_init(&s->sig_usr1, usr1_cb, SIGUSR1);
-    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s->sig_usr1.data =
-        s;
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s->sig_usr1.data = s;
     ev_signal_start(s->loop, &s->sig_term);
     ev_signal_start(s->loop, &s->sig_int);
     ev_signal_start(s->loop, &s->sig_hup);
@@ -407,10 +404,10 @@ int server_run(struct server *s)
             LOG_N(s->log, "Opening %s listen socket on %s port %u%s.",
                   l->tls_enabled ? "TLS" : "plain",
                   l->address ? l->address : "all addresses", l->port,
-                  l->tls_enabled ? (l->tls.min_version == 0x0304
-                                        ? " (TLS 1.3)"
-                                        : " (TLS 1.2, 1.3)")
-                                 : "");
+                  l->tls_enabled
+                      ? (l->tls.min_version == 0x0304 ? " (TLS 1.3)"
+                                                      : " (TLS 1.2, 1.3)")
+                      : "");
     }
     LOG_N(s->log, "Persistence: %s.",
           c->persistence ? "enabled (not yet implemented: running without)"

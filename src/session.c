@@ -44,8 +44,7 @@ void session_free(struct session *s)
     if (s == NULL)
         return;
     for (size_t i = 0; i < s->nsubs; i++) {
-        router_unsubscribe(s->b->router, s->subs[i].filter, s->subs[i].len,
-                           s);
+        router_unsubscribe(s->b->router, s->subs[i].filter, s->subs[i].len, s);
         free(s->subs[i].filter);
     }
     free(s->subs);
@@ -68,10 +67,10 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
 {
     size_t i;
 
-    router_subscribe(s->b->router, filter, len, s, qos, flags, sub_id,
-                     existed);
+    router_subscribe(s->b->router, filter, len, s, qos, flags, sub_id, existed);
     for (i = 0; i < s->nsubs; i++) {
-        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0)
+        if (s->subs[i].len == len &&
+            memcmp(s->subs[i].filter, filter, len) == 0)
             break;
     }
     if (i == s->nsubs) {
@@ -231,8 +230,8 @@ static void window_send(struct session *s, struct inflight *f, struct msg *m,
     send_inflight(s, f, false);
 }
 
-void session_deliver(struct session *s, struct msg *m, uint8_t qos,
-                     bool retain, const uint32_t *sub_ids, uint8_t nsub_ids)
+void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
+                     const uint32_t *sub_ids, uint8_t nsub_ids)
 {
     struct client *c = s->client;
     bool online = c != NULL && c->connected;

@@ -219,3 +219,94 @@ class ConnectRules(BrokerTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class QueueLimits(BrokerTest):
+    CONF = "max_queued_messages 3\nmax_inflight_messages 2\n"
+
+    def test_queue_overflow_dropped_order_kept(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="q", clean=False)
+        r.send(subscribe_pkt("q/t", qos=1))
+        r.recv_packet()
+        r.send(packet(0xE0, b""))
+        self.assertTrue(r.closed())
+        self.b.wait_log(r"Client q disconnected")
+        for i in range(6):
+            pub(self.b.port, ["-t", "q/t", "-m", "m%d" % i, "-q", "1"])
+        s = Sub(self.b.port, ["-t", "q/t", "-q", "1", "-c", "-i", "q"], count=3)
+        self.assertEqual(s.messages(), ["m0", "m1", "m2"])
+
+    def test_unacked_resent_with_dup_on_reconnect(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="dup1", clean=False)
+        r.send(subscribe_pkt("d/t", qos=1))
+        r.recv_packet()
+        pub(self.b.port, ["-t", "d/t", "-m", "x", "-q", "1"])
+        first, body = r.recv_packet()
+        self.assertEqual((first >> 1) & 3, 1, "QoS 1 delivery")
+        self.assertEqual(first & 0x08, 0, "first delivery has DUP clear")
+        r.abort()  # never acknowledged
+        self.b.wait_log(r"Client dup1 closed its connection")
+        r = Raw(self.b.port)
+        self.assertEqual(r.connect(client_id="dup1", clean=False), b"\x01\x00")
+        first, body2 = r.recv_packet()
+        self.assertEqual(first & 0x08, 0x08, "redelivery has DUP set")
+        self.assertEqual(body2, body)
+        r.send(packet(0x40, body[5:7]))  # PUBACK for the packet id
+        r.send(packet(0xC0, b""))
+        self.assertEqual(r.recv_packet()[0], 0xD0)
+
+    def test_inflight_window(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="win", clean=True)
+        r.send(subscribe_pkt("w/t", qos=1))
+        r.recv_packet()
+        for i in range(4):
+            pub(self.b.port, ["-t", "w/t", "-m", "w%d" % i, "-q", "1"])
+        got = [r.recv_packet(), r.recv_packet()]
+        # a third PUBLISH only arrives after an acknowledgement
+        r.send(packet(0xC0, b""))
+        self.assertEqual(r.recv_packet()[0], 0xD0, "window of 2 exceeded")
+        pid = got[0][1][5:7]
+        r.send(packet(0x40, pid))
+        third = r.recv_packet()
+        self.assertEqual(third[0] & 0xF0, 0x30)
+        self.assertTrue(third[1].endswith(b"w2"))
+
+
+class Listeners(unittest.TestCase):
+    def test_ipv6_and_unix_listeners(self):
+        import os
+        import socket as so
+        from harness import Broker, free_port
+        p6 = free_port()
+        b = Broker("listener {port} 127.0.0.1\nlistener %d ::1\nlistener 0 {dir}/mqttd.sock\n"
+                   "allow_anonymous true\n" % p6)
+        try:
+            try:
+                so.socket(so.AF_INET6).bind(("::1", 0))
+            except OSError:
+                self.skipTest("no IPv6 loopback here")
+            b.start()
+            s = Sub(b.port, ["-t", "l/#", "-v"], count=2)
+            s.ready()
+            pub(p6, ["-t", "l/v6", "-m", "six"], host="::1")
+            pub(0, ["--unix", os.path.join(b.dir, "mqttd.sock"), "-t", "l/unix", "-m", "u"])
+            self.assertEqual(sorted(s.messages()), ["l/unix u", "l/v6 six"])
+        finally:
+            self.assertEqual(b.stop(), 0)
+
+    def test_max_connections(self):
+        from harness import Broker
+        b = Broker("listener {port} 127.0.0.1\nmax_connections 2\nallow_anonymous true\n").start()
+        try:
+            r1 = Raw(b.port)
+            r1.connect(client_id="c1")
+            r2 = Raw(b.port)
+            r2.connect(client_id="c2")
+            r3 = Raw(b.port)
+            self.assertTrue(r3.closed())
+            b.wait_log(r"refused: max_connections reached")
+        finally:
+            self.assertEqual(b.stop(), 0)
