@@ -99,4 +99,12 @@ bool auth_acl(const struct auth *a, const char *client_id, const char *username,
  * session then re-checks connected clients after a reload. */
 bool auth_has_password_file(const struct auth *a);
 
+/*
+ * auth_user_known: false when a password file is in force (and the
+ * listener does not map certificate identities) and 'username' has no
+ * entry in it. Used after a reload to disconnect clients whose user was
+ * removed. NULL username (anonymous) is judged at CONNECT only: true.
+ */
+bool auth_user_known(const struct auth *a, const char *username);
+
 #endif

@@ -203,3 +203,14 @@ bool auth_has_password_file(const struct auth *a)
 {
     return a != NULL && a->has_password_file;
 }
+
+bool auth_user_known(const struct auth *a, const char *username)
+{
+    if (a == NULL || !a->has_password_file || a->mtls || username == NULL)
+        return true;
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->chain[i].check == pw_check)
+            return passwd_has_user(a->chain[i].state, username);
+    }
+    return true;
+}

@@ -445,6 +445,18 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     b->conf = c;
     revoke_check(b);
     report_expiry(b);
+    /* clients whose user was removed from the password file */
+    for (struct client *cl = b->clients, *next; cl; cl = next) {
+        next = cl->next;
+        if (cl->connected && cl->username &&
+            !auth_user_known(b->auth[cl->listener], cl->username)) {
+            LOG_N(b->log,
+                  "Client %s disconnected: user '%s' is no longer in the "
+                  "password file.",
+                  cl->client_id, cl->username);
+            client_disconnect(cl, MQTT_RC_NOT_AUTHORIZED, "user removed");
+        }
+    }
     return 0;
 }
 

@@ -78,6 +78,8 @@ class Passwords(AuthTest):
         m = self.b.mark()
         self.b.signal(signal.SIGHUP)
         self.b.wait_log(r"Configuration reloaded", start=m)
+        # the connected subscriber of the removed user is cut off
+        self.b.wait_log(r"user 'bob' is no longer in the password file", start=m)
         r = pub(self.b.port, ["-u", "bob", "-P", "builder", "-t", "t", "-m", "x"], check=False)
         self.assertNotEqual(r.returncode, 0)
         pub(self.b.port, ["-u", "alice", "-P", "wonder", "-t", "t", "-m", "x"])

@@ -210,5 +210,102 @@ class Rotation(TlsTest):
         self.assertEqual(self.serial(), before)
 
 
+def make_client_cert(name, start, end):
+    """A client certificate signed by the test CA with the given validity
+    (openssl ca date format YYYYMMDDHHMMSSZ)."""
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", name + ".key",
+                    "-subj", "/CN=" + name, "-out", name + ".csr"],
+                   cwd=CERTS, check=True, capture_output=True)
+    subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-batch", "-notext",
+                    "-in", name + ".csr", "-out", name + ".crt", "-startdate", start,
+                    "-enddate", end], cwd=CERTS, check=True, capture_output=True)
+    return c(name + ".crt"), c(name + ".key")
+
+
+class Lifecycle(TlsTest):
+    EXTRA = "tls_handshake_timeout 1\n"
+
+    def test_disconnected_at_not_after(self):
+        import datetime
+        now = datetime.datetime.now(datetime.timezone.utc)
+        fmt = "%Y%m%d%H%M%SZ"
+        crt, key = make_client_cert("soon", (now - datetime.timedelta(hours=1)).strftime(fmt),
+                                    (now + datetime.timedelta(seconds=4)).strftime(fmt))
+        sub = Sub(self.b.tlsport, ["-t", "exp", "--cafile", c("ca.crt"), "--cert", crt,
+                                   "--key", key, "-i", "soon-client"], timeout=30,
+                  host="localhost")
+        sub.ready()
+        self.b.wait_log(r"Client soon-client .*disconnected: its certificate expired",
+                        timeout=15)
+        sub.kill()
+
+    def test_handshake_deadline(self):
+        import socket
+        s = socket.create_connection(("127.0.0.1", self.b.tlsport))
+        s.settimeout(10)
+        self.assertEqual(s.recv(10), b"")
+        self.b.wait_log(r"TLS handshake failed.*reason=.*handshake timeout")
+
+
+class SubjectAsUsername(TlsTest):
+    def setUp(self):
+        self.b = Broker(tls_conf().replace("use_identity_as_username true",
+                                           "use_subject_as_username true")).start()
+
+    def test_rfc2253_subject(self):
+        tls_pub(self.b.tlsport, c("client1.crt"), c("client1.key"))
+        self.b.wait_log(r"u'CN=client1,O=mqttd test'")
+
+
+class ReloadInterval(Rotation):
+    def setUp(self):
+        super().setUp()
+        self.b.stop()
+        self.b = Broker(tls_conf().replace(c("server.crt"), os.path.join(self.sdir, "server.crt"))
+                        .replace(c("server.key"), os.path.join(self.sdir, "server.key"))
+                        + "tls_reload_interval 1\n").start()
+
+    def test_rotate_server_cert_on_sighup(self):
+        pass
+
+    def test_broken_new_cert_keeps_old(self):
+        pass
+
+    def test_files_changed_on_disk_reloaded(self):
+        before = self.serial()
+        tmp = os.path.join(self.sdir, "server.crt.new")
+        subprocess.run(["openssl", "req", "-new", "-x509", "-key",
+                        os.path.join(self.sdir, "server.key"), "-subj", "/CN=localhost",
+                        "-days", "2", "-out", tmp], check=True, capture_output=True)
+        # sign it with the CA instead so clients still verify it
+        subprocess.run(["openssl", "x509", "-in", tmp, "-CA", c("ca.crt"), "-CAkey",
+                        c("ca.key"), "-CAcreateserial", "-days", "2", "-out", tmp],
+                       check=True, capture_output=True)
+        os.replace(tmp, os.path.join(self.sdir, "server.crt"))
+        self.b.wait_log(r"TLS files of listener \d+ changed on disk: reloaded", timeout=10)
+        self.assertNotEqual(self.serial(), before)
+
+
+class CnAsAclUser(TlsTest):
+    def setUp(self):
+        self.acl = os.path.join(tempfile.mkdtemp(), "acl")
+        with open(self.acl, "w") as f:
+            f.write("user client1\ntopic readwrite test/#\n")
+        self.b = Broker(tls_conf("acl_file %s\n" % self.acl)).start()
+
+    def test_cn_is_the_acl_user(self):
+        sub = Sub(self.b.tlsport, ["-t", "test/#", "-v", "--cafile", c("ca.crt"), "--cert",
+                                   c("client1.crt"), "--key", c("client1.key")],
+                  count=1, host="localhost")
+        sub.ready()
+        # client2 is not in the ACL: its publish is dropped and logged
+        m = self.b.mark()
+        tls_pub(self.b.tlsport, c("client2.crt"), c("client2.key"), msg="from2")
+        self.b.wait_log(r"acl denied .*username=client2 topic=test/topic", start=m)
+        tls_pub(self.b.tlsport, c("client1.crt"), c("client1.key"), msg="from1")
+        self.assertEqual(sub.messages(), ["test/topic from1"])
+
+
 if __name__ == "__main__":
     unittest.main()
