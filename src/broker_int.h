@@ -192,6 +192,7 @@ struct client {
     bool clean_disconnect; /* DISCONNECT received: no will */
     bool send_will;        /* v5 DISCONNECT 0x04 */
     bool taken_over;
+    bool dropping; /* QoS 0 being dropped: output over limit */
     uint16_t keepalive;
     uint16_t recv_max;   /* the client's Receive Maximum (v5) */
     uint32_t max_packet; /* the client's Maximum Packet Size, 0 none */

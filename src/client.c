@@ -944,6 +944,7 @@ static void client_on_drain(void *ud, struct conn *conn)
     struct client *c = ud;
 
     (void)conn;
+    c->dropping = false;
     if (c->s)
         session_pump(c->s);
 }

@@ -33,6 +33,7 @@ enum {
     CF_CLOSING = 1u << 2,
     CF_PENDING = 1u << 3, /* on the pending-write list */
     CF_PAUSED = 1u << 4,  /* reading paused: output over high water */
+    CF_OVER = 1u << 8,    /* output went over high water: tell on drain */
     CF_WIO = 1u << 5,     /* write watcher active */
     CF_READ_WANTS_WRITE = 1u << 6,
     CF_WRITE_WANTS_READ = 1u << 7,
@@ -269,6 +270,8 @@ void conn_out_commit(struct conn *c, size_t n)
     c->out_len += n;
     if (n)
         mark_pending(c);
+    if (conn_out_pending(c) > CONN_OUT_HIWAT)
+        c->flags |= CF_OVER;
 }
 
 void conn_write(struct conn *c, const void *p, size_t n)
@@ -363,7 +366,7 @@ static void conn_deliver(struct conn *c, const uint8_t *buf, size_t n)
         }
     }
     if (conn_out_pending(c) > CONN_OUT_HIWAT && !(c->flags & CF_PAUSED)) {
-        c->flags |= CF_PAUSED;
+        c->flags |= CF_PAUSED | CF_OVER;
         ev_io_stop(c->cl->loop, &c->rio);
     }
 }
@@ -487,10 +490,14 @@ static void after_drain(struct conn *c)
             c->out_cap = 0;
         }
     }
-    if ((c->flags & CF_PAUSED) && conn_out_pending(c) < CONN_OUT_LOWAT &&
-        !(c->flags & CF_CLOSING)) {
+    if (conn_out_pending(c) >= CONN_OUT_LOWAT || (c->flags & CF_CLOSING))
+        return;
+    if (c->flags & CF_PAUSED) {
         c->flags &= ~CF_PAUSED;
         ev_io_start(c->cl->loop, &c->rio);
+    }
+    if (c->flags & CF_OVER) {
+        c->flags &= ~CF_OVER;
         if (c->h->on_drain)
             c->h->on_drain(c->ud, c);
     }
@@ -613,11 +620,9 @@ static void conn_free(struct conn *c)
     struct conn_loop *cl = c->cl;
 
     /* best effort: push out a final CONNACK/DISCONNECT */
-    if ((c->flags & CF_OPEN) && conn_out_pending(c) > 0) {
-        c->flags &= ~CF_CLOSING;
+    /* (CF_CLOSING stays set: a write error here must not re-queue c) */
+    if ((c->flags & CF_OPEN) && conn_out_pending(c) > 0)
         conn_flush(c);
-        c->flags |= CF_CLOSING;
-    }
     wio_stop(c);
     ev_io_stop(cl->loop, &c->rio);
     ev_timer_stop(cl->loop, &c->timer);

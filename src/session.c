@@ -239,8 +239,17 @@ void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     if (qos == 0) {
         if (online) {
             if (client_send_publish(c, m, 0, retain, false, 0, sub_ids,
-                                    nsub_ids) < 0)
+                                    nsub_ids) < 0) {
                 s->b->st.pub_dropped++;
+                if (!c->dropping) {
+                    /* once per congestion episode, reset on drain */
+                    c->dropping = true;
+                    LOG_N(s->b->log,
+                          "Client %s is not reading: dropping QoS 0 "
+                          "messages until its output drains.",
+                          s->client_id);
+                }
+            }
         } else if (s->b->conf->queue_qos0_messages) {
             queue_push(s, m, 0, retain, sub_ids, nsub_ids);
         }

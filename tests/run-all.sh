@@ -23,7 +23,7 @@ status=0
 echo "== ctest (normal build)"
 (cd build && ctest --output-on-failure -j2) || status=1
 echo "== ctest (ASan + UBSan build)"
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+(cd build-asan && MQTTD_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j2) || status=1
 

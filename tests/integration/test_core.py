@@ -1,6 +1,7 @@
 """Core MQTT 3.1/3.1.1 behaviour through the real daemon with
 mosquitto_pub/mosquitto_sub and raw sockets."""
 
+import os
 import struct
 import unittest
 
@@ -310,3 +311,34 @@ class Listeners(unittest.TestCase):
             b.wait_log(r"refused: max_connections reached")
         finally:
             self.assertEqual(b.stop(), 0)
+
+
+class SlowConsumer(BrokerTest):
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.b.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def test_qos0_dropped_for_a_client_that_never_reads(self):
+        import socket
+        slow = Raw(self.b.port)
+        slow.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(client_id="slow")
+        slow.send(subscribe_pkt("slow/t", qos=0))
+        self.assertEqual(slow.recv_packet()[0], 0x90)
+        before = self.rss_kib()
+        p = Raw(self.b.port)
+        p.connect(client_id="flood")
+        chunk = publish_pkt("slow/t", b"x" * 8192) * 100
+        for _ in range(40):  # 4000 messages, 32 MiB
+            p.send(chunk)
+        self.b.wait_log(r"Client slow is not reading: dropping QoS 0")
+        # the publisher is still served: its PINGREQ is answered
+        p.send(packet(0xC0, b""))
+        self.assertEqual(p.recv_packet()[0], 0xD0)
+        grown = self.rss_kib() - before
+        if not os.environ.get("MQTTD_SANITIZED"):  # ASan's quarantine holds freed memory
+            self.assertLess(grown, 16 * 1024, "broker grew by %d KiB" % grown)
+        pub(self.b.port, ["-t", "other", "-m", "x"])

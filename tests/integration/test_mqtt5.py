@@ -271,8 +271,45 @@ def wait_until_wallclock(t):
 
 
 class Base(BrokerTest):
+    """BrokerTest that also closes every socket and mosquitto_sub it
+    opened (no ResourceWarnings, no leaked processes)."""
+
+    def setUp(self):
+        self._res = []
+        super().setUp()
+
+    def tearDown(self):
+        for x in self._res:
+            if isinstance(x, Sub):
+                x.kill()
+                with x.cond:
+                    while not x.out or x.out[-1] != "<<EOF>>":
+                        x.cond.wait(1)
+                x.proc.stdout.close()
+            else:
+                x.close()
+        try:
+            super().tearDown()
+        finally:
+            with self.b.cond:
+                while self.b.lines[-1:] != ["<<EOF>>"]:
+                    self.b.cond.wait(1)
+            self.b.proc.stderr.close()
+
     def raw(self):
-        return R5(self.b.port)
+        r = R5(self.b.port)
+        self._res.append(r)
+        return r
+
+    def raw311(self):
+        r = Raw(self.b.port)
+        self._res.append(r)
+        return r
+
+    def sub(self, args, count=None):
+        s = Sub(self.b.port, args, count=count)
+        self._res.append(s)
+        return s
 
     def disconnected(self, client_id, start):
         self.b.wait_log(r"Client %s disconnected\." % client_id, start=start)
@@ -379,12 +416,12 @@ class SessionExpiry(Base):
     def test_mosquitto_sub_persistent_session(self):
         args = ["-t", "se2/t", "-q", "1", "-V", "mqttv5", "-i", "se2id",
                 "-c", "-x", "60"]
-        s = Sub(self.b.port, args, count=1)
+        s = self.sub(args, count=1)
         s.ready()
         pub(self.b.port, ["-t", "se2/t", "-m", "live", "-q", "1", "-V", "5"])
         self.assertEqual(s.messages(), ["live"])
         pub(self.b.port, ["-t", "se2/t", "-m", "queued", "-q", "1", "-V", "5"])
-        s = Sub(self.b.port, args, count=1)
+        s = self.sub(args, count=1)
         self.assertEqual(s.messages(), ["queued"])
 
     def test_expiry_zero_discards(self):
@@ -471,7 +508,7 @@ class Properties(Base):
                          [("k", "v1"), ("a", "2"), ("k", "v3")])
 
     def test_user_properties_raw_publisher_mosquitto_sub(self):
-        s = Sub(self.b.port, ["-t", "up2/t", "-V", "mqttv5", "-F", "%P|%p"],
+        s = self.sub(["-t", "up2/t", "-V", "mqttv5", "-F", "%P|%p"],
                 count=1)
         s.ready()
         r = self.raw()
@@ -483,7 +520,7 @@ class Properties(Base):
         self.assertEqual(line[0], "z:1 a:2|hi")
 
     def test_response_topic_correlation_content_type(self):
-        s = Sub(self.b.port, ["-t", "rt/t", "-V", "mqttv5",
+        s = self.sub(["-t", "rt/t", "-V", "mqttv5",
                               "-F", "%R|%D|%C|%F|%p"], count=1)
         s.ready()
         pub(self.b.port, ["-t", "rt/t", "-m", "req", "-V", "mqttv5",
@@ -583,7 +620,7 @@ class MessageExpiry(Base):
 
 class TopicAlias(Base):
     def test_alias_set_then_used(self):
-        s = Sub(self.b.port, ["-t", "ta/#", "-v", "-V", "mqttv5"], count=3)
+        s = self.sub(["-t", "ta/#", "-v", "-V", "mqttv5"], count=3)
         s.ready()
         rs = self.raw()
         rs.connect5("ta_sub")
@@ -626,7 +663,7 @@ class TopicAlias(Base):
         self.assertEqual(rc, RC_TOPIC_ALIAS_INVALID)
 
     def test_alias_at_maximum_ok(self):
-        s = Sub(self.b.port, ["-t", "tam/#", "-v"], count=1)
+        s = self.sub(["-t", "tam/#", "-v"], count=1)
         s.ready()
         r = self.raw()
         _, _, props = r.connect5("tamok")
@@ -654,7 +691,7 @@ class SubscriptionOptions(Base):
     def test_no_local(self):
         """[MQTT-3.8.3-3]: with No Local the client's own messages are not
         forwarded back to it; other subscribers still get them."""
-        other = Sub(self.b.port, ["-t", "nl/t", "-V", "mqttv5"], count=2)
+        other = self.sub(["-t", "nl/t", "-V", "mqttv5"], count=2)
         other.ready()
         r = self.raw()
         r.connect5("nl")
@@ -731,7 +768,7 @@ class SubscriptionOptions(Base):
 
 class SubscriptionIds(Base):
     def test_single_id_mosquitto_sub(self):
-        s = Sub(self.b.port, ["-t", "sid/t", "-V", "mqttv5",
+        s = self.sub(["-t", "sid/t", "-V", "mqttv5",
                               "-D", "subscribe", "subscription-identifier", "7",
                               "-F", "%S %p"], count=1)
         s.ready()
@@ -801,11 +838,11 @@ class Shared(Base):
     def test_round_robin_two_members(self):
         """[MQTT-4.8.2]: each message goes to exactly one member of the
         group; a normal subscriber gets all of them."""
-        g1 = Sub(self.b.port, ["-t", "$share/g/sh/t", "-q", "1", "-V", "mqttv5"],
+        g1 = self.sub(["-t", "$share/g/sh/t", "-q", "1", "-V", "mqttv5"],
                  count=5)
-        g2 = Sub(self.b.port, ["-t", "$share/g/sh/t", "-q", "1", "-V", "mqttv5"],
+        g2 = self.sub(["-t", "$share/g/sh/t", "-q", "1", "-V", "mqttv5"],
                  count=5)
-        normal = Sub(self.b.port, ["-t", "sh/t", "-q", "1", "-V", "mqttv5"],
+        normal = self.sub(["-t", "sh/t", "-q", "1", "-V", "mqttv5"],
                      count=10)
         g1.ready()
         g2.ready()
@@ -857,8 +894,8 @@ class Shared(Base):
 
 class Interop(Base):
     def test_v5_to_v311_and_back(self):
-        s311 = Sub(self.b.port, ["-t", "io/t", "-v", "-V", "mqttv311"], count=2)
-        s5 = Sub(self.b.port, ["-t", "io/t", "-v", "-V", "mqttv5",
+        s311 = self.sub(["-t", "io/t", "-v", "-V", "mqttv311"], count=2)
+        s5 = self.sub(["-t", "io/t", "-v", "-V", "mqttv5",
                                "-F", "%t %p %P"], count=2)
         s311.ready()
         s5.ready()
@@ -873,11 +910,11 @@ class Interop(Base):
     def test_v311_raw_gets_no_property_bytes(self):
         """A v5 message with properties reaches a v3.1.1 subscriber as a
         plain v3.1.1 PUBLISH: the payload is exact, no property block."""
-        r = Raw(self.b.port)
+        r = self.raw311()
         r.connect(client_id="old311", version=4)
         r.send(subscribe_pkt("io2/t", qos=1))
         self.assertEqual(r.recv_packet()[0], 0x90)
-        p = R5(self.b.port)
+        p = self.raw()
         p.connect5("new5")
         p.publish5("io2/t", "payload", qos=1,
                    props=p_user("a", "b") + p_u32(P_MESSAGE_EXPIRY, 60)
