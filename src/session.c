@@ -265,26 +265,37 @@ void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     queue_push(s, m, qos, retain, sub_ids, nsub_ids);
 }
 
+/* A queued message may still go out: not expired, and the session's user
+ * still has read access (the ACL may have been reloaded since it was
+ * queued). */
+static bool still_deliverable(struct session *s, const struct msg *m)
+{
+    if (msg_expired(m, (int64_t)time(NULL)))
+        return false;
+    if (!auth_acl(s->b->auth[s->listener], s->client_id, s->username,
+                  m->topic, m->topic_len, AUTH_READ)) {
+        s->b->st.acl_denied++;
+        return false;
+    }
+    return true;
+}
+
 void session_pump(struct session *s)
 {
     struct client *c = s->client;
 
     while (c && c->connected && s->q_n > 0 && client_can_send(c)) {
         struct qitem *qi = &s->q[s->q_head];
-        int64_t now;
         if (qi->qos > 0) {
             struct inflight *f = infl_slot(s);
             if (f == NULL)
                 return;
-            now = (int64_t)time(NULL);
-            if (!msg_expired(qi->m, now))
+            if (still_deliverable(s, qi->m))
                 window_send(s, f, qi->m, qi->qos, qi->retain, qi->sub_ids,
                             qi->nsub_ids);
-        } else {
-            now = (int64_t)time(NULL);
-            if (!msg_expired(qi->m, now))
-                client_send_publish(c, qi->m, 0, qi->retain, false, 0,
-                                    qi->sub_ids, qi->nsub_ids);
+        } else if (still_deliverable(s, qi->m)) {
+            client_send_publish(c, qi->m, 0, qi->retain, false, 0,
+                                qi->sub_ids, qi->nsub_ids);
         }
         s->q_bytes -= msg_size(qi->m);
         qitem_clear(qi);

@@ -121,6 +121,7 @@ user alice
 topic readwrite alice/#
 topic read public/#
 topic deny alice/secret
+topic write bob/#
 
 user bob
 topic write public/#
@@ -194,6 +195,27 @@ class Acls(AuthTest):
         r.send(publish_pkt("$SYS/broker/fake", "x", qos=1, pid=9))
         self.assertEqual(r.recv_packet(), (0x40, b"\x00\x09"))
         self.b.wait_log(r"acl denied .*topic=\$SYS/broker/fake action=publish")
+
+    def test_queued_messages_rechecked_at_delivery(self):
+        from harness import packet
+        r = Raw(self.b.port)
+        r.connect(client_id="bobq", username="bob", password="b", clean=False)
+        r.send(subscribe_pkt("bob/#", qos=1, pid=1))
+        self.assertEqual(r.recv_packet(), (0x90, b"\x00\x01\x01"))
+        r.send(packet(0xE0, b""))
+        self.assertTrue(r.closed())
+        self.b.wait_log(r"Client bobq disconnected")
+        pub(self.b.port, ["-u", "alice", "-P", "a", "-t", "bob/q", "-m", "queued", "-q", "1"])
+        with open(self.acl, "w") as f:
+            f.write(ACL.replace("topic read bob/#", "topic read nothing/#"))
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Configuration reloaded", start=m)
+        r = Raw(self.b.port)
+        self.assertEqual(r.connect(client_id="bobq", username="bob", password="b",
+                                   clean=False), b"\x01\x00")
+        r.send(packet(0xC0, b""))
+        self.assertEqual(r.recv_packet()[0], 0xD0, "queued message delivered after revoke")
 
     def test_sighup_reload_acl(self):
         s = Sub(self.b.port, ["-u", "bob", "-P", "b", "-t", "bob/#", "-v"], count=1, timeout=30)
