@@ -166,9 +166,9 @@ int session_unsubscribe(struct session *s, const char *filter, size_t len);
 /* session_deliver: send now, or queue (bounded), per state and QoS. */
 void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, uint8_t nsub_ids);
-/* session_ack: PUBACK/PUBREC/PUBCOMP from the client. Returns 0, or -1
- * when the packet id is unknown. */
-int session_ack(struct session *s, uint8_t type, uint16_t pid);
+/* session_ack: PUBACK/PUBREC/PUBCOMP from the client with its reason
+ * code (0 for v3). Returns 0, or -1 when the packet id is unknown. */
+int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc);
 /* session_resume: after (re)attach: resend inflight (DUP) and pump the
  * queue. */
 void session_resume(struct session *s);

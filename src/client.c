@@ -802,7 +802,8 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBCOMP:
-        if (session_ack(c->s, pkt->type, pkt->u.ack.packet_id) < 0) {
+        if (session_ack(c->s, pkt->type, pkt->u.ack.packet_id, pkt->u.ack.rc) <
+            0) {
             LOG_D(c->b->log, "Client %s: %s for unknown packet id %u.", cid(c),
                   mqtt_type_name(pkt->type), pkt->u.ack.packet_id);
             if (pkt->type == MQTT_PUBREC)

@@ -272,8 +272,8 @@ static bool still_deliverable(struct session *s, const struct msg *m)
 {
     if (msg_expired(m, (int64_t)time(NULL)))
         return false;
-    if (!auth_acl(s->b->auth[s->listener], s->client_id, s->username,
-                  m->topic, m->topic_len, AUTH_READ)) {
+    if (!auth_acl(s->b->auth[s->listener], s->client_id, s->username, m->topic,
+                  m->topic_len, AUTH_READ)) {
         s->b->st.acl_denied++;
         return false;
     }
@@ -294,8 +294,8 @@ void session_pump(struct session *s)
                 window_send(s, f, qi->m, qi->qos, qi->retain, qi->sub_ids,
                             qi->nsub_ids);
         } else if (still_deliverable(s, qi->m)) {
-            client_send_publish(c, qi->m, 0, qi->retain, false, 0,
-                                qi->sub_ids, qi->nsub_ids);
+            client_send_publish(c, qi->m, 0, qi->retain, false, 0, qi->sub_ids,
+                                qi->nsub_ids);
         }
         s->q_bytes -= msg_size(qi->m);
         qitem_clear(qi);
@@ -304,13 +304,18 @@ void session_pump(struct session *s)
     }
 }
 
-int session_ack(struct session *s, uint8_t type, uint16_t pid)
+int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc)
 {
     for (uint16_t i = 0; i < s->infl_cap; i++) {
         struct inflight *f = &s->infl[i];
         if (f->state == INFL_FREE || f->pid != pid)
             continue;
         if (type == MQTT_PUBACK && f->qos == 1 && f->state == INFL_PUBLISH) {
+            goto release;
+        } else if (type == MQTT_PUBREC && f->qos == 2 &&
+                   f->state == INFL_PUBLISH && rc >= 0x80) {
+            /* [MQTT-4.3.3-4]: an error PUBREC ends the flow: no PUBREL,
+             * the packet id and the send quota are free again */
             goto release;
         } else if (type == MQTT_PUBREC && f->qos == 2 &&
                    f->state == INFL_PUBLISH) {

@@ -470,8 +470,8 @@ class SessionExpiry(Base):
         m = self.b.mark()
         r.disconnect5()
         self.disconnected("se_exp", m)
-        # expiry 1 s, checked by a 1 s tick: gone by 2.5 s after the close
-        wait_until_wallclock(time.time() + 2.5)
+        # expiry 1 s, checked by a 1 s tick: gone by 3 s after the close
+        wait_until_wallclock(time.time() + 3.0)
         r = self.raw()
         sp, rc, _ = r.connect5("se_exp", clean=False,
                                props=p_u32(P_SESSION_EXPIRY, 60))
@@ -493,8 +493,8 @@ class SessionExpiry(Base):
 
 class Properties(Base):
     def test_user_properties_in_order(self):
-        """[MQTT-3.3.2-18]: user properties forwarded unaltered, order
-        kept, duplicate keys allowed."""
+        """[MQTT-3.3.2-17]/[MQTT-3.3.2-18]: user properties forwarded
+        unaltered and in order, duplicate keys allowed."""
         r = self.raw()
         r.connect5("up")
         r.subscribe5("up/t", opts=0)
@@ -509,7 +509,7 @@ class Properties(Base):
 
     def test_user_properties_raw_publisher_mosquitto_sub(self):
         s = self.sub(["-t", "up2/t", "-V", "mqttv5", "-F", "%P|%p"],
-                count=1)
+                     count=1)
         s.ready()
         r = self.raw()
         r.connect5("up2pub")
@@ -521,7 +521,7 @@ class Properties(Base):
 
     def test_response_topic_correlation_content_type(self):
         s = self.sub(["-t", "rt/t", "-V", "mqttv5",
-                              "-F", "%R|%D|%C|%F|%p"], count=1)
+                      "-F", "%R|%D|%C|%F|%p"], count=1)
         s.ready()
         pub(self.b.port, ["-t", "rt/t", "-m", "req", "-V", "mqttv5",
                           "-D", "publish", "response-topic", "reply/here",
@@ -631,14 +631,15 @@ class TopicAlias(Base):
         self.assertGreaterEqual(prop(props, P_TOPIC_ALIAS_MAXIMUM) or 0, 2)
         r.publish5("ta/x", "one", qos=1, pid=1, props=p_u16(P_TOPIC_ALIAS, 1))
         r.publish5("", "two", qos=1, pid=2, props=p_u16(P_TOPIC_ALIAS, 1))
-        # re-map alias 1 to another topic [MQTT-3.3.2-12]
+        # re-map alias 1 to another topic (MQTT 5.0 3.3.2.3.4)
         r.publish5("ta/y", "three", qos=1, pid=3, props=p_u16(P_TOPIC_ALIAS, 1))
         self.assertEqual(s.messages(), ["ta/x one", "ta/x two", "ta/y three"])
         got = [rs.next_publish() for _ in range(3)]
         self.assertEqual([(g.topic, g.payload) for g in got],
                          [("ta/x", b"one"), ("ta/x", b"two"),
                           ("ta/y", b"three")])
-        # the alias is the publisher's; it is not forwarded [MQTT-3.3.2-7]
+        # the alias belongs to the publisher's connection; it is not
+        # forwarded to subscribers (forward_props() drops it)
         for g in got:
             self.assertIsNone(prop(g.props, P_TOPIC_ALIAS), g)
 
@@ -670,9 +671,8 @@ class TopicAlias(Base):
         mx = prop(props, P_TOPIC_ALIAS_MAXIMUM)
         r.publish5("tam/q", "top", qos=1, pid=1, props=p_u16(P_TOPIC_ALIAS, mx))
         r.publish5("", "edge", qos=1, pid=2, props=p_u16(P_TOPIC_ALIAS, mx))
-        # s gets only one (count=1): check both via a second subscriber? no:
-        # the first publish proves alias mx is accepted, and the connection
-        # stays up after the alias-only publish (PUBACK came back)
+        # the first publish proves alias == maximum is accepted; the
+        # alias-only one was PUBACKed and the connection stays up
         self.assertEqual(s.messages(), ["tam/q top"])
         r.expect_nothing_more()
 
@@ -769,8 +769,8 @@ class SubscriptionOptions(Base):
 class SubscriptionIds(Base):
     def test_single_id_mosquitto_sub(self):
         s = self.sub(["-t", "sid/t", "-V", "mqttv5",
-                              "-D", "subscribe", "subscription-identifier", "7",
-                              "-F", "%S %p"], count=1)
+                      "-D", "subscribe", "subscription-identifier", "7",
+                      "-F", "%S %p"], count=1)
         s.ready()
         pub(self.b.port, ["-t", "sid/t", "-m", "x", "-V", "5"])
         self.assertEqual(s.messages(), ["7 x"])
@@ -839,11 +839,11 @@ class Shared(Base):
         """[MQTT-4.8.2]: each message goes to exactly one member of the
         group; a normal subscriber gets all of them."""
         g1 = self.sub(["-t", "$share/g/sh/t", "-q", "1", "-V", "mqttv5"],
-                 count=5)
+                      count=5)
         g2 = self.sub(["-t", "$share/g/sh/t", "-q", "1", "-V", "mqttv5"],
-                 count=5)
+                      count=5)
         normal = self.sub(["-t", "sh/t", "-q", "1", "-V", "mqttv5"],
-                     count=10)
+                          count=10)
         g1.ready()
         g2.ready()
         normal.ready()
@@ -872,8 +872,8 @@ class Shared(Base):
             r.expect_nothing_more()
 
     def test_shared_no_retained(self):
-        """[MQTT-3.8.4-?] / 4.8.2: retained messages are not sent for a
-        shared subscription."""
+        """MQTT 5.0 4.8.2: retained messages are not sent when a shared
+        subscription is made."""
         pub(self.b.port, ["-t", "shr/t", "-m", "kept", "-r", "-V", "5"])
         r = self.raw()
         r.connect5("shr")
@@ -896,7 +896,7 @@ class Interop(Base):
     def test_v5_to_v311_and_back(self):
         s311 = self.sub(["-t", "io/t", "-v", "-V", "mqttv311"], count=2)
         s5 = self.sub(["-t", "io/t", "-v", "-V", "mqttv5",
-                               "-F", "%t %p %P"], count=2)
+                       "-F", "%t %p %P"], count=2)
         s311.ready()
         s5.ready()
         pub(self.b.port, ["-t", "io/t", "-m", "from5", "-q", "1", "-V", "mqttv5",
@@ -936,8 +936,8 @@ class Interop(Base):
 
 class ClientLimits(Base):
     def test_receive_maximum_one(self):
-        """[MQTT-3.3.4-7]: no more than Receive Maximum unacknowledged
-        QoS 1 PUBLISHes to the client."""
+        """MQTT 5.0 3.3.4 / 4.9 flow control: no more than the client's
+        Receive Maximum unacknowledged QoS 1 PUBLISHes to it."""
         r = self.raw()
         r.connect5("rm1", props=p_u16(P_RECEIVE_MAXIMUM, 1))
         r.subscribe5("rm/t", opts=1)
@@ -960,6 +960,221 @@ class ClientLimits(Base):
         pub(self.b.port, ["-t", "mps/t", "-m", "small", "-q", "1", "-V", "5"])
         self.assertEqual(r.next_publish().payload, b"small")
         r.expect_nothing_more()
+
+
+# ---- QoS 2 outgoing flow ----------------------------------------------------------------------
+
+class Qos2Outgoing(Base):
+    def test_pubrec_success_then_pubrel(self):
+        r = self.raw()
+        r.connect5("q2ok")
+        r.subscribe5("q2ok/t", opts=2)
+        pub(self.b.port, ["-t", "q2ok/t", "-m", "x", "-q", "2", "-V", "5"])
+        m = r.next_publish()
+        self.assertEqual(m.qos, 2)
+        r.send(packet(0x50, struct.pack("!H", m.pid)))
+        self.assertEqual(r.recv_packet(), (0x62, struct.pack("!H", m.pid)))
+        r.send(packet(0x70, struct.pack("!H", m.pid)))
+        r.expect_nothing_more()
+
+    # A PUBREC with reason >= 0x80 ends the QoS 2 exchange: no PUBREL, and
+    # the packet id and send quota are free again [MQTT-4.3.3-4], 4.9.
+    def test_pubrec_error_ends_flow(self):
+        r = self.raw()
+        r.connect5("q2err", props=p_u16(P_RECEIVE_MAXIMUM, 1))
+        r.subscribe5("q2err/t", opts=2)
+        pub(self.b.port, ["-t", "q2err/t", "-m", "a", "-q", "2", "-V", "5"])
+        pub(self.b.port, ["-t", "q2err/t", "-m", "b", "-q", "2", "-V", "5"])
+        m = r.next_publish()
+        self.assertEqual(m.payload, b"a")
+        r.send(packet(0x50, struct.pack("!HB", m.pid, 0x80) + b"\x00"))
+        # no PUBREL; the freed window slot lets "b" through
+        p = r.recv_packet()
+        self.assertNotEqual(p[0], 0x62, "PUBREL sent after PUBREC 0x80")
+        self.assertEqual(Publish(*p).payload, b"b")
+
+
+# ---- wills (MQTT 5 parts) ------------------------------------------------------------------
+
+def connect_will5(client_id, will_topic, will_msg, will_props=b"", props=b"",
+                  clean=True, will_qos=0):
+    flags = (0x02 if clean else 0) | 0x04 | (will_qos << 3)
+    vh = mstr("MQTT") + bytes([5, flags]) + struct.pack("!H", 60)
+    vh += varint(len(props)) + props
+    pl = mstr(client_id) + varint(len(will_props)) + will_props
+    pl += mstr(will_topic) + mstr(will_msg)
+    return packet(0x10, vh + pl)
+
+
+class Wills5(Base):
+    def test_disconnect_with_will_message(self):
+        """DISCONNECT reason 0x04 (Disconnect with Will Message) publishes
+        the will (MQTT 5.0 3.14.2.1), with its will properties forwarded."""
+        s = self.raw()
+        s.connect5("w5sub")
+        s.subscribe5("w5/#", opts=1)
+        r = self.raw()
+        r.send(connect_will5("w5", "w5/gone", "bye",
+                             will_props=p_user("why", "asked")
+                             + p_str(P_CONTENT_TYPE, "text/plain")))
+        self.assertEqual(r.recv_packet()[0], 0x20)
+        r.send(packet(0xE0, b"\x04"))
+        self.assertTrue(r.closed())
+        m = s.next_publish()
+        self.assertEqual((m.topic, m.payload), ("w5/gone", b"bye"))
+        self.assertEqual(props_all(m.props, P_USER_PROPERTY), [("why", "asked")])
+        self.assertEqual(prop(m.props, P_CONTENT_TYPE), "text/plain")
+
+    def test_normal_disconnect_no_will(self):
+        s = self.raw()
+        s.connect5("w6sub")
+        s.subscribe5("w6/#", opts=1)
+        r = self.raw()
+        r.send(connect_will5("w6", "w6/gone", "bye"))
+        self.assertEqual(r.recv_packet()[0], 0x20)
+        r.disconnect5()
+        pub(self.b.port, ["-t", "w6/sentinel", "-m", "s", "-q", "1", "-V", "5"])
+        self.assertEqual(s.next_publish().topic, "w6/sentinel")
+
+    # BROKER BUG: Will Delay Interval (property 0x18) is parsed and stored
+    # (client.c handle_connect: s->will_delay) but never used. Sent: CONNECT
+    # v5 client "wd", Session Expiry 60, will "wd/x" with Will Delay 30;
+    # the TCP connection is then reset and "wd" reconnects at once with
+    # clean start 0. MQTT 5.0 3.1.3.2.2 / [MQTT-3.1.3-9]: the will must not
+    # be published before the delay, and not at all if the session is
+    # resumed before it ends. mqttd publishes it immediately in
+    # client_on_close() (client.c), so the subscriber receives "wd/x late"
+    # before the sentinel. Fix: on abnormal close with will_delay > 0 keep
+    # the will in the session, publish it from broker_tick() when
+    # min(will_delay, session expiry) has passed, drop it on reconnect.
+    @unittest.expectedFailure
+    def test_will_delay_reconnect_suppresses_will(self):
+        s = self.raw()
+        s.connect5("wdsub")
+        s.subscribe5("wd/#", opts=1)
+        r = self.raw()
+        r.send(connect_will5("wd", "wd/x", "late",
+                             will_props=p_u32(0x18, 30),
+                             props=p_u32(P_SESSION_EXPIRY, 60)))
+        self.assertEqual(r.recv_packet()[0], 0x20)
+        mk = self.b.mark()
+        r.abort()
+        self.b.wait_log(r"Client wd closed its connection", start=mk)
+        r2 = self.raw()
+        sp, rc, _ = r2.connect5("wd", clean=False,
+                                props=p_u32(P_SESSION_EXPIRY, 60))
+        self.assertEqual((sp, rc), (True, RC_SUCCESS))
+        pub(self.b.port, ["-t", "wd/sentinel", "-m", "s", "-q", "1", "-V", "5"])
+        self.assertEqual(s.next_publish().topic, "wd/sentinel")
+
+
+# ---- protocol errors specific to MQTT 5 -------------------------------------------------------
+
+class V5Errors(Base):
+    def test_publish_with_subscription_identifier(self):
+        """[MQTT-3.3.4-6]: a PUBLISH from a client must not contain a
+        Subscription Identifier -> Protocol Error."""
+        r = self.raw()
+        r.connect5("pubsid")
+        r.send(publish_pkt("a", "x", version=5,
+                           props=p_var(P_SUBSCRIPTION_ID, 3)))
+        rc, _ = r.expect_disconnect()
+        self.assertEqual(rc, RC_PROTOCOL_ERROR)
+
+    def test_subscription_identifier_zero(self):
+        """MQTT 5.0 3.8.2.1.2: Subscription Identifier 0 is a Protocol
+        Error."""
+        r = self.raw()
+        r.connect5("sid0")
+        r.send(subscribe_pkt("a", version=5, props=p_var(P_SUBSCRIPTION_ID, 0)))
+        rc, _ = r.expect_disconnect()
+        self.assertEqual(rc, RC_PROTOCOL_ERROR)
+
+    def test_receive_maximum_zero(self):
+        """Receive Maximum 0 in CONNECT is a Protocol Error: no successful
+        CONNACK, the connection is closed."""
+        r = self.raw()
+        r.send(connect_pkt("rm0", version=5, props=p_u16(P_RECEIVE_MAXIMUM, 0)))
+        p = r.recv_packet()
+        if p is not None:
+            self.assertEqual(p[0], 0x20)
+            self.assertGreaterEqual(p[1][1], 0x80)
+            self.assertTrue(r.closed())
+
+    def test_suback_unsuback_reason_codes(self):
+        r = self.raw()
+        r.connect5("codes")
+        self.assertEqual(r.subscribe5("a/#/b", opts=1), [0x8F])
+        self.assertEqual(r.subscribe5("$share/g", opts=1, pid=2), [0x8F])
+        self.assertEqual(r.subscribe5("ok/+", opts=2, pid=3), [2])
+        r.send(packet(0xA2, struct.pack("!H", 5) + b"\x00" + mstr("ok/+")
+                      + mstr("never")))
+        p = r.recv_packet()
+        self.assertEqual(p, (0xB0, struct.pack("!H", 5) + b"\x00\x00\x11"))
+
+    def test_alias_not_kept_across_connections(self):
+        """Topic Alias mappings are not carried from one Network Connection
+        to the next [MQTT-3.3.2-7]: an alias-only PUBLISH after reconnect
+        uses an unknown alias -> Protocol Error."""
+        r = self.raw()
+        r.connect5("tak", clean=False, props=p_u32(P_SESSION_EXPIRY, 60))
+        r.publish5("tak/t", "x", qos=1, props=p_u16(P_TOPIC_ALIAS, 2))
+        mk = self.b.mark()
+        r.disconnect5()
+        self.disconnected("tak", mk)
+        r = self.raw()
+        sp, _, _ = r.connect5("tak", clean=False,
+                              props=p_u32(P_SESSION_EXPIRY, 60))
+        self.assertTrue(sp)
+        r.send(publish_pkt("", "y", version=5, props=p_u16(P_TOPIC_ALIAS, 2)))
+        rc, _ = r.expect_disconnect()
+        self.assertEqual(rc, RC_PROTOCOL_ERROR)
+
+    def test_keepalive_timeout_disconnect_8d(self):
+        """v5 keepalive expiry: DISCONNECT 0x8D then close."""
+        r = self.raw()
+        r.connect5("ka5", keepalive=1)
+        rc, _ = r.expect_disconnect()
+        self.assertEqual(rc, 0x8D)
+
+
+class ServerLimits(Base):
+    CONF = "max_keepalive 30\nmessage_size_limit 100\n"
+
+    def test_server_keep_alive(self):
+        """[MQTT-3.2.2-21]: keepalive above max_keepalive -> CONNACK
+        Server Keep Alive, which the client must use."""
+        r = self.raw()
+        _, rc, props = r.connect5("ska", keepalive=60)
+        self.assertEqual(rc, RC_SUCCESS)
+        self.assertEqual(prop(props, P_SERVER_KEEP_ALIVE), 30)
+        r2 = self.raw()
+        _, _, props = r2.connect5("ska2", keepalive=10)
+        self.assertIsNone(prop(props, P_SERVER_KEEP_ALIVE))
+
+    def test_message_size_limit_disconnect_95(self):
+        r = self.raw()
+        r.connect5("big5")
+        r.send(publish_pkt("big/t", "x" * 200, version=5))
+        rc, _ = r.expect_disconnect()
+        self.assertEqual(rc, 0x95)
+
+
+class SharedMembers(Base):
+    def test_remaining_member_gets_all(self):
+        r1 = self.raw()
+        r1.connect5("sm1")
+        r1.subscribe5("$share/g/sm/t", opts=1)
+        r2 = self.raw()
+        r2.connect5("sm2")
+        r2.subscribe5("$share/g/sm/t", opts=1)
+        mk = self.b.mark()
+        r2.disconnect5()
+        self.disconnected("sm2", mk)
+        for i in range(4):
+            pub(self.b.port, ["-t", "sm/t", "-m", "%d" % i, "-q", "1", "-V", "5"])
+        self.assertEqual([r1.next_publish().payload for _ in range(4)],
+                         [b"0", b"1", b"2", b"3"])
 
 
 if __name__ == "__main__":
