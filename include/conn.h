@@ -129,6 +129,15 @@ void conn_close(struct conn *c, const char *reason);
 /* conn_closing: true once conn_close() was called. */
 bool conn_closing(const struct conn *c);
 
+/*
+ * conn_pause_read / conn_resume_read: stop and restart reading from the
+ * peer (publisher flow control). Input already buffered is offered again
+ * through on_data from the loop after a resume, never from inside the
+ * caller's callback.
+ */
+void conn_pause_read(struct conn *c);
+void conn_resume_read(struct conn *c);
+
 /* conn_set_ud: change the upper-layer pointer (session takeover). */
 void conn_set_ud(struct conn *c, void *ud);
 

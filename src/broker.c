@@ -216,6 +216,7 @@ void broker_free(struct broker *b)
     retain_free(b->retain);
     free(b->hits.v);
     free(b->targets);
+    free(b->paused);
     free(b->listener_clients);
     conn_loop_free(b->cl);
     conf_free(b->conf);
@@ -240,6 +241,44 @@ size_t broker_client_count(const struct broker *b)
 struct auth *broker_auth(struct broker *b, size_t li)
 {
     return b->auth[li];
+}
+
+/* ---- publisher flow control ------------------------------------------ */
+
+void broker_pause(struct broker *b, struct client *c)
+{
+    if (c->paused || c->conn == NULL)
+        return;
+    if (b->npaused == b->paused_cap) {
+        b->paused_cap = b->paused_cap ? b->paused_cap * 2 : 16;
+        b->paused = xreallocarray(b->paused, b->paused_cap, sizeof(*b->paused));
+    }
+    b->paused[b->npaused++] = c;
+    c->paused = true;
+    conn_pause_read(c->conn);
+}
+
+void broker_resume_paused(struct broker *b)
+{
+    size_t n = b->npaused;
+
+    b->npaused = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct client *c = b->paused[i];
+        c->paused = false;
+        conn_resume_read(c->conn);
+    }
+}
+
+void broker_unpause(struct broker *b, struct client *c)
+{
+    for (size_t i = 0; i < b->npaused; i++) {
+        if (b->paused[i] == c) {
+            b->paused[i] = b->paused[--b->npaused];
+            break;
+        }
+    }
+    c->paused = false;
 }
 
 /* ---- accept ----------------------------------------------------------- */
@@ -472,10 +511,24 @@ void broker_tick(struct broker *b)
         tls_file_check(b);
     }
 
-    /* expire offline sessions */
+    /* expire offline sessions; give up on subscribers that stopped
+     * draining while publishers waited for them */
+    bool resume = false;
     for (size_t i = 0; i < b->sessions.cap; i++) {
         struct session *s = b->sessions.slots[i];
-        if (s == NULL || s == TOMB || s->client)
+        if (s == NULL || s == TOMB)
+            continue;
+        if (s->blocking && (s->client == NULL || now - s->block_since >= 1.0)) {
+            s->blocking = false;
+            s->stuck = s->client != NULL;
+            resume = true;
+            if (s->stuck)
+                LOG_N(b->log,
+                      "Client %s is not acknowledging: its queue no longer "
+                      "holds back publishers.",
+                      s->client_id);
+        }
+        if (s->client)
             continue;
         if (s->expiry != UINT32_MAX &&
             now - s->offline_since >= (double)s->expiry) {
@@ -483,6 +536,8 @@ void broker_tick(struct broker *b)
             session_free(s);
         }
     }
+    if (resume && b->npaused)
+        broker_resume_paused(b);
 }
 
 void broker_shutdown(struct broker *b)

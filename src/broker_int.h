@@ -66,6 +66,11 @@ struct broker {
     uint64_t msg_seq;
     double started;
     double last_expiry_report;
+    /* publisher flow control: clients whose reading is paused because a
+     * subscriber's queue is over its high-water mark */
+    struct client **paused;
+    size_t npaused, paused_cap;
+    struct client *cur_publisher; /* during handle_publish */
     double last_tls_check;
     struct broker_stats st;
 };
@@ -81,6 +86,13 @@ void broker_session_remove(struct broker *b, struct session *s);
  * Read ACLs are checked per subscriber. Takes no ownership of msg.
  */
 void broker_publish(struct broker *b, struct session *origin, struct msg *m);
+
+/* broker_pause / broker_resume_paused: publisher flow control. pause
+ * stops reading from c until broker_resume_paused (a queue drained, or
+ * the one-second tick gave up on a stuck subscriber). */
+void broker_pause(struct broker *b, struct client *c);
+void broker_resume_paused(struct broker *b);
+void broker_unpause(struct broker *b, struct client *c);
 
 /* broker_auth: the auth of listener li. */
 struct auth *broker_auth(struct broker *b, size_t li);
@@ -147,6 +159,12 @@ struct session {
     /* will */
     struct msg *will;
     uint32_t will_delay;
+    /* flow control: this session's queue paused publishers (since),
+     * or it stopped draining and may no longer pause anyone (stuck) */
+    bool blocking;
+    bool stuck;
+    bool drop_logged;
+    double block_since;
     /* dedupe mark for broker_publish */
     uint32_t mark;
     uint32_t mark_idx;
@@ -192,7 +210,9 @@ struct client {
     bool clean_disconnect; /* DISCONNECT received: no will */
     bool send_will;        /* v5 DISCONNECT 0x04 */
     bool taken_over;
-    bool dropping; /* QoS 0 being dropped: output over limit */
+    bool dropping;     /* QoS 0 being dropped: output over limit */
+    bool pause_wanted; /* stop reading after this PUBLISH */
+    bool paused;       /* in broker->paused */
     uint16_t keepalive;
     uint16_t recv_max;   /* the client's Receive Maximum (v5) */
     uint32_t max_packet; /* the client's Maximum Packet Size, 0 none */

@@ -605,6 +605,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
     }
     m = make_msg(topic, tlen, &p->props, p->payload, p->payload_len, p->qos,
                  p->retain);
+    b->cur_publisher = c;
     if (p->retain) {
         if (retain_set(b->retain, m, cf->max_retained_messages,
                        cf->max_retained_bytes) < 0) {
@@ -616,6 +617,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         }
     }
     broker_publish(b, c->s, m);
+    b->cur_publisher = NULL;
     msg_unref(m);
     if (p->qos == 1)
         client_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
@@ -921,6 +923,13 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
         off += total;
         if (conn_closing(c->conn))
             return -1;
+        if (c->pause_wanted) {
+            /* a subscriber's queue is filling: read no more from this
+             * publisher until it drains (broker_resume_paused) */
+            c->pause_wanted = false;
+            broker_pause(b, c);
+            break;
+        }
     }
     return (ssize_t)off;
 }
@@ -993,9 +1002,15 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
             LOG_N(b->log, "Client %s closed its connection (%s).", cid(c),
                   reason);
     }
+    if (c->paused)
+        broker_unpause(b, c);
     if (s) {
         s->client = NULL;
         c->s = NULL;
+        if (s->blocking) {
+            s->blocking = false;
+            broker_resume_paused(b);
+        }
         if (s->will && (!c->clean_disconnect || c->send_will)) {
             struct msg *w = s->will;
             s->will = NULL;

@@ -31,10 +31,12 @@ enum {
     CF_HANDSHAKE = 1u << 0,
     CF_OPEN = 1u << 1,
     CF_CLOSING = 1u << 2,
-    CF_PENDING = 1u << 3, /* on the pending-write list */
-    CF_PAUSED = 1u << 4,  /* reading paused: output over high water */
-    CF_OVER = 1u << 8,    /* output went over high water: tell on drain */
-    CF_WIO = 1u << 5,     /* write watcher active */
+    CF_PENDING = 1u << 3,     /* on the pending-write list */
+    CF_PAUSED = 1u << 4,      /* reading paused: output over high water */
+    CF_OVER = 1u << 8,        /* output went over high water: tell on drain */
+    CF_USER_PAUSED = 1u << 9, /* reading paused by the upper layer */
+    CF_REPLAY = 1u << 10,     /* on the replay list (buffered input) */
+    CF_WIO = 1u << 5,         /* write watcher active */
     CF_READ_WANTS_WRITE = 1u << 6,
     CF_WRITE_WANTS_READ = 1u << 7,
 };
@@ -46,6 +48,7 @@ struct conn_loop {
     uint8_t *scratch;
     struct conn *pending; /* singly linked via next_pending */
     struct conn *closing; /* singly linked via next_close */
+    struct conn *replay;  /* resumed with buffered input (next_replay) */
     size_t count;
     struct log_ratelimit tls_rl;
 };
@@ -68,7 +71,7 @@ struct conn {
     uint8_t *out;
     size_t out_head, out_len, out_cap;
     size_t tls_wlen; /* length of an SSL_write to retry, 0 = none */
-    struct conn *next_pending, *next_close;
+    struct conn *next_pending, *next_close, *next_replay;
     const char *close_reason;
     char close_why[256]; /* owned copy for TLS failure reasons */
     uint16_t port;
@@ -318,14 +321,26 @@ void conn_close(struct conn *c, const char *reason)
     c->cl->closing = c;
 }
 
-/* Hand bytes to the upper layer; keep an incomplete tail. */
+/* Start or stop the read watcher to match the flags. */
+static void update_read(struct conn *c)
+{
+    if (c->flags & (CF_CLOSING | CF_PAUSED | CF_USER_PAUSED))
+        ev_io_stop(c->cl->loop, &c->rio);
+    else
+        ev_io_start(c->cl->loop, &c->rio);
+}
+
+/* Hand bytes to the upper layer; keep an incomplete tail. n may be 0 to
+ * offer what is already buffered (after a resume). */
 static void conn_deliver(struct conn *c, const uint8_t *buf, size_t n)
 {
     const uint8_t *data;
     size_t len;
     ssize_t used;
+    bool from_in;
 
-    c->last_rx = ev_now(c->cl->loop);
+    if (n)
+        c->last_rx = ev_now(c->cl->loop);
     if (c->in_len > 0) {
         if (c->in_len + n > c->in_cap) {
             size_t cap = c->in_cap ? c->in_cap : 512;
@@ -334,20 +349,27 @@ static void conn_deliver(struct conn *c, const uint8_t *buf, size_t n)
             c->in = xrealloc(c->in, cap);
             c->in_cap = cap;
         }
-        memcpy(c->in + c->in_len, buf, n);
+        if (n)
+            memcpy(c->in + c->in_len, buf, n);
         c->in_len += n;
         data = c->in;
         len = c->in_len;
+        from_in = true;
+    } else if (n == 0) {
+        return;
     } else {
         data = buf;
         len = n;
+        from_in = false;
     }
     used = c->h->on_data(c->ud, c, data, len);
     if (used < 0 || (c->flags & CF_CLOSING))
         return;
     if ((size_t)used < len) {
         size_t rest = len - (size_t)used;
-        if (data == c->in) {
+        /* on_data may have grown c->in (conn_reserve_input): use c->in,
+         * never the stale 'data', for buffered input */
+        if (from_in) {
             memmove(c->in, c->in + used, rest);
         } else {
             if (rest > c->in_cap) {
@@ -367,7 +389,27 @@ static void conn_deliver(struct conn *c, const uint8_t *buf, size_t n)
     }
     if (conn_out_pending(c) > CONN_OUT_HIWAT && !(c->flags & CF_PAUSED)) {
         c->flags |= CF_PAUSED | CF_OVER;
-        ev_io_stop(c->cl->loop, &c->rio);
+        update_read(c);
+    }
+}
+
+void conn_pause_read(struct conn *c)
+{
+    c->flags |= CF_USER_PAUSED;
+    update_read(c);
+}
+
+void conn_resume_read(struct conn *c)
+{
+    if (!(c->flags & CF_USER_PAUSED) || (c->flags & CF_CLOSING))
+        return;
+    c->flags &= ~CF_USER_PAUSED;
+    update_read(c);
+    if (!(c->flags & CF_REPLAY) &&
+        (c->in_len > 0 || (c->ssl && SSL_pending(c->ssl) > 0))) {
+        c->flags |= CF_REPLAY;
+        c->next_replay = c->cl->replay;
+        c->cl->replay = c;
     }
 }
 
@@ -445,7 +487,8 @@ static void conn_read_tls(struct conn *c)
             conn_close(c, "TLS read error");
             return;
         }
-    } while (!(c->flags & (CF_CLOSING | CF_PAUSED)) && SSL_pending(c->ssl) > 0);
+    } while (!(c->flags & (CF_CLOSING | CF_PAUSED | CF_USER_PAUSED)) &&
+             SSL_pending(c->ssl) > 0);
 }
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -494,7 +537,7 @@ static void after_drain(struct conn *c)
         return;
     if (c->flags & CF_PAUSED) {
         c->flags &= ~CF_PAUSED;
-        ev_io_start(c->cl->loop, &c->rio);
+        update_read(c);
     }
     if (c->flags & CF_OVER) {
         c->flags &= ~CF_OVER;
@@ -650,6 +693,17 @@ static void loop_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     (void)loop;
     (void)revents;
 again:
+    while (cl->replay) {
+        struct conn *c = cl->replay;
+        cl->replay = c->next_replay;
+        c->flags &= ~CF_REPLAY;
+        if (c->flags & (CF_CLOSING | CF_USER_PAUSED))
+            continue;
+        conn_deliver(c, NULL, 0);
+        if (c->ssl && !(c->flags & (CF_CLOSING | CF_USER_PAUSED | CF_PAUSED)) &&
+            SSL_pending(c->ssl) > 0)
+            conn_read_tls(c);
+    }
     while (cl->pending) {
         struct conn *c = cl->pending;
         cl->pending = c->next_pending;
@@ -668,9 +722,16 @@ again:
             if (*pp)
                 *pp = c->next_pending;
         }
+        if (c->flags & CF_REPLAY) {
+            struct conn **pp = &cl->replay;
+            while (*pp && *pp != c)
+                pp = &(*pp)->next_replay;
+            if (*pp)
+                *pp = c->next_replay;
+        }
         conn_free(c);
     }
     /* on_close handlers may queue output (wills) or close more conns */
-    if (cl->pending)
+    if (cl->pending || cl->replay)
         goto again;
 }

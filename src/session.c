@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <ev.h>
+
 #include "auth.h"
 #include "broker_int.h"
 #include "conf.h"
@@ -189,6 +191,14 @@ static bool queue_push(struct session *s, struct msg *m, uint8_t qos,
     if ((cf->max_queued_messages && s->q_n >= cf->max_queued_messages) ||
         (cf->max_queued_bytes && s->q_bytes + sz > cf->max_queued_bytes)) {
         s->b->st.pub_dropped++;
+        if (!s->drop_logged) {
+            s->drop_logged = true;
+            LOG_N(s->b->log,
+                  "Client %s: queue full (max_queued_messages %u, "
+                  "max_queued_bytes %llu): dropping messages.",
+                  s->client_id, cf->max_queued_messages,
+                  (unsigned long long)cf->max_queued_bytes);
+        }
         return false;
     }
     if (s->q_n == s->q_cap) {
@@ -230,6 +240,47 @@ static void window_send(struct session *s, struct inflight *f, struct msg *m,
     send_inflight(s, f, false);
 }
 
+/* Queue high-water mark for publisher flow control: half the limit. */
+static bool queue_high(const struct session *s)
+{
+    const struct conf *cf = s->b->conf;
+    size_t hi = cf->max_queued_messages ? cf->max_queued_messages / 2 : 1000;
+
+    if (hi == 0)
+        hi = 1;
+    return s->q_n >= hi ||
+           (cf->max_queued_bytes && s->q_bytes >= cf->max_queued_bytes / 2);
+}
+
+static bool queue_low(const struct session *s)
+{
+    const struct conf *cf = s->b->conf;
+    size_t hi = cf->max_queued_messages ? cf->max_queued_messages / 2 : 1000;
+
+    return s->q_n <= hi / 2 &&
+           (!cf->max_queued_bytes || s->q_bytes <= cf->max_queued_bytes / 4);
+}
+
+/*
+ * A message was queued for an online session: when its queue is past the
+ * high-water mark, hold back the publisher (stop reading from it after this
+ * packet) rather than drop acknowledged messages later. A subscriber that
+ * does not drain within a second is marked stuck and holds back nobody.
+ */
+static void flow_control(struct session *s)
+{
+    struct client *pub = s->b->cur_publisher;
+
+    if (pub == NULL || pub == s->client || s->client == NULL || s->stuck ||
+        !queue_high(s))
+        return;
+    if (!s->blocking) {
+        s->blocking = true;
+        s->block_since = ev_now(s->b->loop);
+    }
+    pub->pause_wanted = true;
+}
+
 void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, uint8_t nsub_ids)
 {
@@ -262,7 +313,8 @@ void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
             return;
         }
     }
-    queue_push(s, m, qos, retain, sub_ids, nsub_ids);
+    if (queue_push(s, m, qos, retain, sub_ids, nsub_ids) && online)
+        flow_control(s);
 }
 
 /* A queued message may still go out: not expired, and the session's user
@@ -301,6 +353,14 @@ void session_pump(struct session *s)
         qitem_clear(qi);
         s->q_head = (s->q_head + 1) % s->q_cap;
         s->q_n--;
+    }
+    if (queue_low(s)) {
+        s->drop_logged = false;
+        s->stuck = false;
+        if (s->blocking) {
+            s->blocking = false;
+            broker_resume_paused(s->b);
+        }
     }
 }
 

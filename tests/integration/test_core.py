@@ -342,3 +342,41 @@ class SlowConsumer(BrokerTest):
         if not os.environ.get("MQTTD_SANITIZED"):  # ASan's quarantine holds freed memory
             self.assertLess(grown, 16 * 1024, "broker grew by %d KiB" % grown)
         pub(self.b.port, ["-t", "other", "-m", "x"])
+
+
+class FlowControl(BrokerTest):
+    """A fast QoS 1 publisher and a subscriber that acknowledges each
+    message: the publisher is held back instead of overflowing the
+    subscriber's queue (max_queued_messages 1000, max_inflight_messages 20
+    by default), so every acknowledged message is delivered, in order."""
+
+    def test_qos1_publisher_faster_than_subscriber_loses_nothing(self):
+        import threading
+        n = 5000
+        sub = Raw(self.b.port)
+        sub.connect(client_id="fc-sub")
+        sub.send(subscribe_pkt("fc/t", qos=1))
+        self.assertEqual(sub.recv_packet()[0], 0x90)
+        p = Raw(self.b.port)
+        p.connect(client_id="fc-pub")
+        data = b"".join(publish_pkt("fc/t", "%d" % i, qos=1, pid=(i % 60000) + 1)
+                        for i in range(n))
+        t = threading.Thread(target=p.send, args=(data,), daemon=True)
+        t.start()
+        got = []
+        while len(got) < n:
+            first, body = sub.recv_packet()
+            self.assertEqual(first & 0xF0, 0x30)
+            pid = body[6:8]
+            got.append(int(body[8:]))
+            sub.send(packet(0x40, pid))
+        t.join(timeout=10)
+        self.assertEqual(got, list(range(n)))
+        self.assertNotIn("dropping messages", self.b.log_text())
+        # the publisher received every PUBACK
+        acks = 0
+        while acks < n:
+            first, _ = p.recv_packet()
+            if first == 0x40:
+                acks += 1
+        self.assertEqual(acks, n)
