@@ -607,6 +607,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
                  p->retain);
     b->cur_publisher = c;
     if (p->retain) {
+        b->st.changes++;
         if (retain_set(b->retain, m, cf->max_retained_messages,
                        cf->max_retained_bytes) < 0) {
             b->st.limit_hits++;

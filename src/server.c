@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -24,6 +25,7 @@
 #include "broker.h"
 #include "conf.h"
 #include "log.h"
+#include "persist.h"
 #include "util.h"
 
 #define MAX_SOCKS_PER_LISTENER 4
@@ -48,6 +50,12 @@ struct server {
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
     struct log_ratelimit emfile_rl;
+    /* persistence */
+    char *db_path; /* NULL when persistence is off */
+    double last_save;
+    uint64_t changes_at_save;
+    pid_t save_pid; /* background save in progress */
+    ev_child save_child;
 };
 
 /* ---- systemd notify (the sd_notify protocol, no libsystemd needed) ----- */
@@ -318,13 +326,71 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     notify("READY=1\nSTATUS=running, configuration reloaded");
 }
 
+/* ---- persistence ------------------------------------------------------- */
+
+static char *db_path(const struct conf *c)
+{
+    const char *dir = c->persistence_location ? c->persistence_location : "";
+    const char *file = c->persistence_file ? c->persistence_file : "mqttd.db";
+    size_t n = strlen(dir) + strlen(file) + 2;
+    char *p = xmalloc(n);
+
+    if (dir[0] == '\0')
+        snprintf(p, n, "%s", file);
+    else
+        snprintf(p, n, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/",
+                 file);
+    return p;
+}
+
+static void save_done_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+    struct server *s = w->data;
+
+    (void)revents;
+    ev_child_stop(loop, w);
+    s->save_pid = 0;
+    if (WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0)
+        LOG_I(s->log, "Saved the persistence file %s.", s->db_path);
+    else
+        LOG_E(s->log,
+              "Saving the persistence file %s failed; the previous file "
+              "is kept.",
+              s->db_path);
+}
+
+/* Start a background save unless one is running. */
+static void save_now(struct server *s, const char *why)
+{
+    char err[512];
+    pid_t pid;
+
+    if (s->db_path == NULL || s->save_pid > 0)
+        return;
+    LOG_D(s->log, "Saving persistence file (%s).", why);
+    s->last_save = ev_now(s->loop);
+    s->changes_at_save = broker_stats(s->broker)->changes;
+    pid = persist_save_bg(s->broker, s->db_path, err, sizeof(err));
+    if (pid < 0) {
+        LOG_E(s->log, "Background save failed to start: %s", err);
+        return;
+    }
+    s->save_pid = pid;
+    ev_child_set(&s->save_child, pid, 0);
+    ev_child_start(s->loop, &s->save_child);
+}
+
 static void usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct server *s = w->data;
 
     (void)loop;
     (void)revents;
-    LOG_I(s->log, "SIGUSR1: persistence is not enabled; nothing to save.");
+    if (s->db_path == NULL) {
+        LOG_I(s->log, "SIGUSR1: persistence is not enabled; nothing to save.");
+        return;
+    }
+    save_now(s, "SIGUSR1");
 }
 
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -334,6 +400,19 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     broker_tick(s->broker);
+    if (s->db_path) {
+        const struct conf *c = broker_conf(s->broker);
+        uint64_t changes = broker_stats(s->broker)->changes;
+        if (c->autosave_on_changes) {
+            if (c->autosave_interval &&
+                changes - s->changes_at_save >= c->autosave_interval)
+                save_now(s, "autosave_on_changes");
+        } else if (c->autosave_interval &&
+                   ev_now(s->loop) - s->last_save >= c->autosave_interval &&
+                   changes != s->changes_at_save) {
+            save_now(s, "autosave_interval");
+        }
+    }
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -353,9 +432,20 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
         if (bind_listener(s, c, i, err, errlen) < 0)
             goto fail;
     }
+    if (c->persistence)
+        s->db_path = db_path(c);
     s->broker = broker_new(s->loop, c, lg, err, errlen);
     if (s->broker == NULL)
         goto fail;
+    if (s->db_path && persist_load(s->broker, s->db_path, err, errlen) < 0) {
+        broker_free(s->broker);
+        s->broker = NULL;
+        goto fail_broker_freed;
+    }
+    s->last_save = ev_now(s->loop);
+    s->changes_at_save = broker_stats(s->broker)->changes;
+    ev_init(&s->save_child, save_done_cb);
+    s->save_child.data = s;
     for (size_t i = 0; i < s->nsocks; i++) {
         struct lsock *ls = &s->socks[i];
         ev_io_init(&ls->w, accept_cb, ls->fd, EV_READ);
@@ -379,6 +469,8 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     return s;
 fail:
     conf_free(c);
+fail_broker_freed:
+    free(s->db_path);
     for (size_t i = 0; i < s->nsocks; i++)
         close(s->socks[i].fd);
     free(s->socks);
@@ -409,13 +501,29 @@ int server_run(struct server *s)
                                                       : " (TLS 1.2, 1.3)")
                       : "");
     }
-    LOG_N(s->log, "Persistence: %s.",
-          c->persistence ? "enabled (not yet implemented: running without)"
-                         : "disabled");
+    if (s->db_path)
+        LOG_N(s->log, "Persistence: snapshot to %s every %u s%s.", s->db_path,
+              c->autosave_interval,
+              c->autosave_on_changes ? " (counted in changes)" : "");
+    else
+        LOG_N(s->log, "Persistence: disabled.");
     notify("READY=1\nSTATUS=running");
     ev_run(s->loop, 0);
     /* let the final DISCONNECTs and closes run */
     ev_run(s->loop, EVRUN_NOWAIT);
+    if (s->db_path) {
+        char err[512];
+        if (s->save_pid > 0) {
+            int st;
+            (void)waitpid(s->save_pid, &st, 0);
+            s->save_pid = 0;
+        }
+        if (persist_save(s->broker, s->db_path, err, sizeof(err)) < 0) {
+            LOG_E(s->log, "Saving %s at shutdown failed: %s", s->db_path, err);
+            return 1;
+        }
+        LOG_N(s->log, "Saved the persistence file %s.", s->db_path);
+    }
     return 0;
 }
 
@@ -434,9 +542,12 @@ void server_free(struct server *s)
     ev_signal_stop(s->loop, &s->sig_int);
     ev_signal_stop(s->loop, &s->sig_hup);
     ev_signal_stop(s->loop, &s->sig_usr1);
+    if (s->save_pid > 0)
+        ev_child_stop(s->loop, &s->save_child);
     broker_free(s->broker);
     if (s->reserve_fd >= 0)
         close(s->reserve_fd);
+    free(s->db_path);
     free(s->conf_path);
     free(s);
 }

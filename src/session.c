@@ -97,6 +97,7 @@ int session_unsubscribe(struct session *s, const char *filter, size_t len)
         if (s->subs[i].len == len &&
             memcmp(s->subs[i].filter, filter, len) == 0) {
             router_unsubscribe(s->b->router, filter, len, s);
+            s->b->st.changes++;
             free(s->subs[i].filter);
             s->subs[i] = s->subs[--s->nsubs];
             return 0;
@@ -220,6 +221,7 @@ static bool queue_push(struct session *s, struct msg *m, uint8_t qos,
         memcpy(qi->sub_ids, sub_ids, nsub_ids * sizeof(uint32_t));
     s->q_n++;
     s->q_bytes += sz;
+    s->b->st.changes++;
     return true;
 }
 
