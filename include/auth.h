@@ -69,8 +69,14 @@ struct auth;
 struct auth *auth_new(const struct conf *c, size_t li, char *err,
                       size_t errlen);
 
-/* auth_free: free the chain and ACL. Accepts NULL. */
+/* auth_free: drop the creator's reference; the chain and ACL are freed
+ * with the last reference. Accepts NULL. */
 void auth_free(struct auth *a);
+
+/* auth_ref / auth_unref: extra references (a queued password check keeps
+ * the auth it started with across a reload). Loop thread only. */
+struct auth *auth_ref(struct auth *a);
+void auth_unref(struct auth *a);
 
 /*
  * auth_connect: run the chain for a CONNECT. Returns AUTH_ALLOW or

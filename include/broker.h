@@ -28,7 +28,7 @@ struct broker_stats {
     uint64_t malformed;        /* connections closed for bad input */
     uint64_t acl_denied;
     uint64_t limit_hits;
-    uint64_t changes;            /* durable-state changes (autosave) */
+    uint64_t changes; /* durable-state changes (autosave) */
 };
 
 /*

@@ -31,6 +31,7 @@
 #define AUTH_MAX_CHAIN 3
 
 struct auth {
+    unsigned refs; /* loop thread only; see auth_ref */
     struct authenticator chain[AUTH_MAX_CHAIN];
     size_t n;
     struct acl *acl; /* NULL = no acl_file: allow all but $SYS writes */
@@ -91,6 +92,7 @@ struct auth *auth_new(const struct conf *c, size_t li, char *err, size_t errlen)
     struct auth *a = xcalloc(1, sizeof(*a));
     struct anon_state *anon;
 
+    a->refs = 1;
     if (li < c->nlisteners)
         l = &c->listeners[li];
     /* conf_listener_sec() without depending on conf.c. */
@@ -148,9 +150,20 @@ fail:
     return NULL;
 }
 
+struct auth *auth_ref(struct auth *a)
+{
+    a->refs++;
+    return a;
+}
+
+void auth_unref(struct auth *a)
+{
+    auth_free(a);
+}
+
 void auth_free(struct auth *a)
 {
-    if (a == NULL)
+    if (a == NULL || --a->refs > 0)
         return;
     for (size_t i = 0; i < a->n; i++) {
         if (a->chain[i].free != NULL)

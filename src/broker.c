@@ -14,6 +14,7 @@
 #include <ev.h>
 
 #include "auth.h"
+#include "authq.h"
 #include "broker_int.h"
 #include "conf.h"
 #include "log.h"
@@ -193,6 +194,7 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
         xcalloc(c->nlisteners ? c->nlisteners : 1, sizeof(size_t));
     b->cl = conn_loop_new(loop, lg);
     b->router = router_new();
+    b->authq = authq_new(loop);
     b->retain = retain_new();
     b->started = ev_now(loop);
     return b;
@@ -211,6 +213,7 @@ void broker_free(struct broker *b)
         }
     }
     free(b->sessions.slots);
+    authq_free(b->authq);
     free_contexts(b->auth, b->tls, b->nlisteners);
     router_free(b->router);
     retain_free(b->retain);
@@ -241,6 +244,34 @@ size_t broker_client_count(const struct broker *b)
 struct auth *broker_auth(struct broker *b, size_t li)
 {
     return b->auth[li];
+}
+
+void broker_publish_will(struct broker *b, struct session *s)
+{
+    struct msg *w = s->will;
+
+    s->will = NULL;
+    s->will_at = 0;
+    if (w == NULL)
+        return;
+    if (msg_expired(w, (int64_t)time(NULL))) {
+        msg_unref(w);
+        return;
+    }
+    if (auth_acl(b->auth[s->listener], s->client_id, s->username, w->topic,
+                 w->topic_len, AUTH_WRITE)) {
+        if (w->retain) {
+            b->st.changes++;
+            retain_set(b->retain, w, b->conf->max_retained_messages,
+                       b->conf->max_retained_bytes);
+        }
+        broker_publish(b, s, w);
+    } else {
+        b->st.acl_denied++;
+        LOG_N(b->log, "Will of client %s on '%s' denied by the ACL.",
+              s->client_id, w->topic);
+    }
+    msg_unref(w);
 }
 
 /* ---- publisher flow control ------------------------------------------ */
@@ -530,8 +561,12 @@ void broker_tick(struct broker *b)
         }
         if (s->client)
             continue;
+        if (s->will_at > 0 && now >= s->will_at)
+            broker_publish_will(b, s);
         if (s->expiry != UINT32_MAX &&
             now - s->offline_since >= (double)s->expiry) {
+            if (s->will)
+                broker_publish_will(b, s); /* the session ends */
             broker_session_remove(b, s);
             session_free(s);
         }

@@ -23,6 +23,7 @@
 #include "router.h"
 
 struct auth;
+struct authq;
 struct tls_ctx;
 struct msg;
 struct session;
@@ -53,6 +54,7 @@ struct broker {
     struct retain *retain;
     struct auth **auth;   /* per listener */
     struct tls_ctx **tls; /* per listener, NULL for plain */
+    struct authq *authq;  /* password checks off the loop */
     size_t nlisteners;
     size_t *listener_clients; /* connected clients per listener */
     struct session_map sessions;
@@ -93,6 +95,10 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m);
 void broker_pause(struct broker *b, struct client *c);
 void broker_resume_paused(struct broker *b);
 void broker_unpause(struct broker *b, struct client *c);
+
+/* broker_publish_will: publish s's will now (write ACL checked, retained
+ * when flagged) and clear it. */
+void broker_publish_will(struct broker *b, struct session *s);
 
 /* broker_auth: the auth of listener li. */
 struct auth *broker_auth(struct broker *b, size_t li);
@@ -159,6 +165,7 @@ struct session {
     /* will */
     struct msg *will;
     uint32_t will_delay;
+    double will_at; /* delayed will due (ev time), 0 = none */
     /* flow control: this session's queue paused publishers (since),
      * or it stopped draining and may no longer pause anyone (stuck) */
     bool blocking;
@@ -181,6 +188,8 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
                       uint8_t qos, uint8_t flags, uint8_t rh, uint32_t sub_id,
                       bool *existed);
 int session_unsubscribe(struct session *s, const char *filter, size_t len);
+/* session_will_set: replace the session's will (takes the reference). */
+void session_will_set(struct session *s, struct msg *will, uint32_t delay);
 /* session_deliver: send now, or queue (bounded), per state and QoS. */
 void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, uint8_t nsub_ids);
@@ -214,12 +223,14 @@ struct client {
     bool pause_wanted; /* stop reading after this PUBLISH */
     bool paused;       /* in broker->paused */
     uint16_t keepalive;
-    uint16_t recv_max;   /* the client's Receive Maximum (v5) */
-    uint32_t max_packet; /* the client's Maximum Packet Size, 0 none */
-    uint16_t alias_max;  /* our Topic Alias Maximum for this client */
-    char **aliases;      /* incoming topic aliases [1..alias_max] */
-    bool problem_info;   /* v5 Request Problem Information */
-    char *client_id;     /* also for log lines before a session */
+    uint16_t recv_max;           /* the client's Receive Maximum (v5) */
+    uint32_t max_packet;         /* the client's Maximum Packet Size, 0 none */
+    uint16_t alias_max;          /* our Topic Alias Maximum for this client */
+    char **aliases;              /* incoming topic aliases [1..alias_max] */
+    bool problem_info;           /* v5 Request Problem Information */
+    char *client_id;             /* also for log lines before a session */
+    struct connect_req *pending; /* CONNECT waiting for authq */
+    struct authq_job *auth_job;
     char *username;
 };
 

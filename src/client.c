@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "auth.h"
+#include "authq.h"
 #include "broker_int.h"
 #include "conf.h"
 #include "log.h"
@@ -296,23 +297,65 @@ static void connack_props(struct client *c, struct mqtt_pb *pb, bool assigned,
         mqtt_pb_u16(pb, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, c->alias_max);
 }
 
+/* What CONNECT processing needs after authentication, which may finish
+ * later (authq) when the wire packet is gone. */
+struct connect_req {
+    uint8_t version;
+    bool clean_start;
+    bool assigned;
+    uint16_t server_ka;
+    uint32_t expiry;
+    struct msg *will;
+    uint32_t will_delay;
+};
+
+static void connect_finish(struct client *c, struct connect_req *req,
+                           enum auth_result r, const char *reason,
+                           bool bad_creds);
+
+static void connect_req_free(struct connect_req *req)
+{
+    if (req) {
+        msg_unref(req->will);
+        free(req);
+    }
+}
+
+static void auth_done(void *ud, enum auth_result r, const char *reason,
+                      bool bad_creds)
+{
+    struct client *c = ud;
+    struct connect_req *req = c->pending;
+
+    c->pending = NULL;
+    c->auth_job = NULL;
+    if (c->conn == NULL || conn_closing(c->conn)) {
+        connect_req_free(req);
+        return;
+    }
+    conn_resume_read(c->conn);
+    connect_finish(c, req, r, reason, bad_creds);
+}
+
 static void handle_connect(struct client *c, const struct mqtt_connect *p)
 {
     struct broker *b = c->b;
     const struct conf *cf = b->conf;
     const struct conf_listener *l = &cf->listeners[c->listener];
     const struct conf_security *sec = conf_listener_sec(cf, c->listener);
+    struct auth *a = b->auth[c->listener];
     struct auth_client ac;
-    struct session *s;
+    struct connect_req *req;
     const char *reason = NULL;
     char identity[1024];
-    bool bad_creds = false, assigned = false, present = false;
-    uint16_t server_ka = 0;
-    uint32_t expiry;
+    bool bad_creds = false;
     uint8_t v = p->version;
 
     c->version = v;
     c->keepalive = p->keepalive;
+    req = xcalloc(1, sizeof(*req));
+    req->version = v;
+    req->clean_start = p->clean_start;
     /* client identifier [MQTT-3.1.3-6..9] */
     if (p->client_id.len == 0) {
         if (v == MQTT_V31 || (v == MQTT_V311 && !p->clean_start) ||
@@ -323,10 +366,10 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
                   conn_peer_ip(c->conn), conn_peer_port(c->conn));
             refuse(c, v, MQTT_V3_REFUSED_IDENTIFIER, MQTT_RC_CLIENT_ID_INVALID,
                    "empty client id refused");
-            return;
+            goto refused;
         }
         make_client_id(c, sec->auto_id_prefix);
-        assigned = true;
+        req->assigned = true;
     } else {
         c->client_id = xstrndup(p->client_id.p, p->client_id.len);
     }
@@ -339,11 +382,56 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
                   c->client_id, p->keepalive, cf->max_keepalive);
             refuse(c, v, MQTT_V3_REFUSED_IDENTIFIER, 0,
                    "keepalive above max_keepalive");
-            return;
+            goto refused;
         }
         c->keepalive = cf->max_keepalive;
-        server_ka = 1;
+        req->server_ka = 1;
     }
+    if (p->has_will && cf->retain_available == false && p->will_retain) {
+        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED,
+               MQTT_RC_RETAIN_NOT_SUPPORTED, "will retain not available");
+        goto refused;
+    }
+    if (p->has_will && p->will_qos > l->max_qos) {
+        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_QOS_NOT_SUPPORTED,
+               "will QoS not supported");
+        goto refused;
+    }
+    /* MQTT 5 connection properties */
+    if (v == MQTT_V5) {
+        c->recv_max = MQTT_HAS_PROP(&p->props, MQTT_PROP_RECEIVE_MAXIMUM)
+                          ? p->props.receive_maximum
+                          : 65535;
+        c->max_packet = p->props.maximum_packet_size;
+        c->problem_info =
+            !MQTT_HAS_PROP(&p->props, MQTT_PROP_REQUEST_PROBLEM_INFO) ||
+            p->props.request_problem_info;
+        c->alias_max = l->max_topic_alias;
+        if (c->alias_max)
+            c->aliases = xcalloc((size_t)c->alias_max + 1, sizeof(char *));
+        if (MQTT_HAS_PROP(&p->props, MQTT_PROP_AUTH_METHOD)) {
+            LOG_N(b->log,
+                  "Client %s refused: unsupported authentication "
+                  "method.",
+                  c->client_id);
+            refuse(c, v, 0, MQTT_RC_BAD_AUTH_METHOD,
+                   "unsupported authentication method");
+            goto refused;
+        }
+        req->expiry = p->props.session_expiry;
+    } else {
+        req->expiry = p->clean_start ? 0 : UINT32_MAX;
+    }
+    if (req->expiry != 0 && cf->persistent_client_expiration &&
+        req->expiry > cf->persistent_client_expiration)
+        req->expiry = cf->persistent_client_expiration;
+    if (p->has_will) {
+        req->will = make_msg(p->will_topic.p, p->will_topic.len, &p->will_props,
+                             p->will_payload.p, p->will_payload.len,
+                             p->will_qos, p->will_retain);
+        req->will_delay = p->will_props.will_delay;
+    }
+
     /* authentication */
     memset(&ac, 0, sizeof(ac));
     ac.client_id = c->client_id;
@@ -372,8 +460,35 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
             ac.cert_error = why ? why : "no certificate";
         }
     }
-    if (auth_connect(b->auth[c->listener], &ac, &reason, &bad_creds) !=
-        AUTH_ALLOW) {
+    if (ac.password && auth_has_password_file(a)) {
+        /* a password hash check can take hundreds of ms: off the loop,
+         * reading nothing more from this client until it is done */
+        LOG_D(b->log, "Client %s: password check queued.", c->client_id);
+        c->pending = req;
+        conn_pause_read(c->conn);
+        c->auth_job = authq_submit(b->authq, a, &ac, auth_done, c);
+        return;
+    }
+    {
+        enum auth_result r = auth_connect(a, &ac, &reason, &bad_creds);
+        connect_finish(c, req, r, reason, bad_creds);
+    }
+    return;
+refused:
+    connect_req_free(req);
+}
+
+static void connect_finish(struct client *c, struct connect_req *req,
+                           enum auth_result r, const char *reason,
+                           bool bad_creds)
+{
+    struct broker *b = c->b;
+    const struct conf *cf = b->conf;
+    struct session *s;
+    bool present = false;
+    uint8_t v = req->version;
+
+    if (r != AUTH_ALLOW) {
         auth_failed_log(c, c->username, reason ? reason : "denied");
         if (bad_creds)
             refuse(c, v, MQTT_V3_REFUSED_BAD_USER_PASS,
@@ -381,49 +496,9 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         else
             refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_NOT_AUTHORIZED,
                    "not authorised");
+        connect_req_free(req);
         return;
     }
-    if (p->has_will && cf->retain_available == false && p->will_retain) {
-        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED,
-               MQTT_RC_RETAIN_NOT_SUPPORTED, "will retain not available");
-        return;
-    }
-    if (p->has_will && p->will_qos > l->max_qos) {
-        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_QOS_NOT_SUPPORTED,
-               "will QoS not supported");
-        return;
-    }
-    /* MQTT 5 connection properties */
-    if (v == MQTT_V5) {
-        c->recv_max = MQTT_HAS_PROP(&p->props, MQTT_PROP_RECEIVE_MAXIMUM)
-                          ? p->props.receive_maximum
-                          : 65535;
-        c->max_packet = p->props.maximum_packet_size;
-        c->problem_info =
-            !MQTT_HAS_PROP(&p->props, MQTT_PROP_REQUEST_PROBLEM_INFO) ||
-            p->props.request_problem_info;
-        c->alias_max = l->max_topic_alias;
-        if (c->alias_max)
-            c->aliases = xcalloc((size_t)c->alias_max + 1, sizeof(char *));
-        if (MQTT_HAS_PROP(&p->props, MQTT_PROP_AUTH_METHOD)) {
-            LOG_N(b->log,
-                  "Client %s refused: unsupported authentication "
-                  "method.",
-                  c->client_id);
-            refuse(c, v, 0, MQTT_RC_BAD_AUTH_METHOD,
-                   "unsupported authentication method");
-            return;
-        }
-        expiry = p->props.session_expiry;
-    } else {
-        expiry = p->clean_start ? 0 : UINT32_MAX;
-    }
-    if (expiry != 0 && expiry != UINT32_MAX &&
-        cf->persistent_client_expiration &&
-        expiry > cf->persistent_client_expiration)
-        expiry = cf->persistent_client_expiration;
-    else if (expiry == UINT32_MAX && cf->persistent_client_expiration)
-        expiry = cf->persistent_client_expiration;
 
     /* session attach, takeover [MQTT-3.1.4-3] */
     s = broker_session_find(b, c->client_id);
@@ -434,16 +509,20 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         old->taken_over = true;
         old->s = NULL;
         s->client = NULL;
-        if (p->clean_start && s->will && !old->clean_disconnect) {
-            struct msg *w = s->will;
-            s->will = NULL;
-            broker_publish(b, s, w);
-            msg_unref(w);
-        }
+        if (req->clean_start && s->will && !old->clean_disconnect)
+            broker_publish_will(b, s);
         client_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER,
                           "session taken over");
     }
-    if (s && (p->clean_start || s->expiry == 0)) {
+    if (s && s->will_at > 0) {
+        /* an offline session with a delayed will: resuming it suppresses
+         * the will, ending it (clean start) publishes it */
+        if (req->clean_start)
+            broker_publish_will(b, s);
+        else
+            session_will_set(s, NULL, 0);
+    }
+    if (s && (req->clean_start || s->expiry == 0)) {
         broker_session_remove(b, s);
         session_free(s);
         s = NULL;
@@ -458,24 +537,18 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
     c->s = s;
     s->listener = c->listener;
     s->version = v;
-    s->expiry = expiry;
+    s->expiry = req->expiry;
     free(s->username);
     s->username = c->username ? xstrdup(c->username) : NULL;
-    msg_unref(s->will);
-    s->will = NULL;
-    if (p->has_will) {
-        s->will = make_msg(p->will_topic.p, p->will_topic.len, &p->will_props,
-                           p->will_payload.p, p->will_payload.len, p->will_qos,
-                           p->will_retain);
-        s->will_delay = p->will_props.will_delay;
-    }
+    session_will_set(s, req->will, req->will_delay);
+    req->will = NULL;
 
     /* CONNACK */
     if (v == MQTT_V5) {
         uint8_t pbuf[400];
         struct mqtt_pb pb;
         mqtt_pb_init(&pb, pbuf, sizeof(pbuf));
-        connack_props(c, &pb, assigned, server_ka);
+        connack_props(c, &pb, req->assigned, req->server_ka);
         send_connack(c, v, present, 0, pbuf, pb.len);
     } else {
         send_connack(c, v, v == MQTT_V31 ? false : present, 0, NULL, 0);
@@ -502,8 +575,9 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
               v == MQTT_V31    ? 1
               : v == MQTT_V311 ? 2
                                : 5,
-              p->clean_start ? 1 : 0, c->keepalive, u);
+              req->clean_start ? 1 : 0, c->keepalive, u);
     }
+    connect_req_free(req);
     if (present)
         session_resume(s);
 }
@@ -1005,6 +1079,12 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     }
     if (c->paused)
         broker_unpause(b, c);
+    if (c->auth_job) {
+        authq_cancel(c->auth_job);
+        c->auth_job = NULL;
+        connect_req_free(c->pending);
+        c->pending = NULL;
+    }
     if (s) {
         s->client = NULL;
         c->s = NULL;
@@ -1012,25 +1092,22 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
             s->blocking = false;
             broker_resume_paused(b);
         }
+        s->offline_since = ev_now(b->loop);
         if (s->will && (!c->clean_disconnect || c->send_will)) {
-            struct msg *w = s->will;
-            s->will = NULL;
-            if (auth_acl(b->auth[s->listener], s->client_id, s->username,
-                         w->topic, w->topic_len, AUTH_WRITE)) {
-                if (w->retain)
-                    retain_set(b->retain, w, b->conf->max_retained_messages,
-                               b->conf->max_retained_bytes);
-                broker_publish(b, s, w);
-            }
-            msg_unref(w);
+            /* [MQTT-3.1.3-9]: after the Will Delay Interval, or when the
+             * session ends, whichever comes first */
+            if (s->will_delay > 0 && s->expiry > 0)
+                s->will_at = s->offline_since +
+                             (double)(s->will_delay < s->expiry ? s->will_delay
+                                                                : s->expiry);
+            else
+                broker_publish_will(b, s);
+        } else {
+            session_will_set(s, NULL, 0);
         }
         if (s->expiry == 0) {
             broker_session_remove(b, s);
             session_free(s);
-        } else {
-            s->offline_since = ev_now(b->loop);
-            msg_unref(s->will);
-            s->will = NULL;
         }
     }
     if (c->aliases) {

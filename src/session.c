@@ -63,6 +63,14 @@ void session_free(struct session *s)
     free(s);
 }
 
+void session_will_set(struct session *s, struct msg *will, uint32_t delay)
+{
+    msg_unref(s->will);
+    s->will = will;
+    s->will_delay = delay;
+    s->will_at = 0;
+}
+
 int session_subscribe(struct session *s, const char *filter, size_t len,
                       uint8_t qos, uint8_t flags, uint8_t rh, uint32_t sub_id,
                       bool *existed)

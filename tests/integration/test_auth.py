@@ -85,6 +85,38 @@ class Passwords(AuthTest):
         pub(self.b.port, ["-u", "alice", "-P", "wonder", "-t", "t", "-m", "x"])
 
 
+class SlowHashOffTheLoop(AuthTest):
+    """At mqttd-passwd's default iteration count a PBKDF2 check costs a few
+    hundred ms; it runs on a worker thread, so other clients are served
+    while it runs."""
+
+    def test_other_clients_served_during_password_check(self):
+        d = tempfile.mkdtemp()
+        pw = os.path.join(d, "passwd")
+        open(pw, "w").close()
+        subprocess.run([PASSWD, "-b", pw, "slow", "pass"], check=True,
+                       capture_output=True, timeout=60)  # default iterations
+        self.start("listener {port} 127.0.0.1\npassword_file %s\n"
+                   "allow_anonymous true\nlog_type all\n" % pw).start()
+        a = Raw(self.b.port)
+        a.connect(client_id="bystander")
+        m = self.b.mark()
+        bad = Raw(self.b.port)
+        from harness import connect_pkt, packet
+        bad.send(connect_pkt(client_id="guesser", username="slow", password="wrong"))
+        self.b.wait_log(r"Client guesser: password check queued", start=m)
+        a.send(packet(0xC0, b""))
+        self.assertEqual(a.recv_packet()[0], 0xD0)
+        # the bystander was answered while the check was still running
+        with self.b.cond:
+            since = "\n".join(self.b.lines[m:])
+        self.assertNotIn("client_id=guesser", since)
+        self.assertEqual(bad.recv_packet(timeout=30), (0x20, b"\x00\x05"))
+        good = Raw(self.b.port)
+        self.assertEqual(good.connect(client_id="ok", username="slow", password="pass"),
+                         b"\x00\x00")
+
+
 class MosquittoPasswdFiles(AuthTest):
     def test_file_from_mosquitto_passwd_loads(self):
         d = tempfile.mkdtemp()

@@ -1047,7 +1047,6 @@ class Wills5(Base):
     # before the sentinel. Fix: on abnormal close with will_delay > 0 keep
     # the will in the session, publish it from broker_tick() when
     # min(will_delay, session expiry) has passed, drop it on reconnect.
-    @unittest.expectedFailure
     def test_will_delay_reconnect_suppresses_will(self):
         s = self.raw()
         s.connect5("wdsub")
