@@ -21,6 +21,7 @@
 #include "msg.h"
 #include "retain.h"
 #include "router.h"
+#include "sys.h"
 #include "tls.h"
 #include "util.h"
 
@@ -195,6 +196,9 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     b->cl = conn_loop_new(loop, lg);
     b->router = router_new();
     b->authq = authq_new(loop);
+    b->sys = sys_new();
+    b->tls_not_after =
+        xcalloc(b->nlisteners ? b->nlisteners : 1, sizeof(time_t));
     b->retain = retain_new();
     b->started = ev_now(loop);
     return b;
@@ -214,6 +218,8 @@ void broker_free(struct broker *b)
     }
     free(b->sessions.slots);
     authq_free(b->authq);
+    sys_free(b->sys);
+    free(b->tls_not_after);
     free_contexts(b->auth, b->tls, b->nlisteners);
     router_free(b->router);
     retain_free(b->retain);
@@ -442,6 +448,7 @@ static void report_expiry(struct broker *b)
         if (b->tls[i])
             tls_ctx_expiry_report(b->tls[i], b->log,
                                   b->conf->tls_expiry_warning_days, now, &na);
+        b->tls_not_after[i] = na;
     }
     b->last_expiry_report = ev_now(b->loop);
 }
@@ -536,6 +543,11 @@ void broker_tick(struct broker *b)
 
     if (b->last_expiry_report == 0 || now - b->last_expiry_report >= 86400)
         report_expiry(b);
+    if (b->conf->sys_interval &&
+        (b->last_sys == 0 || now - b->last_sys >= b->conf->sys_interval)) {
+        sys_update(b->sys, b, b->last_sys ? now - b->last_sys : 0);
+        b->last_sys = now;
+    }
     if (b->conf->tls_reload_interval &&
         now - b->last_tls_check >= b->conf->tls_reload_interval) {
         b->last_tls_check = now;

@@ -52,9 +52,12 @@ struct broker {
     struct conf *conf;
     struct router *router;
     struct retain *retain;
-    struct auth **auth;   /* per listener */
-    struct tls_ctx **tls; /* per listener, NULL for plain */
-    struct authq *authq;  /* password checks off the loop */
+    struct auth **auth;    /* per listener */
+    struct tls_ctx **tls;  /* per listener, NULL for plain */
+    struct authq *authq;   /* password checks off the loop */
+    time_t *tls_not_after; /* per listener, from the last expiry check */
+    struct sys *sys;       /* $SYS state */
+    double last_sys;
     size_t nlisteners;
     size_t *listener_clients; /* connected clients per listener */
     struct session_map sessions;

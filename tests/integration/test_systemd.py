@@ -88,6 +88,10 @@ class UnitFileTest(unittest.TestCase):
     def test_verify_service_and_socket(self):
         self.verify(self.service, self.socket)
 
+
+class UnitContentTest(unittest.TestCase):
+    """Settings the daemon relies on (no systemd needed)."""
+
     def test_service_settings(self):
         """The settings the daemon relies on are present and enabled."""
         text = unit_text("mqttd.service")

@@ -1,0 +1,219 @@
+/*
+ * sys.c - $SYS topics with Mosquitto's names, plus $SYS/broker/stats/json
+ * (cJSON). Values are published as retained messages so a new subscriber
+ * sees them at once, exactly like Mosquitto does.
+ */
+#include "sys.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "broker_int.h"
+#include "conf.h"
+#include "msg.h"
+#include "retain.h"
+#include "router.h"
+#include "util.h"
+
+/* Counters with 1/5/15 minute load averages (per minute, as Mosquitto). */
+enum {
+    L_MSG_RX,
+    L_MSG_TX,
+    L_PUB_RX,
+    L_PUB_TX,
+    L_PUB_DROP,
+    L_BYTES_RX,
+    L_BYTES_TX,
+    L_CONNECTIONS,
+    L_COUNT
+};
+
+static const char *const load_names[L_COUNT] = {
+    "messages/received", "messages/sent",  "publish/received", "publish/sent",
+    "publish/dropped",   "bytes/received", "bytes/sent",       "connections",
+};
+
+struct sys {
+    uint64_t last[L_COUNT];
+    double load[L_COUNT][3];
+    bool primed;
+};
+
+struct sys *sys_new(void)
+{
+    return xcalloc(1, sizeof(struct sys));
+}
+
+void sys_free(struct sys *s)
+{
+    free(s);
+}
+
+static void put(struct broker *b, const char *topic, const char *value)
+{
+    struct msg *m =
+        msg_new(topic, strlen(topic), NULL, 0, (const uint8_t *)value,
+                (uint32_t)strlen(value), 0, true, 0);
+
+    retain_set(b->retain, m, 0, 0);
+    broker_publish(b, NULL, m);
+    msg_unref(m);
+}
+
+static void put_u64(struct broker *b, const char *topic, uint64_t v)
+{
+    char buf[32];
+
+    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+    put(b, topic, buf);
+}
+
+static void put_dbl(struct broker *b, const char *topic, double v)
+{
+    char buf[48];
+
+    snprintf(buf, sizeof(buf), "%.2f", v);
+    put(b, topic, buf);
+}
+
+struct store_count {
+    size_t msgs;
+    size_t bytes;
+    size_t total, disconnected;
+};
+
+void sys_update(struct sys *s, struct broker *b, double interval)
+{
+    const struct broker_stats *st = &b->st;
+    uint64_t now_v[L_COUNT] = {
+        st->msgs_received, st->msgs_sent,     st->pub_msgs_received,
+        st->pub_msgs_sent, st->pub_dropped,   st->bytes_received,
+        st->bytes_sent,    st->clients_total,
+    };
+    static const double windows[3] = {60.0, 300.0, 900.0};
+    struct store_count sc = {0, 0, 0, 0};
+    char topic[160], buf[160];
+    long uptime = (long)(ev_now(b->loop) - b->started);
+    cJSON *j, *load;
+    char *js;
+
+    /* sessions and queued messages */
+    for (size_t i = 0; i < b->sessions.cap; i++) {
+        struct session *se = b->sessions.slots[i];
+        if (se == NULL || se == (struct session *)(uintptr_t)1)
+            continue;
+        sc.total++;
+        if (se->client == NULL)
+            sc.disconnected++;
+        sc.msgs += se->q_n + se->infl_n;
+        sc.bytes += se->q_bytes;
+    }
+    if (interval <= 0)
+        interval = 1;
+    for (int k = 0; k < L_COUNT; k++) {
+        double rate =
+            s->primed ? (double)(now_v[k] - s->last[k]) * 60.0 / interval : 0.0;
+        for (int w = 0; w < 3; w++) {
+            double a = exp(-interval / windows[w]);
+            s->load[k][w] =
+                s->primed ? s->load[k][w] * a + rate * (1.0 - a) : 0.0;
+        }
+        s->last[k] = now_v[k];
+    }
+    s->primed = true;
+
+    put(b, "$SYS/broker/version", "mqttd version " MQTTD_VERSION);
+    snprintf(buf, sizeof(buf), "%ld seconds", uptime);
+    put(b, "$SYS/broker/uptime", buf);
+    put_u64(b, "$SYS/broker/clients/connected", b->nclients);
+    put_u64(b, "$SYS/broker/clients/active", b->nclients);
+    put_u64(b, "$SYS/broker/clients/disconnected", sc.disconnected);
+    put_u64(b, "$SYS/broker/clients/inactive", sc.disconnected);
+    put_u64(b, "$SYS/broker/clients/total", sc.total);
+    put_u64(b, "$SYS/broker/messages/received", st->msgs_received);
+    put_u64(b, "$SYS/broker/messages/sent", st->msgs_sent);
+    put_u64(b, "$SYS/broker/publish/messages/received", st->pub_msgs_received);
+    put_u64(b, "$SYS/broker/publish/messages/sent", st->pub_msgs_sent);
+    put_u64(b, "$SYS/broker/publish/messages/dropped", st->pub_dropped);
+    put_u64(b, "$SYS/broker/bytes/received", st->bytes_received);
+    put_u64(b, "$SYS/broker/bytes/sent", st->bytes_sent);
+    put_u64(b, "$SYS/broker/subscriptions/count", router_count(b->router));
+    put_u64(b, "$SYS/broker/retained messages/count", retain_count(b->retain));
+    put_u64(b, "$SYS/broker/store/messages/count", sc.msgs);
+    put_u64(b, "$SYS/broker/store/messages/bytes", sc.bytes);
+    put_u64(b, "$SYS/broker/limits/hits", st->limit_hits);
+    put_u64(b, "$SYS/broker/acl/denied", st->acl_denied);
+    put_u64(b, "$SYS/broker/clients/rejected", st->clients_rejected);
+    put_u64(b, "$SYS/broker/clients/malformed", st->malformed);
+    for (int k = 0; k < L_COUNT; k++) {
+        static const char *const wn[3] = {"1min", "5min", "15min"};
+        for (int w = 0; w < 3; w++) {
+            snprintf(topic, sizeof(topic), "$SYS/broker/load/%s/%s",
+                     load_names[k], wn[w]);
+            put_dbl(b, topic, s->load[k][w]);
+        }
+    }
+    /* TLS certificate dates (from the last expiry check) */
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        time_t na = b->tls_not_after ? b->tls_not_after[i] : 0;
+        struct tm tm;
+        if (na <= 0)
+            continue;
+        gmtime_r(&na, &tm);
+        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(topic, sizeof(topic),
+                 "$SYS/broker/tls/listener/%u/server_not_after",
+                 (unsigned)b->conf->listeners[i].port);
+        put(b, topic, buf);
+        snprintf(topic, sizeof(topic),
+                 "$SYS/broker/tls/listener/%u/server_days_left",
+                 (unsigned)b->conf->listeners[i].port);
+        put_u64(b, topic,
+                na > time(NULL) ? (uint64_t)(na - time(NULL)) / 86400 : 0);
+    }
+
+    j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "version", MQTTD_VERSION);
+    cJSON_AddNumberToObject(j, "uptime_s", (double)uptime);
+    cJSON_AddNumberToObject(j, "clients_connected", (double)b->nclients);
+    cJSON_AddNumberToObject(j, "clients_disconnected", (double)sc.disconnected);
+    cJSON_AddNumberToObject(j, "clients_total", (double)sc.total);
+    cJSON_AddNumberToObject(j, "messages_received", (double)st->msgs_received);
+    cJSON_AddNumberToObject(j, "messages_sent", (double)st->msgs_sent);
+    cJSON_AddNumberToObject(j, "publish_received",
+                            (double)st->pub_msgs_received);
+    cJSON_AddNumberToObject(j, "publish_sent", (double)st->pub_msgs_sent);
+    cJSON_AddNumberToObject(j, "publish_dropped", (double)st->pub_dropped);
+    cJSON_AddNumberToObject(j, "bytes_received", (double)st->bytes_received);
+    cJSON_AddNumberToObject(j, "bytes_sent", (double)st->bytes_sent);
+    cJSON_AddNumberToObject(j, "subscriptions",
+                            (double)router_count(b->router));
+    cJSON_AddNumberToObject(j, "retained_messages",
+                            (double)retain_count(b->retain));
+    cJSON_AddNumberToObject(j, "store_messages", (double)sc.msgs);
+    cJSON_AddNumberToObject(j, "store_bytes", (double)sc.bytes);
+    cJSON_AddNumberToObject(j, "limit_hits", (double)st->limit_hits);
+    cJSON_AddNumberToObject(j, "acl_denied", (double)st->acl_denied);
+    cJSON_AddNumberToObject(j, "clients_rejected",
+                            (double)st->clients_rejected);
+    cJSON_AddNumberToObject(j, "malformed", (double)st->malformed);
+    load = cJSON_AddObjectToObject(j, "load_per_min");
+    for (int k = 0; k < L_COUNT; k++) {
+        cJSON *o = cJSON_AddObjectToObject(load, load_names[k]);
+        cJSON_AddNumberToObject(o, "1min", s->load[k][0]);
+        cJSON_AddNumberToObject(o, "5min", s->load[k][1]);
+        cJSON_AddNumberToObject(o, "15min", s->load[k][2]);
+    }
+    js = cJSON_PrintUnformatted(j);
+    if (js) {
+        put(b, "$SYS/broker/stats/json", js);
+        cJSON_free(js);
+    }
+    cJSON_Delete(j);
+}

@@ -1,0 +1,54 @@
+"""$SYS topics and JSON logs through the real daemon."""
+
+import json
+import unittest
+
+from harness import BrokerTest, Raw, Sub, pub
+
+
+class Sys(BrokerTest):
+    CONF = "sys_interval 1\n"
+
+    def test_version_and_counters(self):
+        s = Sub(self.b.port, ["-t", "$SYS/broker/version"], count=1)
+        self.assertEqual(s.messages(), ["mqttd version 0.1.0"])
+        for i in range(3):
+            pub(self.b.port, ["-t", "sys/t", "-m", "x"])
+        keep = Raw(self.b.port)
+        keep.connect(client_id="keeper")
+        # wait for a stats document that reflects the traffic
+        for _ in range(10):
+            s = Sub(self.b.port, ["-t", "$SYS/broker/stats/json", "-R"], count=1)
+            doc = json.loads(s.messages()[0])
+            if doc["publish_received"] >= 3 and doc["clients_connected"] >= 2:
+                break
+        self.assertGreaterEqual(doc["publish_received"], 3)
+        self.assertGreaterEqual(doc["clients_connected"], 2)
+        self.assertIn("1min", doc["load_per_min"]["messages/received"])
+        s = Sub(self.b.port, ["-t", "$SYS/broker/retained messages/count", "-v"], count=1)
+        self.assertRegex(s.messages()[0], r"^\$SYS/broker/retained messages/count \d+$")
+
+    def test_clients_cannot_publish_to_sys(self):
+        s = Sub(self.b.port, ["-t", "$SYS/broker/fake"], count=1, timeout=3)
+        s.ready()
+        pub(self.b.port, ["-t", "$SYS/broker/fake", "-m", "forged"])
+        self.assertEqual(s.messages(timeout=3), [])
+
+
+class JsonLogs(BrokerTest):
+    CONF = "log_format json\nconnection_messages true\n"
+
+    def test_every_line_is_json(self):
+        pub(self.b.port, ["-t", "j", "-m", "x", "-i", "jsonclient"])
+        self.b.wait_log(r"jsonclient")
+        for line in self.b.log_text().splitlines():
+            if line == "<<EOF>>":
+                continue
+            o = json.loads(line)
+            self.assertIn("ts", o)
+            self.assertIn("level", o)
+            self.assertIn("msg", o)
+
+
+if __name__ == "__main__":
+    unittest.main()
