@@ -23,7 +23,7 @@
 #include "util.h"
 
 #define SCRATCH_SIZE (64u * 1024u)
-#define OUT_KEEP_CAP 4096u       /* output buffer kept allocated when empty */
+#define OUT_KEEP_CAP 0u          /* idle connections keep no output buffer */
 #define IN_KEEP_CAP 0u           /* input buffer freed when empty */
 #define WRITE_MAX (512u * 1024u) /* bytes written per wakeup (fairness) */
 
@@ -73,7 +73,7 @@ struct conn {
     size_t tls_wlen; /* length of an SSL_write to retry, 0 = none */
     struct conn *next_pending, *next_close, *next_replay;
     const char *close_reason;
-    char close_why[256]; /* owned copy for TLS failure reasons */
+    char *close_why; /* owned copy for TLS failure reasons, or NULL */
     uint16_t port;
     char peer[INET6_ADDRSTRLEN];
 };
@@ -423,8 +423,9 @@ static void tls_fail(struct conn *c, const char *why)
                   "ip", c->peer, "reason", why,
                   suppressed ? "suppressed_before" : NULL,
                   suppressed ? "yes" : NULL, (const char *)NULL);
-    snprintf(c->close_why, sizeof(c->close_why), "TLS handshake failed: %s",
-             why);
+    free(c->close_why);
+    c->close_why = xmalloc(256);
+    snprintf(c->close_why, 256, "TLS handshake failed: %s", why);
     conn_close(c, c->close_why);
 }
 
@@ -682,6 +683,7 @@ static void conn_free(struct conn *c)
     close(c->fd);
     free(c->in);
     free(c->out);
+    free(c->close_why);
     cl->count--;
     free(c);
 }

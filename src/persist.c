@@ -467,6 +467,8 @@ static int load_subs(struct session *s, struct rbuf *r)
     return 0;
 }
 
+/* The outgoing window: resent (PUBLISH with DUP, or PUBREL) when the
+ * client comes back [MQTT-4.4.0-1]. */
 static int load_inflight(struct session *s, struct rbuf *r)
 {
     uint16_t n = rb_u16(r);
@@ -538,6 +540,8 @@ static int load_queue(struct session *s, struct rbuf *r)
     return 0;
 }
 
+/* Incoming QoS 2 ids awaiting PUBREL: a resent PUBLISH with one of them
+ * is acknowledged but not delivered again [MQTT-4.3.3-10]. */
 static int load_rx_qos2(struct session *s, struct rbuf *r)
 {
     uint16_t n = rb_u16(r);

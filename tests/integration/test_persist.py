@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import Broker, Sub, pub
+from harness import Broker, Raw, Sub, pub, subscribe_pkt
 
 MAGIC = b"MQTTDDB\x00"
 
@@ -108,6 +108,27 @@ class Restart(PersistTest):
         s = Sub(b2.port, ["-t", "ps/t", "-q", "1", "-c", "-i", "psid"],
                 count=5)
         self.assertEqual(s.messages(), ["m%d" % i for i in range(5)])
+
+    def test_unacked_inflight_resent_with_dup_after_restart(self):
+        b = self.start()
+        r = Raw(b.port)
+        r.connect(client_id="inflid", clean=False)
+        r.send(subscribe_pkt("if/t", qos=1, pid=1))
+        self.assertEqual(r.recv_packet()[0], 0x90)
+        pub(b.port, ["-t", "if/t", "-m", "unacked", "-q", "1"])
+        first, body = r.recv_packet()
+        self.assertEqual(first & 0xFE, 0x30 | 0x02)  # QoS 1, no DUP
+        m = b.mark()
+        r.abort()  # never PUBACKed
+        b.wait_log(r"Client inflid closed its connection", start=m)
+        self.stop(b)
+        b2 = self.start()
+        r = Raw(b2.port)
+        r.connect(client_id="inflid", clean=False)
+        first2, body2 = r.recv_packet()
+        self.assertEqual(first2 & 0xFE, 0x30 | 0x08 | 0x02)  # DUP, QoS 1
+        self.assertEqual(body2, body)  # same topic, packet id, payload
+        r.close()
 
     def test_clean_session_not_saved(self):
         b = self.start()

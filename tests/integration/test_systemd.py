@@ -104,7 +104,8 @@ class UnitContentTest(unittest.TestCase):
                      "ProtectSystem=strict", "StateDirectory=mqttd",
                      "LimitNOFILE=65536", "Restart=on-failure"):
             self.assertIn(want, lines)
-        # the daemon sends no WATCHDOG=1 yet and does not take LISTEN_FDS
+        # the daemon sends no WATCHDOG=1 yet; -d would fork away from the
+        # main process, whose notifications are the only ones accepted
         self.assertFalse(any(l.startswith("WatchdogSec=") for l in lines))
         self.assertNotIn(" -d", next(l for l in lines
                                      if l.startswith("ExecStart=")))
