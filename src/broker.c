@@ -5,6 +5,7 @@
  * contexts, reload, and the once-a-second housekeeping.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,7 +399,9 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m)
     for (size_t i = 0; i < nt; i++) {
         struct target *t = &b->targets[i];
         struct session *s = t->s;
-        uint8_t qos = m->qos < t->qos ? m->qos : t->qos;
+        uint8_t qos = b->conf->upgrade_outgoing_qos ? t->qos
+                      : m->qos < t->qos             ? m->qos
+                                                    : t->qos;
 
         if (!auth_acl(b->auth[s->listener], s->client_id, s->username, m->topic,
                       m->topic_len, AUTH_READ)) {
@@ -543,6 +546,18 @@ void broker_tick(struct broker *b)
 
     if (b->last_expiry_report == 0 || now - b->last_expiry_report >= 86400)
         report_expiry(b);
+    if (b->conf->memory_limit) {
+        struct mallinfo2 mi = mallinfo2();
+        bool over = mi.uordblks + mi.hblkhd > b->conf->memory_limit;
+        if (over != b->over_memory)
+            LOG_W(b->log,
+                  over ? "Heap %zu bytes is above memory_limit %llu: "
+                         "refusing new messages."
+                       : "Heap %zu bytes is below memory_limit %llu again.",
+                  mi.uordblks + mi.hblkhd,
+                  (unsigned long long)b->conf->memory_limit);
+        b->over_memory = over;
+    }
     if (b->conf->sys_interval &&
         (b->last_sys == 0 || now - b->last_sys >= b->conf->sys_interval)) {
         sys_update(b->sys, b, b->last_sys ? now - b->last_sys : 0);

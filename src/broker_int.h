@@ -58,6 +58,7 @@ struct broker {
     time_t *tls_not_after; /* per listener, from the last expiry check */
     struct sys *sys;       /* $SYS state */
     double last_sys;
+    bool over_memory; /* heap above memory_limit (checked each second) */
     size_t nlisteners;
     size_t *listener_clients; /* connected clients per listener */
     struct session_map sessions;
@@ -132,6 +133,7 @@ struct inflight {
     bool retain;
     uint8_t nsub_ids;
     uint32_t sub_ids[4];
+    uint32_t bytes; /* payload bytes counted against max_inflight_bytes */
 };
 
 struct qitem {
@@ -158,6 +160,7 @@ struct session {
     struct inflight *infl;
     uint16_t infl_cap, infl_n;
     uint16_t next_pid;
+    uint64_t infl_bytes;
     /* queued messages (FIFO ring) */
     struct qitem *q;
     size_t q_head, q_n, q_cap;

@@ -644,6 +644,18 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
             client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
         return;
     }
+    if (b->over_memory) {
+        /* memory_limit: refuse new messages until the heap shrinks */
+        b->st.limit_hits++;
+        b->st.pub_dropped++;
+        if (p->qos == 1)
+            client_send_ack(c, MQTT_PUBACK, p->packet_id,
+                            c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0);
+        else if (p->qos == 2)
+            client_send_ack(c, MQTT_PUBREC, p->packet_id,
+                            c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0);
+        return;
+    }
     if (p->qos == 2) {
         uint16_t max =
             cf->max_receive_maximum ? cf->max_receive_maximum : 65535;

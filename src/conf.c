@@ -911,10 +911,21 @@ static void h_persistence_sync(struct parser *ps, const struct key *k,
     if (strcmp(tok, "snapshot") == 0)
         ps->c->persistence_sync = 0;
     else if (strcmp(tok, "always") == 0)
-        ps->c->persistence_sync = 1;
+        LERR(ps, "'persistence_sync always' is not supported by mqttd yet "
+                 "(only snapshot)");
     else
         LERR(ps, "invalid persistence_sync '%s': expected snapshot or always",
              shown(sb, sizeof(sb), tok, false));
+}
+
+/* A Mosquitto boolean whose 'true' behaviour mqttd lacks: false is
+ * accepted, true is an error rather than silently ignored. */
+static void h_false_only(struct parser *ps, const struct key *k, char *val)
+{
+    bool b;
+
+    if (parse_bool(ps, k->name, val, &b) == 0 && b)
+        LERR(ps, "'%s true' is not supported by mqttd", k->name);
 }
 
 static void h_persistent_client_expiration(struct parser *ps,
@@ -1154,7 +1165,7 @@ static const struct key keys[] = {
     STRL("cafile", tls.cafile, FK_CA),
     STRL("capath", tls.capath, FK_CAPATH),
     STRL("certfile", tls.certfile, FK_CERT),
-    BOOLG("check_retain_source", check_retain_source),
+    FN("check_retain_source", h_false_only, SC_GLOBAL),
     STRL("ciphers", tls.ciphers, -1),
     STRL("ciphers_tls1.3", tls.ciphers_tls13, -1),
     UNSUP("cleansession"),

@@ -499,6 +499,8 @@ static int load_inflight(struct session *s, struct rbuf *r)
             f->m = rb_msg(r);
             if (f->m == NULL)
                 goto fail;
+            f->bytes = f->m->payload_len;
+            s->infl_bytes += f->bytes;
         }
         f->pid = pid;
         f->qos = qos;

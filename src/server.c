@@ -49,6 +49,7 @@ struct server {
     int reserve_fd;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
+    ev_timer watchdog; /* WATCHDOG=1 at half of WATCHDOG_USEC */
     struct log_ratelimit emfile_rl;
     /* persistence */
     char *db_path; /* NULL when persistence is off */
@@ -326,6 +327,31 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     notify("READY=1\nSTATUS=running, configuration reloaded");
 }
 
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    notify("WATCHDOG=1");
+}
+
+/* systemd's WatchdogSec: ping at half the interval, only for our pid. */
+static void watchdog_start(struct server *s)
+{
+    const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+    long long v;
+    const char *es;
+
+    if (usec == NULL || util_strtonum(usec, 1, 86400LL * 1000000, &v, &es) < 0)
+        return;
+    if (pid && atol(pid) != (long)getpid())
+        return;
+    ev_timer_init(&s->watchdog, watchdog_cb, 0.0, (double)v / 2e6);
+    ev_timer_again(s->loop, &s->watchdog);
+    ev_unref(s->loop);
+    LOG_I(s->log, "systemd watchdog: pinging every %.1f s.", (double)v / 2e6);
+}
+
 /* ---- persistence ------------------------------------------------------- */
 
 static char *db_path(const struct conf *c)
@@ -508,6 +534,7 @@ int server_run(struct server *s)
     else
         LOG_N(s->log, "Persistence: disabled.");
     notify("READY=1\nSTATUS=running");
+    watchdog_start(s);
     ev_run(s->loop, 0);
     /* let the final DISCONNECTs and closes run */
     ev_run(s->loop, EVRUN_NOWAIT);
@@ -538,6 +565,10 @@ void server_free(struct server *s)
     }
     free(s->socks);
     ev_timer_stop(s->loop, &s->tick);
+    if (ev_is_active(&s->watchdog)) {
+        ev_ref(s->loop);
+        ev_timer_stop(s->loop, &s->watchdog);
+    }
     ev_signal_stop(s->loop, &s->sig_term);
     ev_signal_stop(s->loop, &s->sig_int);
     ev_signal_stop(s->loop, &s->sig_hup);

@@ -154,6 +154,9 @@ static struct inflight *infl_slot(struct session *s)
 
     if (s->infl_n >= cap)
         return NULL;
+    if (s->b->conf->max_inflight_bytes && s->infl_n > 0 &&
+        s->infl_bytes >= s->b->conf->max_inflight_bytes)
+        return NULL;
     for (uint16_t i = 0; i < s->infl_cap; i++) {
         if (s->infl[i].state == INFL_FREE)
             return &s->infl[i];
@@ -184,6 +187,7 @@ static void send_inflight(struct session *s, struct inflight *f, bool dup)
                             f->sub_ids, f->nsub_ids) < 0) {
         /* too large for this client: drop it from the window [MQTT-3.1.2-25] */
         msg_unref(f->m);
+        s->infl_bytes -= f->bytes;
         memset(f, 0, sizeof(*f));
         s->infl_n--;
         s->b->st.pub_dropped++;
@@ -239,6 +243,8 @@ static void window_send(struct session *s, struct inflight *f, struct msg *m,
                         uint8_t nsub_ids)
 {
     f->m = msg_ref(m);
+    f->bytes = m->payload_len;
+    s->infl_bytes += f->bytes;
     f->qos = qos;
     f->retain = retain;
     f->state = INFL_PUBLISH;
@@ -392,6 +398,8 @@ int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc)
             f->state = INFL_PUBREL;
             msg_unref(f->m); /* the message is delivered; keep the id */
             f->m = NULL;
+            s->infl_bytes -= f->bytes;
+            f->bytes = 0;
             if (s->client)
                 client_send_ack(s->client, MQTT_PUBREL, pid, 0);
             return 0;
@@ -405,6 +413,7 @@ int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc)
         return -1;
     release:
         msg_unref(f->m);
+        s->infl_bytes -= f->bytes;
         memset(f, 0, sizeof(*f));
         s->infl_n--;
         session_pump(s);
@@ -424,6 +433,7 @@ void session_resume(struct session *s)
         if (f->state == INFL_PUBLISH && f->m && msg_expired(f->m, now) &&
             s->version == MQTT_V5) {
             msg_unref(f->m);
+            s->infl_bytes -= f->bytes;
             memset(f, 0, sizeof(*f));
             s->infl_n--;
             continue;

@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libssl-dev openssl libev-dev
       libcjson-dev libcmocka-dev mosquitto mosquitto-clients python3
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev systemd)
 
 missing=()
 for p in "${PKGS[@]}"; do

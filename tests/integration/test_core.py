@@ -380,3 +380,47 @@ class FlowControl(BrokerTest):
             if first == 0x40:
                 acks += 1
         self.assertEqual(acks, n)
+
+
+class UpgradeQos(BrokerTest):
+    CONF = "upgrade_outgoing_qos true\n"
+
+    def test_qos0_publish_delivered_at_granted_qos(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="up")
+        r.send(subscribe_pkt("up/t", qos=1))
+        r.recv_packet()
+        pub(self.b.port, ["-t", "up/t", "-m", "x", "-q", "0"])
+        first, _ = r.recv_packet()
+        self.assertEqual((first >> 1) & 3, 1)
+
+
+class InflightBytes(BrokerTest):
+    CONF = "max_inflight_bytes 10\n"
+
+    def test_window_limited_by_bytes(self):
+        r = Raw(self.b.port)
+        r.connect(client_id="ib")
+        r.send(subscribe_pkt("ib/t", qos=1))
+        r.recv_packet()
+        for i in range(3):
+            pub(self.b.port, ["-t", "ib/t", "-m", "12345678", "-q", "1"])
+        a = r.recv_packet()
+        b2 = r.recv_packet()
+        self.assertEqual(a[0] & 0xF0, 0x30)
+        self.assertEqual(b2[0] & 0xF0, 0x30)
+        r.send(packet(0xC0, b""))
+        self.assertEqual(r.recv_packet()[0], 0xD0, "third message exceeded the byte window")
+        r.send(packet(0x40, a[1][6:8]))
+        self.assertEqual(r.recv_packet()[0] & 0xF0, 0x30)
+
+
+class MemoryLimit(BrokerTest):
+    CONF = "memory_limit 1024\n"
+
+    def test_publish_refused_above_limit(self):
+        self.b.wait_log(r"above memory_limit 1024: refusing new messages")
+        r = Raw(self.b.port)
+        r.connect(client_id="mem", version=5)
+        r.send(publish_pkt("m/t", "x", qos=1, pid=5, version=5))
+        self.assertEqual(r.recv_packet(), (0x40, b"\x00\x05\x97"))

@@ -66,6 +66,17 @@ class PersistTest(unittest.TestCase):
         b.signal(signal.SIGUSR1)
         b.wait_log(r"Saved the persistence file .*mqttd\.db", start=m)
 
+    def pub_done(self, b, args):
+        """mosquitto_pub, then wait until the broker has processed it: its
+        DISCONNECT follows the PUBLISH on the same connection, so once the
+        disconnect is logged the message is stored (a signal sent right
+        after mosquitto_pub exits could otherwise overtake it)."""
+        self.npub = getattr(self, "npub", 0) + 1
+        cid = "persist-pub-%d" % self.npub
+        m = b.mark()
+        pub(b.port, ["-i", cid] + args)
+        b.wait_log(r"Client %s disconnected" % cid, start=m)
+
     def retained(self, b, topic):
         """Payload retained on topic, or None: subscribe to topic and a
         sentinel; retained messages arrive before the live sentinel."""
@@ -83,7 +94,7 @@ class PersistTest(unittest.TestCase):
 class Restart(PersistTest):
     def test_retained_survives_restart(self):
         b = self.start()
-        pub(b.port, ["-t", "keep/r", "-m", "hello", "-r", "-q", "1"])
+        self.pub_done(b, ["-t", "keep/r", "-m", "hello", "-r", "-q", "1"])
         self.stop(b)
         with open(self.db, "rb") as f:
             self.assertEqual(f.read(8), MAGIC)
@@ -101,7 +112,7 @@ class Restart(PersistTest):
         s.kill()
         b.wait_log(r"Client psid closed its connection", start=m)
         for i in range(5):
-            pub(b.port, ["-t", "ps/t", "-m", "m%d" % i, "-q", "1"])
+            self.pub_done(b, ["-t", "ps/t", "-m", "m%d" % i, "-q", "1"])
         self.stop(b)
         b2 = self.start()
         b2.wait_log(r"Loaded the persistence file .*1 sessions")
@@ -115,7 +126,7 @@ class Restart(PersistTest):
         r.connect(client_id="inflid", clean=False)
         r.send(subscribe_pkt("if/t", qos=1, pid=1))
         self.assertEqual(r.recv_packet()[0], 0x90)
-        pub(b.port, ["-t", "if/t", "-m", "unacked", "-q", "1"])
+        self.pub_done(b, ["-t", "if/t", "-m", "unacked", "-q", "1"])
         first, body = r.recv_packet()
         self.assertEqual(first & 0xFE, 0x30 | 0x02)  # QoS 1, no DUP
         m = b.mark()
@@ -146,7 +157,7 @@ class Saving(PersistTest):
     def test_sigusr1_saves(self):
         b = self.start()
         self.assertFalse(os.path.exists(self.db))
-        pub(b.port, ["-t", "u/r", "-m", "v", "-r"])
+        self.pub_done(b, ["-t", "u/r", "-m", "v", "-r"])
         self.usr1_save(b)
         with open(self.db, "rb") as f:
             self.assertEqual(f.read(8), MAGIC)
@@ -156,16 +167,16 @@ class Saving(PersistTest):
     def test_autosave_interval(self):
         b = self.start(autosave=1)
         m = b.mark()
-        pub(b.port, ["-t", "auto/r", "-m", "v", "-r"])
+        self.pub_done(b, ["-t", "auto/r", "-m", "v", "-r"])
         b.wait_log(r"Saved the persistence file", start=m)
         self.assertTrue(os.path.exists(self.db))
 
     def test_kill9_after_sigusr1_keeps_saved_state(self):
         b = self.start()
-        pub(b.port, ["-t", "k/keep", "-m", "saved", "-r"])
+        self.pub_done(b, ["-t", "k/keep", "-m", "saved", "-r"])
         self.usr1_save(b)
         # after the snapshot: lost by kill -9 (autosave is an hour away)
-        pub(b.port, ["-t", "k/lost", "-m", "unsaved", "-r"])
+        self.pub_done(b, ["-t", "k/lost", "-m", "unsaved", "-r"])
         b.proc.kill()
         b.proc.wait()
         b2 = self.start()
@@ -176,7 +187,7 @@ class Saving(PersistTest):
 class Corrupt(PersistTest):
     def test_corrupt_file_moved_aside(self):
         b = self.start()
-        pub(b.port, ["-t", "c/r", "-m", "v", "-r"])
+        self.pub_done(b, ["-t", "c/r", "-m", "v", "-r"])
         self.stop(b)
         with open(self.db, "r+b") as f:
             data = bytearray(f.read())
@@ -228,14 +239,14 @@ class DiskFull(PersistTest):
 
     def test_full_disk_keeps_old_file(self):
         b = self.start()
-        pub(b.port, ["-t", "d/small", "-m", "small", "-r"])
+        self.pub_done(b, ["-t", "d/small", "-m", "small", "-r"])
         self.usr1_save(b)
         with open(self.db, "rb") as f:
             before = f.read()
         big = os.path.join(b.dir, "big.bin")
         with open(big, "wb") as f:
             f.write(b"x" * (100 * 1024))
-        pub(b.port, ["-t", "d/big", "-f", big, "-r"])
+        self.pub_done(b, ["-t", "d/big", "-f", big, "-r"])
         m = b.mark()
         b.signal(signal.SIGUSR1)
         b.wait_log(r"Saving the persistence file .* failed; the previous "
@@ -245,7 +256,7 @@ class DiskFull(PersistTest):
             self.assertEqual(f.read(), before)
         self.assertEqual(glob.glob(self.db + ".tmp.*"), [])
         # clear the big message so the shutdown save fits again
-        pub(b.port, ["-t", "d/big", "-n", "-r"])
+        self.pub_done(b, ["-t", "d/big", "-n", "-r"])
         self.stop(b)
         b2 = self.start()
         self.assertEqual(self.retained(b2, "d/small"), "small")

@@ -102,11 +102,11 @@ class UnitContentTest(unittest.TestCase):
                      "ExecReload=/bin/kill -HUP $MAINPID",
                      "User=mqttd", "Group=mqttd", "NoNewPrivileges=yes",
                      "ProtectSystem=strict", "StateDirectory=mqttd",
-                     "LimitNOFILE=65536", "Restart=on-failure"):
+                     "LimitNOFILE=65536", "Restart=on-failure",
+                     "WatchdogSec=30s"):
             self.assertIn(want, lines)
-        # the daemon sends no WATCHDOG=1 yet; -d would fork away from the
-        # main process, whose notifications are the only ones accepted
-        self.assertFalse(any(l.startswith("WatchdogSec=") for l in lines))
+        # -d would fork away from the main process, whose notifications
+        # are the only ones accepted
         self.assertNotIn(" -d", next(l for l in lines
                                      if l.startswith("ExecStart=")))
 
@@ -147,7 +147,7 @@ class NotifyListener:
 class NotifyTest(unittest.TestCase):
     """The sd_notify protocol, as a Type=notify unit sees it."""
 
-    def start(self, conf="", abstract=False):
+    def start(self, conf="", abstract=False, watchdog_usec=None):
         # stay the test's user even if an "mqttd" user exists here: the
         # notify socket lives in a private temporary directory
         me = pwd.getpwuid(os.geteuid()).pw_name
@@ -160,10 +160,13 @@ class NotifyTest(unittest.TestCase):
         self.n = NotifyListener(addr)
         self.addCleanup(self.n.close)
         os.environ["NOTIFY_SOCKET"] = env
+        if watchdog_usec:
+            os.environ["WATCHDOG_USEC"] = str(watchdog_usec)
         try:
             self.b.start()
         finally:
             del os.environ["NOTIFY_SOCKET"]
+            os.environ.pop("WATCHDOG_USEC", None)
         self.addCleanup(self.b.stop)
 
     def expect(self, key, value=None):
@@ -215,6 +218,23 @@ class NotifyTest(unittest.TestCase):
         self.assertEqual(r.connect()[1], 0)
         r.close()
         self.stop_and_check()
+
+    def test_watchdog_pings(self):
+        """With WatchdogSec (WATCHDOG_USEC) the loop sends WATCHDOG=1."""
+        self.start(watchdog_usec=200000)
+        self.expect("READY", "1")
+        for _ in range(3):
+            self.expect("WATCHDOG", "1")
+        self.stop_and_check_after_pings()
+
+    def stop_and_check_after_pings(self):
+        self.b.signal(signal.SIGTERM)
+        while True:
+            msg, _ = self.n.recv()
+            if "STOPPING" in msg:
+                break
+            self.assertEqual(msg, {"WATCHDOG": "1"})
+        self.assertEqual(self.b.proc.wait(timeout=TIMEOUT), 0, self.b.log_text())
 
     def test_abstract_socket(self):
         """NOTIFY_SOCKET=@name is an abstract-namespace socket."""

@@ -272,7 +272,7 @@ static const struct scalar_case scalar_cases[] = {
     SC("set_tcp_nodelay false", set_tcp_nodelay, W_BOOL, 0),
     SC("set_tcp_nodelay 0", set_tcp_nodelay, W_BOOL, 0),
     SC("upgrade_outgoing_qos 1", upgrade_outgoing_qos, W_BOOL, 1),
-    SC("check_retain_source true", check_retain_source, W_BOOL, 1),
+    SC("check_retain_source false", check_retain_source, W_BOOL, 0),
     SC("max_qos 0", max_qos, W_U8, 0),
     SC("max_topic_alias 65535", max_topic_alias, W_U16, 65535),
     SC("max_connections 10", max_connections, W_INT, 10),
@@ -300,7 +300,6 @@ static const struct scalar_case scalar_cases[] = {
     SC("persistence true", persistence, W_BOOL, 1),
     SC("autosave_interval 0", autosave_interval, W_U32, 0),
     SC("autosave_on_changes true", autosave_on_changes, W_BOOL, 1),
-    SC("persistence_sync always", persistence_sync, W_INT, 1),
     SC("persistence_sync snapshot", persistence_sync, W_INT, 0),
     SC("tls_reload_interval 60", tls_reload_interval, W_U32, 60),
     SC("tls_expiry_warning_days 0", tls_expiry_warning_days, W_U32, 0),
@@ -436,6 +435,11 @@ static const struct err_case err_cases[] = {
      "information, debug, subscribe, unsubscribe, websockets, none or all\n"},
     {"log_format xml",
      "t.conf:1: invalid log_format 'xml': expected text or json\n"},
+    {"persistence_sync always",
+     "t.conf:1: 'persistence_sync always' is not supported by mqttd yet "
+     "(only snapshot)\n"},
+    {"check_retain_source true",
+     "t.conf:1: 'check_retain_source true' is not supported by mqttd\n"},
     {"persistence_sync sometimes",
      "t.conf:1: invalid persistence_sync 'sometimes': expected snapshot or "
      "always\n"},
@@ -1056,7 +1060,7 @@ static void test_fixture_full(void **state)
     assert_false(c->retain_available);
     assert_false(c->set_tcp_nodelay);
     assert_true(c->upgrade_outgoing_qos);
-    assert_true(c->check_retain_source);
+    assert_false(c->check_retain_source);
     assert_int_equal(c->max_subscriptions_per_client, 50);
     assert_int_equal(c->max_retained_messages, 1000);
     assert_int_equal(c->max_retained_bytes, 1000000);
@@ -1079,7 +1083,7 @@ static void test_fixture_full(void **state)
     assert_string_equal(c->persistence_file, "data.db");
     assert_int_equal(c->autosave_interval, 60);
     assert_true(c->autosave_on_changes);
-    assert_int_equal(c->persistence_sync, 1);
+    assert_int_equal(c->persistence_sync, 0);
 
     assert_int_equal(c->nlisteners, 3);
     l = c->listeners;
