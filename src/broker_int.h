@@ -229,10 +229,12 @@ struct client {
     bool pause_wanted; /* stop reading after this PUBLISH */
     bool paused;       /* in broker->paused */
     uint16_t keepalive;
-    uint16_t recv_max;           /* the client's Receive Maximum (v5) */
-    uint32_t max_packet;         /* the client's Maximum Packet Size, 0 none */
-    uint16_t alias_max;          /* our Topic Alias Maximum for this client */
-    char **aliases;              /* incoming topic aliases [1..alias_max] */
+    uint16_t recv_max;   /* the client's Receive Maximum (v5) */
+    uint32_t max_packet; /* the client's Maximum Packet Size, 0 none */
+    uint16_t alias_max;  /* our Topic Alias Maximum for this client */
+    char **aliases;      /* incoming topic aliases [1..alias_max] */
+    char **out_alias;    /* outgoing aliases [0..out_alias_n) */
+    uint16_t out_alias_n, out_alias_max;
     bool problem_info;           /* v5 Request Problem Information */
     char *client_id;             /* also for log lines before a session */
     struct connect_req *pending; /* CONNECT waiting for authq */

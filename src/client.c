@@ -28,6 +28,10 @@
  * one packet (CVE-2023-0809 class: no large allocation before auth). */
 #define PRECONNECT_MAX (64u * 1024u)
 
+/* At most this many outgoing topic aliases per connection (lookup is a
+ * linear scan). */
+#define OUT_ALIAS_CAP 32u
+
 static void client_on_open(void *ud, struct conn *conn);
 static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
                               size_t len);
@@ -97,10 +101,36 @@ static void send_connack(struct client *c, uint8_t version, bool sp, uint8_t rc,
         send_raw(c, buf, n);
 }
 
+/*
+ * Outgoing topic aliases (v5, when the client announced a Topic Alias
+ * Maximum): the first out_alias_max distinct topics get aliases 1..n for
+ * the life of the connection [MQTT-3.3.2-7]; later topics go in full. The
+ * first PUBLISH of a topic carries topic and alias, later ones the alias
+ * and an empty topic. Returns the alias (0 = none) and sets *topic_len.
+ */
+static uint16_t out_alias(struct client *c, const struct msg *m,
+                          uint16_t *topic_len)
+{
+    for (uint16_t i = 0; i < c->out_alias_n; i++) {
+        if (strcmp(c->out_alias[i], m->topic) == 0) {
+            *topic_len = 0;
+            return (uint16_t)(i + 1);
+        }
+    }
+    if (c->out_alias_n < c->out_alias_max) {
+        if (c->out_alias == NULL)
+            c->out_alias = xcalloc(c->out_alias_max, sizeof(char *));
+        c->out_alias[c->out_alias_n++] = xstrdup(m->topic);
+        return c->out_alias_n;
+    }
+    return 0;
+}
+
 int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
                         bool retain, bool dup, uint16_t pid,
                         const uint32_t *sub_ids, uint8_t nsub_ids)
 {
+    uint16_t topic_len = m->topic_len;
     uint8_t pstack[256], *props = NULL;
     uint32_t plen = 0;
     size_t hdr, total;
@@ -112,9 +142,14 @@ int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
         return -1;
     if (c->version == MQTT_V5) {
         struct mqtt_pb pb;
-        uint32_t need = m->props_len + 5 + 5u * nsub_ids;
+        uint32_t need = m->props_len + 5 + 3 + 5u * nsub_ids;
         props = need <= sizeof(pstack) ? pstack : xmalloc(need);
         mqtt_pb_init(&pb, props, need);
+        if (c->out_alias_max) {
+            uint16_t a = out_alias(c, m, &topic_len);
+            if (a)
+                mqtt_pb_u16(&pb, MQTT_PROP_TOPIC_ALIAS, a);
+        }
         if (m->expiry_at) {
             int64_t left = m->expiry_at - (int64_t)time(NULL);
             mqtt_pb_u32(&pb, MQTT_PROP_MESSAGE_EXPIRY,
@@ -126,7 +161,7 @@ int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
         plen = pb.len;
     }
     hdr = mqtt_enc_publish_hdr(NULL, 0, c->version, qos, retain, dup, m->topic,
-                               m->topic_len, pid, props, plen, m->payload_len);
+                               topic_len, pid, props, plen, m->payload_len);
     total = hdr + m->payload_len;
     if (c->max_packet && total > c->max_packet) {
         /* [MQTT-3.1.2-25]: drop what the client cannot receive */
@@ -136,7 +171,7 @@ int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
     }
     out = conn_out_reserve(c->conn, total);
     mqtt_enc_publish_hdr(out, hdr, c->version, qos, retain, dup, m->topic,
-                         m->topic_len, pid, props, plen, m->payload_len);
+                         topic_len, pid, props, plen, m->payload_len);
     memcpy(out + hdr, m->payload, m->payload_len);
     conn_out_commit(c->conn, total);
     if (props && props != pstack)
@@ -199,7 +234,19 @@ static void refuse(struct client *c, uint8_t version, uint8_t v3rc,
                    uint8_t v5rc, const char *why)
 {
     c->b->st.clients_rejected++;
-    send_connack(c, version, false, version == MQTT_V5 ? v5rc : v3rc, NULL, 0);
+    if (version == MQTT_V5 && c->problem_info && why) {
+        /* Reason String only when the client asked for problem
+         * information [MQTT-3.1.2-29] */
+        uint8_t pbuf[200];
+        struct mqtt_pb pb;
+        mqtt_pb_init(&pb, pbuf, sizeof(pbuf));
+        mqtt_pb_str(&pb, MQTT_PROP_REASON_STRING, why,
+                    (uint16_t)strnlen(why, 150));
+        send_connack(c, version, false, v5rc, pbuf, pb.len);
+    } else {
+        send_connack(c, version, false, version == MQTT_V5 ? v5rc : v3rc, NULL,
+                     0);
+    }
     conn_close(c->conn, why);
 }
 
@@ -353,6 +400,10 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
 
     c->version = v;
     c->keepalive = p->keepalive;
+    if (v == MQTT_V5)
+        c->problem_info =
+            !MQTT_HAS_PROP(&p->props, MQTT_PROP_REQUEST_PROBLEM_INFO) ||
+            p->props.request_problem_info;
     req = xcalloc(1, sizeof(*req));
     req->version = v;
     req->clean_start = p->clean_start;
@@ -407,6 +458,9 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
             !MQTT_HAS_PROP(&p->props, MQTT_PROP_REQUEST_PROBLEM_INFO) ||
             p->props.request_problem_info;
         c->alias_max = l->max_topic_alias;
+        c->out_alias_max = p->props.topic_alias_maximum < OUT_ALIAS_CAP
+                               ? p->props.topic_alias_maximum
+                               : OUT_ALIAS_CAP;
         if (c->alias_max)
             c->aliases = xcalloc((size_t)c->alias_max + 1, sizeof(char *));
         if (MQTT_HAS_PROP(&p->props, MQTT_PROP_AUTH_METHOD)) {
@@ -1127,6 +1181,9 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
             free(c->aliases[i]);
         free(c->aliases);
     }
+    for (uint16_t i = 0; i < c->out_alias_n; i++)
+        free(c->out_alias[i]);
+    free(c->out_alias);
     if (c->prev)
         c->prev->next = c->next;
     else

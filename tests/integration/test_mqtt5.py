@@ -687,6 +687,46 @@ class TopicAlias(Base):
 
 # ---- subscription options -----------------------------------------------------------
 
+class ReasonStrings(Base):
+    CONF = "allow_anonymous false\nlistener {port} 127.0.0.1\n"
+
+    def test_reason_string_only_when_asked(self):
+        r = self.raw()
+        _, rc, props = r.connect5("rs1")
+        self.assertEqual(rc, 0x87)
+        self.assertEqual(prop(props, 0x1F), "not authorised")
+        r = self.raw()
+        _, rc, props = r.connect5("rs2", props=p_byte(0x17, 0))
+        self.assertEqual(rc, 0x87)
+        self.assertIsNone(prop(props, 0x1F))
+
+
+class OutgoingTopicAlias(Base):
+    def test_broker_assigns_aliases_when_client_allows(self):
+        r = self.raw()
+        r.connect5("oa", props=p_u16(P_TOPIC_ALIAS_MAXIMUM, 5))
+        r.subscribe5("oa/#")
+        for i in range(3):
+            pub(self.b.port, ["-t", "oa/t", "-m", "m%d" % i])
+        first = r.next_publish()
+        self.assertEqual(first.topic, "oa/t")
+        self.assertEqual(prop(first.props, P_TOPIC_ALIAS), 1)
+        for i in (1, 2):
+            m = r.next_publish()
+            self.assertEqual(m.topic, "", "alias only after the first")
+            self.assertEqual(prop(m.props, P_TOPIC_ALIAS), 1)
+            self.assertEqual(m.payload, b"m%d" % i)
+
+    def test_no_alias_without_client_maximum(self):
+        r = self.raw()
+        r.connect5("oa0")
+        r.subscribe5("oa0/#")
+        pub(self.b.port, ["-t", "oa0/t", "-m", "x"])
+        m = r.next_publish()
+        self.assertEqual(m.topic, "oa0/t")
+        self.assertIsNone(prop(m.props, P_TOPIC_ALIAS))
+
+
 class SubscriptionOptions(Base):
     def test_no_local(self):
         """[MQTT-3.8.3-3]: with No Local the client's own messages are not
