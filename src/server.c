@@ -187,6 +187,73 @@ static int bind_listener(struct server *s, const struct conf *c, size_t li,
     return 0;
 }
 
+/*
+ * systemd socket activation: LISTEN_PID/LISTEN_FDS name inherited listening
+ * sockets starting at fd 3. Each is matched to the listener with the same
+ * port (TCP) or path (unix); those listeners are not bound again. Returns
+ * the number of sockets taken, or -1 (err filled) when one matches no
+ * listener.
+ */
+static int take_inherited(struct server *s, const struct conf *c, bool *taken,
+                          char *err, size_t errlen)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    long long n;
+    const char *es;
+
+    if (pid == NULL || fds == NULL || atol(pid) != (long)getpid())
+        return 0;
+    if (util_strtonum(fds, 0, 1024, &n, &es) < 0) {
+        snprintf(err, errlen, "invalid LISTEN_FDS '%s'", fds);
+        return -1;
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    for (int fd = 3; fd < 3 + (int)n; fd++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        size_t li;
+        int fl;
+
+        if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+            snprintf(err, errlen, "inherited fd %d: %s", fd, strerror(errno));
+            return -1;
+        }
+        for (li = 0; li < c->nlisteners; li++) {
+            const struct conf_listener *l = &c->listeners[li];
+            if (ss.ss_family == AF_UNIX) {
+                const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
+                if (l->unix_path && strcmp(l->unix_path, su->sun_path) == 0)
+                    break;
+            } else if (!l->unix_path) {
+                uint16_t port =
+                    ss.ss_family == AF_INET
+                        ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                        : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+                if (port == l->port)
+                    break;
+            }
+        }
+        if (li == c->nlisteners) {
+            snprintf(err, errlen,
+                     "inherited socket (fd %d) matches no listener in the "
+                     "configuration",
+                     fd);
+            return -1;
+        }
+        fl = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        add_sock(s, li, fd, c->set_tcp_nodelay && ss.ss_family != AF_UNIX);
+        taken[li] = true;
+        LOG_N(s->log, "Using socket-activated listener (fd %d) for port %u%s.",
+              fd, (unsigned)c->listeners[li].port,
+              ss.ss_family == AF_UNIX ? " (unix)" : "");
+    }
+    return (int)n;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -454,8 +521,15 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     signal(SIGPIPE, SIG_IGN);
     apply_log(s, c);
-    for (size_t i = 0; i < c->nlisteners; i++) {
-        if (bind_listener(s, c, i, err, errlen) < 0)
+    {
+        bool *taken = xcalloc(c->nlisteners ? c->nlisteners : 1, 1);
+        int rc = take_inherited(s, c, taken, err, errlen);
+        for (size_t i = 0; rc >= 0 && i < c->nlisteners; i++) {
+            if (!taken[i] && bind_listener(s, c, i, err, errlen) < 0)
+                rc = -1;
+        }
+        free(taken);
+        if (rc < 0)
             goto fail;
     }
     if (c->persistence)
