@@ -70,6 +70,16 @@ void broker_tick(struct broker *b);
 /* broker_shutdown: disconnect every client (v5: DISCONNECT 0x8B). */
 void broker_shutdown(struct broker *b);
 
+/*
+ * broker_pending_acks: acknowledgements waiting for a durable save
+ * (persistence_sync always). broker_flush_acks sends them (ok true) after
+ * the caller saved the state, or, when the save failed (ok false),
+ * disconnects their clients so the unacknowledged messages are re-sent
+ * after a reconnect.
+ */
+size_t broker_pending_acks(const struct broker *b);
+void broker_flush_acks(struct broker *b, bool ok);
+
 /* broker_stats: the counters (borrowed). */
 const struct broker_stats *broker_stats(const struct broker *b);
 

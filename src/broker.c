@@ -227,6 +227,7 @@ void broker_free(struct broker *b)
     free(b->hits.v);
     free(b->targets);
     free(b->paused);
+    free(b->acks);
     free(b->listener_clients);
     conn_loop_free(b->cl);
     conf_free(b->conf);
@@ -279,6 +280,50 @@ void broker_publish_will(struct broker *b, struct session *s)
               s->client_id, w->topic);
     }
     msg_unref(w);
+}
+
+/* ---- persistence_sync always ------------------------------------------ */
+
+void broker_defer_ack(struct broker *b, struct client *c, uint8_t type,
+                      uint16_t pid)
+{
+    if (b->nacks == b->acks_cap) {
+        b->acks_cap = b->acks_cap ? b->acks_cap * 2 : 64;
+        b->acks = xreallocarray(b->acks, b->acks_cap, sizeof(*b->acks));
+    }
+    b->acks[b->nacks].c = c;
+    b->acks[b->nacks].type = type;
+    b->acks[b->nacks].pid = pid;
+    b->nacks++;
+}
+
+void broker_drop_acks(struct broker *b, struct client *c)
+{
+    for (size_t i = 0; i < b->nacks; i++)
+        if (b->acks[i].c == c)
+            b->acks[i].c = NULL;
+}
+
+size_t broker_pending_acks(const struct broker *b)
+{
+    return b->nacks;
+}
+
+void broker_flush_acks(struct broker *b, bool ok)
+{
+    size_t n = b->nacks;
+
+    b->nacks = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct client *c = b->acks[i].c;
+        if (c == NULL)
+            continue;
+        if (ok)
+            client_send_ack(c, b->acks[i].type, b->acks[i].pid, 0);
+        else
+            client_disconnect(c, MQTT_RC_UNSPECIFIED,
+                              "message could not be stored");
+    }
 }
 
 /* ---- publisher flow control ------------------------------------------ */

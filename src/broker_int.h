@@ -59,6 +59,14 @@ struct broker {
     struct sys *sys;       /* $SYS state */
     double last_sys;
     bool over_memory; /* heap above memory_limit (checked each second) */
+    /* persistence_sync always: acknowledgements held until the snapshot
+     * holding their messages is on disk */
+    struct deferred_ack {
+        struct client *c; /* NULL once that client closed */
+        uint16_t pid;
+        uint8_t type;
+    } * acks;
+    size_t nacks, acks_cap;
     size_t nlisteners;
     size_t *listener_clients; /* connected clients per listener */
     struct session_map sessions;
@@ -103,6 +111,12 @@ void broker_unpause(struct broker *b, struct client *c);
 /* broker_publish_will: publish s's will now (write ACL checked, retained
  * when flagged) and clear it. */
 void broker_publish_will(struct broker *b, struct session *s);
+
+/* broker_defer_ack / broker_drop_acks: hold a PUBACK/PUBREC until the
+ * next durable save (broker_flush_acks); forget a closing client's. */
+void broker_defer_ack(struct broker *b, struct client *c, uint8_t type,
+                      uint16_t pid);
+void broker_drop_acks(struct broker *b, struct client *c);
 
 /* broker_auth: the auth of listener li. */
 struct auth *broker_auth(struct broker *b, size_t li);

@@ -638,6 +638,17 @@ static void connect_finish(struct client *c, struct connect_req *req,
 
 /* ---- PUBLISH ---------------------------------------------------------- */
 
+/* PUBACK/PUBREC for an accepted message: with persistence_sync always it
+ * is held until the state that holds the message is on disk. */
+static void ack_durable(struct client *c, uint8_t type, uint16_t pid,
+                        uint8_t rc)
+{
+    if (c->b->conf->persistence && c->b->conf->persistence_sync)
+        broker_defer_ack(c->b, c, type, pid);
+    else
+        client_send_ack(c, type, pid, rc);
+}
+
 static void handle_publish(struct client *c, const struct mqtt_publish *p)
 {
     struct broker *b = c->b;
@@ -720,7 +731,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
             return;
         }
         if (r == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
-            client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+            ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
             return;
         }
     }
@@ -761,9 +772,9 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
     b->cur_publisher = NULL;
     msg_unref(m);
     if (p->qos == 1)
-        client_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
+        ack_durable(c, MQTT_PUBACK, p->packet_id, 0);
     else if (p->qos == 2)
-        client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+        ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
 }
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------ */
@@ -1145,6 +1156,7 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     }
     if (c->paused)
         broker_unpause(b, c);
+    broker_drop_acks(b, c);
     if (c->auth_job) {
         authq_cancel(c->auth_job);
         c->auth_job = NULL;

@@ -911,8 +911,7 @@ static void h_persistence_sync(struct parser *ps, const struct key *k,
     if (strcmp(tok, "snapshot") == 0)
         ps->c->persistence_sync = 0;
     else if (strcmp(tok, "always") == 0)
-        LERR(ps, "'persistence_sync always' is not supported by mqttd yet "
-                 "(only snapshot)");
+        ps->c->persistence_sync = 1;
     else
         LERR(ps, "invalid persistence_sync '%s': expected snapshot or always",
              shown(sb, sizeof(sb), tok, false));

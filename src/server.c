@@ -49,7 +49,9 @@ struct server {
     int reserve_fd;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
-    ev_timer watchdog; /* WATCHDOG=1 at half of WATCHDOG_USEC */
+    ev_timer watchdog;  /* WATCHDOG=1 at half of WATCHDOG_USEC */
+    ev_prepare durable; /* persistence_sync always: save, then ack */
+    struct log_ratelimit save_rl;
     struct log_ratelimit emfile_rl;
     /* persistence */
     char *db_path; /* NULL when persistence is off */
@@ -473,6 +475,34 @@ static void save_now(struct server *s, const char *why)
     ev_child_start(s->loop, &s->save_child);
 }
 
+/*
+ * persistence_sync always: once per loop iteration, before any output is
+ * written (this prepare watcher has the highest priority), save the state
+ * synchronously if acknowledgements are waiting, then release them. One
+ * fsync covers every message of the iteration (group commit).
+ */
+static void durable_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct server *s = w->data;
+    char err[512];
+    unsigned sup;
+    bool ok;
+
+    (void)loop;
+    (void)revents;
+    if (broker_pending_acks(s->broker) == 0)
+        return;
+    ok = persist_save(s->broker, s->db_path, err, sizeof(err)) == 0;
+    if (!ok && log_ratelimit_ok(&s->save_rl, 1, 5.0, &sup))
+        LOG_E(s->log,
+              "persistence_sync always: saving %s failed (%s); disconnecting "
+              "the publishers whose messages are not stored.",
+              s->db_path, err);
+    s->last_save = ev_now(s->loop);
+    s->changes_at_save = broker_stats(s->broker)->changes;
+    broker_flush_acks(s->broker, ok);
+}
+
 static void usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct server *s = w->data;
@@ -546,6 +576,13 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     s->changes_at_save = broker_stats(s->broker)->changes;
     ev_init(&s->save_child, save_done_cb);
     s->save_child.data = s;
+    if (s->db_path && c->persistence_sync) {
+        ev_prepare_init(&s->durable, durable_cb);
+        ev_set_priority(&s->durable, EV_MAXPRI);
+        s->durable.data = s;
+        ev_prepare_start(s->loop, &s->durable);
+        ev_unref(s->loop);
+    }
     for (size_t i = 0; i < s->nsocks; i++) {
         struct lsock *ls = &s->socks[i];
         ev_io_init(&ls->w, accept_cb, ls->fd, EV_READ);
@@ -601,7 +638,12 @@ int server_run(struct server *s)
                                                       : " (TLS 1.2, 1.3)")
                       : "");
     }
-    if (s->db_path)
+    if (s->db_path && c->persistence_sync)
+        LOG_N(s->log,
+              "Persistence: %s, saved before every QoS 1/2 acknowledgement "
+              "(persistence_sync always).",
+              s->db_path);
+    else if (s->db_path)
         LOG_N(s->log, "Persistence: snapshot to %s every %u s%s.", s->db_path,
               c->autosave_interval,
               c->autosave_on_changes ? " (counted in changes)" : "");
@@ -639,6 +681,10 @@ void server_free(struct server *s)
     }
     free(s->socks);
     ev_timer_stop(s->loop, &s->tick);
+    if (ev_is_active(&s->durable)) {
+        ev_ref(s->loop);
+        ev_prepare_stop(s->loop, &s->durable);
+    }
     if (ev_is_active(&s->watchdog)) {
         ev_ref(s->loop);
         ev_timer_stop(s->loop, &s->watchdog);

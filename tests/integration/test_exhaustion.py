@@ -472,9 +472,16 @@ class ManySubscriptions(ExhaustionTest):
         r.send(subscribe_pkt("m/one/more", qos=1, pid=999))
         self.assertEqual(r.recv_packet(), (0x90, b"\x03\xe7\x80"))
         self.b.wait_log(r"max_subscriptions_per_client \(100000\)")
-        # re-subscribing an existing filter is a replacement, not a new one
-        r.send(subscribe_pkt("m/0/0", qos=0, pid=998))
-        self.assertEqual(r.recv_packet(), (0x90, b"\x03\xe6\x00"))
+        # a SUBSCRIBE with 1000 filters over the limit: how many log lines?
+        m = self.b.mark()
+        body = struct.pack("!H", 997) + b"".join(
+            mstr("m/over/%d" % j) + b"\x00" for j in range(self.PER_PACKET))
+        r.send(packet(0x82, body))
+        first, body = r.recv_packet()
+        self.assertEqual(body[2:], b"\x80" * self.PER_PACKET)
+        sync(r)
+        nlog = sum(1 for line in self.b.log_text().split("\n")[m:]
+                   if "max_subscriptions_per_client" in line)
         v5 = Raw(self.b.port)
         v5.connect(client_id="subs5", version=5)
         codes = self.subscribe_many(v5, "n", 5)
@@ -494,9 +501,10 @@ class ManySubscriptions(ExhaustionTest):
         self.assertEqual(first & 0xF0, 0x30)
         self.assertTrue(body.endswith(b"hit"))
         measured("100,000 subscriptions (v3, filters 'm/K/J'): RSS %d -> %d KiB "
-                 "(+%d KiB, %.0f B each); 200,000 on two clients: +%d KiB"
+                 "(+%d KiB, %.0f B each); 200,000 on two clients: +%d KiB; "
+                 "1000 refused filters logged %d lines"
                  % (before, after, after - before,
-                    (after - before) * 1024.0 / self.N, both - before))
+                    (after - before) * 1024.0 / self.N, both - before, nlog))
         if not SANITIZED:
             self.assertLess(after - before, 128 * 1024)
         # disconnecting frees them
@@ -504,6 +512,28 @@ class ManySubscriptions(ExhaustionTest):
         v5.send(packet(0xE0, b""))
         self.assertTrue(r.closed(timeout=30))
         self.assertTrue(v5.closed(timeout=30))
+
+
+class SubscriptionLimitReplace(ExhaustionTest):
+    CONF = "max_subscriptions_per_client 3\n"
+
+    def test_resubscribe_at_limit_replaces(self):
+        # [MQTT-3.8.4-3]: a SUBSCRIBE whose filter is identical to an existing
+        # subscription replaces it; it adds nothing, so the quota must not
+        # refuse it.
+        for version in (4, 5):
+            r = Raw(self.b.port)
+            r.connect(client_id="rep%d" % version, version=version)
+            for i, f in enumerate(("a", "b", "c")):
+                r.send(subscribe_pkt(f, qos=1, pid=i + 1, version=version))
+                self.assertEqual(r.recv_packet()[1][-1:], b"\x01")
+            r.send(subscribe_pkt("d", qos=1, pid=4, version=version))
+            self.assertEqual(r.recv_packet()[1][-1:],
+                             b"\x97" if version == 5 else b"\x80")
+            r.send(subscribe_pkt("b", qos=0, pid=5, version=version))
+            self.assertEqual(r.recv_packet()[1][-1:], b"\x00",
+                             "re-subscribe at the limit refused (v%d)" % version)
+            r.close()
 
 
 class ManyRetained(ExhaustionTest):

@@ -300,6 +300,7 @@ static const struct scalar_case scalar_cases[] = {
     SC("persistence true", persistence, W_BOOL, 1),
     SC("autosave_interval 0", autosave_interval, W_U32, 0),
     SC("autosave_on_changes true", autosave_on_changes, W_BOOL, 1),
+    SC("persistence_sync always", persistence_sync, W_INT, 1),
     SC("persistence_sync snapshot", persistence_sync, W_INT, 0),
     SC("tls_reload_interval 60", tls_reload_interval, W_U32, 60),
     SC("tls_expiry_warning_days 0", tls_expiry_warning_days, W_U32, 0),
@@ -435,9 +436,6 @@ static const struct err_case err_cases[] = {
      "information, debug, subscribe, unsubscribe, websockets, none or all\n"},
     {"log_format xml",
      "t.conf:1: invalid log_format 'xml': expected text or json\n"},
-    {"persistence_sync always",
-     "t.conf:1: 'persistence_sync always' is not supported by mqttd yet "
-     "(only snapshot)\n"},
     {"check_retain_source true",
      "t.conf:1: 'check_retain_source true' is not supported by mqttd\n"},
     {"persistence_sync sometimes",

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# static-analysis.sh - run cppcheck and clang-tidy over src/ and fail on any
+# finding. Part of the test command; installs nothing (tests/install-deps.sh
+# does). About a minute on two cores.
+#
+#   cppcheck   warning, performance and portability checks; false positives
+#              are listed, each with its reason, in
+#              tests/cppcheck-suppressions.txt.
+#   clang-tidy the checks in .clang-tidy (clang static analyzer, bugprone,
+#              cert, misc, ...), all as errors, using the compile commands of
+#              build/ (or of a throw-away configure if build/ has none).
+#
+# Usage: tests/static-analysis.sh [build-dir]     (default: build)
+# Environment: JOBS (parallel clang-tidy runs, default nproc),
+#              CLANG_TIDY, CPPCHECK (tool names or paths).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+builddir=${1:-build}
+jobs=${JOBS:-$(nproc)}
+CPPCHECK=${CPPCHECK:-cppcheck}
+CLANG_TIDY=${CLANG_TIDY:-}
+
+die() {
+    echo "static-analysis: $*" >&2
+    exit 2
+}
+
+# ---- tools -----------------------------------------------------------------
+command -v "$CPPCHECK" >/dev/null 2>&1 ||
+    die "cppcheck not found; install it with 'apt-get install cppcheck'" \
+        "(tests/install-deps.sh does)"
+if [ -z "$CLANG_TIDY" ]; then
+    for t in clang-tidy clang-tidy-14 clang-tidy-15 clang-tidy-16; do
+        if command -v "$t" >/dev/null 2>&1; then
+            CLANG_TIDY=$t
+            break
+        fi
+    done
+fi
+[ -n "$CLANG_TIDY" ] && command -v "$CLANG_TIDY" >/dev/null 2>&1 ||
+    die "clang-tidy not found; install it with 'apt-get install clang-tidy'" \
+        "(tests/install-deps.sh does)"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mqttd-static.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# ---- compile commands ------------------------------------------------------
+if [ ! -f "$builddir/compile_commands.json" ]; then
+    echo "static-analysis: no $builddir/compile_commands.json;" \
+        "configuring a temporary tree"
+    command -v cmake >/dev/null 2>&1 || die "cmake not found"
+    cmake -S . -B "$tmp/build" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON \
+        >"$tmp/cmake.log" 2>&1 || {
+        cat "$tmp/cmake.log" >&2
+        die "cmake configure failed"
+    }
+    builddir=$tmp/build
+fi
+
+mapfile -t sources < <(find src -maxdepth 1 -name '*.c' | sort)
+[ ${#sources[@]} -gt 0 ] || die "no sources in src/"
+
+status=0
+
+# ---- cppcheck --------------------------------------------------------------
+echo "== cppcheck ($("$CPPCHECK" --version))"
+start=$SECONDS
+if ! "$CPPCHECK" --enable=warning,performance,portability --inline-suppr \
+    --suppressions-list=tests/cppcheck-suppressions.txt \
+    --error-exitcode=1 --std=c11 -D_GNU_SOURCE -Iinclude -Isrc \
+    --library=posix --library=openssl -j"$jobs" -q \
+    --template='{file}:{line}:{column}: {severity}: {message} [{id}]\n{code}' \
+    "${sources[@]}"; then
+    echo "cppcheck: FAILED (fix the finding, or suppress a false positive" \
+        "in tests/cppcheck-suppressions.txt with a reason)"
+    status=1
+else
+    echo "cppcheck: clean ($((SECONDS - start)) s)"
+fi
+
+# ---- clang-tidy ------------------------------------------------------------
+echo "== clang-tidy ($("$CLANG_TIDY" --version | sed -n 's/.*version /version /p' |
+    head -n1))"
+start=$SECONDS
+mkdir -p "$tmp/tidy"
+export CLANG_TIDY builddir tmp
+# One process per file, $jobs at a time; each writes its own log so the
+# output of parallel runs does not interleave. -UNDEBUG keeps assert()s
+# visible to the analyzer (the release build defines NDEBUG).
+printf '%s\n' "${sources[@]}" | xargs -P "$jobs" -I{} sh -c '
+    f=$1
+    log=$tmp/tidy/$(basename "$f").log
+    if ! "$CLANG_TIDY" -p "$builddir" --quiet --use-color=false \
+        --extra-arg=-UNDEBUG --extra-arg=-Wno-unknown-warning-option \
+        "$f" >"$log" 2>&1; then
+        echo "$f" >>"$tmp/tidy/failed"
+    fi
+' sh {}
+for f in "${sources[@]}"; do
+    log=$tmp/tidy/$(basename "$f").log
+    # drop the "N warnings generated." chatter of clean files
+    grep -vE '^[0-9]+ warnings? (and [0-9]+ errors? )?generated\.$' "$log" || true
+done
+if [ -s "$tmp/tidy/failed" ]; then
+    echo "clang-tidy: FAILED in: $(tr '\n' ' ' <"$tmp/tidy/failed")"
+    echo "  (fix the finding; a false positive gets a NOLINT(check) comment" \
+        "with the reason, or the check is disabled in .clang-tidy with one)"
+    status=1
+else
+    echo "clang-tidy: clean, ${#sources[@]} files ($((SECONDS - start)) s)"
+fi
+
+exit $status
