@@ -809,7 +809,7 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
     bool v5 = c->version == MQTT_V5;
     uint8_t codes_stack[64], *codes = codes_stack;
     bool send_stack[64], *send = send_stack;
-    uint32_t off = 0, i = 0;
+    uint32_t off = 0, i = 0, nsub;
     struct mqtt_str f;
     struct mqtt_sub_opts o;
     uint32_t sub_id = p->props.subscription_id;
@@ -889,10 +889,11 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
         if (out != buf)
             free(out);
     }
-    /* retained messages after the SUBACK */
+    /* retained messages after the SUBACK, for the i entries walked above */
+    nsub = i;
     off = 0;
     i = 0;
-    while (mqtt_sub_next(p, &off, &f, &o)) {
+    while (i < nsub && mqtt_sub_next(p, &off, &f, &o)) {
         if (send[i] && codes[i] < 0x80) {
             struct retained_ctx rc = {c, codes[i], sub_id};
             retain_match(b->retain, f.p, f.len, deliver_retained, &rc);

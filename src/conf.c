@@ -485,7 +485,7 @@ static void add_listener(struct parser *ps, const struct conf_listener *l,
 {
     struct conf *c = ps->c;
 
-    if (c->nlisteners == ps->lcap) {
+    if (c->nlisteners >= ps->lcap) {
         ps->lcap = ps->lcap ? ps->lcap * 2 : 4;
         c->listeners = xreallocarray(c->listeners, ps->lcap, sizeof(*l));
         ps->lm = xreallocarray(ps->lm, ps->lcap, sizeof(*m));

@@ -247,8 +247,9 @@ static int rd_str(struct rd *r, struct mqtt_str *s, const char *why_trunc,
 
 static bool has_wildcard(const struct mqtt_str *s)
 {
-    return memchr(s->p, '+', s->len) != NULL ||
-           memchr(s->p, '#', s->len) != NULL;
+    /* s->p is NULL for an empty string */
+    return s->len > 0 && (memchr(s->p, '+', s->len) != NULL ||
+                          memchr(s->p, '#', s->len) != NULL);
 }
 
 /* ---- v5 properties ---------------------------------------------------- */
@@ -379,8 +380,8 @@ static int rd_props(struct rd *r, struct mqtt_props *pr, unsigned ctx)
         uint8_t id = *r->p++;
         uint8_t type = prop_type_of(id);
         uint32_t u = 0;
-        uint8_t b8;
-        uint16_t b16;
+        uint8_t b8 = 0;
+        uint16_t b16 = 0;
         struct mqtt_str s = {0};
         struct mqtt_bin b = {0};
         struct mqtt_str s2;

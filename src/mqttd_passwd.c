@@ -306,7 +306,7 @@ static int do_update(const struct opts *o, const char *path)
                 plen = strlen(piece);
             }
         }
-        while (olen + plen + sizeof(hash) + 2 > ocap) {
+        while (out == NULL || olen + plen + sizeof(hash) + 2 > ocap) {
             ocap = ocap ? ocap * 2 : 4096;
             out = xrealloc(out, ocap);
         }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -189,6 +190,17 @@ static int bind_listener(struct server *s, const struct conf *c, size_t li,
     return 0;
 }
 
+/* pid_is_self: true when the decimal string pid (LISTEN_PID, WATCHDOG_PID)
+ * names this process; garbage or an out-of-range number is "not us". */
+static bool pid_is_self(const char *pid)
+{
+    long long v;
+    const char *es;
+
+    return util_strtonum(pid, 1, INT_MAX, &v, &es) == 0 &&
+           v == (long long)getpid();
+}
+
 /*
  * systemd socket activation: LISTEN_PID/LISTEN_FDS name inherited listening
  * sockets starting at fd 3. Each is matched to the listener with the same
@@ -203,7 +215,7 @@ static int take_inherited(struct server *s, const struct conf *c, bool *taken,
     long long n;
     const char *es;
 
-    if (pid == NULL || fds == NULL || atol(pid) != (long)getpid())
+    if (pid == NULL || fds == NULL || !pid_is_self(pid))
         return 0;
     if (util_strtonum(fds, 0, 1024, &n, &es) < 0) {
         snprintf(err, errlen, "invalid LISTEN_FDS '%s'", fds);
@@ -218,6 +230,10 @@ static int take_inherited(struct server *s, const struct conf *c, bool *taken,
         size_t li;
         int fl;
 
+        /* zeroed: sun_path of a 108-byte path has no NUL, and the
+         * analyzer cannot see getsockname() fill it (glibc's
+         * transparent __SOCKADDR_ARG) */
+        memset(&ss, 0, sizeof(ss));
         if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
             snprintf(err, errlen, "inherited fd %d: %s", fd, strerror(errno));
             return -1;
@@ -275,8 +291,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     for (int i = 0; i < 256; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        int fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd;
+
+        memset(&ss, 0, sizeof(ss)); /* see take_inherited() */
+        fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             unsigned sup;
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
@@ -286,6 +305,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 /* Free the reserve fd, accept and drop one connection so
                  * the peer is not left hanging, then pause accepting for a
                  * moment: never spin on a level-triggered EMFILE. */
+                int e = errno; /* close/accept4/open below clobber it */
+
                 if (s->reserve_fd >= 0) {
                     close(s->reserve_fd);
                     s->reserve_fd = -1;
@@ -298,7 +319,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                     LOG_W(s->log,
                           "Out of file descriptors (%s): refusing new "
                           "connections for 100 ms.",
-                          strerror(errno));
+                          strerror(e));
                 ev_io_stop(loop, &ls->w);
                 ev_timer_set(&ls->retry, 0.1, 0.0);
                 ev_timer_start(loop, &ls->retry);
@@ -413,7 +434,7 @@ static void watchdog_start(struct server *s)
 
     if (usec == NULL || util_strtonum(usec, 1, 86400LL * 1000000, &v, &es) < 0)
         return;
-    if (pid && atol(pid) != (long)getpid())
+    if (pid && !pid_is_self(pid))
         return;
     ev_timer_init(&s->watchdog, watchdog_cb, 0.0, (double)v / 2e6);
     ev_timer_again(s->loop, &s->watchdog);

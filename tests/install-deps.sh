@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libssl-dev openssl libev-dev
       libcjson-dev libcmocka-dev mosquitto mosquitto-clients python3
-      clang libclang-rt-14-dev systemd)
+      clang libclang-rt-14-dev systemd cppcheck clang-tidy)
 
 missing=()
 for p in "${PKGS[@]}"; do

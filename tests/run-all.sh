@@ -27,8 +27,9 @@ echo "== ctest (ASan + UBSan build)"
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j2) || status=1
 
-if [ -x tests/fuzz/run-fuzz.sh ] || [ -f tests/fuzz/run-fuzz.sh ]; then
-    echo "== short fuzz runs"
-    bash tests/fuzz/run-fuzz.sh || status=1
-fi
+echo "== short fuzz runs"
+bash tests/fuzz/run-fuzz.sh || status=1
+
+echo "== static analysis (cppcheck, clang-tidy)"
+bash tests/static-analysis.sh build || status=1
 exit $status

@@ -7,9 +7,10 @@
  * freed at the end, so ASan sees every leak. Input layout:
  *
  *   byte 0      configuration variant (bits select small queues and
- *               windows, queue_qos0_messages, upgrade_outgoing_qos, no
- *               retain, max_qos 1, size limits, no topic aliases and few
- *               subscriptions, byte limits and max_connections 4)
+ *               windows, queue_qos0_messages with persistence_sync always,
+ *               upgrade_outgoing_qos, no retain, max_qos 1, size limits,
+ *               no topic aliases and few subscriptions, byte limits and
+ *               max_connections 4)
  *   then ops    op byte (op % 16), slot byte (k = slot % 8), arguments:
  *
  *    0 OPEN k            accept a connection into slot k
@@ -28,8 +29,10 @@
  *    8 DISCONNECT k a    v5: with will (0x04), session expiry property
  *    9 EOF k             the peer closes
  *   10 TIMER k a         fire the deadline (a even) or idle timer
- *   11 LOOP              run loop iterations until nothing is left to do
- *   12 TICK a            broker_tick (a == 0xff: broker_shutdown)
+ *   11 LOOP              run loop iterations until nothing is left to do,
+ *                        then release acks held by persistence_sync always
+ *   12 TICK a            broker_tick (a == 0xff: broker_shutdown, 0xfe:
+ *                        broker_flush_acks after a failed save)
  *   13 DRAIN k a         peer read rate: stalled, 7 B, 4 KiB, everything
  *   14 READMAX k a       bytes per read (0 = 64 KiB)
  *   15 BURST k n a b c   n*4 PUBLISHes as op 5
@@ -57,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <ev.h>
 
@@ -108,6 +112,7 @@ struct pending_ack {
 };
 
 struct slot {
+    int k; /* index, for traces */
     struct conn *c;
     struct client *cli; /* the broker's client of c (until c is freed) */
     uint8_t version;    /* of the last CONNECT we built */
@@ -134,6 +139,7 @@ struct fz {
 };
 
 static struct log *g_log; /* shared by all inputs; writes nowhere */
+static bool g_trace;      /* FUZZ_SESSION_TRACE: print the traffic */
 
 static bool more(const struct fz *f)
 {
@@ -197,6 +203,9 @@ static void check_packet(struct slot *s, const struct client *cli,
              "Size %u [MQTT-3.1.2-24]",
              n, mqtt_type_name(pkt.type), cli->max_packet);
     }
+    if (g_trace)
+        fprintf(stderr, "  slot %d <- %s %zu bytes\n", s->k,
+                mqtt_type_name(pkt.type), n);
     switch (pkt.type) {
     case MQTT_PUBLISH:
         if (pkt.u.publish.qos == 1)
@@ -280,20 +289,30 @@ static void on_free(void *arg, struct conn *c, bool complete)
 
 /* ---- building client packets --------------------------------------------- */
 
-static const char *const client_ids[] = {"c0", "c1", "c2", "c3",
+static const char *const client_ids[] = {"c0", "c1",  "c2", "c3",
                                          "",   "sub", "c0", "x/y#"};
 static const char *const topics[] = {
-    "a/b", "a", "a/b/c", "$SYS/x", "b", "a/c", "/", "a//b",
-    "",    "$share/g/a",  "sport/tennis/player1", "a/+",
+    "a/b",
+    "a",
+    "a/b/c",
+    "$SYS/x",
+    "b",
+    "a/c",
+    "/",
+    "a//b",
+    "",
+    "$share/g/a",
+    "sport/tennis/player1",
+    "a/+",
 };
 static const char *const filters[] = {
-    "a/b",          "a/+",        "a/#",   "#",      "+/+",     "$share/g/a/#",
-    "$share/g/#",   "$SYS/#",     "+",     "a/b/c",  "$share/h/a/b",
-    "a",            "/",          "a//b",  "#/a",    "$share/g", "sport/#",
-    "$share/g/+/+", "a/b/#",      "+/b/#",
+    "a/b",        "a/+",    "a/#", "#",        "+/+",          "$share/g/a/#",
+    "$share/g/#", "$SYS/#", "+",   "a/b/c",    "$share/h/a/b", "a",
+    "/",          "a//b",   "#/a", "$share/g", "sport/#",      "$share/g/+/+",
+    "a/b/#",      "+/b/#",
 };
-static const uint32_t payload_sizes[] = {0,    1,     16,    200,
-                                         2000, 20000, 70000, 300000};
+static const uint32_t payload_sizes[] = {0,    1,    16,    200,
+                                         1000, 5000, 30000, 100000};
 
 static uint8_t slot_version(const struct slot *s)
 {
@@ -324,6 +343,7 @@ static void op_open(struct fz *f, struct slot *s, int k)
     if (f->last_new == NULL)
         return; /* refused: max_connections */
     slot_reset(s);
+    s->k = k;
     s->c = f->last_new;
     s->cli = f->b->clients; /* client_new links at the head */
     if (s->cli == NULL || s->cli->conn != s->c)
@@ -418,8 +438,7 @@ static void op_subscribe(struct fz *f, struct slot *s)
     mqtt_pb_init(&pb, props, sizeof(props));
     if (v == MQTT_V5 && (bb & 0x40))
         mqtt_pb_varint(&pb, MQTT_PROP_SUBSCRIPTION_ID, (uint32_t)a + 1);
-    n = mqtt_enc_subscribe(NULL, 0, v, new_pid(s), fl, o, count, props,
-                           pb.len);
+    n = mqtt_enc_subscribe(NULL, 0, v, new_pid(s), fl, o, count, props, pb.len);
     mqtt_enc_subscribe(pkt_buf(f, n), n, v, s->next_pid, fl, o, count, props,
                        pb.len);
     memconn_push(s->c, f->pkt, n);
@@ -528,8 +547,8 @@ static void op_ack(struct fz *f, struct slot *s)
         pid = s->q2[a % have];
     } else if (!(a & 0x80) && s->nacks) {
         unsigned have = s->nacks < NACKS ? s->nacks : NACKS;
-        const struct pending_ack *pa = &s->acks[(s->nacks - 1 - a % have) %
-                                                NACKS];
+        const struct pending_ack *pa =
+            &s->acks[(s->nacks - 1 - a % have) % NACKS];
         type = pa->type;
         pid = pa->pid;
         if (v == MQTT_V5 && (a & 0x40) && type != MQTT_PUBCOMP)
@@ -566,7 +585,8 @@ static void op_disconnect(struct fz *f, struct slot *s)
     memconn_push(s->c, buf, n);
 }
 
-/* ---- the program ---------------------------------------------------------- */
+/* ---- the program ----------------------------------------------------------
+ */
 
 static void configure(struct conf *c, uint8_t v)
 {
@@ -576,8 +596,12 @@ static void configure(struct conf *c, uint8_t v)
         c->max_queued_messages = 4;
         c->max_inflight_messages = 2;
     }
-    if (v & 0x02)
+    if (v & 0x02) {
         c->queue_qos0_messages = true;
+        /* acks held for a save; the harness plays server.c (op 11/12) */
+        c->persistence = true;
+        c->persistence_sync = 1;
+    }
     if (v & 0x04)
         c->upgrade_outgoing_qos = true;
     if (v & 0x08)
@@ -607,13 +631,24 @@ static void run_op(struct fz *f)
     int k;
     struct slot *s;
 
+    if (g_trace)
+        fprintf(stderr, "op %u at %zu\n", op, f->off - 1);
     if (op == 11) {
         memconn_run(f->b->cl);
+        /* persistence_sync always: server.c saves and releases the held
+         * acknowledgements once per loop iteration (group commit) */
+        if (broker_pending_acks(f->b)) {
+            broker_flush_acks(f->b, true);
+            memconn_run(f->b->cl);
+        }
         return;
     }
     if (op == 12) {
-        if (u8(f) == 0xff)
+        uint8_t a = u8(f);
+        if (a == 0xff)
             broker_shutdown(f->b);
+        else if (a == 0xfe)
+            broker_flush_acks(f->b, false); /* the save failed */
         else
             broker_tick(f->b);
         return;
@@ -693,11 +728,13 @@ static void run_op(struct fz *f)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+    static char devnull[] = "/dev/null";
     struct log_settings ls;
     char err[256];
 
     (void)argc;
     (void)argv;
+    g_trace = getenv("FUZZ_SESSION_TRACE") != NULL;
     g_log = log_new();
     memset(&ls, 0, sizeof(ls));
     ls.types = 0;
@@ -706,7 +743,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         /* format every log line (catches format bugs), write nowhere */
         ls.types = LOG_ALL;
         ls.dests = LOGD_FILE;
-        ls.file = (char *)"/dev/null";
+        ls.file = devnull;
+    }
+    if (g_trace) {
+        ls.types = LOG_ALL;
+        ls.dests = LOGD_STDERR;
     }
     if (log_configure(g_log, &ls, err, sizeof(err)) < 0)
         FAIL("log_configure: %s", err);
@@ -756,13 +797,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef FUZZ_SESSION_MAIN
-/* ---- standalone replay ------------------------------------------------------ */
+/* ---- standalone replay ------------------------------------------------------
+ */
 
 static int replay_file(const char *path)
 {
     FILE *fp = fopen(path, "rb");
     uint8_t *buf = NULL;
     size_t len = 0, cap = 0, n;
+    struct timespec t0, t1;
 
     if (fp == NULL) {
         perror(path);
@@ -777,7 +820,14 @@ static int replay_file(const char *path)
         len += n;
     } while (n > 0);
     fclose(fp);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     LLVMFuzzerTestOneInput(buf, len);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (getenv("FUZZ_SESSION_TIME"))
+        fprintf(stderr, "%.3f ms %s\n",
+                (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+                path);
     free(buf);
     return 0;
 }
@@ -802,7 +852,9 @@ static int replay_path(const char *path)
     }
     while ((de = readdir(d)) != NULL) {
         char sub[4096];
-        if (de->d_name[0] == '.')
+        size_t nl = strlen(de->d_name);
+        if (de->d_name[0] == '.' ||
+            (nl > 3 && strcmp(de->d_name + nl - 3, ".md") == 0))
             continue;
         snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
         if (replay_file(sub) < 0)

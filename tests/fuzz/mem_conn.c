@@ -45,6 +45,9 @@
 
 #define MC_READ_MAX (64u * 1024u) /* like conn.c's scratch buffer */
 #define MC_MAX_ITER 1000000u      /* a livelock is a bug */
+#define MC_COPY_MAX (16u * 1024u) /* on_data gets an exact copy up to this */
+#define MC_BIG_SOCK 4096u         /* more waiting: read at least ... */
+#define MC_BIG_READ 1024u         /* ... this much (no byte-wise 100 KiB) */
 
 enum {
     MF_OPEN = 1u << 0,
@@ -101,7 +104,7 @@ struct conn {
     const char *close_reason;
     /* peer -> conn: bytes not yet read */
     uint8_t *sock;
-    size_t sock_len, sock_cap;
+    size_t sock_head, sock_len, sock_cap; /* sock_len: from sock_head */
     size_t read_max;
     /* read but not consumed by on_data */
     uint8_t *in;
@@ -125,8 +128,8 @@ static void mc_fail(const char *what)
     abort();
 }
 
-static void buf_append(uint8_t **buf, size_t *len, size_t *cap,
-                       const void *p, size_t n)
+static void buf_append(uint8_t **buf, size_t *len, size_t *cap, const void *p,
+                       size_t n)
 {
     if (n == 0)
         return;
@@ -354,10 +357,15 @@ static void deliver(struct conn *c, const uint8_t *buf, size_t n)
         return;
     buf_append(&c->in, &c->in_len, &c->in_cap, buf, n);
     len = c->in_len;
-    copy = xmalloc(len);
-    memcpy(copy, c->in, len);
-    used = c->h->on_data(c->ud, c, copy, len);
-    free(copy);
+    if (len <= MC_COPY_MAX) {
+        copy = xmalloc(len);
+        memcpy(copy, c->in, len);
+        used = c->h->on_data(c->ud, c, copy, len);
+        free(copy);
+    } else {
+        /* big buffered packets: no copy per read (quadratic) */
+        used = c->h->on_data(c->ud, c, c->in, len);
+    }
     if (used < 0) {
         if (!(c->flags & MF_CLOSING))
             mc_fail("on_data returned -1 without conn_close");
@@ -367,7 +375,8 @@ static void deliver(struct conn *c, const uint8_t *buf, size_t n)
         mc_fail("on_data consumed more than it was offered");
     if (c->flags & MF_CLOSING)
         return;
-    memmove(c->in, c->in + used, len - (size_t)used);
+    if (used > 0)
+        memmove(c->in, c->in + used, len - (size_t)used);
     c->in_len = len - (size_t)used;
     if (c->in_len == 0) {
         free(c->in);
@@ -386,8 +395,13 @@ bool memconn_readable(const struct conn *c)
 /* One read callback: at most read_max bytes, or the EOF. */
 static void read_once(struct conn *c)
 {
-    size_t n = c->sock_len < c->read_max ? c->sock_len : c->read_max;
+    size_t want = c->read_max, n;
     uint8_t *chunk;
+
+    /* any segmentation of a stream is valid; keep big bodies cheap */
+    if (c->sock_len > MC_BIG_SOCK && want < MC_BIG_READ)
+        want = MC_BIG_READ;
+    n = c->sock_len < want ? c->sock_len : want;
 
     if (!memconn_readable(c))
         return;
@@ -397,9 +411,14 @@ static void read_once(struct conn *c)
         return;
     }
     chunk = xmalloc(n);
-    memcpy(chunk, c->sock, n);
-    memmove(c->sock, c->sock + n, c->sock_len - n);
+    memcpy(chunk, c->sock + c->sock_head, n);
+    c->sock_head += n;
     c->sock_len -= n;
+    if (c->sock_len == 0) {
+        free(c->sock);
+        c->sock = NULL;
+        c->sock_head = c->sock_cap = 0;
+    }
     deliver(c, chunk, n);
     free(chunk);
 }
@@ -530,6 +549,10 @@ void memconn_push(struct conn *c, const void *p, size_t n)
 {
     if (c->flags & (MF_CLOSING | MF_EOF))
         return;
+    if (c->sock_head > 0) {
+        memmove(c->sock, c->sock + c->sock_head, c->sock_len);
+        c->sock_head = 0;
+    }
     buf_append(&c->sock, &c->sock_len, &c->sock_cap, p, n);
     read_once(c);
 }

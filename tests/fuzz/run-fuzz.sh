@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run-fuzz.sh - build every libFuzzer harness with clang (ASan+UBSan) and
 # run each for a short, bounded time (FUZZ_SECONDS each, default 7 s; about
-# 45 s in all). Longer runs: FUZZ_SECONDS=600 bash tests/fuzz/run-fuzz.sh.
+# 50 s in all). Longer runs: FUZZ_SECONDS=600 bash tests/fuzz/run-fuzz.sh.
 # Crashes are written to build-fuzz/crashes/; a crash fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,13 +23,23 @@ build fuzz_topic src/topic.c src/router.c src/retain.c src/msg.c src/util.c
 build fuzz_passwd src/passwd.c src/util.c src/msg.c
 build fuzz_acl src/acl.c src/topic.c src/util.c src/msg.c
 build fuzz_cert_identity src/auth_mtls.c src/util.c src/msg.c
+SESSION_CORE=(src/util.c src/log.c src/msg.c src/conf.c src/mqtt_codec.c
+    src/topic.c src/router.c src/retain.c src/passwd.c src/acl.c
+    src/auth_mtls.c src/auth.c src/authq.c src/tls.c src/session.c
+    src/broker.c src/client.c src/persist.c src/sys.c)
+"$CC" "${CFLAGS[@]}" -Isrc tests/fuzz/fuzz_session.c tests/fuzz/mem_conn.c \
+    "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread
 "$CC" -g -O1 -D_GNU_SOURCE -Iinclude tests/fuzz/gen_codec_seeds.c src/mqtt_codec.c \
     src/util.c -o "$out/gen_codec_seeds"
 
 status=0
-for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity; do
+for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity fuzz_session; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
+    if [ "$h" = fuzz_session ]; then
+        find tests/fuzz/session-seeds tests/fuzz/session-regressions -type f \
+            ! -name '*.md' -exec cp {} "$corpus"/ \;
+    fi
     if [ "$h" = fuzz_codec ]; then "$out/gen_codec_seeds" "$corpus" >/dev/null; fi
     if "$out/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$out/crashes/$h-" -print_final_stats=1 "$corpus" \
