@@ -113,4 +113,12 @@ bool auth_has_password_file(const struct auth *a);
  */
 bool auth_user_known(const struct auth *a, const char *username);
 
+/*
+ * auth_user_stamp: a fingerprint of username's password-file entry (0 when
+ * no password file applies or the user has no entry). The session keeps
+ * the stamp a client authenticated with; after a reload a different stamp
+ * means the password changed or the user was removed.
+ */
+uint64_t auth_user_stamp(const struct auth *a, const char *username);
+
 #endif

@@ -78,6 +78,11 @@ size_t passwd_count(const struct passwd *pw);
 /* passwd_has_user: true when 'user' has an entry. */
 bool passwd_has_user(const struct passwd *pw, const char *user);
 
+/* passwd_user_stamp: a fingerprint of user's entry (its hash text), 0 when
+ * the user has none. A changed password gives a different stamp; nothing
+ * secret can be recovered from it (it is a hash of a hash). */
+uint64_t passwd_user_stamp(const struct passwd *pw, const char *user);
+
 /*
  * passwd_check: verify a CONNECT. The hash comparison is constant-time
  * (util_ct_memeq). password NULL (none sent) gives PASSWD_BAD for a known

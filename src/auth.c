@@ -217,6 +217,17 @@ bool auth_has_password_file(const struct auth *a)
     return a != NULL && a->has_password_file;
 }
 
+uint64_t auth_user_stamp(const struct auth *a, const char *username)
+{
+    if (a == NULL || !a->has_password_file || a->mtls || username == NULL)
+        return 0;
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->chain[i].check == pw_check)
+            return passwd_user_stamp(a->chain[i].state, username);
+    }
+    return 0;
+}
+
 bool auth_user_known(const struct auth *a, const char *username)
 {
     if (a == NULL || !a->has_password_file || a->mtls || username == NULL)

@@ -580,6 +580,15 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
                   "password file.",
                   cl->client_id, cl->username);
             client_disconnect(cl, MQTT_RC_NOT_AUTHORIZED, "user removed");
+        } else if (cl->connected && cl->pw_stamp &&
+                   auth_user_stamp(b->auth[cl->listener], cl->username) !=
+                       cl->pw_stamp) {
+            LOG_N(b->log,
+                  "Client %s disconnected: the password of user '%s' "
+                  "changed.",
+                  cl->client_id, cl->username);
+            client_disconnect(cl, MQTT_RC_NOT_AUTHORIZED,
+                              "credentials changed");
         }
     }
     return 0;

@@ -254,6 +254,7 @@ struct client {
     struct connect_req *pending; /* CONNECT waiting for authq */
     struct authq_job *auth_job;
     char *username;
+    uint64_t pw_stamp; /* password-file entry authenticated against */
 };
 
 /* client_new: protocol state for a new conn on listener li (conn.c calls

@@ -354,6 +354,7 @@ struct connect_req {
     uint32_t expiry;
     struct msg *will;
     uint32_t will_delay;
+    bool password_used; /* authenticated with a password */
 };
 
 static void connect_finish(struct client *c, struct connect_req *req,
@@ -514,6 +515,7 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
             ac.cert_error = why ? why : "no certificate";
         }
     }
+    req->password_used = ac.password != NULL;
     if (ac.password && auth_has_password_file(a)) {
         /* a password hash check can take hundreds of ms: off the loop,
          * reading nothing more from this client until it is done */
@@ -554,6 +556,9 @@ static void connect_finish(struct client *c, struct connect_req *req,
         return;
     }
 
+    c->pw_stamp = req->password_used
+                      ? auth_user_stamp(b->auth[c->listener], c->username)
+                      : 0;
     /* session attach, takeover [MQTT-3.1.4-3] */
     s = broker_session_find(b, c->client_id);
     if (s && s->client) {

@@ -456,6 +456,20 @@ bool passwd_has_user(const struct passwd *pw, const char *user)
     return lookup(pw, user) != NULL;
 }
 
+uint64_t passwd_user_stamp(const struct passwd *pw, const char *user)
+{
+    const struct pw_line *l = lookup(pw, user);
+    uint64_t h = 1469598103934665603ull;
+
+    if (l == NULL)
+        return 0;
+    for (const char *p = l->text; *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 1099511628211ull;
+    }
+    return h ? h : 1;
+}
+
 enum passwd_result passwd_check(const struct passwd *pw, const char *user,
                                 const uint8_t *password, size_t password_len)
 {

@@ -117,6 +117,63 @@ class SlowHashOffTheLoop(AuthTest):
                          b"\x00\x00")
 
 
+class PasswordChange(AuthTest):
+    def test_changed_password_disconnects_on_reload(self):
+        d = tempfile.mkdtemp()
+        pw = os.path.join(d, "passwd")
+        make_pwfile(pw, [("erin", "old"), ("frank", "same")])
+        self.start("listener {port} 127.0.0.1\npassword_file %s\n" % pw).start()
+        erin = Sub(self.b.port, ["-u", "erin", "-P", "old", "-t", "t", "-i", "erin1"], timeout=30)
+        frank = Sub(self.b.port, ["-u", "frank", "-P", "same", "-t", "t", "-i", "frank1"],
+                    count=1, timeout=30)
+        erin.ready()
+        frank.ready()
+        subprocess.run([PASSWD, "-I", "1000", "-b", pw, "erin", "new"], check=True,
+                       capture_output=True)
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Client erin1 disconnected: the password of user 'erin' changed",
+                        start=m)
+        erin.kill()
+        # frank's entry did not change: still connected and served
+        pub(self.b.port, ["-u", "frank", "-P", "same", "-t", "t", "-m", "still"])
+        self.assertEqual(frank.messages(), ["still"])
+
+
+class MosquittoReadsOurFiles(AuthTest):
+    def test_mosquitto_accepts_mqttd_passwd_file(self):
+        """A file written by mqttd-passwd (default PBKDF2 iterations) works
+        in Debian's mosquitto 2.0."""
+        from harness import free_port
+        d = tempfile.mkdtemp()
+        os.chmod(d, 0o755)
+        pw = os.path.join(d, "passwd")
+        open(pw, "w").close()
+        subprocess.run([PASSWD, "-b", pw, "gina", "secret"], check=True,
+                       capture_output=True, timeout=60)
+        os.chmod(pw, 0o644)  # mosquitto drops root to its own user
+        port = free_port()
+        conf = os.path.join(d, "m.conf")
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\npassword_file %s\n" % (port, pw))
+        self.b = Broker("")  # for tearDown bookkeeping only
+        self.b.start()
+        mosq = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf],
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            for line in mosq.stderr:  # bounded by mosquitto's own start-up
+                if "running" in line:
+                    break
+            else:
+                self.fail("mosquitto did not start")
+            pub(port, ["-u", "gina", "-P", "secret", "-t", "t", "-m", "x"])
+            r = pub(port, ["-u", "gina", "-P", "wrong", "-t", "t", "-m", "x"], check=False)
+            self.assertNotEqual(r.returncode, 0)
+        finally:
+            mosq.terminate()
+            mosq.wait(timeout=10)
+
+
 class MosquittoPasswdFiles(AuthTest):
     def test_file_from_mosquitto_passwd_loads(self):
         d = tempfile.mkdtemp()
