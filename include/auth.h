@@ -57,6 +57,19 @@ struct authenticator {
                               const char **reason);
     void (*free)(void *state);
     void *state;
+    /*
+     * MQTT 5 enhanced authentication (optional; NULL method for plain
+     * authenticators). 'method' is the Authentication Method it serves;
+     * 'step' consumes the client's Authentication Data (CONNECT or AUTH)
+     * and either finishes (AUTH_ALLOW / AUTH_DENY) or returns
+     * AUTH_NOT_MINE with *more set and server data in out[0..*outlen) for
+     * an AUTH 0x18 (continue) round. No method ships today: a CONNECT
+     * naming any method is refused with 0x8C; this is where one plugs in.
+     */
+    const char *method;
+    enum auth_result (*step)(void *state, const struct auth_client *c,
+                             const uint8_t *in, size_t inlen, uint8_t *out,
+                             size_t *outlen, bool *more, const char **reason);
 };
 
 struct auth;
@@ -100,6 +113,10 @@ enum auth_result auth_connect(const struct auth *a, const struct auth_client *c,
  */
 bool auth_acl(const struct auth *a, const char *client_id, const char *username,
               const char *topic, size_t topic_len, enum auth_access access);
+
+/* auth_has_method: true when an authenticator of the chain serves the
+ * MQTT 5 Authentication Method m[0..len). */
+bool auth_has_method(const struct auth *a, const char *m, size_t len);
 
 /* auth_has_password_file: true when a password file is configured; the
  * session then re-checks connected clients after a reload. */

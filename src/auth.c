@@ -238,3 +238,14 @@ bool auth_user_known(const struct auth *a, const char *username)
     }
     return true;
 }
+
+bool auth_has_method(const struct auth *a, const char *m, size_t len)
+{
+    for (size_t i = 0; a != NULL && i < a->n; i++) {
+        const char *am = a->chain[i].method;
+        if (am && a->chain[i].step && strlen(am) == len &&
+            memcmp(am, m, len) == 0)
+            return true;
+    }
+    return false;
+}

@@ -464,7 +464,9 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
                                : OUT_ALIAS_CAP;
         if (c->alias_max)
             c->aliases = xcalloc((size_t)c->alias_max + 1, sizeof(char *));
-        if (MQTT_HAS_PROP(&p->props, MQTT_PROP_AUTH_METHOD)) {
+        if (MQTT_HAS_PROP(&p->props, MQTT_PROP_AUTH_METHOD) &&
+            !auth_has_method(b->auth[c->listener], p->props.auth_method.p,
+                             p->props.auth_method.len)) {
             LOG_N(b->log,
                   "Client %s refused: unsupported authentication "
                   "method.",

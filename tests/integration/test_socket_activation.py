@@ -26,7 +26,7 @@ class SocketActivation(unittest.TestCase):
         b.proc = subprocess.Popen(
             ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"', MQTTD,
              b.conf_path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True, preexec_fn=child, pass_fds=(fd,))
+            text=True, preexec_fn=child, close_fds=False)
         b.reader = threading.Thread(target=b._read, daemon=True)
         b.reader.start()
         try:
@@ -47,7 +47,7 @@ class SocketActivation(unittest.TestCase):
         r = subprocess.run(
             ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"', MQTTD,
              b.conf_path], capture_output=True, text=True, timeout=20,
-            preexec_fn=lambda: os.dup2(fd, 3), pass_fds=(fd,))
+            preexec_fn=lambda: os.dup2(fd, 3), close_fds=False)
         ls.close()
         b.stop()
         self.assertNotEqual(r.returncode, 0)
