@@ -36,6 +36,9 @@ struct conn_loop;
 
 #define CONN_OUT_HIWAT (256u * 1024u)
 #define CONN_OUT_LOWAT (64u * 1024u)
+/* Output the broker may queue past the high-water mark while it holds the
+ * publishers back (flow control); beyond it QoS 0 is dropped. */
+#define CONN_OUT_HARD (4u * 1024u * 1024u)
 
 /* Why a timer fired. */
 enum conn_timeout {

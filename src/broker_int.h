@@ -270,6 +270,10 @@ struct client *client_new(struct broker *b, size_t li);
 int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
                         bool retain, bool dup, uint16_t pid,
                         const uint32_t *sub_ids, uint8_t nsub_ids);
+/* client_send_publish_force: a QoS 0 PUBLISH written even when the output
+ * is over the high-water mark (flow control keeps it bounded). */
+int client_send_publish_force(struct client *c, struct msg *m, bool retain,
+                              const uint32_t *sub_ids, uint8_t nsub_ids);
 void client_send_ack(struct client *c, uint8_t type, uint16_t pid, uint8_t rc);
 /* client_disconnect: v5: DISCONNECT with rc first; then close. */
 void client_disconnect(struct client *c, uint8_t rc, const char *reason);

@@ -126,7 +126,26 @@ static uint16_t out_alias(struct client *c, const struct msg *m,
     return 0;
 }
 
+static int send_publish(struct client *c, struct msg *m, uint8_t qos,
+                        bool retain, bool dup, uint16_t pid,
+                        const uint32_t *sub_ids, uint8_t nsub_ids);
+
 int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
+                        bool retain, bool dup, uint16_t pid,
+                        const uint32_t *sub_ids, uint8_t nsub_ids)
+{
+    if (qos == 0 && !client_can_send(c))
+        return -1;
+    return send_publish(c, m, qos, retain, dup, pid, sub_ids, nsub_ids);
+}
+
+int client_send_publish_force(struct client *c, struct msg *m, bool retain,
+                              const uint32_t *sub_ids, uint8_t nsub_ids)
+{
+    return send_publish(c, m, 0, retain, false, 0, sub_ids, nsub_ids);
+}
+
+static int send_publish(struct client *c, struct msg *m, uint8_t qos,
                         bool retain, bool dup, uint16_t pid,
                         const uint32_t *sub_ids, uint8_t nsub_ids)
 {
@@ -137,8 +156,6 @@ int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
     uint8_t *out;
 
     if (c->conn == NULL || conn_closing(c->conn))
-        return -1;
-    if (qos == 0 && !client_can_send(c))
         return -1;
     if (c->version == MQTT_V5) {
         struct mqtt_pb pb;
@@ -1115,6 +1132,12 @@ static void client_on_drain(void *ud, struct conn *conn)
 
     (void)conn;
     c->dropping = false;
+    if (c->s && c->s->blocking && c->s->q_n == 0) {
+        /* output drained: release publishers held for this subscriber */
+        c->s->blocking = false;
+        c->s->stuck = false;
+        broker_resume_paused(c->b);
+    }
     if (c->s)
         session_pump(c->s);
 }

@@ -297,6 +297,27 @@ static void flow_control(struct session *s)
     pub->pause_wanted = true;
 }
 
+/*
+ * QoS 0 flow control: the subscriber's output is over the high-water mark.
+ * Unless it stopped reading (stuck) or is past the hard limit, hold back the
+ * publishing client and return true (the message is still written).
+ */
+static bool hold_publisher(struct session *s)
+{
+    struct client *pub = s->b->cur_publisher;
+    struct client *c = s->client;
+
+    if (pub == NULL || pub == c || s->stuck ||
+        conn_out_pending(c->conn) >= CONN_OUT_HARD)
+        return false;
+    if (!s->blocking) {
+        s->blocking = true;
+        s->block_since = ev_now(s->b->loop);
+    }
+    pub->pause_wanted = true;
+    return true;
+}
+
 void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, uint8_t nsub_ids)
 {
@@ -304,7 +325,13 @@ void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
     bool online = c != NULL && c->connected;
 
     if (qos == 0) {
-        if (online) {
+        if (online && !client_can_send(c) && hold_publisher(s)) {
+            /* a reading-but-slow subscriber: keep the message (output may
+             * go past the high-water mark up to CONN_OUT_HARD) and hold
+             * the publisher back instead of dropping */
+            if (client_send_publish_force(c, m, retain, sub_ids, nsub_ids) < 0)
+                s->b->st.pub_dropped++;
+        } else if (online) {
             if (client_send_publish(c, m, 0, retain, false, 0, sub_ids,
                                     nsub_ids) < 0) {
                 s->b->st.pub_dropped++;

@@ -382,6 +382,24 @@ class FlowControl(BrokerTest):
         self.assertEqual(acks, n)
 
 
+class FlowControlQos0(BrokerTest):
+    def test_fast_qos0_publisher_reading_subscriber_no_loss(self):
+        """mosquitto_pub -l flooding QoS 0 at a mosquitto_sub that reads
+        (but slower): the publisher is held back, nothing is dropped."""
+        import subprocess
+        n = 100000
+        s = Sub(self.b.port, ["-t", "f0"], count=n, timeout=60)
+        s.ready()
+        lines = "".join("%063d\n" % i for i in range(n))
+        subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.b.port),
+                        "-t", "f0", "-l"], input=lines, text=True, check=True,
+                       timeout=60)
+        got = s.messages(timeout=60)
+        self.assertEqual(len(got), n)
+        self.assertEqual(got[-1], "%063d" % (n - 1))
+        self.assertNotIn("dropping QoS 0", self.b.log_text())
+
+
 class UpgradeQos(BrokerTest):
     CONF = "upgrade_outgoing_qos true\n"
 
