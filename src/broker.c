@@ -93,6 +93,7 @@ void broker_session_add(struct broker *b, struct session *s)
     m->slots[j] = s;
     m->n++;
     s->in_map = true;
+    b->st.changes++;
 }
 
 void broker_session_remove(struct broker *b, struct session *s)
@@ -106,6 +107,7 @@ void broker_session_remove(struct broker *b, struct session *s)
         if (m->slots[j] == s) {
             m->slots[j] = TOMB;
             m->n--;
+            b->st.changes++;
             m->tombs++;
             s->in_map = false;
             return;

@@ -19,6 +19,7 @@
 
 #include "broker.h"
 #include "conn.h"
+#include "log.h"
 #include "mqtt_codec.h"
 #include "router.h"
 
@@ -87,6 +88,7 @@ struct broker {
     struct client *cur_publisher; /* during handle_publish */
     double last_tls_check;
     struct broker_stats st;
+    struct log_ratelimit limit_rl; /* limit-hit log lines */
 };
 
 /* Find / add / remove sessions by client id (broker.c). */
@@ -170,6 +172,8 @@ struct session {
     /* subscriptions */
     struct sub *subs;
     size_t nsubs, subs_cap;
+    uint32_t *ix; /* hash index over subs (session.c) */
+    size_t ix_cap, ix_tombs;
     /* outgoing QoS 1/2 window */
     struct inflight *infl;
     uint16_t infl_cap, infl_n;
@@ -208,6 +212,8 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
                       uint8_t qos, uint8_t flags, uint8_t rh, uint32_t sub_id,
                       bool *existed);
 int session_unsubscribe(struct session *s, const char *filter, size_t len);
+/* session_has_sub: true when the session holds exactly this filter. */
+bool session_has_sub(const struct session *s, const char *filter, size_t len);
 /* session_will_set: replace the session's will (takes the reference). */
 void session_will_set(struct session *s, struct msg *will, uint32_t delay);
 /* session_deliver: send now, or queue (bounded), per state and QoS. */

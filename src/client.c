@@ -785,11 +785,13 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         b->st.changes++;
         if (retain_set(b->retain, m, cf->max_retained_messages,
                        cf->max_retained_bytes) < 0) {
+            unsigned sup;
             b->st.limit_hits++;
-            LOG_W(b->log,
-                  "Retained message on '%s' from %s refused: retained "
-                  "store limit reached.",
-                  m->topic, cid(c));
+            if (log_ratelimit_ok(&b->limit_rl, 5, 10.0, &sup))
+                LOG_W(b->log,
+                      "Retained message on '%s' from %s refused: retained "
+                      "store limit reached (%u similar lines suppressed).",
+                      m->topic, cid(c), sup);
         }
     }
     broker_publish(b, c->s, m);
@@ -881,12 +883,15 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
             continue;
         }
         if (cf->max_subscriptions_per_client &&
-            c->s->nsubs >= cf->max_subscriptions_per_client) {
+            c->s->nsubs >= cf->max_subscriptions_per_client &&
+            !session_has_sub(c->s, f.p, f.len)) {
+            unsigned sup;
             b->st.limit_hits++;
-            LOG_N(b->log,
-                  "Client %s: max_subscriptions_per_client (%u) "
-                  "reached.",
-                  cid(c), cf->max_subscriptions_per_client);
+            if (log_ratelimit_ok(&b->limit_rl, 5, 10.0, &sup))
+                LOG_N(b->log,
+                      "Client %s: max_subscriptions_per_client (%u) "
+                      "reached (%u similar lines suppressed).",
+                      cid(c), cf->max_subscriptions_per_client, sup);
             codes[i++] = v5 ? MQTT_RC_QUOTA_EXCEEDED : 0x80;
             continue;
         }

@@ -58,7 +58,8 @@ struct server {
     char *db_path; /* NULL when persistence is off */
     double last_save;
     uint64_t changes_at_save;
-    pid_t save_pid; /* background save in progress */
+    pid_t save_pid;  /* background save in progress */
+    double retry_at; /* after a failed save: not before this */
     ev_child save_child;
 };
 
@@ -468,11 +469,20 @@ static void save_done_cb(struct ev_loop *loop, ev_child *w, int revents)
     s->save_pid = 0;
     if (WIFEXITED(w->rstatus) && WEXITSTATUS(w->rstatus) == 0)
         LOG_I(s->log, "Saved the persistence file %s.", s->db_path);
-    else
+    else {
         LOG_E(s->log,
               "Saving the persistence file %s failed; the previous file "
-              "is kept.",
+              "is kept; retrying.",
               s->db_path);
+        /* the changes since the last good save are still unsaved */
+        s->changes_at_save = 0;
+        s->last_save = 0;
+        {
+            /* retry within the autosave interval, at most every 10 s */
+            uint32_t iv = broker_conf(s->broker)->autosave_interval;
+            s->retry_at = ev_now(loop) + (iv > 0 && iv < 10 ? iv : 10);
+        }
+    }
 }
 
 /* Start a background save unless one is running. */
@@ -544,7 +554,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     broker_tick(s->broker);
-    if (s->db_path) {
+    if (s->db_path && ev_now(s->loop) >= s->retry_at) {
         const struct conf *c = broker_conf(s->broker);
         uint64_t changes = broker_stats(s->broker)->changes;
         if (c->autosave_on_changes) {

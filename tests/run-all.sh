@@ -27,6 +27,9 @@ echo "== ctest (ASan + UBSan build)"
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j2) || status=1
 
+echo "== fault tests (kill -9, disk full, reload storm)"
+MQTTD_BIN=build/mqttd bash tests/fault/run-faults.sh || status=1
+
 echo "== short fuzz runs"
 bash tests/fuzz/run-fuzz.sh || status=1
 

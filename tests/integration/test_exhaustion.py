@@ -25,7 +25,7 @@ import time
 import unittest
 
 from harness import (MQTTD, SRC, Broker, BrokerTest, Raw, connect_pkt, mstr,
-                     packet, publish_pkt, subscribe_pkt, varint)
+                     packet, publish_pkt, subscribe_pkt)
 
 SANITIZED = bool(os.environ.get("MQTTD_SANITIZED"))
 IDLE_TICKS = 5          # CPU ticks allowed in a one-second idle window
@@ -375,8 +375,8 @@ class SlowSubscriberFlood(ExhaustionTest):
         self.assertEqual(p.recv_packet()[0], 0xD0)
 
 
-class OfflineQueueMessages(ExhaustionTest):
-    CONF = "max_queued_messages 5\n"
+class OfflineQueue(ExhaustionTest):
+    """Helpers: a persistent session that goes offline, then is drained."""
 
     def offline_session(self, cid, topic):
         r = Raw(self.b.port)
@@ -414,6 +414,11 @@ class OfflineQueueMessages(ExhaustionTest):
         self.assertEqual(acks, [0x40] * n)
         p.close()
 
+
+
+class OfflineQueueMessages(OfflineQueue):
+    CONF = "max_queued_messages 5\n"
+
     def test_offline_queue_bounded_by_count(self):
         self.offline_session("offq", "offq/t")
         self.publish_n("offq/t", 50, 10)
@@ -423,7 +428,7 @@ class OfflineQueueMessages(ExhaustionTest):
         self.assertEqual([g[:6] for g in got], [b"%06d" % i for i in range(5)])
 
 
-class OfflineQueueBytes(OfflineQueueMessages):
+class OfflineQueueBytes(OfflineQueue):
     CONF = "max_queued_bytes 10000\n"
 
     def test_offline_queue_bounded_by_bytes(self):
@@ -437,44 +442,45 @@ class OfflineQueueBytes(OfflineQueueMessages):
         self.assertLessEqual(len(got) * 1000, 10000)
         self.assertEqual([g[:6] for g in got], [b"%06d" % i for i in range(len(got))])
 
-    def test_offline_queue_bounded_by_count(self):
-        pass  # inherited; not relevant with this configuration
-
 
 class ManySubscriptions(ExhaustionTest):
-    CONF = "max_subscriptions_per_client 100000\n"
-    N = 100000
+    # 100,000 normally; ASan makes the broker ~10x slower, so fewer there
+    N = 20000 if SANITIZED else 100000
+    CONF = "max_subscriptions_per_client %d\n" % N
     PER_PACKET = 1000
 
-    def subscribe_many(self, r, prefix, version):
+    def subscribe_range(self, r, lo, hi):
+        """Filters m/K/J for packets lo..hi-1; returns the SUBACK codes."""
         codes = b""
-        for k in range(self.N // self.PER_PACKET):
-            body = struct.pack("!H", k + 1)
-            if version == 5:
-                body += b"\x00"
-            for j in range(self.PER_PACKET):
-                body += mstr("%s/%d/%d" % (prefix, k, j)) + b"\x01"
+        for k in range(lo, hi):
+            body = struct.pack("!H", k + 1) + b"".join(
+                mstr("m/%d/%d" % (k, j)) + b"\x01" for j in range(self.PER_PACKET))
             r.send(packet(0x82, body))
-        for k in range(self.N // self.PER_PACKET):
-            first, body = r.recv_packet(timeout=60)
+        for k in range(lo, hi):
+            first, body = r.recv_packet(timeout=300)
             self.assertEqual(first, 0x90)
             self.assertEqual(body[:2], struct.pack("!H", k + 1))
-            codes += body[3:] if version == 5 else body[2:]
+            codes += body[2:]
         return codes
 
     def test_100k_subscriptions_then_quota(self):
         before = self.rss()
         r = Raw(self.b.port)
-        r.connect(client_id="subs3")
-        codes = self.subscribe_many(r, "m", 4)
+        r.connect(client_id="subs3", keepalive=65535)
+        half = self.N // self.PER_PACKET // 2
+        t0 = cpu_ticks(self.pid())
+        codes = self.subscribe_range(r, 0, half)
+        t1 = cpu_ticks(self.pid())
+        codes += self.subscribe_range(r, half, 2 * half)
+        t2 = cpu_ticks(self.pid())
         self.assertEqual(codes, b"\x01" * self.N)
         after = self.rss()
-        r.send(subscribe_pkt("m/one/more", qos=1, pid=999))
-        self.assertEqual(r.recv_packet(), (0x90, b"\x03\xe7\x80"))
-        self.b.wait_log(r"max_subscriptions_per_client \(100000\)")
+        r.send(subscribe_pkt("m/one/more", qos=1, pid=65000))
+        self.assertEqual(r.recv_packet(), (0x90, b"\xfd\xe8\x80"))
+        self.b.wait_log(r"max_subscriptions_per_client \(%d\)" % self.N)
         # a SUBSCRIBE with 1000 filters over the limit: how many log lines?
         m = self.b.mark()
-        body = struct.pack("!H", 997) + b"".join(
+        body = struct.pack("!H", 65001) + b"".join(
             mstr("m/over/%d" % j) + b"\x00" for j in range(self.PER_PACKET))
         r.send(packet(0x82, body))
         first, body = r.recv_packet()
@@ -482,17 +488,7 @@ class ManySubscriptions(ExhaustionTest):
         sync(r)
         nlog = sum(1 for line in self.b.log_text().split("\n")[m:]
                    if "max_subscriptions_per_client" in line)
-        v5 = Raw(self.b.port)
-        v5.connect(client_id="subs5", version=5)
-        codes = self.subscribe_many(v5, "n", 5)
-        self.assertEqual(codes, b"\x01" * self.N)
-        v5.send(subscribe_pkt("n/one/more", qos=1, pid=999, version=5))
-        first, body = v5.recv_packet()
-        self.assertEqual(first, 0x90)
-        self.assertEqual(body[:2], b"\x03\xe7")
-        self.assertEqual(body[-1:], b"\x97")
-        both = self.rss()
-        # matching still works with 200,000 filters in the tree
+        # matching still works with all the filters in the tree
         p = Raw(self.b.port)
         p.connect(client_id="subs-pub")
         p.send(publish_pkt("m/7/7", "hit", qos=1, pid=1))
@@ -500,24 +496,28 @@ class ManySubscriptions(ExhaustionTest):
         first, body = r.recv_packet()
         self.assertEqual(first & 0xF0, 0x30)
         self.assertTrue(body.endswith(b"hit"))
-        measured("100,000 subscriptions (v3, filters 'm/K/J'): RSS %d -> %d KiB "
-                 "(+%d KiB, %.0f B each); 200,000 on two clients: +%d KiB; "
-                 "1000 refused filters logged %d lines"
-                 % (before, after, after - before,
-                    (after - before) * 1024.0 / self.N, both - before, nlog))
+        measured("%d subscriptions (v3, filters 'm/K/J', 1000 per SUBSCRIBE): "
+                 "RSS %d -> %d KiB (+%d KiB, %.0f B each); broker CPU %d ticks "
+                 "for the first half, %d for the second; 1000 refused filters "
+                 "logged %d lines"
+                 % (self.N, before, after, after - before,
+                    (after - before) * 1024.0 / self.N, t1 - t0, t2 - t1, nlog))
         if not SANITIZED:
             self.assertLess(after - before, 128 * 1024)
-        # disconnecting frees them
+        # the cost of one more subscription must not grow with the number a
+        # client already has (linear would give about the same CPU per half;
+        # a scan of the client's list per SUBSCRIBE gives 3x or more)
+        self.assertLess(t2 - t1, max(2.5 * (t1 - t0), 50),
+                        "subscribing is quadratic in the client's subscriptions")
         r.send(packet(0xE0, b""))
-        v5.send(packet(0xE0, b""))
-        self.assertTrue(r.closed(timeout=30))
-        self.assertTrue(v5.closed(timeout=30))
+        self.assertTrue(r.closed(timeout=60))
 
 
-class SubscriptionLimitReplace(ExhaustionTest):
+class SubscriptionLimit(ExhaustionTest):
     CONF = "max_subscriptions_per_client 3\n"
 
     def test_resubscribe_at_limit_replaces(self):
+        # over the limit: 0x80 (v3) / 0x97 quota exceeded (v5).
         # [MQTT-3.8.4-3]: a SUBSCRIBE whose filter is identical to an existing
         # subscription replaces it; it adds nothing, so the quota must not
         # refuse it.
@@ -589,24 +589,35 @@ class TakeoverStorm(ExhaustionTest):
             if prev is not None:
                 prev.close()
             prev = s
-        r = Raw(self.b.port)
         prev.close()
-        r.connect(client_id="storm", clean=False)
+        # A sentinel with another id: the listener accepts in order, so once
+        # it is connected every storm connection has been accepted; then wait
+        # until they are all handled and closed. (A storm CONNECT may still be
+        # handled after a later one, so the storm id itself is not used.)
+        r = Raw(self.b.port)
+        r.connect(client_id="sentinel")
         sync(r)
+        wait_until(lambda: fd_count(self.pid()) <= self.base_fd + 1, 60,
+                   "storm connections closed")
         r.send(packet(0xE0, b""))
         self.assertTrue(r.closed())
+        wait_until(lambda: fd_count(self.pid()) <= self.base_fd, 60,
+                   "sentinel closed")
 
     def test_same_client_id_2000_times(self):
-        base_fd = fd_count(self.pid())
+        base_fd = self.base_fd = fd_count(self.pid())
         self.storm(200)
-        wait_until(lambda: fd_count(self.pid()) <= base_fd, 30, "fds back to base")
         warm = self.rss()
         self.storm(2000)
-        wait_until(lambda: fd_count(self.pid()) <= base_fd, 30, "fds back to base")
         after = self.rss()
-        measured("takeover storm of 2000: RSS after 200 warm-up %d KiB, after "
-                 "2000 more %d KiB (%+d KiB); fds %d -> %d"
-                 % (warm, after, after - warm, base_fd, fd_count(self.pid())))
+        log = self.b.log_text()
+        connects = log.count(" as storm (")
+        takeovers = log.count("Client storm already connected")
+        measured("takeover storm of 2000: %d CONNECTs handled, %d takeovers; RSS "
+                 "after 200 warm-up %d KiB, after 2000 more %d KiB (%+d KiB); "
+                 "fds %d -> %d" % (connects, takeovers, warm, after, after - warm,
+                                   base_fd, fd_count(self.pid())))
+        self.assertGreater(takeovers, 1000, "the storm did not exercise takeover")
         if not SANITIZED:
             self.assertLess(after - warm, 4 * 1024)
         roundtrip(self.b.port, "storm")
