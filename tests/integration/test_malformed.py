@@ -124,6 +124,48 @@ class Malformed(BrokerTest):
         r.send(packet(0xC0, b""))
         self.assertEqual(r.recv_packet()[0], 0xD0)
 
+    def test_CVE_2021_41039_many_user_properties_linear(self):
+        """50,000 user properties in one v5 PUBLISH: parsed in one linear
+        pass and delivered in order; quadratic parsing would blow the
+        test's timeout."""
+        sub = Raw(self.b.port)
+        sub.connect(client_id="props-sub", version=5)
+        sub.send(subscribe_pkt("up/t", version=5))
+        self.assertEqual(sub.recv_packet()[0], 0x90)
+        n = 50000
+        props = b"".join(b"\x26" + mstr("k") + mstr("%d" % i) for i in range(n))
+        p = Raw(self.b.port)
+        p.connect(client_id="props-pub", version=5)
+        p.send(publish_pkt("up/t", "x", version=5, props=props))
+        first, body = sub.recv_packet(timeout=30)
+        self.assertEqual(first & 0xF0, 0x30)
+        self.assertIn(mstr("k") + mstr("49999"), body)
+        self.assertLess(body.index(mstr("k") + mstr("0")),
+                        body.index(mstr("k") + mstr("49999")))
+
+    def test_CVE_2023_5632_idle_sockets_cost_no_cpu(self):
+        """500 connected sockets that never send anything: the broker does
+        not spin (CPU ticks over a one-second idle window)."""
+        import os
+        socks = [Raw(self.b.port) for _ in range(500)]
+        pid = self.b.proc.pid
+
+        def ticks():
+            with open("/proc/%d/stat" % pid) as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            return int(v[11]) + int(v[12])
+
+        # one PINGREQ round trip on another connection settles the accepts
+        r = Raw(self.b.port)
+        r.connect(client_id="idle-probe")
+        r.send(packet(0xC0, b""))
+        self.assertEqual(r.recv_packet()[0], 0xD0)
+        t0 = ticks()
+        self.assertFalse(socks[0].closed(timeout=1.0))  # one idle second
+        self.assertLess(ticks() - t0, 5, "broker used CPU while idle")
+        for x in socks:
+            x.close()
+
     def test_slowloris_large_connect(self):
         # A CONNECT that declares 60 KB and trickles: closed at the deadline.
         r = Raw(self.b.port)
