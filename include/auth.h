@@ -123,14 +123,6 @@ bool auth_has_method(const struct auth *a, const char *m, size_t len);
 bool auth_has_password_file(const struct auth *a);
 
 /*
- * auth_user_known: false when a password file is in force (and the
- * listener does not map certificate identities) and 'username' has no
- * entry in it. Used after a reload to disconnect clients whose user was
- * removed. NULL username (anonymous) is judged at CONNECT only: true.
- */
-bool auth_user_known(const struct auth *a, const char *username);
-
-/*
  * auth_user_stamp: a fingerprint of username's password-file entry (0 when
  * no password file applies or the user has no entry). The session keeps
  * the stamp a client authenticated with; after a reload a different stamp

@@ -141,7 +141,4 @@ bool conn_closing(const struct conn *c);
 void conn_pause_read(struct conn *c);
 void conn_resume_read(struct conn *c);
 
-/* conn_set_ud: change the upper-layer pointer (session takeover). */
-void conn_set_ud(struct conn *c, void *ud);
-
 #endif

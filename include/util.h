@@ -47,6 +47,10 @@ bool util_utf8_valid(const void *p, size_t len);
  */
 bool util_ct_memeq(const void *a, const void *b, size_t len);
 
+/* util_fnv1a: 64-bit FNV-1a of p[0..len) (hash tables, fingerprints; not
+ * for anything an attacker can target with collisions at scale). */
+uint64_t util_fnv1a(const void *p, size_t len);
+
 /* util_now_mono: CLOCK_MONOTONIC in seconds (double). */
 double util_now_mono(void);
 

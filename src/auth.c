@@ -228,17 +228,6 @@ uint64_t auth_user_stamp(const struct auth *a, const char *username)
     return 0;
 }
 
-bool auth_user_known(const struct auth *a, const char *username)
-{
-    if (a == NULL || !a->has_password_file || a->mtls || username == NULL)
-        return true;
-    for (size_t i = 0; i < a->n; i++) {
-        if (a->chain[i].check == pw_check)
-            return passwd_has_user(a->chain[i].state, username);
-    }
-    return true;
-}
-
 bool auth_has_method(const struct auth *a, const char *m, size_t len)
 {
     for (size_t i = 0; a != NULL && i < a->n; i++) {

@@ -32,13 +32,7 @@
 
 static uint64_t hash_str(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
+    return util_fnv1a(s, strlen(s));
 }
 
 static void map_grow(struct session_map *m)
@@ -572,26 +566,28 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     b->conf = c;
     revoke_check(b);
     report_expiry(b);
-    /* clients whose user was removed from the password file */
+    /* clients whose password-file entry was removed or changed */
     for (struct client *cl = b->clients, *next; cl; cl = next) {
+        uint64_t now_stamp;
+
         next = cl->next;
-        if (cl->connected && cl->username &&
-            !auth_user_known(b->auth[cl->listener], cl->username)) {
+        if (!cl->connected || cl->pw_stamp == 0)
+            continue;
+        now_stamp = auth_user_stamp(b->auth[cl->listener], cl->username);
+        if (now_stamp == cl->pw_stamp)
+            continue;
+        if (now_stamp == 0)
             LOG_N(b->log,
                   "Client %s disconnected: user '%s' is no longer in the "
                   "password file.",
                   cl->client_id, cl->username);
-            client_disconnect(cl, MQTT_RC_NOT_AUTHORIZED, "user removed");
-        } else if (cl->connected && cl->pw_stamp &&
-                   auth_user_stamp(b->auth[cl->listener], cl->username) !=
-                       cl->pw_stamp) {
+        else
             LOG_N(b->log,
                   "Client %s disconnected: the password of user '%s' "
                   "changed.",
                   cl->client_id, cl->username);
-            client_disconnect(cl, MQTT_RC_NOT_AUTHORIZED,
-                              "credentials changed");
-        }
+        client_disconnect(cl, MQTT_RC_NOT_AUTHORIZED,
+                          now_stamp ? "credentials changed" : "user removed");
     }
     return 0;
 }

@@ -217,11 +217,6 @@ struct ssl_st *conn_ssl(const struct conn *c)
     return c->ssl;
 }
 
-void conn_set_ud(struct conn *c, void *ud)
-{
-    c->ud = ud;
-}
-
 bool conn_closing(const struct conn *c)
 {
     return (c->flags & CF_CLOSING) != 0;

@@ -459,14 +459,11 @@ bool passwd_has_user(const struct passwd *pw, const char *user)
 uint64_t passwd_user_stamp(const struct passwd *pw, const char *user)
 {
     const struct pw_line *l = lookup(pw, user);
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h;
 
     if (l == NULL)
         return 0;
-    for (const char *p = l->text; *p; p++) {
-        h ^= (unsigned char)*p;
-        h *= 1099511628211ull;
-    }
+    h = util_fnv1a(l->text, strlen(l->text));
     return h ? h : 1;
 }
 

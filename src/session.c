@@ -78,17 +78,6 @@ void session_will_set(struct session *s, struct msg *will, uint32_t delay)
  * client holds (100,000 subscriptions must not be quadratic). */
 #define IX_TOMB UINT32_MAX
 
-static uint64_t filter_hash(const char *f, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)f[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void ix_rebuild(struct session *s, size_t cap)
 {
     free(s->ix);
@@ -96,7 +85,7 @@ static void ix_rebuild(struct session *s, size_t cap)
     s->ix_cap = cap;
     s->ix_tombs = 0;
     for (size_t i = 0; i < s->nsubs; i++) {
-        size_t k = filter_hash(s->subs[i].filter, s->subs[i].len) & (cap - 1);
+        size_t k = util_fnv1a(s->subs[i].filter, s->subs[i].len) & (cap - 1);
         while (s->ix[k] != 0)
             k = (k + 1) & (cap - 1);
         s->ix[k] = (uint32_t)(i + 1);
@@ -108,7 +97,7 @@ static size_t ix_find(const struct session *s, const char *f, size_t len)
 {
     if (s->ix_cap == 0)
         return SIZE_MAX;
-    for (size_t k = filter_hash(f, len) & (s->ix_cap - 1);;
+    for (size_t k = util_fnv1a(f, len) & (s->ix_cap - 1);;
          k = (k + 1) & (s->ix_cap - 1)) {
         uint32_t v = s->ix[k];
         if (v == 0)
@@ -143,7 +132,7 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
                 cap *= 2;
             ix_rebuild(s, cap);
         } else {
-            size_t h = filter_hash(filter, len) & (s->ix_cap - 1);
+            size_t h = util_fnv1a(filter, len) & (s->ix_cap - 1);
             while (s->ix[h] != 0 && s->ix[h] != IX_TOMB)
                 h = (h + 1) & (s->ix_cap - 1);
             if (s->ix[h] == IX_TOMB)

@@ -158,6 +158,18 @@ bool util_ct_memeq(const void *a, const void *b, size_t len)
     return d == 0;
 }
 
+uint64_t util_fnv1a(const void *p, size_t len)
+{
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ull;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
 double util_now_mono(void)
 {
     struct timespec ts;

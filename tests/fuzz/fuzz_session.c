@@ -75,24 +75,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* ---- mem_conn.c harness API (keep in sync with mem_conn.c) ------------ */
-
-struct memconn_hooks {
-    void (*on_new)(void *arg, struct conn *c);
-    void (*on_output)(void *arg, struct conn *c, void *ud, const uint8_t *p,
-                      size_t n);
-    void (*on_free)(void *arg, struct conn *c, bool complete);
-};
-void memconn_set_hooks(struct conn_loop *cl, const struct memconn_hooks *h,
-                       void *arg);
-void memconn_push(struct conn *c, const void *p, size_t n);
-void memconn_peer_eof(struct conn *c);
-void memconn_set_read_max(struct conn *c, size_t n);
-void memconn_set_drain(struct conn *c, size_t per_iter);
-bool memconn_timer_armed(const struct conn *c, enum conn_timeout why);
-bool memconn_fire_timer(struct conn *c, enum conn_timeout why);
-bool memconn_readable(const struct conn *c);
-unsigned memconn_run(struct conn_loop *cl);
+#include "mem_conn.h"
 
 /* ---- harness state ------------------------------------------------------ */
 

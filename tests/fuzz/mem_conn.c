@@ -34,6 +34,7 @@
  * TLS is not modelled: conn_new() with a TLS context closes the conn.
  */
 #include "conn.h"
+#include "mem_conn.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -60,30 +61,6 @@ enum {
     MF_EOF = 1u << 7,         /* the peer closed its side */
     MF_RESERVED = 1u << 8,    /* a conn_out_reserve is outstanding */
 };
-
-/* Hooks of the harness (all optional). */
-struct memconn_hooks {
-    /* a conn was created (before on_open runs) */
-    void (*on_new)(void *arg, struct conn *c);
-    /* bytes the peer received (flushed output); ud is the handler's ud */
-    void (*on_output)(void *arg, struct conn *c, void *ud, const uint8_t *p,
-                      size_t n);
-    /* the conn is about to be freed, after on_close; 'complete' is true when
-     * every byte written was handed to on_output */
-    void (*on_free)(void *arg, struct conn *c, bool complete);
-};
-
-/* Harness API (declared again in fuzz_session.c; keep in sync). */
-void memconn_set_hooks(struct conn_loop *cl, const struct memconn_hooks *h,
-                       void *arg);
-void memconn_push(struct conn *c, const void *p, size_t n);
-void memconn_peer_eof(struct conn *c);
-void memconn_set_read_max(struct conn *c, size_t n);
-void memconn_set_drain(struct conn *c, size_t per_iter);
-bool memconn_timer_armed(const struct conn *c, enum conn_timeout why);
-bool memconn_fire_timer(struct conn *c, enum conn_timeout why);
-bool memconn_readable(const struct conn *c);
-unsigned memconn_run(struct conn_loop *cl);
 
 struct conn_loop {
     struct conn *all; /* every live conn (doubly linked) */
@@ -229,11 +206,6 @@ struct ssl_st *conn_ssl(const struct conn *c)
 {
     (void)c;
     return NULL;
-}
-
-void conn_set_ud(struct conn *c, void *ud)
-{
-    c->ud = ud;
 }
 
 bool conn_closing(const struct conn *c)
