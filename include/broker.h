@@ -43,6 +43,15 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
 /* broker_free: close every connection and free everything. Accepts NULL. */
 void broker_free(struct broker *b);
 
+/*
+ * broker_set_hub: make b shard idx of h (threads > 1): bind its inbox on
+ * b's loop (call on b's thread, before its loop runs). Client ids, their
+ * sessions and subscribers are then split between the shards; messages,
+ * retained ones included, cross through the hub.
+ */
+struct hub;
+void broker_set_hub(struct broker *b, struct hub *h, unsigned idx);
+
 /* broker_conf: the snapshot in force (borrowed). */
 const struct conf *broker_conf(const struct broker *b);
 

@@ -20,6 +20,9 @@
 #ifndef MQTTD_CONF_H
 #define MQTTD_CONF_H
 
+/* Upper bound of the threads key. */
+#define CONF_MAX_THREADS 64
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -122,6 +125,7 @@ struct conf {
     char *pid_file;
     char *user;            /* ["mosquitto" in Mosquitto]; mqttd ["mqttd"] */
     uint32_t sys_interval; /* [10] seconds; 0 = $SYS disabled */
+    uint32_t threads;      /* [1] event-loop threads; 0 = auto (one per CPU) */
 
     /* persistence */
     bool persistence;           /* [false] */

@@ -141,4 +141,18 @@ bool conn_closing(const struct conn *c);
 void conn_pause_read(struct conn *c);
 void conn_resume_read(struct conn *c);
 
+/*
+ * Moving a connection to another loop's thread (threads > 1):
+ * conn_detach, from inside on_data only (then return -1): stop every
+ * watcher, leave this loop and keep rest[0..n) (the packets not yet
+ * handled, which may point into the bytes on_data was given) as buffered
+ * input. The conn is then owned by nobody until conn_attach(c, cl, ud)
+ * on cl's thread re-arms it there with a new upper-layer ud; its
+ * buffered input is offered through on_data from that loop.
+ * conn_destroy_detached frees a detached conn (no callbacks).
+ */
+void conn_detach(struct conn *c, const uint8_t *rest, size_t n);
+void conn_attach(struct conn *c, struct conn_loop *cl, void *ud);
+void conn_destroy_detached(struct conn *c);
+
 #endif

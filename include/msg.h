@@ -51,7 +51,8 @@ struct msg *msg_new(const char *topic, size_t topic_len, const uint8_t *props,
 /* msg_ref: take one more reference; returns m. */
 static inline struct msg *msg_ref(struct msg *m)
 {
-    m->refs++;
+    /* atomic: with threads > 1 one message is shared by several loops */
+    __atomic_fetch_add(&m->refs, 1, __ATOMIC_RELAXED);
     return m;
 }
 

@@ -34,6 +34,9 @@ struct router_hit {
     uint8_t qos;     /* granted QoS */
     uint8_t flags;   /* ROUTER_* */
     bool shared;     /* chosen member of a shared-subscription group */
+    uint16_t share_len;
+    const char *share_key; /* shared: "$share/GROUP/FILTER" (not NUL-ended;
+                              valid until the router changes) */
 };
 
 /* A growable vector of hits owned by the caller; reuse it between calls

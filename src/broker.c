@@ -18,6 +18,7 @@
 #include "authq.h"
 #include "broker_int.h"
 #include "conf.h"
+#include "hub.h"
 #include "log.h"
 #include "msg.h"
 #include "retain.h"
@@ -27,6 +28,8 @@
 #include "util.h"
 
 #define TOMB ((struct session *)(uintptr_t)1)
+
+static void hub_drop_cb(void *ud, struct hub_item *it);
 
 /* ---- session map (open addressing, FNV-1a) ---------------------------- */
 
@@ -205,6 +208,8 @@ void broker_free(struct broker *b)
 {
     if (b == NULL)
         return;
+    if (b->hub)
+        hub_unbind(b->hub, b->shard, hub_drop_cb, b);
     for (size_t i = 0; i < b->sessions.cap; i++) {
         struct session *s = b->sessions.slots[i];
         if (s && s != TOMB) {
@@ -224,7 +229,9 @@ void broker_free(struct broker *b)
     free(b->targets);
     free(b->paused);
     free(b->acks);
-    free(b->listener_clients);
+    if (b->hub == NULL)
+        free(b->listener_clients); /* else the hub's, shared */
+    free(b->relay);
     conn_loop_free(b->cl);
     conf_free(b->conf);
     free(b);
@@ -341,6 +348,10 @@ void broker_resume_paused(struct broker *b)
 {
     size_t n = b->npaused;
 
+    if (b->inbox_held) {
+        b->inbox_held = false;
+        hub_kick(b->hub, b->shard);
+    }
     b->npaused = 0;
     for (size_t i = 0; i < n; i++) {
         struct client *c = b->paused[i];
@@ -371,7 +382,8 @@ void broker_accept(struct broker *b, size_t li, int fd,
 
     if (maxc < 0 && b->conf->max_connections >= 0)
         maxc = b->conf->max_connections;
-    if (maxc >= 0 && b->listener_clients[li] >= (size_t)maxc) {
+    if (maxc >= 0 && __atomic_load_n(&b->listener_clients[li],
+                                     __ATOMIC_RELAXED) >= (size_t)maxc) {
         static const char *why = "max_connections reached";
         b->st.clients_rejected++;
         b->st.limit_hits++;
@@ -381,7 +393,7 @@ void broker_accept(struct broker *b, size_t li, int fd,
         return;
     }
     c = client_new(b, li);
-    b->listener_clients[li]++;
+    __atomic_add_fetch(&b->listener_clients[li], 1, __ATOMIC_RELAXED);
     b->st.clients_total++;
     c->conn =
         conn_new(b->cl, fd, b->tls[li], (double)b->conf->tls_handshake_timeout,
@@ -400,12 +412,13 @@ static struct target *target_slot(struct broker *b, size_t n)
     return &b->targets[n];
 }
 
-void broker_publish(struct broker *b, struct session *origin, struct msg *m)
+/* Route m to this shard's subscribers (origin: the publishing session
+ * when it lives here, for No Local). */
+static void route_local(struct broker *b, struct session *origin, struct msg *m)
 {
     size_t nt = 0;
     uint32_t gen;
 
-    b->st.pub_msgs_received++;
     router_match(b->router, m->topic, m->topic_len, &b->hits);
     if (b->hits.n == 0)
         return;
@@ -418,6 +431,11 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m)
         struct target *t;
 
         if ((h->flags & ROUTER_NO_LOCAL) && s == origin && !h->shared)
+            continue;
+        /* threads > 1: one shard serves a shared group per message */
+        if (h->shared && b->hub &&
+            !hub_share_serves(b->hub, b->shard, b->origin, h->share_key,
+                              h->share_len))
             continue;
         if (s->mark == gen) {
             t = &b->targets[s->mark_idx];
@@ -453,6 +471,110 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m)
         session_deliver(s, m, qos, t->rap ? m->retain : false, t->sub_ids,
                         t->nsub_ids);
     }
+}
+
+void broker_publish(struct broker *b, struct session *origin, struct msg *m)
+{
+    b->st.pub_msgs_received++;
+    b->origin = b->shard;
+    route_local(b, origin, m);
+    if (b->hub == NULL)
+        return;
+    /* other shards route it to their subscribers and keep their own copy
+     * of the retained store (every retained publish reaches this point
+     * after retain_set) */
+    for (unsigned i = 0; i < hub_size(b->hub); i++) {
+        struct hub_item it = {.kind = HUB_MSG, .from = (uint8_t)b->shard};
+        if (i == b->shard || (!m->retain && !hub_has_subs(b->hub, i)))
+            continue;
+        it.m = msg_ref(m);
+        if (hub_post(b->hub, i, &it) && b->cur_publisher)
+            b->cur_publisher->pause_wanted = true;
+    }
+}
+
+/* ---- threads > 1: the hub's items for this shard ----------------------- */
+
+static bool hub_item_cb(void *ud, struct hub_item *it)
+{
+    struct broker *b = ud;
+
+    switch (it->kind) {
+    case HUB_MSG: {
+        struct msg *m = it->m;
+        if (b->inbox_held)
+            return false;
+        if (m->retain)
+            retain_set(b->retain, m, b->conf->max_retained_messages,
+                       b->conf->max_retained_bytes);
+        /* the relay stands for the remote publisher: a subscriber over
+         * its high-water mark asks it to pause, which holds this inbox
+         * (and, once it fills, the publishers of the other shards) */
+        b->origin = it->from;
+        b->cur_publisher = b->relay;
+        route_local(b, NULL, m);
+        b->cur_publisher = NULL;
+        b->origin = b->shard;
+        msg_unref(m);
+        it->m = NULL;
+        if (b->relay->pause_wanted) {
+            b->relay->pause_wanted = false;
+            b->inbox_held = true;
+        }
+        return true;
+    }
+    case HUB_CONN: {
+        struct client *c = client_new(b, it->li);
+        c->conn = it->c;
+        conn_attach(it->c, b->cl, c);
+        return true;
+    }
+    case HUB_RESUME:
+    default:
+        broker_resume_paused(b);
+        return true;
+    }
+}
+
+static void hub_drop_cb(void *ud, struct hub_item *it)
+{
+    (void)ud;
+    if (it->kind == HUB_MSG)
+        msg_unref(it->m);
+    else if (it->kind == HUB_CONN)
+        conn_destroy_detached(it->c);
+}
+
+void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
+{
+    b->hub = h;
+    b->shard = idx;
+    b->origin = idx;
+    b->relay = xcalloc(1, sizeof(*b->relay));
+    b->relay->b = b;
+    free(b->listener_clients);
+    b->listener_clients = hub_listener_counts(h, b->nlisteners);
+    hub_bind(h, idx, b->loop, hub_item_cb, b);
+}
+
+bool broker_owns_id(const struct broker *b, const char *id, size_t len)
+{
+    return b->hub == NULL || hub_owner(b->hub, id, len) == b->shard;
+}
+
+bool broker_migrate(struct broker *b, struct client *c, const char *id,
+                    size_t len, const uint8_t *rest, size_t n)
+{
+    struct hub_item it = {.kind = HUB_CONN, .from = (uint8_t)b->shard};
+
+    if (broker_owns_id(b, id, len))
+        return false;
+    it.li = (uint16_t)c->listener;
+    it.c = c->conn;
+    conn_detach(c->conn, rest, n);
+    client_discard(c);
+    (void)hub_post(b->hub, hub_owner(b->hub, id, len), &it);
+    return true;
 }
 
 /* ---- reload / tick / shutdown ----------------------------------------- */
@@ -610,8 +732,15 @@ void broker_tick(struct broker *b)
                   (unsigned long long)b->conf->memory_limit);
         b->over_memory = over;
     }
-    if (b->conf->sys_interval &&
-        (b->last_sys == 0 || now - b->last_sys >= b->conf->sys_interval)) {
+    if (b->hub && b->shard != 0) {
+        /* $SYS is published by the first thread, from every thread's
+         * counters */
+        struct hub_totals t;
+        sys_totals_local(b, &t);
+        hub_totals_put(b->hub, b->shard, &t);
+    } else if (b->conf->sys_interval &&
+               (b->last_sys == 0 ||
+                now - b->last_sys >= b->conf->sys_interval)) {
         sys_update(b->sys, b, b->last_sys ? now - b->last_sys : 0);
         b->last_sys = now;
     }

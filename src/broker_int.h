@@ -25,6 +25,7 @@
 
 struct auth;
 struct authq;
+struct hub;
 struct tls_ctx;
 struct msg;
 struct session;
@@ -89,6 +90,12 @@ struct broker {
     double last_tls_check;
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
+    /* threads > 1: this broker is shard 'shard' of 'hub' */
+    struct hub *hub;
+    unsigned shard;
+    unsigned origin;      /* shard the message being routed came from */
+    bool inbox_held;      /* a forwarded message waits for a subscriber */
+    struct client *relay; /* stands for remote publishers (flow control) */
 };
 
 /* Find / add / remove sessions by client id (broker.c). */
@@ -119,6 +126,15 @@ void broker_publish_will(struct broker *b, struct session *s);
 void broker_defer_ack(struct broker *b, struct client *c, uint8_t type,
                       uint16_t pid);
 void broker_drop_acks(struct broker *b, struct client *c);
+
+/* broker_migrate: hand c's connection (its CONNECT at rest[0..n)) to the
+ * shard that owns client id (id, len), and free c without callbacks.
+ * Returns false when this shard owns it (nothing done). */
+bool broker_migrate(struct broker *b, struct client *c, const char *id,
+                    size_t len, const uint8_t *rest, size_t n);
+
+/* broker_owns_id: true when this shard owns client id (id, len). */
+bool broker_owns_id(const struct broker *b, const char *id, size_t len);
 
 /* broker_auth: the auth of listener li. */
 struct auth *broker_auth(struct broker *b, size_t li);
@@ -267,6 +283,10 @@ struct client {
  * back through client_handler). */
 extern const struct conn_handler client_handler;
 struct client *client_new(struct broker *b, size_t li);
+
+/* client_discard: free a client that has not handled its CONNECT (its
+ * conn moved to another shard): no callbacks, no log line. */
+void client_discard(struct client *c);
 
 /*
  * client_send_publish: encode a PUBLISH to c (v3 or v5 per c->version).

@@ -331,10 +331,14 @@ static void make_client_id(struct client *c, const char *prefix)
 
     if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
         rnd = (uint64_t)time(NULL);
-    b->auto_id++;
-    snprintf(buf, sizeof(buf), "%s%08llX%08llX", prefix ? prefix : "auto-",
-             (unsigned long long)(b->auto_id & 0xffffffffu),
-             (unsigned long long)(rnd & 0xffffffffu));
+    /* threads > 1: an id this shard owns, so that a reconnect with it
+     * finds its session here (a few tries: 1 in 'threads' fits) */
+    do {
+        b->auto_id++;
+        snprintf(buf, sizeof(buf), "%s%08llX%08llX", prefix ? prefix : "auto-",
+                 (unsigned long long)(b->auto_id & 0xffffffffu),
+                 (unsigned long long)(rnd & 0xffffffffu));
+    } while (!broker_owns_id(b, buf, strlen(buf)));
     c->client_id = xstrdup(buf);
 }
 
@@ -1100,6 +1104,12 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
                           why ? why : "malformed packet");
             return -1;
         }
+        if (b->hub && pkt.type == MQTT_CONNECT && !c->connected &&
+            c->client_id == NULL && c->pending == NULL &&
+            pkt.u.connect.client_id.len > 0 &&
+            broker_migrate(b, c, pkt.u.connect.client_id.p,
+                           pkt.u.connect.client_id.len, buf + off, len - off))
+            return -1; /* the owning shard takes it from the CONNECT on */
         b->st.msgs_received++;
         handle_packet(c, &pkt);
         off += total;
@@ -1176,6 +1186,22 @@ static void client_on_timeout(void *ud, struct conn *conn,
     }
 }
 
+void client_discard(struct client *c)
+{
+    struct broker *b = c->b;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        b->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    b->nclients--;
+    free(c->client_id);
+    free(c->username);
+    free(c);
+}
+
 static void client_on_close(void *ud, struct conn *conn, const char *reason)
 {
     struct client *c = ud;
@@ -1239,7 +1265,7 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     if (c->next)
         c->next->prev = c->prev;
     b->nclients--;
-    b->listener_clients[c->listener]--;
+    __atomic_sub_fetch(&b->listener_clients[c->listener], 1, __ATOMIC_RELAXED);
     free(c->client_id);
     free(c->username);
     free(c);

@@ -110,6 +110,8 @@ struct parser {
     bool sec_seen;  /* a security key was given */
     bool gazlc_set; /* global allow_zero_length_clientid given */
     bool have_main_id;
+    const char *threads_src; /* where 'threads' was set (finalize checks) */
+    int threads_line;
     dev_t main_dev;
     ino_t main_ino;
 };
@@ -917,6 +919,28 @@ static void h_persistence_sync(struct parser *ps, const struct key *k,
              shown(sb, sizeof(sb), tok, false));
 }
 
+static void h_threads(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    long long v;
+    const char *es;
+
+    if (tok == NULL)
+        return;
+    ps->threads_src = ps->file;
+    ps->threads_line = ps->line;
+    if (strcmp(tok, "auto") == 0) {
+        ps->c->threads = 0;
+        return;
+    }
+    if (util_strtonum(tok, 1, CONF_MAX_THREADS, &v, &es) < 0) {
+        LERR(ps, "invalid threads '%s': expected auto or 1..%d",
+             shown(sb, sizeof(sb), tok, false), CONF_MAX_THREADS);
+        return;
+    }
+    ps->c->threads = (uint32_t)v;
+}
+
 /* A Mosquitto boolean whose 'true' behaviour mqttd lacks: false is
  * accepted, true is an error rather than silently ignored. */
 static void h_false_only(struct parser *ps, const struct key *k, char *val)
@@ -1240,6 +1264,7 @@ static const struct key keys[] = {
     FN("socket_domain", h_socket_domain, SC_LISTENER),
     UNSUP("start_type"),
     INTG("sys_interval", K_U32, sys_interval, 0, 65535),
+    FN("threads", h_threads, SC_GLOBAL),
     UNSUP("threshold"),
     UNSUP("tls_engine"),
     UNSUP("tls_engine_kpass_sha1"),
@@ -1635,6 +1660,11 @@ static void finalize(struct parser *ps)
     }
     if (c->nlisteners == 0)
         add_implicit(ps, CONF_DEFAULT_PORT, c->path ? c->path : "(default)");
+    if (c->threads != 1 && c->persistence && ps->threads_src)
+        perr(ps, ps->threads_src, ps->threads_line,
+             "threads other than 1 cannot be combined with persistence in "
+             "this release: each thread owns its sessions and the snapshot "
+             "is single-threaded");
 
     if (c->per_listener_settings) {
         for (size_t i = 0; i < c->nlisteners; i++)
@@ -1695,6 +1725,7 @@ static struct conf_priv *conf_new(void)
     c->log_timestamp = true;
     c->connection_messages = true;
     c->sys_interval = 10;
+    c->threads = 1;
     c->persistence = false;
     c->autosave_interval = 1800;
     c->persistence_sync = 0;

@@ -36,6 +36,7 @@ enum {
     CF_OVER = 1u << 8,        /* output went over high water: tell on drain */
     CF_USER_PAUSED = 1u << 9, /* reading paused by the upper layer */
     CF_REPLAY = 1u << 10,     /* on the replay list (buffered input) */
+    CF_DETACHED = 1u << 11,   /* between loops (conn_detach/conn_attach) */
     CF_WIO = 1u << 5,         /* write watcher active */
     CF_READ_WANTS_WRITE = 1u << 6,
     CF_WRITE_WANTS_READ = 1u << 7,
@@ -358,7 +359,7 @@ static void conn_deliver(struct conn *c, const uint8_t *buf, size_t n)
         from_in = false;
     }
     used = c->h->on_data(c->ud, c, data, len);
-    if (used < 0 || (c->flags & CF_CLOSING))
+    if (used < 0 || (c->flags & (CF_CLOSING | CF_DETACHED)))
         return;
     if ((size_t)used < len) {
         size_t rest = len - (size_t)used;
@@ -406,6 +407,82 @@ void conn_resume_read(struct conn *c)
         c->next_replay = c->cl->replay;
         c->cl->replay = c;
     }
+}
+
+/* Unlink c from the loop's singly linked lists (pending, replay). */
+static void unlink_lists(struct conn *c)
+{
+    struct conn_loop *cl = c->cl;
+
+    if (c->flags & CF_PENDING) {
+        struct conn **pp = &cl->pending;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next_pending;
+        if (*pp)
+            *pp = c->next_pending;
+        c->flags &= ~CF_PENDING;
+    }
+    if (c->flags & CF_REPLAY) {
+        struct conn **pp = &cl->replay;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next_replay;
+        if (*pp)
+            *pp = c->next_replay;
+        c->flags &= ~CF_REPLAY;
+    }
+}
+
+void conn_detach(struct conn *c, const uint8_t *rest, size_t n)
+{
+    struct conn_loop *cl = c->cl;
+
+    if (c->in != NULL && rest >= c->in && rest < c->in + c->in_cap) {
+        memmove(c->in, rest, n);
+    } else {
+        if (n > c->in_cap) {
+            free(c->in);
+            c->in = xmalloc(n);
+            c->in_cap = n;
+        }
+        if (n)
+            memcpy(c->in, rest, n);
+    }
+    c->in_len = n;
+    ev_io_stop(cl->loop, &c->rio);
+    wio_stop(c);
+    ev_timer_stop(cl->loop, &c->timer);
+    unlink_lists(c);
+    c->flags |= CF_DETACHED;
+    c->ud = NULL;
+    cl->count--;
+}
+
+void conn_attach(struct conn *c, struct conn_loop *cl, void *ud)
+{
+    c->cl = cl;
+    c->ud = ud;
+    c->flags &= ~CF_DETACHED;
+    cl->count++;
+    update_read(c);
+    timer_arm(c);
+    if (conn_out_pending(c) > 0)
+        mark_pending(c);
+    if (c->in_len > 0 || (c->ssl && SSL_pending(c->ssl) > 0)) {
+        c->flags |= CF_REPLAY;
+        c->next_replay = cl->replay;
+        cl->replay = c;
+    }
+}
+
+void conn_destroy_detached(struct conn *c)
+{
+    SSL_free(c->ssl);
+    tls_ctx_unref(c->tls);
+    close(c->fd);
+    free(c->in);
+    free(c->out);
+    free(c->close_why);
+    free(c);
 }
 
 static void tls_fail(struct conn *c, const char *why)
@@ -483,8 +560,9 @@ static void conn_read_tls(struct conn *c)
             conn_close(c, "TLS read error");
             return;
         }
-    } while (!(c->flags & (CF_CLOSING | CF_PAUSED | CF_USER_PAUSED)) &&
-             SSL_pending(c->ssl) > 0);
+    } while (
+        !(c->flags & (CF_CLOSING | CF_PAUSED | CF_USER_PAUSED | CF_DETACHED)) &&
+        SSL_pending(c->ssl) > 0);
 }
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -697,7 +775,9 @@ again:
         if (c->flags & (CF_CLOSING | CF_USER_PAUSED))
             continue;
         conn_deliver(c, NULL, 0);
-        if (c->ssl && !(c->flags & (CF_CLOSING | CF_USER_PAUSED | CF_PAUSED)) &&
+        if (c->ssl &&
+            !(c->flags &
+              (CF_CLOSING | CF_USER_PAUSED | CF_PAUSED | CF_DETACHED)) &&
             SSL_pending(c->ssl) > 0)
             conn_read_tls(c);
     }
@@ -712,20 +792,7 @@ again:
         struct conn *c = cl->closing;
         cl->closing = c->next_close;
         /* a conn on the pending list that is closing: unlink lazily */
-        if (c->flags & CF_PENDING) {
-            struct conn **pp = &cl->pending;
-            while (*pp && *pp != c)
-                pp = &(*pp)->next_pending;
-            if (*pp)
-                *pp = c->next_pending;
-        }
-        if (c->flags & CF_REPLAY) {
-            struct conn **pp = &cl->replay;
-            while (*pp && *pp != c)
-                pp = &(*pp)->next_replay;
-            if (*pp)
-                *pp = c->next_replay;
-        }
+        unlink_lists(c);
         conn_free(c);
     }
     /* on_close handlers may queue output (wills) or close more conns */

@@ -45,7 +45,7 @@ void msg_unref(struct msg *m)
 {
     if (m == NULL)
         return;
-    if (--m->refs == 0)
+    if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0)
         free(m);
 }
 

@@ -54,6 +54,8 @@ struct group {
     size_t cursor; /* next member to receive a message */
     size_t name_len;
     char *name;
+    char *key; /* the whole "$share/GROUP/FILTER" (router_hit.share_key) */
+    size_t key_len;
 };
 
 struct node {
@@ -319,6 +321,7 @@ static void node_free(struct node *n)
     for (size_t i = 0; i < n->ngroups; i++) {
         subv_free(&n->groups[i].members);
         free(n->groups[i].name);
+        free(n->groups[i].key);
     }
     free(n->groups);
     subv_free(&n->subs);
@@ -493,7 +496,7 @@ static struct group *group_find(struct node *n, const char *name,
 }
 
 static struct group *group_add(struct node *n, const char *name,
-                               size_t name_len)
+                               size_t name_len, const char *key, size_t klen)
 {
     struct group *g;
 
@@ -505,6 +508,8 @@ static struct group *group_add(struct node *n, const char *name,
     memset(g, 0, sizeof(*g));
     g->name = xmemdup(name, name_len);
     g->name_len = name_len;
+    g->key = xmemdup(key, klen);
+    g->key_len = klen;
     return g;
 }
 
@@ -512,6 +517,7 @@ static void group_remove(struct node *n, struct group *g)
 {
     subv_free(&g->members);
     free(g->name);
+    free(g->key);
     *g = n->groups[--n->ngroups];
     if (n->ngroups == 0) {
         free(n->groups);
@@ -595,7 +601,7 @@ int router_subscribe(struct router *r, const char *filter, size_t len,
     if (shared) {
         g = group_find(n, gname, glen);
         if (g == NULL)
-            g = group_add(n, gname, glen);
+            g = group_add(n, gname, glen, filter, len);
         sv = &g->members;
     } else {
         sv = &n->subs;
@@ -652,7 +658,7 @@ int router_unsubscribe(struct router *r, const char *filter, size_t len,
 }
 
 static void hits_push(struct router_hits *hits, const struct sub *s,
-                      bool shared)
+                      const struct group *g)
 {
     struct router_hit *h;
 
@@ -665,21 +671,23 @@ static void hits_push(struct router_hits *hits, const struct sub *s,
     h->sub_id = s->sub_id;
     h->qos = s->qos;
     h->flags = s->flags;
-    h->shared = shared;
+    h->shared = g != NULL;
+    h->share_key = g ? g->key : NULL;
+    h->share_len = g ? g->key_len : 0;
 }
 
 /* collect: every subscription at n, and one member of each group there. */
 static void collect(struct node *n, struct router_hits *hits)
 {
     for (size_t i = 0; i < n->subs.n; i++)
-        hits_push(hits, &n->subs.v[i], false);
+        hits_push(hits, &n->subs.v[i], NULL);
     for (size_t i = 0; i < n->ngroups; i++) {
         struct group *g = &n->groups[i];
 
         /* groups are removed when they lose their last member */
         if (g->cursor >= g->members.n)
             g->cursor = 0;
-        hits_push(hits, &g->members.v[g->cursor], true);
+        hits_push(hits, &g->members.v[g->cursor], g);
         g->cursor = (g->cursor + 1) % g->members.n;
     }
 }

@@ -11,6 +11,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,20 +26,47 @@
 
 #include "broker.h"
 #include "conf.h"
+#include "hub.h"
 #include "log.h"
 #include "persist.h"
 #include "util.h"
 
 #define MAX_SOCKS_PER_LISTENER 4
 
+/* What an accepting loop needs: shard 0 (the server itself) or a worker. */
+struct acceptor {
+    struct broker *broker;
+    struct log *log;
+    int reserve_fd; /* spare fd, released on EMFILE */
+    unsigned batch; /* connections accepted per wake-up */
+    struct log_ratelimit emfile_rl;
+};
+
 struct lsock {
-    struct server *srv;
+    struct acceptor *acc;
     size_t li;
     int fd;
     bool nodelay;
     ev_io w;
     ev_timer retry; /* EMFILE back-off */
 };
+
+/* threads > 1: one more event loop, its broker shard and its own log. */
+struct worker {
+    struct server *srv;
+    unsigned idx;
+    struct ev_loop *loop;
+    struct log *log;
+    struct acceptor acc;
+    struct lsock *socks; /* its watchers on the server's listening fds */
+    ev_timer tick;
+    ev_async ctl;
+    unsigned ctl_req; /* W_* (atomic) */
+    pthread_t thread;
+    bool started;
+};
+
+enum { W_STOP = 1u, W_RELOAD = 2u };
 
 struct server {
     struct ev_loop *loop;
@@ -47,13 +75,15 @@ struct server {
     char *conf_path;
     struct lsock *socks;
     size_t nsocks;
-    int reserve_fd;
+    struct acceptor acc;
+    struct hub *hub;        /* threads > 1 */
+    struct worker *workers; /* [1..nthreads) */
+    unsigned nthreads;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
     ev_timer watchdog;  /* WATCHDOG=1 at half of WATCHDOG_USEC */
     ev_prepare durable; /* persistence_sync always: save, then ack */
     struct log_ratelimit save_rl;
-    struct log_ratelimit emfile_rl;
     /* persistence */
     char *db_path; /* NULL when persistence is off */
     double last_save;
@@ -62,6 +92,8 @@ struct server {
     double retry_at; /* after a failed save: not before this */
     ev_child save_child;
 };
+
+static void worker_request(struct worker *w, unsigned req);
 
 /* ---- systemd notify (the sd_notify protocol, no libsystemd needed) ----- */
 
@@ -127,7 +159,7 @@ static void add_sock(struct server *s, size_t li, int fd, bool nodelay)
     s->socks = xreallocarray(s->socks, s->nsocks + 1, sizeof(*s->socks));
     ls = &s->socks[s->nsocks++];
     memset(ls, 0, sizeof(*ls));
-    ls->srv = s;
+    ls->acc = &s->acc;
     ls->li = li;
     ls->fd = fd;
     ls->nodelay = nodelay;
@@ -273,8 +305,6 @@ static int take_inherited(struct server *s, const struct conf *c, bool *taken,
     return (int)n;
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents);
-
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct lsock *ls = w->data;
@@ -286,10 +316,10 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct lsock *ls = w->data;
-    struct server *s = ls->srv;
+    struct acceptor *a = ls->acc;
 
     (void)revents;
-    for (int i = 0; i < 256; i++) {
+    for (unsigned i = 0; i < a->batch; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         int fd;
@@ -308,16 +338,16 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                  * moment: never spin on a level-triggered EMFILE. */
                 int e = errno; /* close/accept4/open below clobber it */
 
-                if (s->reserve_fd >= 0) {
-                    close(s->reserve_fd);
-                    s->reserve_fd = -1;
+                if (a->reserve_fd >= 0) {
+                    close(a->reserve_fd);
+                    a->reserve_fd = -1;
                     fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC);
                     if (fd >= 0)
                         close(fd);
-                    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                    a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 }
-                if (log_ratelimit_ok(&s->emfile_rl, 1, 5.0, &sup))
-                    LOG_W(s->log,
+                if (log_ratelimit_ok(&a->emfile_rl, 1, 5.0, &sup))
+                    LOG_W(a->log,
                           "Out of file descriptors (%s): refusing new "
                           "connections for 100 ms.",
                           strerror(e));
@@ -326,14 +356,14 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 ev_timer_start(loop, &ls->retry);
                 return;
             }
-            LOG_W(s->log, "accept failed: %s", strerror(errno));
+            LOG_W(a->log, "accept failed: %s", strerror(errno));
             return;
         }
         if (ls->nodelay && ss.ss_family != AF_UNIX) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
-        broker_accept(s->broker, ls->li, fd, (struct sockaddr *)&ss, sl);
+        broker_accept(a->broker, ls->li, fd, (struct sockaddr *)&ss, sl);
     }
 }
 
@@ -349,6 +379,8 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
     for (size_t i = 0; i < s->nsocks; i++)
         ev_io_stop(loop, &s->socks[i].w);
     broker_shutdown(s->broker);
+    for (unsigned i = 1; i < s->nthreads; i++)
+        worker_request(&s->workers[i], W_STOP);
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -362,20 +394,11 @@ static void reload_err(void *arg, const char *file, int line, const char *msg)
         LOG_E(s->log, "%s: %s", file, msg);
 }
 
+static void log_apply(struct log *lg, const struct conf *c);
+
 static void apply_log(struct server *s, const struct conf *c)
 {
-    struct log_settings ls = {
-        .types = c->log_types,
-        .dests = c->log_dests,
-        .file = c->log_file,
-        .timestamp = c->log_timestamp,
-        .ts_format = c->log_timestamp_format,
-        .json = c->log_json,
-    };
-    char err[512];
-
-    if (log_configure(s->log, &ls, err, sizeof(err)) < 0)
-        LOG_E(s->log, "%s", err);
+    log_apply(s->log, c);
 }
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -414,6 +437,8 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         notify("READY=1\nSTATUS=reload failed, old configuration kept");
         return;
     }
+    for (unsigned i = 1; i < s->nthreads; i++)
+        worker_request(&s->workers[i], W_RELOAD);
     LOG_N(s->log, "Configuration reloaded.");
     notify("READY=1\nSTATUS=running, configuration reloaded");
 }
@@ -569,6 +594,202 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* ---- worker threads (threads > 1) ------------------------------------ */
+
+static void log_apply(struct log *lg, const struct conf *c)
+{
+    struct log_settings ls = {
+        .types = c->log_types,
+        .dests = c->log_dests,
+        .file = c->log_file,
+        .timestamp = c->log_timestamp,
+        .ts_format = c->log_timestamp_format,
+        .json = c->log_json,
+    };
+    char err[512];
+
+    if (log_configure(lg, &ls, err, sizeof(err)) < 0)
+        LOG_E(lg, "%s", err);
+}
+
+static void worker_request(struct worker *w, unsigned req)
+{
+    if (!w->started)
+        return;
+    __atomic_or_fetch(&w->ctl_req, req, __ATOMIC_RELEASE);
+    ev_async_send(w->loop, &w->ctl);
+}
+
+static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker *w = t->data;
+
+    (void)loop;
+    (void)revents;
+    broker_tick(w->acc.broker);
+}
+
+/* Reload on the worker's own thread: the server validated the same file
+ * a moment ago, so errors here are unexpected (and logged). */
+static void worker_reload(struct worker *w)
+{
+    struct server *s = w->srv;
+    struct conf *c;
+    char err[4096];
+
+    if (s->conf_path == NULL)
+        return;
+    c = conf_load(s->conf_path, NULL, NULL);
+    if (c == NULL) {
+        LOG_E(w->log, "thread %u: reload failed; keeping its configuration.",
+              w->idx);
+        return;
+    }
+    log_apply(w->log, c);
+    if (broker_reload(w->acc.broker, c, err, sizeof(err)) < 0)
+        LOG_E(w->log, "thread %u: reload failed: %s", w->idx, err);
+}
+
+static void worker_ctl_cb(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = a->data;
+    unsigned req = __atomic_exchange_n(&w->ctl_req, 0u, __ATOMIC_ACQUIRE);
+
+    (void)revents;
+    if (req & W_RELOAD)
+        worker_reload(w);
+    if (req & W_STOP) {
+        for (size_t i = 0; i < w->srv->nsocks; i++) {
+            ev_io_stop(loop, &w->socks[i].w);
+            ev_timer_stop(loop, &w->socks[i].retry);
+        }
+        broker_shutdown(w->acc.broker);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    ev_run(w->loop, 0);
+    /* let the final DISCONNECTs and closes run */
+    ev_run(w->loop, EVRUN_NOWAIT);
+    return NULL;
+}
+
+/* Build worker idx (on the main thread; its loop runs later on its own). */
+static int worker_init(struct server *s, struct worker *w, unsigned idx,
+                       char *err, size_t errlen)
+{
+    struct conf *c;
+
+    w->srv = s;
+    w->idx = idx;
+    w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+    if (w->loop == NULL) {
+        snprintf(err, errlen, "cannot create the event loop of thread %u", idx);
+        return -1;
+    }
+    w->log = log_new();
+    c = s->conf_path ? conf_load(s->conf_path, NULL, NULL)
+                     : conf_default(broker_conf(s->broker)->listeners[0].port);
+    if (c == NULL) {
+        snprintf(err, errlen, "thread %u: the configuration failed to load",
+                 idx);
+        return -1;
+    }
+    log_apply(w->log, c);
+    w->acc.broker = broker_new(w->loop, c, w->log, err, errlen);
+    if (w->acc.broker == NULL)
+        return -1;
+    w->acc.log = w->log;
+    w->acc.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->acc.batch = s->acc.batch;
+    broker_set_hub(w->acc.broker, s->hub, idx);
+    w->socks = xcalloc(s->nsocks ? s->nsocks : 1, sizeof(*w->socks));
+    for (size_t i = 0; i < s->nsocks; i++) {
+        struct lsock *ls = &w->socks[i];
+        *ls = s->socks[i];
+        ls->acc = &w->acc;
+        ev_io_init(&ls->w, accept_cb, ls->fd, EV_READ);
+        ls->w.data = ls;
+        ev_init(&ls->retry, retry_cb);
+        ls->retry.data = ls;
+        ev_io_start(w->loop, &ls->w);
+    }
+    ev_timer_init(&w->tick, worker_tick_cb, 1.0, 1.0);
+    w->tick.data = w;
+    ev_timer_start(w->loop, &w->tick);
+    ev_async_init(&w->ctl, worker_ctl_cb);
+    w->ctl.data = w;
+    ev_async_start(w->loop, &w->ctl);
+    return 0;
+}
+
+static int workers_start(struct server *s)
+{
+    sigset_t all, old;
+
+    /* workers take no signals: the main loop's signalfd gets them all */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (unsigned i = 1; i < s->nthreads; i++) {
+        struct worker *w = &s->workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            LOG_E(s->log, "cannot start thread %u: %s", i, strerror(errno));
+            return -1;
+        }
+        w->started = true;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return 0;
+}
+
+static void workers_join(struct server *s)
+{
+    for (unsigned i = 1; i < s->nthreads; i++) {
+        struct worker *w = &s->workers[i];
+        if (w->started) {
+            worker_request(w, W_STOP);
+            pthread_join(w->thread, NULL);
+            w->started = false;
+        }
+    }
+}
+
+static void worker_free(struct worker *w)
+{
+    if (w->loop == NULL)
+        return;
+    for (size_t i = 0; w->socks && i < w->srv->nsocks; i++) {
+        ev_io_stop(w->loop, &w->socks[i].w);
+        ev_timer_stop(w->loop, &w->socks[i].retry);
+    }
+    free(w->socks);
+    ev_timer_stop(w->loop, &w->tick);
+    ev_async_stop(w->loop, &w->ctl);
+    broker_free(w->acc.broker);
+    if (w->acc.reserve_fd >= 0)
+        close(w->acc.reserve_fd);
+    log_free(w->log);
+    ev_loop_destroy(w->loop);
+    w->loop = NULL;
+}
+
+static unsigned threads_wanted(const struct conf *c)
+{
+    long n = c->threads;
+
+    if (n == 0) {
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+        if (n < 1)
+            n = 1;
+    }
+    return n > CONF_MAX_THREADS ? CONF_MAX_THREADS : (unsigned)n;
+}
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
@@ -579,7 +800,12 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     s->loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
     s->log = lg;
     s->conf_path = conf_path ? xstrdup(conf_path) : NULL;
-    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    s->acc.log = lg;
+    s->acc.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    s->nthreads = threads_wanted(c);
+    /* with several loops on one listening socket, take a few connections
+     * per wake-up so that the TLS handshakes spread over the threads */
+    s->acc.batch = s->nthreads > 1 ? 8 : 256;
     signal(SIGPIPE, SIG_IGN);
     apply_log(s, c);
     {
@@ -602,6 +828,18 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
         broker_free(s->broker);
         s->broker = NULL;
         goto fail_broker_freed;
+    }
+    s->acc.broker = s->broker;
+    if (s->nthreads > 1) {
+        s->hub = hub_new(s->nthreads);
+        broker_set_hub(s->broker, s->hub, 0);
+        s->workers = xcalloc(s->nthreads, sizeof(*s->workers));
+        for (unsigned i = 1; i < s->nthreads; i++) {
+            if (worker_init(s, &s->workers[i], i, err, errlen) < 0) {
+                server_free(s);
+                return NULL;
+            }
+        }
     }
     s->last_save = ev_now(s->loop);
     s->changes_at_save = broker_stats(s->broker)->changes;
@@ -642,8 +880,8 @@ fail_broker_freed:
     for (size_t i = 0; i < s->nsocks; i++)
         close(s->socks[i].fd);
     free(s->socks);
-    if (s->reserve_fd >= 0)
-        close(s->reserve_fd);
+    if (s->acc.reserve_fd >= 0)
+        close(s->acc.reserve_fd);
     free(s->conf_path);
     free(s);
     return NULL;
@@ -680,11 +918,19 @@ int server_run(struct server *s)
               c->autosave_on_changes ? " (counted in changes)" : "");
     else
         LOG_N(s->log, "Persistence: disabled.");
+    if (s->nthreads > 1) {
+        LOG_N(s->log, "Running %u event-loop threads.", s->nthreads);
+        if (workers_start(s) < 0) {
+            workers_join(s);
+            return 1;
+        }
+    }
     notify("READY=1\nSTATUS=running");
     watchdog_start(s);
     ev_run(s->loop, 0);
     /* let the final DISCONNECTs and closes run */
     ev_run(s->loop, EVRUN_NOWAIT);
+    workers_join(s);
     if (s->db_path) {
         char err[512];
         if (s->save_pid > 0) {
@@ -726,9 +972,14 @@ void server_free(struct server *s)
     ev_signal_stop(s->loop, &s->sig_usr1);
     if (s->save_pid > 0)
         ev_child_stop(s->loop, &s->save_child);
+    workers_join(s);
+    for (unsigned i = 1; s->workers && i < s->nthreads; i++)
+        worker_free(&s->workers[i]);
+    free(s->workers);
     broker_free(s->broker);
-    if (s->reserve_fd >= 0)
-        close(s->reserve_fd);
+    hub_free(s->hub);
+    if (s->acc.reserve_fd >= 0)
+        close(s->acc.reserve_fd);
     free(s->db_path);
     free(s->conf_path);
     free(s);

@@ -18,6 +18,7 @@
 
 #include "auth.h"
 #include "broker_int.h"
+#include "hub.h"
 #include "conf.h"
 #include "log.h"
 #include "msg.h"
@@ -41,12 +42,31 @@ static void qitem_clear(struct qitem *qi)
     qi->m = NULL;
 }
 
+/* threads > 1: tell the hub this shard gained or lost a subscription (a
+ * shared one also as a group member). */
+static void hub_note(const struct session *s, const char *filter, size_t len,
+                     int delta)
+{
+    struct hub *h = s->b->hub;
+
+    if (h == NULL)
+        return;
+    hub_subs_add(h, s->b->shard, delta);
+    if (len > 7 && memcmp(filter, "$share/", 7) == 0) {
+        if (delta > 0)
+            hub_share_join(h, s->b->shard, filter, len);
+        else
+            hub_share_leave(h, s->b->shard, filter, len);
+    }
+}
+
 void session_free(struct session *s)
 {
     if (s == NULL)
         return;
     for (size_t i = 0; i < s->nsubs; i++) {
         router_unsubscribe(s->b->router, s->subs[i].filter, s->subs[i].len, s);
+        hub_note(s, s->subs[i].filter, s->subs[i].len, -1);
         free(s->subs[i].filter);
     }
     free(s->subs);
@@ -119,6 +139,7 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
     if (k != SIZE_MAX) {
         i = s->ix[k] - 1;
     } else {
+        hub_note(s, filter, len, 1);
         if (s->nsubs == s->subs_cap) {
             s->subs_cap = s->subs_cap ? s->subs_cap * 2 : 4;
             s->subs = xreallocarray(s->subs, s->subs_cap, sizeof(*s->subs));
@@ -160,6 +181,7 @@ int session_unsubscribe(struct session *s, const char *filter, size_t len)
         return -1;
     i = s->ix[k] - 1;
     router_unsubscribe(s->b->router, filter, len, s);
+    hub_note(s, filter, len, -1);
     s->b->st.changes++;
     s->ix[k] = IX_TOMB;
     s->ix_tombs++;

@@ -15,6 +15,7 @@
 #include <ev.h>
 
 #include "broker_int.h"
+#include "hub.h"
 #include "conf.h"
 #include "msg.h"
 #include "retain.h"
@@ -82,38 +83,46 @@ static void put_dbl(struct broker *b, const char *topic, double v)
     put(b, topic, buf);
 }
 
-struct store_count {
-    size_t msgs;
-    size_t bytes;
-    size_t total, disconnected;
-};
+void sys_totals_local(struct broker *b, struct hub_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->st = b->st;
+    t->clients = b->nclients;
+    t->subscriptions = router_count(b->router);
+    for (size_t i = 0; i < b->sessions.cap; i++) {
+        struct session *se = b->sessions.slots[i];
+        if (se == NULL || se == (struct session *)(uintptr_t)1)
+            continue;
+        t->sessions++;
+        if (se->client == NULL)
+            t->sessions_offline++;
+        t->store_msgs += se->q_n + se->infl_n;
+        t->store_bytes += se->q_bytes;
+    }
+}
 
 void sys_update(struct sys *s, struct broker *b, double interval)
 {
-    const struct broker_stats *st = &b->st;
-    uint64_t now_v[L_COUNT] = {
-        st->msgs_received, st->msgs_sent,     st->pub_msgs_received,
-        st->pub_msgs_sent, st->pub_dropped,   st->bytes_received,
-        st->bytes_sent,    st->clients_total,
-    };
+    struct hub_totals t;
+    const struct broker_stats *st = &t.st;
     static const double windows[3] = {60.0, 300.0, 900.0};
-    struct store_count sc = {0, 0, 0, 0};
     char topic[160], buf[160];
     long uptime = (long)(ev_now(b->loop) - b->started);
     cJSON *j, *load;
     char *js;
 
-    /* sessions and queued messages */
-    for (size_t i = 0; i < b->sessions.cap; i++) {
-        struct session *se = b->sessions.slots[i];
-        if (se == NULL || se == (struct session *)(uintptr_t)1)
-            continue;
-        sc.total++;
-        if (se->client == NULL)
-            sc.disconnected++;
-        sc.msgs += se->q_n + se->infl_n;
-        sc.bytes += se->q_bytes;
+    /* every thread's counters when there are several */
+    sys_totals_local(b, &t);
+    if (b->hub) {
+        hub_totals_put(b->hub, b->shard, &t);
+        hub_totals_sum(b->hub, &t);
     }
+    uint64_t now_v[L_COUNT] = {
+        st->msgs_received, st->msgs_sent,     st->pub_msgs_received,
+        st->pub_msgs_sent, st->pub_dropped,   st->bytes_received,
+        st->bytes_sent,    st->clients_total,
+    };
+
     if (interval <= 0)
         interval = 1;
     for (int k = 0; k < L_COUNT; k++) {
@@ -131,11 +140,11 @@ void sys_update(struct sys *s, struct broker *b, double interval)
     put(b, "$SYS/broker/version", "mqttd version " MQTTD_VERSION);
     snprintf(buf, sizeof(buf), "%ld seconds", uptime);
     put(b, "$SYS/broker/uptime", buf);
-    put_u64(b, "$SYS/broker/clients/connected", b->nclients);
-    put_u64(b, "$SYS/broker/clients/active", b->nclients);
-    put_u64(b, "$SYS/broker/clients/disconnected", sc.disconnected);
-    put_u64(b, "$SYS/broker/clients/inactive", sc.disconnected);
-    put_u64(b, "$SYS/broker/clients/total", sc.total);
+    put_u64(b, "$SYS/broker/clients/connected", t.clients);
+    put_u64(b, "$SYS/broker/clients/active", t.clients);
+    put_u64(b, "$SYS/broker/clients/disconnected", t.sessions_offline);
+    put_u64(b, "$SYS/broker/clients/inactive", t.sessions_offline);
+    put_u64(b, "$SYS/broker/clients/total", t.sessions);
     put_u64(b, "$SYS/broker/messages/received", st->msgs_received);
     put_u64(b, "$SYS/broker/messages/sent", st->msgs_sent);
     put_u64(b, "$SYS/broker/publish/messages/received", st->pub_msgs_received);
@@ -143,10 +152,10 @@ void sys_update(struct sys *s, struct broker *b, double interval)
     put_u64(b, "$SYS/broker/publish/messages/dropped", st->pub_dropped);
     put_u64(b, "$SYS/broker/bytes/received", st->bytes_received);
     put_u64(b, "$SYS/broker/bytes/sent", st->bytes_sent);
-    put_u64(b, "$SYS/broker/subscriptions/count", router_count(b->router));
+    put_u64(b, "$SYS/broker/subscriptions/count", t.subscriptions);
     put_u64(b, "$SYS/broker/retained messages/count", retain_count(b->retain));
-    put_u64(b, "$SYS/broker/store/messages/count", sc.msgs);
-    put_u64(b, "$SYS/broker/store/messages/bytes", sc.bytes);
+    put_u64(b, "$SYS/broker/store/messages/count", t.store_msgs);
+    put_u64(b, "$SYS/broker/store/messages/bytes", t.store_bytes);
     put_u64(b, "$SYS/broker/limits/hits", st->limit_hits);
     put_u64(b, "$SYS/broker/acl/denied", st->acl_denied);
     put_u64(b, "$SYS/broker/clients/rejected", st->clients_rejected);
@@ -181,9 +190,10 @@ void sys_update(struct sys *s, struct broker *b, double interval)
     j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "version", MQTTD_VERSION);
     cJSON_AddNumberToObject(j, "uptime_s", (double)uptime);
-    cJSON_AddNumberToObject(j, "clients_connected", (double)b->nclients);
-    cJSON_AddNumberToObject(j, "clients_disconnected", (double)sc.disconnected);
-    cJSON_AddNumberToObject(j, "clients_total", (double)sc.total);
+    cJSON_AddNumberToObject(j, "clients_connected", (double)t.clients);
+    cJSON_AddNumberToObject(j, "clients_disconnected",
+                            (double)t.sessions_offline);
+    cJSON_AddNumberToObject(j, "clients_total", (double)t.sessions);
     cJSON_AddNumberToObject(j, "messages_received", (double)st->msgs_received);
     cJSON_AddNumberToObject(j, "messages_sent", (double)st->msgs_sent);
     cJSON_AddNumberToObject(j, "publish_received",
@@ -192,12 +202,11 @@ void sys_update(struct sys *s, struct broker *b, double interval)
     cJSON_AddNumberToObject(j, "publish_dropped", (double)st->pub_dropped);
     cJSON_AddNumberToObject(j, "bytes_received", (double)st->bytes_received);
     cJSON_AddNumberToObject(j, "bytes_sent", (double)st->bytes_sent);
-    cJSON_AddNumberToObject(j, "subscriptions",
-                            (double)router_count(b->router));
+    cJSON_AddNumberToObject(j, "subscriptions", (double)t.subscriptions);
     cJSON_AddNumberToObject(j, "retained_messages",
                             (double)retain_count(b->retain));
-    cJSON_AddNumberToObject(j, "store_messages", (double)sc.msgs);
-    cJSON_AddNumberToObject(j, "store_bytes", (double)sc.bytes);
+    cJSON_AddNumberToObject(j, "store_messages", (double)t.store_msgs);
+    cJSON_AddNumberToObject(j, "store_bytes", (double)t.store_bytes);
     cJSON_AddNumberToObject(j, "limit_hits", (double)st->limit_hits);
     cJSON_AddNumberToObject(j, "acl_denied", (double)st->acl_denied);
     cJSON_AddNumberToObject(j, "clients_rejected",

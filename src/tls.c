@@ -743,13 +743,13 @@ fail:
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
 {
     if (c != NULL)
-        c->refs++;
+        __atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED);
     return c;
 }
 
 void tls_ctx_unref(struct tls_ctx *c)
 {
-    if (c == NULL || --c->refs > 0)
+    if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     tls_ctx_free(c);
 }

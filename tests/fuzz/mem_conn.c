@@ -586,3 +586,27 @@ unsigned memconn_run(struct conn_loop *cl)
             mc_fail("loop does not settle (livelock)");
     }
 }
+
+/* Moving connections between threads: the in-memory transport runs one
+ * broker on one loop (no hub), so broker code never calls these here. */
+void conn_detach(struct conn *c, const uint8_t *rest, size_t n)
+{
+    (void)c;
+    (void)rest;
+    (void)n;
+    abort();
+}
+
+void conn_attach(struct conn *c, struct conn_loop *cl, void *ud)
+{
+    (void)c;
+    (void)cl;
+    (void)ud;
+    abort();
+}
+
+void conn_destroy_detached(struct conn *c)
+{
+    (void)c;
+    abort();
+}

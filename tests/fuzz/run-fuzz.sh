@@ -26,7 +26,7 @@ build fuzz_cert_identity src/auth_mtls.c src/util.c src/msg.c
 SESSION_CORE=(src/util.c src/log.c src/msg.c src/conf.c src/mqtt_codec.c
     src/topic.c src/router.c src/retain.c src/passwd.c src/acl.c
     src/auth_mtls.c src/auth.c src/authq.c src/tls.c src/session.c
-    src/broker.c src/client.c src/persist.c src/sys.c)
+    src/broker.c src/client.c src/hub.c src/persist.c src/sys.c)
 "$CC" "${CFLAGS[@]}" -Isrc tests/fuzz/fuzz_session.c tests/fuzz/mem_conn.c \
     "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread
 "$CC" -g -O1 -D_GNU_SOURCE -Iinclude tests/fuzz/gen_codec_seeds.c src/mqtt_codec.c \

@@ -1,0 +1,128 @@
+/*
+ * hub.h - the meeting point of the event-loop threads (threads > 1).
+ *
+ * Every thread runs its own libev loop and broker "shard": the
+ * connections, sessions, subscriptions and retained store it owns. A
+ * client id belongs to exactly one shard (hub_owner), so a session never
+ * has two owners. The hub carries the little that crosses threads, each
+ * through a per-shard inbox (a mutex-protected FIFO drained in batches
+ * from an ev_async, so a burst of N messages costs one wake-up):
+ *
+ *   HUB_MSG     a published message, routed again by the receiving shard
+ *               to its own subscribers (and stored there when retained)
+ *   HUB_CONN    a connection whose CONNECT names a client id another
+ *               shard owns, with its unread bytes (CONNECT first)
+ *   HUB_RESUME  "my backlog drained": resume publishers held for it
+ *
+ * Backpressure: an inbox over HUB_HIWAT items asks its poster to hold the
+ * publisher (hub_post returns true) and remembers the poster; once that
+ * inbox is back under HUB_LOWAT the poster gets a HUB_RESUME.
+ *
+ * The hub also counts each shard's subscriptions (a message is forwarded
+ * only to shards holding some, or when retained), records which shards
+ * hold members of each shared-subscription group (one shard serves a
+ * group per message), and keeps a copy of each shard's counters for $SYS.
+ */
+#ifndef MQTTD_HUB_H
+#define MQTTD_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+struct ev_loop;
+struct hub;
+struct msg;
+struct conn;
+
+#define HUB_HIWAT 16384u
+#define HUB_LOWAT 4096u
+
+enum hub_kind { HUB_MSG, HUB_CONN, HUB_RESUME };
+
+struct hub_item {
+    uint8_t kind;
+    uint8_t from;   /* posting shard */
+    uint16_t li;    /* HUB_CONN: listener index */
+    struct msg *m;  /* HUB_MSG: one reference, owned by the item */
+    struct conn *c; /* HUB_CONN: detached conn (conn_detach) */
+};
+
+/*
+ * hub_fn: called on the receiving shard's loop thread for each item, in
+ * posting order per poster. Return false to stop draining (the item is
+ * kept and offered again after hub_kick): the shard is holding back.
+ */
+typedef bool (*hub_fn)(void *ud, struct hub_item *it);
+
+/* A shard's counters as $SYS reports them (summed by hub_totals). */
+struct hub_totals {
+    struct broker_stats st;
+    uint64_t clients;
+    uint64_t sessions, sessions_offline;
+    uint64_t subscriptions;
+    uint64_t store_msgs, store_bytes; /* queued and in flight */
+};
+
+/* hub_new: n shards (2..64). Never NULL. hub_free: after every shard has
+ * been unbound; drops undelivered items (their messages, closes conns via
+ * the drop callback given to hub_bind). */
+struct hub *hub_new(unsigned n);
+void hub_free(struct hub *h);
+
+/* hub_size: the number of shards. */
+unsigned hub_size(const struct hub *h);
+
+/*
+ * hub_bind: shard idx runs on 'loop' (whose thread calls fn). Call on that
+ * thread before anything is posted to it. hub_unbind stops the watcher
+ * (on the same thread) and drops what is still queued with drop().
+ */
+void hub_bind(struct hub *h, unsigned idx, struct ev_loop *loop, hub_fn fn,
+              void *ud);
+void hub_unbind(struct hub *h, unsigned idx,
+                void (*drop)(void *ud, struct hub_item *it), void *ud);
+
+/* hub_owner: the shard that owns client id (id, len). */
+unsigned hub_owner(const struct hub *h, const char *id, size_t len);
+
+/*
+ * hub_post: queue a copy of *it for shard 'to' and wake it if it was idle.
+ * Returns true when that inbox is over HUB_HIWAT: the caller should hold
+ * its publisher; it then receives a HUB_RESUME (from = to) once the inbox
+ * is under HUB_LOWAT.
+ */
+bool hub_post(struct hub *h, unsigned to, const struct hub_item *it);
+
+/* hub_kick: shard idx (its own thread) wants its inbox drained again
+ * after fn returned false. */
+void hub_kick(struct hub *h, unsigned idx);
+
+/* hub_subs_add: shard idx gained (delta > 0) or lost subscriptions.
+ * hub_subs: how many shard idx holds (a hint, read without a lock). */
+void hub_subs_add(struct hub *h, unsigned idx, long delta);
+bool hub_has_subs(const struct hub *h, unsigned idx);
+
+/*
+ * Shared subscriptions across shards. hub_share_join / hub_share_leave:
+ * shard idx gained its first / lost its last member of the group named by
+ * key ("$share/GROUP/FILTER"). hub_share_serves: true when shard idx is the
+ * one that serves the group for a message published on shard 'origin' (the
+ * origin itself when it holds members, else the next shard that does).
+ */
+void hub_share_join(struct hub *h, unsigned idx, const char *key, size_t len);
+void hub_share_leave(struct hub *h, unsigned idx, const char *key, size_t len);
+bool hub_share_serves(struct hub *h, unsigned idx, unsigned origin,
+                      const char *key, size_t len);
+
+/* hub_totals_put: shard idx's counters; hub_totals_sum: all shards'. */
+void hub_totals_put(struct hub *h, unsigned idx, const struct hub_totals *t);
+void hub_totals_sum(struct hub *h, struct hub_totals *out);
+
+/* hub_listener_count: the shared per-listener connection counters (nl of
+ * them, sized by the first call; touched with atomic operations). */
+size_t *hub_listener_counts(struct hub *h, size_t nl);
+
+#endif

@@ -1,0 +1,379 @@
+/*
+ * hub.c - cross-thread inboxes (mutex + vector, drained in batches from an
+ * ev_async), client-id ownership, shared-group membership and counters.
+ */
+#include "hub.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "conn.h"
+#include "msg.h"
+#include "util.h"
+
+#define MAX_SHARDS 64u
+
+struct inbox {
+    pthread_mutex_t mu;
+    struct hub_item *v; /* posted, not yet taken (mu) */
+    size_t n, cap;
+    uint64_t waiters; /* shards to send HUB_RESUME to (mu) */
+    size_t backlog;   /* posted and not yet handled (mu) */
+    /* the owning thread only: */
+    struct hub_item *cur; /* taken batch being handled */
+    size_t cur_i, cur_n, cur_cap;
+    struct ev_loop *loop;
+    ev_async wake;
+    hub_fn fn;
+    void *ud;
+    bool bound;
+    long subs;                /* subscriptions held (atomic) */
+    struct hub_totals totals; /* (hub->tmu) */
+};
+
+struct share {
+    char *key;
+    size_t len;
+    uint32_t members[MAX_SHARDS]; /* > 0: that shard holds members */
+};
+
+struct hub {
+    unsigned n;
+    struct inbox *in;
+    pthread_mutex_t smu; /* shares */
+    struct share *shares;
+    size_t nshares, shares_cap;
+    pthread_mutex_t tmu; /* totals */
+    size_t *lcount;
+    size_t nl;
+};
+
+struct hub *hub_new(unsigned n)
+{
+    struct hub *h = xcalloc(1, sizeof(*h));
+
+    if (n > MAX_SHARDS)
+        n = MAX_SHARDS;
+    h->n = n;
+    h->in = xcalloc(n, sizeof(*h->in));
+    for (unsigned i = 0; i < n; i++)
+        pthread_mutex_init(&h->in[i].mu, NULL);
+    pthread_mutex_init(&h->smu, NULL);
+    pthread_mutex_init(&h->tmu, NULL);
+    return h;
+}
+
+void hub_free(struct hub *h)
+{
+    if (h == NULL)
+        return;
+    for (unsigned i = 0; i < h->n; i++) {
+        struct inbox *ib = &h->in[i];
+        for (size_t k = ib->cur_i; k < ib->cur_n; k++)
+            msg_unref(ib->cur[k].m);
+        for (size_t k = 0; k < ib->n; k++)
+            msg_unref(ib->v[k].m);
+        free(ib->cur);
+        free(ib->v);
+        pthread_mutex_destroy(&ib->mu);
+    }
+    for (size_t i = 0; i < h->nshares; i++)
+        free(h->shares[i].key);
+    free(h->shares);
+    free(h->in);
+    free(h->lcount);
+    pthread_mutex_destroy(&h->smu);
+    pthread_mutex_destroy(&h->tmu);
+    free(h);
+}
+
+unsigned hub_size(const struct hub *h)
+{
+    return h->n;
+}
+
+unsigned hub_owner(const struct hub *h, const char *id, size_t len)
+{
+    return (unsigned)(util_fnv1a(id, len) % h->n);
+}
+
+/* ---- inboxes ---------------------------------------------------------- */
+
+static void send_resumes(struct hub *h, unsigned idx, uint64_t waiters)
+{
+    for (unsigned w = 0; w < h->n && waiters; w++) {
+        if (waiters & (UINT64_C(1) << w)) {
+            struct hub_item r = {.kind = HUB_RESUME, .from = (uint8_t)idx};
+            waiters &= ~(UINT64_C(1) << w);
+            (void)hub_post(h, w, &r);
+        }
+    }
+}
+
+/* Handle the taken batch, then take the next one, until the inbox is
+ * empty or the handler holds back. */
+static void drain(struct hub *h, unsigned idx)
+{
+    struct inbox *ib = &h->in[idx];
+
+    for (;;) {
+        size_t handled = 0;
+        uint64_t waiters = 0;
+        bool held = false;
+
+        while (ib->cur_i < ib->cur_n) {
+            struct hub_item *it = &ib->cur[ib->cur_i];
+            if (!ib->fn(ib->ud, it)) {
+                held = true;
+                break;
+            }
+            ib->cur_i++;
+            handled++;
+        }
+        pthread_mutex_lock(&ib->mu);
+        ib->backlog -= handled;
+        if (ib->waiters && ib->backlog <= HUB_LOWAT) {
+            waiters = ib->waiters;
+            ib->waiters = 0;
+        }
+        if (!held) {
+            /* swap the emptied batch with what was posted meanwhile */
+            struct hub_item *v = ib->cur;
+            size_t cap = ib->cur_cap;
+            ib->cur = ib->v;
+            ib->cur_cap = ib->cap;
+            ib->cur_n = ib->n;
+            ib->cur_i = 0;
+            ib->v = v;
+            ib->cap = cap;
+            ib->n = 0;
+        }
+        pthread_mutex_unlock(&ib->mu);
+        if (waiters)
+            send_resumes(h, idx, waiters);
+        if (held || ib->cur_n == 0)
+            return;
+    }
+}
+
+struct wake_ctx {
+    struct hub *h;
+    unsigned idx;
+};
+
+static void wake_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    struct wake_ctx *wc = w->data;
+
+    (void)loop;
+    (void)revents;
+    drain(wc->h, wc->idx);
+}
+
+void hub_bind(struct hub *h, unsigned idx, struct ev_loop *loop, hub_fn fn,
+              void *ud)
+{
+    struct inbox *ib = &h->in[idx];
+    struct wake_ctx *wc = xmalloc(sizeof(*wc));
+
+    wc->h = h;
+    wc->idx = idx;
+    ib->fn = fn;
+    ib->ud = ud;
+    ev_async_init(&ib->wake, wake_cb);
+    ib->wake.data = wc;
+    ev_async_start(loop, &ib->wake);
+    ev_unref(loop); /* the inbox alone must not keep the loop running */
+    pthread_mutex_lock(&ib->mu);
+    ib->loop = loop;
+    ib->bound = true;
+    pthread_mutex_unlock(&ib->mu);
+}
+
+void hub_unbind(struct hub *h, unsigned idx,
+                void (*drop)(void *ud, struct hub_item *it), void *ud)
+{
+    struct inbox *ib = &h->in[idx];
+
+    pthread_mutex_lock(&ib->mu);
+    ib->bound = false;
+    pthread_mutex_unlock(&ib->mu);
+    if (ib->loop) {
+        ev_ref(ib->loop);
+        ev_async_stop(ib->loop, &ib->wake);
+        free(ib->wake.data);
+        ib->wake.data = NULL;
+    }
+    for (;;) {
+        while (ib->cur_i < ib->cur_n)
+            drop(ud, &ib->cur[ib->cur_i++]);
+        pthread_mutex_lock(&ib->mu);
+        struct hub_item *v = ib->cur;
+        size_t cap = ib->cur_cap;
+        ib->cur = ib->v;
+        ib->cur_cap = ib->cap;
+        ib->cur_n = ib->n;
+        ib->cur_i = 0;
+        ib->v = v;
+        ib->cap = cap;
+        ib->n = 0;
+        ib->backlog = 0;
+        pthread_mutex_unlock(&ib->mu);
+        if (ib->cur_n == 0)
+            break;
+    }
+}
+
+bool hub_post(struct hub *h, unsigned to, const struct hub_item *it)
+{
+    struct inbox *ib = &h->in[to];
+    bool wake, over;
+
+    pthread_mutex_lock(&ib->mu);
+    if (!ib->bound) {
+        /* shutting down: nobody will take it */
+        pthread_mutex_unlock(&ib->mu);
+        if (it->kind == HUB_MSG)
+            msg_unref(it->m);
+        else if (it->kind == HUB_CONN)
+            conn_destroy_detached(it->c);
+        return false;
+    }
+    if (ib->n == ib->cap) {
+        ib->cap = ib->cap ? ib->cap * 2 : 256;
+        ib->v = xreallocarray(ib->v, ib->cap, sizeof(*ib->v));
+    }
+    ib->v[ib->n++] = *it;
+    wake = ib->n == 1;
+    ib->backlog++;
+    over = it->kind == HUB_MSG && ib->backlog > HUB_HIWAT;
+    if (over)
+        ib->waiters |= UINT64_C(1) << it->from;
+    pthread_mutex_unlock(&ib->mu);
+    if (wake)
+        ev_async_send(ib->loop, &ib->wake);
+    return over;
+}
+
+void hub_kick(struct hub *h, unsigned idx)
+{
+    struct inbox *ib = &h->in[idx];
+
+    ev_feed_event(ib->loop, &ib->wake, EV_ASYNC);
+}
+
+/* ---- subscriptions and shared groups ----------------------------------- */
+
+void hub_subs_add(struct hub *h, unsigned idx, long delta)
+{
+    __atomic_add_fetch(&h->in[idx].subs, delta, __ATOMIC_RELAXED);
+}
+
+bool hub_has_subs(const struct hub *h, unsigned idx)
+{
+    return __atomic_load_n(&h->in[idx].subs, __ATOMIC_RELAXED) > 0;
+}
+
+static struct share *share_find(struct hub *h, const char *key, size_t len)
+{
+    for (size_t i = 0; i < h->nshares; i++)
+        if (h->shares[i].len == len && memcmp(h->shares[i].key, key, len) == 0)
+            return &h->shares[i];
+    return NULL;
+}
+
+void hub_share_join(struct hub *h, unsigned idx, const char *key, size_t len)
+{
+    struct share *s;
+
+    pthread_mutex_lock(&h->smu);
+    s = share_find(h, key, len);
+    if (s == NULL) {
+        if (h->nshares == h->shares_cap) {
+            h->shares_cap = h->shares_cap ? h->shares_cap * 2 : 8;
+            h->shares =
+                xreallocarray(h->shares, h->shares_cap, sizeof(*h->shares));
+        }
+        s = &h->shares[h->nshares++];
+        memset(s, 0, sizeof(*s));
+        s->key = xstrndup(key, len);
+        s->len = len;
+    }
+    s->members[idx]++;
+    pthread_mutex_unlock(&h->smu);
+}
+
+void hub_share_leave(struct hub *h, unsigned idx, const char *key, size_t len)
+{
+    struct share *s;
+
+    pthread_mutex_lock(&h->smu);
+    s = share_find(h, key, len);
+    if (s && s->members[idx] > 0)
+        s->members[idx]--;
+    pthread_mutex_unlock(&h->smu);
+}
+
+bool hub_share_serves(struct hub *h, unsigned idx, unsigned origin,
+                      const char *key, size_t len)
+{
+    struct share *s;
+    bool serves = true;
+
+    pthread_mutex_lock(&h->smu);
+    s = share_find(h, key, len);
+    if (s) {
+        for (unsigned k = 0; k < h->n; k++) {
+            unsigned sh = (origin + k) % h->n;
+            if (s->members[sh] > 0) {
+                serves = sh == idx;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->smu);
+    return serves;
+}
+
+/* ---- counters ---------------------------------------------------------- */
+
+void hub_totals_put(struct hub *h, unsigned idx, const struct hub_totals *t)
+{
+    pthread_mutex_lock(&h->tmu);
+    h->in[idx].totals = *t;
+    pthread_mutex_unlock(&h->tmu);
+}
+
+void hub_totals_sum(struct hub *h, struct hub_totals *out)
+{
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&h->tmu);
+    for (unsigned i = 0; i < h->n; i++) {
+        const struct hub_totals *t = &h->in[i].totals;
+        const uint64_t *src = (const uint64_t *)&t->st;
+        uint64_t *dst = (uint64_t *)&out->st;
+        for (size_t k = 0; k < sizeof(t->st) / sizeof(uint64_t); k++)
+            dst[k] += src[k];
+        out->clients += t->clients;
+        out->sessions += t->sessions;
+        out->sessions_offline += t->sessions_offline;
+        out->subscriptions += t->subscriptions;
+        out->store_msgs += t->store_msgs;
+        out->store_bytes += t->store_bytes;
+    }
+    pthread_mutex_unlock(&h->tmu);
+}
+
+size_t *hub_listener_counts(struct hub *h, size_t nl)
+{
+    pthread_mutex_lock(&h->tmu);
+    if (h->lcount == NULL) {
+        h->nl = nl ? nl : 1;
+        h->lcount = xcalloc(h->nl, sizeof(size_t));
+    }
+    pthread_mutex_unlock(&h->tmu);
+    return h->lcount;
+}
