@@ -52,6 +52,15 @@ void broker_free(struct broker *b);
 struct hub;
 void broker_set_hub(struct broker *b, struct hub *h, unsigned idx);
 
+/*
+ * threads > 1, TLS files changed on disk (tls_reload_interval): only the
+ * first thread watches them; before it announces a reload it calls fn(ud),
+ * which must have every other thread run broker_tls_check (its own
+ * contexts) and return once they did.
+ */
+void broker_set_tls_sync(struct broker *b, void (*fn)(void *ud), void *ud);
+void broker_tls_check(struct broker *b);
+
 /* broker_conf: the snapshot in force (borrowed). */
 const struct conf *broker_conf(const struct broker *b);
 

@@ -96,6 +96,17 @@ unsigned hub_owner(const struct hub *h, const char *id, size_t len);
  */
 bool hub_post(struct hub *h, unsigned to, const struct hub_item *it);
 
+/*
+ * hub_post_batch: queue n items (their references and conns move to the
+ * inbox) for shard 'to' from shard 'from' with one lock and at most one
+ * wake-up. wait: 'from' holds publishers for this inbox and wants a
+ * HUB_RESUME once it is under HUB_LOWAT. hub_backlog: items queued for
+ * 'to' and not yet handled (a hint, read without the lock).
+ */
+void hub_post_batch(struct hub *h, unsigned to, unsigned from,
+                    const struct hub_item *v, size_t n, bool wait);
+size_t hub_backlog(const struct hub *h, unsigned to);
+
 /* hub_kick: shard idx (its own thread) wants its inbox drained again
  * after fn returned false. */
 void hub_kick(struct hub *h, unsigned idx);
@@ -107,15 +118,21 @@ bool hub_has_subs(const struct hub *h, unsigned idx);
 
 /*
  * Shared subscriptions across shards. hub_share_join / hub_share_leave:
- * shard idx gained its first / lost its last member of the group named by
- * key ("$share/GROUP/FILTER"). hub_share_serves: true when shard idx is the
- * one that serves the group for a message published on shard 'origin' (the
- * origin itself when it holds members, else the next shard that does).
+ * shard idx gained / lost a member of the group named by key
+ * ("$share/GROUP/FILTER"). hub_share_serves: true when shard idx serves
+ * the group for a message whose spread value is 'spread' (the same answer
+ * on every shard: the shards holding members take turns, and each turns
+ * over its own members).
  */
 void hub_share_join(struct hub *h, unsigned idx, const char *key, size_t len);
 void hub_share_leave(struct hub *h, unsigned idx, const char *key, size_t len);
-bool hub_share_serves(struct hub *h, unsigned idx, unsigned origin,
+bool hub_share_serves(struct hub *h, unsigned idx, uint32_t spread,
                       const char *key, size_t len);
+
+/* hub_drain: handle shard idx's queued items now (on its own thread), so
+ * that a SUBSCRIBE sees every message acknowledged before it (the
+ * retained store is up to date). */
+void hub_drain(struct hub *h, unsigned idx);
 
 /* hub_totals_put: shard idx's counters; hub_totals_sum: all shards'. */
 void hub_totals_put(struct hub *h, unsigned idx, const struct hub_totals *t);

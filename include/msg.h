@@ -32,6 +32,8 @@ struct msg {
     uint32_t payload_len;
     int64_t expiry_at; /* wall-clock Unix seconds; 0 = never expires */
     uint64_t seq;      /* broker-wide sequence number (persistence) */
+    uint32_t spread;   /* threads > 1: picks the thread serving a shared
+                          group (set once, before the message is shared) */
     const char *topic; /* NUL-terminated, points inside this allocation */
     const uint8_t *props;
     const uint8_t *payload;

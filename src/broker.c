@@ -30,6 +30,7 @@
 #define TOMB ((struct session *)(uintptr_t)1)
 
 static void hub_drop_cb(void *ud, struct hub_item *it);
+static void tls_file_check(struct broker *b);
 
 /* ---- session map (open addressing, FNV-1a) ---------------------------- */
 
@@ -208,8 +209,19 @@ void broker_free(struct broker *b)
 {
     if (b == NULL)
         return;
-    if (b->hub)
+    if (b->hub) {
         hub_unbind(b->hub, b->shard, hub_drop_cb, b);
+        ev_ref(b->loop);
+        ev_prepare_stop(b->loop, &b->out_flush);
+        ev_ref(b->loop);
+        ev_prepare_stop(b->loop, &b->out_flush_late);
+        for (unsigned i = 0; i < hub_size(b->hub); i++) {
+            for (size_t k = 0; k < b->out[i].n; k++)
+                hub_drop_cb(b, &b->out[i].v[k]);
+            free(b->out[i].v);
+        }
+        free(b->out);
+    }
     for (size_t i = 0; i < b->sessions.cap; i++) {
         struct session *s = b->sessions.slots[i];
         if (s && s != TOMB) {
@@ -434,7 +446,7 @@ static void route_local(struct broker *b, struct session *origin, struct msg *m)
             continue;
         /* threads > 1: one shard serves a shared group per message */
         if (h->shared && b->hub &&
-            !hub_share_serves(b->hub, b->shard, b->origin, h->share_key,
+            !hub_share_serves(b->hub, b->shard, m->spread, h->share_key,
                               h->share_len))
             continue;
         if (s->mark == gen) {
@@ -473,10 +485,23 @@ static void route_local(struct broker *b, struct session *origin, struct msg *m)
     }
 }
 
+static void outbox_add(struct broker *b, unsigned to, const struct hub_item *it)
+{
+    struct outbox *o = &b->out[to];
+
+    if (o->n == o->cap) {
+        o->cap = o->cap ? o->cap * 2 : 64;
+        o->v = xreallocarray(o->v, o->cap, sizeof(*o->v));
+    }
+    o->v[o->n++] = *it;
+}
+
 void broker_publish(struct broker *b, struct session *origin, struct msg *m)
 {
     b->st.pub_msgs_received++;
     b->origin = b->shard;
+    if (b->hub)
+        m->spread = b->spread++; /* before any other thread sees m */
     route_local(b, origin, m);
     if (b->hub == NULL)
         return;
@@ -484,12 +509,44 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m)
      * of the retained store (every retained publish reaches this point
      * after retain_set) */
     for (unsigned i = 0; i < hub_size(b->hub); i++) {
-        struct hub_item it = {.kind = HUB_MSG, .from = (uint8_t)b->shard};
+        struct outbox *o = &b->out[i];
+        struct hub_item it = {
+            .kind = HUB_MSG, .from = (uint8_t)b->shard, .m = NULL};
         if (i == b->shard || (!m->retain && !hub_has_subs(b->hub, i)))
             continue;
         it.m = msg_ref(m);
-        if (hub_post(b->hub, i, &it) && b->cur_publisher)
+        outbox_add(b, i, &it);
+        if (b->cur_publisher && hub_backlog(b->hub, i) + o->n > HUB_HIWAT) {
             b->cur_publisher->pause_wanted = true;
+            o->wait = true;
+        }
+    }
+}
+
+/* Once per loop iteration: hand each shard its messages in one batch. */
+static void out_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    broker_flush_out(w->data);
+}
+
+void broker_flush_out(struct broker *b)
+{
+    if (b->hub == NULL)
+        return;
+    for (unsigned i = 0; i < hub_size(b->hub); i++) {
+        struct outbox *o = &b->out[i];
+        if (o->n == 0)
+            continue;
+        hub_post_batch(b->hub, i, b->shard, o->v, o->n, o->wait);
+        o->n = 0;
+        o->wait = false;
+        if (o->cap > 4096) { /* after a burst, do not keep a large buffer */
+            free(o->v);
+            o->v = NULL;
+            o->cap = 0;
+        }
     }
 }
 
@@ -554,7 +611,32 @@ void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
     b->relay->b = b;
     free(b->listener_clients);
     b->listener_clients = hub_listener_counts(h, b->nlisteners);
+    b->out = xcalloc(hub_size(h), sizeof(*b->out));
+    /* before conn.c's prepare watcher writes the acknowledgements (a
+     * message is with the other threads before its PUBACK leaves), and
+     * after it (its closes may publish wills) */
+    ev_prepare_init(&b->out_flush, out_flush_cb);
+    ev_set_priority(&b->out_flush, EV_MAXPRI - 1);
+    b->out_flush.data = b;
+    ev_prepare_start(b->loop, &b->out_flush);
+    ev_unref(b->loop);
+    ev_prepare_init(&b->out_flush_late, out_flush_cb);
+    ev_set_priority(&b->out_flush_late, EV_MINPRI);
+    b->out_flush_late.data = b;
+    ev_prepare_start(b->loop, &b->out_flush_late);
+    ev_unref(b->loop);
     hub_bind(h, idx, b->loop, hub_item_cb, b);
+}
+
+void broker_set_tls_sync(struct broker *b, void (*fn)(void *ud), void *ud)
+{
+    b->tls_sync = fn;
+    b->tls_sync_ud = ud;
+}
+
+void broker_tls_check(struct broker *b)
+{
+    tls_file_check(b);
 }
 
 bool broker_owns_id(const struct broker *b, const char *id, size_t len)
@@ -573,7 +655,9 @@ bool broker_migrate(struct broker *b, struct client *c, const char *id,
     it.c = c->conn;
     conn_detach(c->conn, rest, n);
     client_discard(c);
-    (void)hub_post(b->hub, hub_owner(b->hub, id, len), &it);
+    /* posted from the next prepare watcher: the callers up the stack
+     * (conn.c's read loop) still look at the conn until they return */
+    outbox_add(b, hub_owner(b->hub, id, len), &it);
     return true;
 }
 
@@ -641,9 +725,12 @@ static void tls_file_check(struct broker *b)
         }
         tls_ctx_unref(b->tls[i]);
         b->tls[i] = n;
+        if (!changed && b->hub && b->shard == 0 && b->tls_sync)
+            b->tls_sync(b->tls_sync_ud); /* the other threads too, first */
         changed = true;
-        LOG_N(b->log, "TLS files of listener %u changed on disk: reloaded.",
-              (unsigned)b->conf->listeners[i].port);
+        if (b->shard == 0)
+            LOG_N(b->log, "TLS files of listener %u changed on disk: reloaded.",
+                  (unsigned)b->conf->listeners[i].port);
     }
     if (changed) {
         revoke_check(b);
@@ -744,7 +831,7 @@ void broker_tick(struct broker *b)
         sys_update(b->sys, b, b->last_sys ? now - b->last_sys : 0);
         b->last_sys = now;
     }
-    if (b->conf->tls_reload_interval &&
+    if (b->conf->tls_reload_interval && b->shard == 0 &&
         now - b->last_tls_check >= b->conf->tls_reload_interval) {
         b->last_tls_check = now;
         tls_file_check(b);

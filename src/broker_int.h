@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ev.h>
+
 #include "broker.h"
 #include "conn.h"
 #include "log.h"
@@ -96,6 +98,16 @@ struct broker {
     unsigned origin;      /* shard the message being routed came from */
     bool inbox_held;      /* a forwarded message waits for a subscriber */
     struct client *relay; /* stands for remote publishers (flow control) */
+    /* messages for the other shards, posted once per loop iteration */
+    struct outbox {
+        struct hub_item *v;
+        size_t n, cap;
+        bool wait; /* a publisher was held for that shard's backlog */
+    } * out;
+    ev_prepare out_flush, out_flush_late;
+    uint32_t spread;            /* next msg spread value */
+    void (*tls_sync)(void *ud); /* thread 0: make the others check TLS */
+    void *tls_sync_ud;
 };
 
 /* Find / add / remove sessions by client id (broker.c). */
@@ -132,6 +144,10 @@ void broker_drop_acks(struct broker *b, struct client *c);
  * Returns false when this shard owns it (nothing done). */
 bool broker_migrate(struct broker *b, struct client *c, const char *id,
                     size_t len, const uint8_t *rest, size_t n);
+
+/* broker_flush_out: hand the messages queued for other shards over now
+ * (otherwise done once per loop iteration). */
+void broker_flush_out(struct broker *b);
 
 /* broker_owns_id: true when this shard owns client id (id, len). */
 bool broker_owns_id(const struct broker *b, const char *id, size_t len);

@@ -17,6 +17,7 @@
 #include "authq.h"
 #include "broker_int.h"
 #include "conf.h"
+#include "hub.h"
 #include "log.h"
 #include "msg.h"
 #include "retain.h"
@@ -846,6 +847,11 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
     uint8_t buf[128];
     size_t n;
 
+    /* threads > 1: take in what the other threads already handed over, so
+     * a message acknowledged before this SUBSCRIBE is retained here, not
+     * delivered to the new subscription as a live one */
+    if (b->hub)
+        hub_drain(b->hub, b->shard);
     if (p->count > ARRAY_LEN(codes_stack)) {
         codes = xmalloc(p->count);
         send = xmalloc(p->count * sizeof(bool));
@@ -1209,13 +1215,6 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     struct session *s = c->s;
 
     (void)conn;
-    if (c->connected && b->conf->connection_messages && !c->taken_over) {
-        if (c->clean_disconnect)
-            LOG_N(b->log, "Client %s disconnected.", cid(c));
-        else
-            LOG_N(b->log, "Client %s closed its connection (%s).", cid(c),
-                  reason);
-    }
     if (c->paused)
         broker_unpause(b, c);
     broker_drop_acks(b, c);
@@ -1249,6 +1248,17 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
             broker_session_remove(b, s);
             session_free(s);
         }
+    }
+    /* logged once the will (if any) is published and, with threads > 1,
+     * handed to the other threads: a client that reacts to this line sees
+     * it everywhere */
+    broker_flush_out(b);
+    if (c->connected && b->conf->connection_messages && !c->taken_over) {
+        if (c->clean_disconnect)
+            LOG_N(b->log, "Client %s disconnected.", cid(c));
+        else
+            LOG_N(b->log, "Client %s closed its connection (%s).", cid(c),
+                  reason);
     }
     if (c->aliases) {
         for (uint32_t i = 0; i <= c->alias_max; i++)

@@ -134,7 +134,7 @@ static void drain(struct hub *h, unsigned idx)
             handled++;
         }
         pthread_mutex_lock(&ib->mu);
-        ib->backlog -= handled;
+        __atomic_store_n(&ib->backlog, ib->backlog - handled, __ATOMIC_RELAXED);
         if (ib->waiters && ib->backlog <= HUB_LOWAT) {
             waiters = ib->waiters;
             ib->waiters = 0;
@@ -220,7 +220,7 @@ void hub_unbind(struct hub *h, unsigned idx,
         ib->v = v;
         ib->cap = cap;
         ib->n = 0;
-        ib->backlog = 0;
+        __atomic_store_n(&ib->backlog, 0, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&ib->mu);
         if (ib->cur_n == 0)
             break;
@@ -248,7 +248,7 @@ bool hub_post(struct hub *h, unsigned to, const struct hub_item *it)
     }
     ib->v[ib->n++] = *it;
     wake = ib->n == 1;
-    ib->backlog++;
+    __atomic_store_n(&ib->backlog, ib->backlog + 1, __ATOMIC_RELAXED);
     over = it->kind == HUB_MSG && ib->backlog > HUB_HIWAT;
     if (over)
         ib->waiters |= UINT64_C(1) << it->from;
@@ -256,6 +256,48 @@ bool hub_post(struct hub *h, unsigned to, const struct hub_item *it)
     if (wake)
         ev_async_send(ib->loop, &ib->wake);
     return over;
+}
+
+void hub_post_batch(struct hub *h, unsigned to, unsigned from,
+                    const struct hub_item *v, size_t n, bool wait)
+{
+    struct inbox *ib = &h->in[to];
+    bool wake;
+
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&ib->mu);
+    if (!ib->bound) {
+        pthread_mutex_unlock(&ib->mu);
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].kind == HUB_MSG)
+                msg_unref(v[i].m);
+            else if (v[i].kind == HUB_CONN)
+                conn_destroy_detached(v[i].c);
+        }
+        return;
+    }
+    if (ib->n + n > ib->cap) {
+        size_t cap = ib->cap ? ib->cap : 256;
+        while (cap < ib->n + n)
+            cap *= 2;
+        ib->v = xreallocarray(ib->v, cap, sizeof(*ib->v));
+        ib->cap = cap;
+    }
+    memcpy(ib->v + ib->n, v, n * sizeof(*v));
+    wake = ib->n == 0;
+    ib->n += n;
+    __atomic_store_n(&ib->backlog, ib->backlog + n, __ATOMIC_RELAXED);
+    if (wait)
+        ib->waiters |= UINT64_C(1) << from;
+    pthread_mutex_unlock(&ib->mu);
+    if (wake)
+        ev_async_send(ib->loop, &ib->wake);
+}
+
+size_t hub_backlog(const struct hub *h, unsigned to)
+{
+    return __atomic_load_n(&h->in[to].backlog, __ATOMIC_RELAXED);
 }
 
 void hub_kick(struct hub *h, unsigned idx)
@@ -317,7 +359,7 @@ void hub_share_leave(struct hub *h, unsigned idx, const char *key, size_t len)
     pthread_mutex_unlock(&h->smu);
 }
 
-bool hub_share_serves(struct hub *h, unsigned idx, unsigned origin,
+bool hub_share_serves(struct hub *h, unsigned idx, uint32_t spread,
                       const char *key, size_t len)
 {
     struct share *s;
@@ -326,16 +368,20 @@ bool hub_share_serves(struct hub *h, unsigned idx, unsigned origin,
     pthread_mutex_lock(&h->smu);
     s = share_find(h, key, len);
     if (s) {
-        for (unsigned k = 0; k < h->n; k++) {
-            unsigned sh = (origin + k) % h->n;
-            if (s->members[sh] > 0) {
-                serves = sh == idx;
-                break;
-            }
-        }
+        unsigned with[MAX_SHARDS], n = 0;
+        for (unsigned k = 0; k < h->n; k++)
+            if (s->members[k] > 0)
+                with[n++] = k;
+        if (n > 0)
+            serves = with[spread % n] == idx;
     }
     pthread_mutex_unlock(&h->smu);
     return serves;
+}
+
+void hub_drain(struct hub *h, unsigned idx)
+{
+    drain(h, idx);
 }
 
 /* ---- counters ---------------------------------------------------------- */

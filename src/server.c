@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -66,7 +67,7 @@ struct worker {
     bool started;
 };
 
-enum { W_STOP = 1u, W_RELOAD = 2u };
+enum { W_STOP = 1u, W_RELOAD = 2u, W_TLS = 4u };
 
 struct server {
     struct ev_loop *loop;
@@ -79,6 +80,10 @@ struct server {
     struct hub *hub;        /* threads > 1 */
     struct worker *workers; /* [1..nthreads) */
     unsigned nthreads;
+    /* workers_sync: requests the main thread waits for */
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    unsigned sync_left;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
     ev_timer watchdog;  /* WATCHDOG=1 at half of WATCHDOG_USEC */
@@ -94,6 +99,7 @@ struct server {
 };
 
 static void worker_request(struct worker *w, unsigned req);
+static void workers_sync(struct server *s, unsigned req);
 
 /* ---- systemd notify (the sd_notify protocol, no libsystemd needed) ----- */
 
@@ -437,8 +443,8 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         notify("READY=1\nSTATUS=reload failed, old configuration kept");
         return;
     }
-    for (unsigned i = 1; i < s->nthreads; i++)
-        worker_request(&s->workers[i], W_RELOAD);
+    if (s->nthreads > 1)
+        workers_sync(s, W_RELOAD);
     LOG_N(s->log, "Configuration reloaded.");
     notify("READY=1\nSTATUS=running, configuration reloaded");
 }
@@ -658,6 +664,16 @@ static void worker_ctl_cb(struct ev_loop *loop, ev_async *a, int revents)
     (void)revents;
     if (req & W_RELOAD)
         worker_reload(w);
+    if (req & W_TLS)
+        broker_tls_check(w->acc.broker);
+    if (req & (W_RELOAD | W_TLS)) {
+        struct server *s = w->srv;
+        pthread_mutex_lock(&s->sync_mu);
+        if (s->sync_left > 0)
+            s->sync_left--;
+        pthread_cond_signal(&s->sync_cv);
+        pthread_mutex_unlock(&s->sync_mu);
+    }
     if (req & W_STOP) {
         for (size_t i = 0; i < w->srv->nsocks; i++) {
             ev_io_stop(loop, &w->socks[i].w);
@@ -666,6 +682,40 @@ static void worker_ctl_cb(struct ev_loop *loop, ev_async *a, int revents)
         broker_shutdown(w->acc.broker);
         ev_break(loop, EVBREAK_ALL);
     }
+}
+
+/* Ask every worker to do 'req' and wait (bounded) until they did: a
+ * reload is announced once every thread runs with it. */
+static void workers_sync(struct server *s, unsigned req)
+{
+    struct timespec until;
+    unsigned n = 0;
+
+    pthread_mutex_lock(&s->sync_mu);
+    for (unsigned i = 1; i < s->nthreads; i++)
+        n += s->workers[i].started;
+    s->sync_left = n;
+    pthread_mutex_unlock(&s->sync_mu);
+    for (unsigned i = 1; i < s->nthreads; i++)
+        worker_request(&s->workers[i], req);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&s->sync_mu);
+    while (s->sync_left > 0) {
+        if (pthread_cond_timedwait(&s->sync_cv, &s->sync_mu, &until) != 0) {
+            LOG_W(s->log,
+                  "%u thread(s) did not confirm the reload within "
+                  "10 s.",
+                  s->sync_left);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->sync_mu);
+}
+
+static void tls_sync_cb(void *ud)
+{
+    workers_sync(ud, W_TLS);
 }
 
 static void *worker_main(void *arg)
@@ -801,6 +851,8 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     s->log = lg;
     s->conf_path = conf_path ? xstrdup(conf_path) : NULL;
     s->acc.log = lg;
+    pthread_mutex_init(&s->sync_mu, NULL);
+    pthread_cond_init(&s->sync_cv, NULL);
     s->acc.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     s->nthreads = threads_wanted(c);
     /* with several loops on one listening socket, take a few connections
@@ -833,6 +885,7 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     if (s->nthreads > 1) {
         s->hub = hub_new(s->nthreads);
         broker_set_hub(s->broker, s->hub, 0);
+        broker_set_tls_sync(s->broker, tls_sync_cb, s);
         s->workers = xcalloc(s->nthreads, sizeof(*s->workers));
         for (unsigned i = 1; i < s->nthreads; i++) {
             if (worker_init(s, &s->workers[i], i, err, errlen) < 0) {

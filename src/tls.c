@@ -671,6 +671,16 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
             goto fail;
         }
     }
+    /* A certfile without intermediates: build the chain to send once, here.
+     * Left empty, OpenSSL rebuilds and verifies it against the store on
+     * every handshake (a signature check each time). When it cannot be
+     * built the chain stays empty, as before. */
+    {
+        STACK_OF(X509) *chain = NULL;
+        if (SSL_CTX_get0_chain_certs(c->ssl, &chain) == 1 &&
+            sk_X509_num(chain) == 0 && SSL_CTX_build_cert_chain(c->ssl, 0) != 1)
+            ERR_clear_error();
+    }
     if (t->cafile != NULL) {
         c->cas = read_pem_certs(t->cafile);
         if (c->cas == NULL || sk_X509_num(c->cas) == 0) {

@@ -20,6 +20,7 @@ warnings.simplefilter("ignore", ResourceWarning)
 
 MQTTD = os.environ.get("MQTTD_BIN", "build/mqttd")
 PASSWD = os.environ.get("MQTTD_PASSWD_BIN", "build/mqttd-passwd")
+THREADS = os.environ.get("MQTTD_THREADS", "")
 SRC = os.environ.get("MQTTD_SOURCE_DIR", os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "..")))
 TIMEOUT = 10.0
@@ -49,6 +50,10 @@ class Broker:
             conf = conf.replace("{tlsport}", str(self.tlsport))
         if "listener" not in conf:
             conf = "listener %d 127.0.0.1\nallow_anonymous true\n" % self.port + conf
+        # MQTTD_THREADS=N runs the same tests with N event-loop threads
+        # (configurations that set threads or persistence are left alone)
+        if THREADS and "threads" not in conf and "persistence true" not in conf:
+            conf += "\nthreads %s\n" % THREADS
         with open(self.conf_path, "w") as f:
             f.write(conf)
         self.proc = None
@@ -337,3 +342,4 @@ class BrokerTest(unittest.TestCase):
         self.assertEqual(rc, 0, "mqttd exit status %r; log:\n%s" % (rc, self.b.log_text()))
         self.assertNotIn("ERROR: AddressSanitizer", self.b.log_text())
         self.assertNotIn("runtime error:", self.b.log_text())
+        self.assertNotIn("WARNING: ThreadSanitizer", self.b.log_text())
