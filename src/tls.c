@@ -673,12 +673,15 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
     }
     /* A certfile without intermediates: build the chain to send once, here.
      * Left empty, OpenSSL rebuilds and verifies it against the store on
-     * every handshake (a signature check each time). When it cannot be
-     * built the chain stays empty, as before. */
+     * every handshake (X509_verify_cert: an ECDSA verification, 24 % of
+     * the broker's instructions per P-256 handshake under callgrind).
+     * IGNORE_ERROR keeps what is found, as the per-handshake build did. */
     {
         STACK_OF(X509) *chain = NULL;
         if (SSL_CTX_get0_chain_certs(c->ssl, &chain) == 1 &&
-            sk_X509_num(chain) == 0 && SSL_CTX_build_cert_chain(c->ssl, 0) != 1)
+            sk_X509_num(chain) <= 0 &&
+            SSL_CTX_build_cert_chain(c->ssl,
+                                     SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR) != 1)
             ERR_clear_error();
     }
     if (t->cafile != NULL) {
