@@ -871,7 +871,14 @@ void tls_ctx_expiry_report(const struct tls_ctx *c, struct log *lg,
     if (SSL_CTX_get0_chain_certs(c->ssl, &chain) == 1)
         for (i = 0; i < sk_X509_num(chain); i++) {
             X509 *x = sk_X509_value(chain, i);
+            bool ca = false;
 
+            /* the chain built at load may end in a CA of cafile: report
+             * that one once, as a CA certificate */
+            for (int k = 0; !ca && k < sk_X509_num(c->cas); k++)
+                ca = X509_cmp(x, sk_X509_value(c->cas, k)) == 0;
+            if (ca)
+                continue;
             expiry_one(lg, "chain certificate", c->files[TF_CERT].path,
                        X509_get_subject_name(x), X509_get0_notAfter(x), nowt,
                        warn_days);
