@@ -1192,7 +1192,8 @@ static void client_on_timeout(void *ud, struct conn *conn,
     }
 }
 
-void client_discard(struct client *c)
+/* Take c off its broker's list and free what every client owns. */
+static void client_unlink_free(struct client *c)
 {
     struct broker *b = c->b;
 
@@ -1206,6 +1207,11 @@ void client_discard(struct client *c)
     free(c->client_id);
     free(c->username);
     free(c);
+}
+
+void client_discard(struct client *c)
+{
+    client_unlink_free(c);
 }
 
 static void client_on_close(void *ud, struct conn *conn, const char *reason)
@@ -1268,15 +1274,6 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     for (uint16_t i = 0; i < c->out_alias_n; i++)
         free(c->out_alias[i]);
     free(c->out_alias);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        b->clients = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    b->nclients--;
     __atomic_sub_fetch(&b->listener_clients[c->listener], 1, __ATOMIC_RELAXED);
-    free(c->client_id);
-    free(c->username);
-    free(c);
+    client_unlink_free(c);
 }

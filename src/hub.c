@@ -113,6 +113,22 @@ static void send_resumes(struct hub *h, unsigned idx, uint64_t waiters)
     }
 }
 
+/* With ib->mu held and the taken batch handled: swap it (emptied) with
+ * what was posted meanwhile. */
+static void take_batch(struct inbox *ib)
+{
+    struct hub_item *v = ib->cur;
+    size_t cap = ib->cur_cap;
+
+    ib->cur = ib->v;
+    ib->cur_cap = ib->cap;
+    ib->cur_n = ib->n;
+    ib->cur_i = 0;
+    ib->v = v;
+    ib->cap = cap;
+    ib->n = 0;
+}
+
 /* Handle the taken batch, then take the next one, until the inbox is
  * empty or the handler holds back. */
 static void drain(struct hub *h, unsigned idx)
@@ -140,16 +156,7 @@ static void drain(struct hub *h, unsigned idx)
             ib->waiters = 0;
         }
         if (!held) {
-            /* swap the emptied batch with what was posted meanwhile */
-            struct hub_item *v = ib->cur;
-            size_t cap = ib->cur_cap;
-            ib->cur = ib->v;
-            ib->cur_cap = ib->cap;
-            ib->cur_n = ib->n;
-            ib->cur_i = 0;
-            ib->v = v;
-            ib->cap = cap;
-            ib->n = 0;
+            take_batch(ib);
         }
         pthread_mutex_unlock(&ib->mu);
         if (waiters)
@@ -211,15 +218,7 @@ void hub_unbind(struct hub *h, unsigned idx,
         while (ib->cur_i < ib->cur_n)
             drop(ud, &ib->cur[ib->cur_i++]);
         pthread_mutex_lock(&ib->mu);
-        struct hub_item *v = ib->cur;
-        size_t cap = ib->cur_cap;
-        ib->cur = ib->v;
-        ib->cur_cap = ib->cap;
-        ib->cur_n = ib->n;
-        ib->cur_i = 0;
-        ib->v = v;
-        ib->cap = cap;
-        ib->n = 0;
+        take_batch(ib);
         __atomic_store_n(&ib->backlog, 0, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&ib->mu);
         if (ib->cur_n == 0)

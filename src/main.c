@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -76,6 +77,18 @@ static int drop_privileges(const char *user, bool explicit_user, struct log *lg)
     }
     LOG_I(lg, "Dropped privileges to user '%s'.", user);
     return 0;
+}
+
+/* Every connection is a descriptor: use the whole hard limit (as set by
+ * systemd's LimitNOFILE or the shell), not the often lower soft one. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 int main(int argc, char **argv)
@@ -147,6 +160,7 @@ int main(int argc, char **argv)
     }
     if (verbose)
         c->log_types = LOG_ALL;
+    raise_nofile();
     lg = log_new();
     {
         const char *user = c->user ? c->user : "mqttd";

@@ -31,10 +31,10 @@ echo "== ctest (ASan + UBSan build)"
 echo "== threads > 1 under ThreadSanitizer"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DWERROR=ON \
     -DENABLE_TSAN=ON >/dev/null
-cmake --build build-tsan -j"$jobs" --target mqttd mqttd-passwd
+cmake --build build-tsan -j"$jobs" --target mqttd mqttd-passwd test_hub
 (cd build-tsan && MQTTD_SANITIZED=1 \
     TSAN_OPTIONS="halt_on_error=0 suppressions=$root/tests/tsan-suppressions.txt" \
-    ctest --output-on-failure -j2 -R 'integ_test_threads|integ_threads2_') \
+    ctest --output-on-failure -j2 -R 'unit_hub|integ_test_threads|integ_threads2_') \
     || status=1
 
 echo "== fault tests (kill -9, disk full, reload storm)"
