@@ -438,14 +438,15 @@ void conn_detach(struct conn *c, const uint8_t *rest, size_t n)
 
     if (c->in != NULL && rest >= c->in && rest < c->in + c->in_cap) {
         memmove(c->in, rest, n);
-    } else {
-        if (n > c->in_cap) {
+    } else if (n > 0) {
+        uint8_t *dst = c->in;
+        if (dst == NULL || n > c->in_cap) {
             free(c->in);
-            c->in = xmalloc(n);
+            dst = xmalloc(n);
+            c->in = dst;
             c->in_cap = n;
         }
-        if (n)
-            memcpy(c->in, rest, n);
+        memcpy(dst, rest, n);
     }
     c->in_len = n;
     ev_io_stop(cl->loop, &c->rio);
