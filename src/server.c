@@ -63,6 +63,7 @@ struct worker {
     ev_timer tick;
     ev_async ctl;
     unsigned ctl_req; /* W_* (atomic) */
+    int64_t beat_ms;  /* monotonic ms of its last tick (atomic) */
     pthread_t thread;
     bool started;
 };
@@ -84,6 +85,8 @@ struct server {
     pthread_mutex_t sync_mu;
     pthread_cond_t sync_cv;
     unsigned sync_left;
+    int64_t wd_stale_ms; /* a worker silent this long withholds the ping */
+    bool wd_withheld;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
     ev_timer watchdog;  /* WATCHDOG=1 at half of WATCHDOG_USEC */
@@ -449,11 +452,43 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     notify("READY=1\nSTATUS=running, configuration reloaded");
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Ping systemd only while every thread is alive: a worker whose
+ * one-second tick stopped (a wedged loop) withholds the ping, so systemd's
+ * WatchdogSec restarts the service. */
 static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    struct server *s = w->data;
+    int64_t now = mono_ms();
+
     (void)loop;
-    (void)w;
     (void)revents;
+    for (unsigned i = 1; i < s->nthreads; i++) {
+        struct worker *wk = &s->workers[i];
+        int64_t age;
+        if (!wk->started)
+            continue;
+        age = now - __atomic_load_n(&wk->beat_ms, __ATOMIC_RELAXED);
+        if (age > s->wd_stale_ms) {
+            if (!s->wd_withheld)
+                LOG_E(s->log,
+                      "Thread %u has not run for %.1f s: withholding the "
+                      "systemd watchdog ping.",
+                      i, (double)age / 1000.0);
+            s->wd_withheld = true;
+            return;
+        }
+    }
+    if (s->wd_withheld)
+        LOG_N(s->log, "Every thread runs again: watchdog pings resumed.");
+    s->wd_withheld = false;
     notify("WATCHDOG=1");
 }
 
@@ -469,6 +504,10 @@ static void watchdog_start(struct server *s)
     if (pid && !pid_is_self(pid))
         return;
     ev_timer_init(&s->watchdog, watchdog_cb, 0.0, (double)v / 2e6);
+    s->watchdog.data = s;
+    /* a worker ticks every second; stale after half the watchdog period
+     * (at least 3 s) */
+    s->wd_stale_ms = v / 2000 > 3000 ? v / 2000 : 3000;
     ev_timer_again(s->loop, &s->watchdog);
     ev_unref(s->loop);
     LOG_I(s->log, "systemd watchdog: pinging every %.1f s.", (double)v / 2e6);
@@ -632,6 +671,7 @@ static void worker_tick_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
     (void)loop;
     (void)revents;
+    __atomic_store_n(&w->beat_ms, mono_ms(), __ATOMIC_RELAXED);
     broker_tick(w->acc.broker);
 }
 
@@ -786,6 +826,7 @@ static int workers_start(struct server *s)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     for (unsigned i = 1; i < s->nthreads; i++) {
         struct worker *w = &s->workers[i];
+        __atomic_store_n(&w->beat_ms, mono_ms(), __ATOMIC_RELAXED);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             pthread_sigmask(SIG_SETMASK, &old, NULL);
             LOG_E(s->log, "cannot start thread %u: %s", i, strerror(errno));
