@@ -138,6 +138,44 @@ class Threads(BrokerTest):
             r.close()
 
 
+class CrossThreadFlowControl(BrokerTest):
+    CONF = "threads 2\n"
+
+    def test_publisher_held_for_a_subscriber_on_another_thread(self):
+        """A subscriber that stops reading on thread 1 holds back a QoS 0
+        publisher on thread 0 (its thread's inbox, then the publisher),
+        instead of the broker reading on and queueing without bound."""
+        import socket
+        from harness import publish_pkt, subscribe_pkt
+        sub = Raw(self.b.port)
+        sub.connect(client_id=ids_on(1, "slow-")[0])
+        sub.send(subscribe_pkt("fc/t", qos=0))
+        self.assertEqual(sub.recv_packet()[0], 0x90)
+        sub.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        p = Raw(self.b.port)
+        p.connect(client_id=ids_on(0, "fast-")[0])
+        frame = publish_pkt("fc/t", b"x" * 1024)
+        burst = frame * 64
+        sent, limit = 0, 200 * 1024 * 1024
+        p.s.settimeout(0.5)
+        held = False
+        while sent < limit:
+            try:
+                p.s.sendall(burst)
+            except socket.timeout:
+                held = True
+                break
+            sent += len(burst)
+        self.assertTrue(held, "publisher never held; sent %d bytes" % sent)
+        self.assertLess(sent, limit)
+        # the broker serves others while it holds the publisher
+        r = Raw(self.b.port)
+        r.connect(client_id=ids_on(1, "other-")[0])
+        r.close()
+        sub.close()
+        p.abort()
+
+
 class GlobalLimits(BrokerTest):
     CONF = "threads 2\nmax_connections 3\n"
 
