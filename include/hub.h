@@ -14,9 +14,11 @@
  *               shard owns, with its unread bytes (CONNECT first)
  *   HUB_RESUME  "my backlog drained": resume publishers held for it
  *
- * Backpressure: an inbox over HUB_HIWAT items asks its poster to hold the
- * publisher (hub_post returns true) and remembers the poster; once that
- * inbox is back under HUB_LOWAT the poster gets a HUB_RESUME.
+ * Backpressure: an inbox over HUB_HIWAT messages asks its poster to hold
+ * the publisher (hub_post returns true) and remembers the poster; once
+ * that inbox is back under HUB_LOWAT the poster gets a HUB_RESUME.
+ * HUB_CONN and HUB_RESUME travel in a separate control list that is
+ * handled first and never held behind messages.
  *
  * The hub also counts each shard's subscriptions (a message is forwarded
  * only to shards holding some, or when retained), records which shards

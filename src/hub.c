@@ -20,6 +20,8 @@ struct inbox {
     pthread_mutex_t mu;
     struct hub_item *v; /* posted, not yet taken (mu) */
     size_t n, cap;
+    struct hub_item *cv; /* HUB_CONN / HUB_RESUME: never held (mu) */
+    size_t cn, ccap;
     uint64_t waiters; /* shards to send HUB_RESUME to (mu) */
     size_t backlog;   /* posted and not yet handled (mu) */
     /* the owning thread only: */
@@ -51,6 +53,38 @@ struct hub {
     size_t nl;
 };
 
+static void push(struct hub_item **v, size_t *n, size_t *cap,
+                 const struct hub_item *it)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *v = xreallocarray(*v, *cap, sizeof(**v));
+    }
+    (*v)[(*n)++] = *it;
+}
+
+/* Take the control items (connections, resumes) posted so far. */
+static struct hub_item *take_ctl(struct inbox *ib, size_t *n)
+{
+    struct hub_item *c;
+
+    pthread_mutex_lock(&ib->mu);
+    c = ib->cv;
+    *n = ib->cn;
+    ib->cv = NULL;
+    ib->cn = ib->ccap = 0;
+    pthread_mutex_unlock(&ib->mu);
+    return c;
+}
+
+static void drop_item(const struct hub_item *it)
+{
+    if (it->kind == HUB_MSG)
+        msg_unref(it->m);
+    else if (it->kind == HUB_CONN)
+        conn_destroy_detached(it->c);
+}
+
 struct hub *hub_new(unsigned n)
 {
     struct hub *h = xcalloc(1, sizeof(*h));
@@ -73,9 +107,12 @@ void hub_free(struct hub *h)
     for (unsigned i = 0; i < h->n; i++) {
         struct inbox *ib = &h->in[i];
         for (size_t k = ib->cur_i; k < ib->cur_n; k++)
-            msg_unref(ib->cur[k].m);
+            drop_item(&ib->cur[k]);
         for (size_t k = 0; k < ib->n; k++)
-            msg_unref(ib->v[k].m);
+            drop_item(&ib->v[k]);
+        for (size_t k = 0; k < ib->cn; k++)
+            drop_item(&ib->cv[k]);
+        free(ib->cv);
         free(ib->cur);
         free(ib->v);
         pthread_mutex_destroy(&ib->mu);
@@ -136,10 +173,16 @@ static void drain(struct hub *h, unsigned idx)
     struct inbox *ib = &h->in[idx];
 
     for (;;) {
-        size_t handled = 0;
+        size_t handled = 0, nctl;
         uint64_t waiters = 0;
         bool held = false;
+        struct hub_item *ctl = take_ctl(ib, &nctl);
 
+        /* connections and resumes first: they never wait behind messages
+         * held for a slow subscriber */
+        for (size_t i = 0; i < nctl; i++)
+            (void)ib->fn(ib->ud, &ctl[i]);
+        free(ctl);
         while (ib->cur_i < ib->cur_n) {
             struct hub_item *it = &ib->cur[ib->cur_i];
             if (!ib->fn(ib->ud, it)) {
@@ -215,13 +258,19 @@ void hub_unbind(struct hub *h, unsigned idx,
         ib->wake.data = NULL;
     }
     for (;;) {
+        size_t nctl;
+        struct hub_item *ctl = take_ctl(ib, &nctl);
+
+        for (size_t i = 0; i < nctl; i++)
+            drop(ud, &ctl[i]);
+        free(ctl);
         while (ib->cur_i < ib->cur_n)
             drop(ud, &ib->cur[ib->cur_i++]);
         pthread_mutex_lock(&ib->mu);
         take_batch(ib);
         __atomic_store_n(&ib->backlog, 0, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&ib->mu);
-        if (ib->cur_n == 0)
+        if (ib->cur_n == 0 && ib->cn == 0)
             break;
     }
 }
@@ -235,20 +284,19 @@ bool hub_post(struct hub *h, unsigned to, const struct hub_item *it)
     if (!ib->bound) {
         /* shutting down: nobody will take it */
         pthread_mutex_unlock(&ib->mu);
-        if (it->kind == HUB_MSG)
-            msg_unref(it->m);
-        else if (it->kind == HUB_CONN)
-            conn_destroy_detached(it->c);
+        drop_item(it);
         return false;
     }
-    if (ib->n == ib->cap) {
-        ib->cap = ib->cap ? ib->cap * 2 : 256;
-        ib->v = xreallocarray(ib->v, ib->cap, sizeof(*ib->v));
+    if (it->kind != HUB_MSG) {
+        push(&ib->cv, &ib->cn, &ib->ccap, it);
+        pthread_mutex_unlock(&ib->mu);
+        ev_async_send(ib->loop, &ib->wake);
+        return false;
     }
-    ib->v[ib->n++] = *it;
+    push(&ib->v, &ib->n, &ib->cap, it);
     wake = ib->n == 1;
     __atomic_store_n(&ib->backlog, ib->backlog + 1, __ATOMIC_RELAXED);
-    over = it->kind == HUB_MSG && ib->backlog > HUB_HIWAT;
+    over = ib->backlog > HUB_HIWAT;
     if (over)
         ib->waiters |= UINT64_C(1) << it->from;
     pthread_mutex_unlock(&ib->mu);
@@ -262,31 +310,29 @@ void hub_post_batch(struct hub *h, unsigned to, unsigned from,
 {
     struct inbox *ib = &h->in[to];
     bool wake;
+    size_t nmsg = 0, ctl0;
 
     if (n == 0)
         return;
     pthread_mutex_lock(&ib->mu);
     if (!ib->bound) {
         pthread_mutex_unlock(&ib->mu);
-        for (size_t i = 0; i < n; i++) {
-            if (v[i].kind == HUB_MSG)
-                msg_unref(v[i].m);
-            else if (v[i].kind == HUB_CONN)
-                conn_destroy_detached(v[i].c);
-        }
+        for (size_t i = 0; i < n; i++)
+            drop_item(&v[i]);
         return;
     }
-    if (ib->n + n > ib->cap) {
-        size_t cap = ib->cap ? ib->cap : 256;
-        while (cap < ib->n + n)
-            cap *= 2;
-        ib->v = xreallocarray(ib->v, cap, sizeof(*ib->v));
-        ib->cap = cap;
-    }
-    memcpy(ib->v + ib->n, v, n * sizeof(*v));
     wake = ib->n == 0;
-    ib->n += n;
-    __atomic_store_n(&ib->backlog, ib->backlog + n, __ATOMIC_RELAXED);
+    ctl0 = ib->cn;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].kind == HUB_MSG) {
+            push(&ib->v, &ib->n, &ib->cap, &v[i]);
+            nmsg++;
+        } else {
+            push(&ib->cv, &ib->cn, &ib->ccap, &v[i]);
+        }
+    }
+    wake = (wake && nmsg > 0) || ib->cn > ctl0;
+    __atomic_store_n(&ib->backlog, ib->backlog + nmsg, __ATOMIC_RELAXED);
     if (wait)
         ib->waiters |= UINT64_C(1) << from;
     pthread_mutex_unlock(&ib->mu);

@@ -29,6 +29,7 @@ struct sink {
     size_t hold_at; /* return false once for the item at this index */
     bool held_once;
     size_t stop_at; /* ev_break after this many messages (0: never) */
+    bool hold;      /* return false for every message while set */
 };
 
 static bool sink_fn(void *ud, struct hub_item *it)
@@ -40,6 +41,8 @@ static bool sink_fn(void *ud, struct hub_item *it)
         s->resumes++;
         return true;
     }
+    if (s->hold)
+        return false;
     if (s->hold_at && s->n == s->hold_at && !s->held_once) {
         s->held_once = true;
         return false;
@@ -170,6 +173,35 @@ static void keep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
 }
 
+/* Connections and resumes are handled even while messages are held for a
+ * slow subscriber. */
+static void test_control_not_held(void **state)
+{
+    struct hub *h = hub_new(2);
+    struct sink s1 = {.loop = ev_loop_new(EVFLAG_AUTO), .hold = true};
+    struct hub_item r = {.kind = HUB_RESUME, .from = 0};
+
+    (void)state;
+    hub_bind(h, 1, s1.loop, sink_fn, &s1);
+    post_range(h, 1, 0, 0, 10, false);
+    ev_run(s1.loop, EVRUN_NOWAIT);
+    assert_int_equal(s1.n, 0);
+    assert_false(hub_post(h, 1, &r));
+    hub_post_batch(h, 1, 0, &r, 1, false);
+    ev_run(s1.loop, EVRUN_NOWAIT);
+    assert_int_equal(s1.resumes, 2);
+    assert_int_equal(s1.n, 0);
+    assert_int_equal(hub_backlog(h, 1), 10); /* control items not counted */
+    s1.hold = false;
+    hub_kick(h, 1);
+    ev_run(s1.loop, EVRUN_NOWAIT);
+    assert_int_equal(s1.n, 10);
+    hub_unbind(h, 1, drop_fn, NULL);
+    ev_loop_destroy(s1.loop);
+    free(s1.seen);
+    hub_free(h);
+}
+
 static void *run_loop(void *arg)
 {
     struct sink *s = arg;
@@ -288,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_owner),
         cmocka_unit_test(test_order_hold_and_kick),
         cmocka_unit_test(test_backpressure_resume),
+        cmocka_unit_test(test_control_not_held),
         cmocka_unit_test(test_cross_thread),
         cmocka_unit_test(test_post_after_unbind),
         cmocka_unit_test(test_shared_groups),
