@@ -69,8 +69,7 @@ struct hub_totals {
 };
 
 /* hub_new: n shards (2..64). Never NULL. hub_free: after every shard has
- * been unbound; drops undelivered items (their messages, closes conns via
- * the drop callback given to hub_bind). */
+ * been unbound; drops undelivered items (hub_item_drop). */
 struct hub *hub_new(unsigned n);
 void hub_free(struct hub *h);
 
@@ -80,12 +79,16 @@ unsigned hub_size(const struct hub *h);
 /*
  * hub_bind: shard idx runs on 'loop' (whose thread calls fn). Call on that
  * thread before anything is posted to it. hub_unbind stops the watcher
- * (on the same thread) and drops what is still queued with drop().
+ * (on the same thread) and drops what is still queued; later posts to idx
+ * are dropped at once.
  */
 void hub_bind(struct hub *h, unsigned idx, struct ev_loop *loop, hub_fn fn,
               void *ud);
-void hub_unbind(struct hub *h, unsigned idx,
-                void (*drop)(void *ud, struct hub_item *it), void *ud);
+void hub_unbind(struct hub *h, unsigned idx);
+
+/* hub_item_drop: release what an undelivered item owns (its message
+ * reference, or its detached conn). */
+void hub_item_drop(const struct hub_item *it);
 
 /* hub_owner: the shard that owns client id (id, len). */
 unsigned hub_owner(const struct hub *h, const char *id, size_t len);

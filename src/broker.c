@@ -29,9 +29,6 @@
 
 #define TOMB ((struct session *)(uintptr_t)1)
 
-static void hub_drop_cb(void *ud, struct hub_item *it);
-static void tls_file_check(struct broker *b);
-
 /* ---- session map (open addressing, FNV-1a) ---------------------------- */
 
 static uint64_t hash_str(const char *s)
@@ -210,14 +207,14 @@ void broker_free(struct broker *b)
     if (b == NULL)
         return;
     if (b->hub) {
-        hub_unbind(b->hub, b->shard, hub_drop_cb, b);
+        hub_unbind(b->hub, b->shard);
         ev_ref(b->loop);
         ev_prepare_stop(b->loop, &b->out_flush);
         ev_ref(b->loop);
         ev_prepare_stop(b->loop, &b->out_flush_late);
         for (unsigned i = 0; i < hub_size(b->hub); i++) {
             for (size_t k = 0; k < b->out[i].n; k++)
-                hub_drop_cb(b, &b->out[i].v[k]);
+                hub_item_drop(&b->out[i].v[k]);
             free(b->out[i].v);
         }
         free(b->out);
@@ -499,7 +496,6 @@ static void outbox_add(struct broker *b, unsigned to, const struct hub_item *it)
 void broker_publish(struct broker *b, struct session *origin, struct msg *m)
 {
     b->st.pub_msgs_received++;
-    b->origin = b->shard;
     if (b->hub)
         m->spread = b->spread++; /* before any other thread sees m */
     route_local(b, origin, m);
@@ -567,11 +563,9 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
         /* the relay stands for the remote publisher: a subscriber over
          * its high-water mark asks it to pause, which holds this inbox
          * (and, once it fills, the publishers of the other shards) */
-        b->origin = it->from;
         b->cur_publisher = b->relay;
         route_local(b, NULL, m);
         b->cur_publisher = NULL;
-        b->origin = b->shard;
         msg_unref(m);
         it->m = NULL;
         if (b->relay->pause_wanted) {
@@ -593,20 +587,10 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
     }
 }
 
-static void hub_drop_cb(void *ud, struct hub_item *it)
-{
-    (void)ud;
-    if (it->kind == HUB_MSG)
-        msg_unref(it->m);
-    else if (it->kind == HUB_CONN)
-        conn_destroy_detached(it->c);
-}
-
 void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
 {
     b->hub = h;
     b->shard = idx;
-    b->origin = idx;
     b->relay = xcalloc(1, sizeof(*b->relay));
     b->relay->b = b;
     free(b->listener_clients);
@@ -632,11 +616,6 @@ void broker_set_tls_sync(struct broker *b, void (*fn)(void *ud), void *ud)
 {
     b->tls_sync = fn;
     b->tls_sync_ud = ud;
-}
-
-void broker_tls_check(struct broker *b)
-{
-    tls_file_check(b);
 }
 
 bool broker_owns_id(const struct broker *b, const char *id, size_t len)
@@ -705,7 +684,7 @@ static void report_expiry(struct broker *b)
 
 /* tls_reload_interval: rebuild a listener's context when its files
  * changed on disk; a broken set keeps the old context. */
-static void tls_file_check(struct broker *b)
+void broker_tls_check(struct broker *b)
 {
     bool changed = false;
 
@@ -834,7 +813,7 @@ void broker_tick(struct broker *b)
     if (b->conf->tls_reload_interval && b->shard == 0 &&
         now - b->last_tls_check >= b->conf->tls_reload_interval) {
         b->last_tls_check = now;
-        tls_file_check(b);
+        broker_tls_check(b);
     }
 
     /* expire offline sessions; give up on subscribers that stopped

@@ -95,7 +95,6 @@ struct broker {
     /* threads > 1: this broker is shard 'shard' of 'hub' */
     struct hub *hub;
     unsigned shard;
-    unsigned origin;      /* shard the message being routed came from */
     bool inbox_held;      /* a forwarded message waits for a subscriber */
     struct client *relay; /* stands for remote publishers (flow control) */
     /* messages for the other shards, posted once per loop iteration */

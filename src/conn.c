@@ -395,18 +395,24 @@ void conn_pause_read(struct conn *c)
     update_read(c);
 }
 
-void conn_resume_read(struct conn *c)
+/* Put c on the replay list when it holds input not yet offered. */
+static void replay_if_buffered(struct conn *c)
 {
-    if (!(c->flags & CF_USER_PAUSED) || (c->flags & CF_CLOSING))
-        return;
-    c->flags &= ~CF_USER_PAUSED;
-    update_read(c);
     if (!(c->flags & CF_REPLAY) &&
         (c->in_len > 0 || (c->ssl && SSL_pending(c->ssl) > 0))) {
         c->flags |= CF_REPLAY;
         c->next_replay = c->cl->replay;
         c->cl->replay = c;
     }
+}
+
+void conn_resume_read(struct conn *c)
+{
+    if (!(c->flags & CF_USER_PAUSED) || (c->flags & CF_CLOSING))
+        return;
+    c->flags &= ~CF_USER_PAUSED;
+    update_read(c);
+    replay_if_buffered(c);
 }
 
 /* Unlink c from the loop's singly linked lists (pending, replay). */
@@ -468,14 +474,11 @@ void conn_attach(struct conn *c, struct conn_loop *cl, void *ud)
     timer_arm(c);
     if (conn_out_pending(c) > 0)
         mark_pending(c);
-    if (c->in_len > 0 || (c->ssl && SSL_pending(c->ssl) > 0)) {
-        c->flags |= CF_REPLAY;
-        c->next_replay = cl->replay;
-        cl->replay = c;
-    }
+    replay_if_buffered(c);
 }
 
-void conn_destroy_detached(struct conn *c)
+/* Free what c owns, and c (no callbacks, no TLS close_notify). */
+static void conn_release(struct conn *c)
 {
     SSL_free(c->ssl);
     tls_ctx_unref(c->tls);
@@ -484,6 +487,11 @@ void conn_destroy_detached(struct conn *c)
     free(c->out);
     free(c->close_why);
     free(c);
+}
+
+void conn_destroy_detached(struct conn *c)
+{
+    conn_release(c);
 }
 
 static void tls_fail(struct conn *c, const char *why)
@@ -746,20 +754,12 @@ static void conn_free(struct conn *c)
     ev_timer_stop(cl->loop, &c->timer);
     if (c->h->on_close)
         c->h->on_close(c->ud, c, c->close_reason ? c->close_reason : "closed");
-    if (c->ssl) {
-        if (c->flags & CF_OPEN) {
-            ERR_clear_error();
-            (void)SSL_shutdown(c->ssl);
-        }
-        SSL_free(c->ssl);
+    if (c->ssl && (c->flags & CF_OPEN)) {
+        ERR_clear_error();
+        (void)SSL_shutdown(c->ssl);
     }
-    tls_ctx_unref(c->tls);
-    close(c->fd);
-    free(c->in);
-    free(c->out);
-    free(c->close_why);
     cl->count--;
-    free(c);
+    conn_release(c);
 }
 
 static void loop_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)

@@ -50,7 +50,6 @@ struct hub {
     size_t nshares, shares_cap;
     pthread_mutex_t tmu; /* totals */
     size_t *lcount;
-    size_t nl;
 };
 
 static void push(struct hub_item **v, size_t *n, size_t *cap,
@@ -77,7 +76,7 @@ static struct hub_item *take_ctl(struct inbox *ib, size_t *n)
     return c;
 }
 
-static void drop_item(const struct hub_item *it)
+void hub_item_drop(const struct hub_item *it)
 {
     if (it->kind == HUB_MSG)
         msg_unref(it->m);
@@ -107,11 +106,11 @@ void hub_free(struct hub *h)
     for (unsigned i = 0; i < h->n; i++) {
         struct inbox *ib = &h->in[i];
         for (size_t k = ib->cur_i; k < ib->cur_n; k++)
-            drop_item(&ib->cur[k]);
+            hub_item_drop(&ib->cur[k]);
         for (size_t k = 0; k < ib->n; k++)
-            drop_item(&ib->v[k]);
+            hub_item_drop(&ib->v[k]);
         for (size_t k = 0; k < ib->cn; k++)
-            drop_item(&ib->cv[k]);
+            hub_item_drop(&ib->cv[k]);
         free(ib->cv);
         free(ib->cur);
         free(ib->v);
@@ -243,8 +242,7 @@ void hub_bind(struct hub *h, unsigned idx, struct ev_loop *loop, hub_fn fn,
     pthread_mutex_unlock(&ib->mu);
 }
 
-void hub_unbind(struct hub *h, unsigned idx,
-                void (*drop)(void *ud, struct hub_item *it), void *ud)
+void hub_unbind(struct hub *h, unsigned idx)
 {
     struct inbox *ib = &h->in[idx];
 
@@ -262,10 +260,10 @@ void hub_unbind(struct hub *h, unsigned idx,
         struct hub_item *ctl = take_ctl(ib, &nctl);
 
         for (size_t i = 0; i < nctl; i++)
-            drop(ud, &ctl[i]);
+            hub_item_drop(&ctl[i]);
         free(ctl);
         while (ib->cur_i < ib->cur_n)
-            drop(ud, &ib->cur[ib->cur_i++]);
+            hub_item_drop(&ib->cur[ib->cur_i++]);
         pthread_mutex_lock(&ib->mu);
         take_batch(ib);
         __atomic_store_n(&ib->backlog, 0, __ATOMIC_RELAXED);
@@ -273,36 +271,6 @@ void hub_unbind(struct hub *h, unsigned idx,
         if (ib->cur_n == 0 && ib->cn == 0)
             break;
     }
-}
-
-bool hub_post(struct hub *h, unsigned to, const struct hub_item *it)
-{
-    struct inbox *ib = &h->in[to];
-    bool wake, over;
-
-    pthread_mutex_lock(&ib->mu);
-    if (!ib->bound) {
-        /* shutting down: nobody will take it */
-        pthread_mutex_unlock(&ib->mu);
-        drop_item(it);
-        return false;
-    }
-    if (it->kind != HUB_MSG) {
-        push(&ib->cv, &ib->cn, &ib->ccap, it);
-        pthread_mutex_unlock(&ib->mu);
-        ev_async_send(ib->loop, &ib->wake);
-        return false;
-    }
-    push(&ib->v, &ib->n, &ib->cap, it);
-    wake = ib->n == 1;
-    __atomic_store_n(&ib->backlog, ib->backlog + 1, __ATOMIC_RELAXED);
-    over = ib->backlog > HUB_HIWAT;
-    if (over)
-        ib->waiters |= UINT64_C(1) << it->from;
-    pthread_mutex_unlock(&ib->mu);
-    if (wake)
-        ev_async_send(ib->loop, &ib->wake);
-    return over;
 }
 
 void hub_post_batch(struct hub *h, unsigned to, unsigned from,
@@ -318,7 +286,7 @@ void hub_post_batch(struct hub *h, unsigned to, unsigned from,
     if (!ib->bound) {
         pthread_mutex_unlock(&ib->mu);
         for (size_t i = 0; i < n; i++)
-            drop_item(&v[i]);
+            hub_item_drop(&v[i]);
         return;
     }
     wake = ib->n == 0;
@@ -338,6 +306,14 @@ void hub_post_batch(struct hub *h, unsigned to, unsigned from,
     pthread_mutex_unlock(&ib->mu);
     if (wake)
         ev_async_send(ib->loop, &ib->wake);
+}
+
+bool hub_post(struct hub *h, unsigned to, const struct hub_item *it)
+{
+    bool over = it->kind == HUB_MSG && hub_backlog(h, to) + 1 > HUB_HIWAT;
+
+    hub_post_batch(h, to, it->from, it, 1, over);
+    return over;
 }
 
 size_t hub_backlog(const struct hub *h, unsigned to)
@@ -461,10 +437,8 @@ void hub_totals_sum(struct hub *h, struct hub_totals *out)
 size_t *hub_listener_counts(struct hub *h, size_t nl)
 {
     pthread_mutex_lock(&h->tmu);
-    if (h->lcount == NULL) {
-        h->nl = nl ? nl : 1;
-        h->lcount = xcalloc(h->nl, sizeof(size_t));
-    }
+    if (h->lcount == NULL)
+        h->lcount = xcalloc(nl ? nl : 1, sizeof(size_t));
     pthread_mutex_unlock(&h->tmu);
     return h->lcount;
 }

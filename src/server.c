@@ -405,11 +405,6 @@ static void reload_err(void *arg, const char *file, int line, const char *msg)
 
 static void log_apply(struct log *lg, const struct conf *c);
 
-static void apply_log(struct server *s, const struct conf *c)
-{
-    log_apply(s->log, c);
-}
-
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct server *s = w->data;
@@ -432,7 +427,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         notify("READY=1\nSTATUS=reload failed, old configuration kept");
         return;
     }
-    apply_log(s, c);
+    log_apply(s->log, c);
     if (broker_reload(s->broker, c, err, sizeof(err)) < 0) {
         char *line = err, *nl;
         for (; line && *line; line = nl ? nl + 1 : NULL) {
@@ -442,7 +437,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
             LOG_E(s->log, "%s", line);
         }
         LOG_E(s->log, "Reload failed; keeping the running configuration.");
-        apply_log(s, broker_conf(s->broker));
+        log_apply(s->log, broker_conf(s->broker));
         notify("READY=1\nSTATUS=reload failed, old configuration kept");
         return;
     }
@@ -900,7 +895,7 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
      * per wake-up so that the TLS handshakes spread over the threads */
     s->acc.batch = s->nthreads > 1 ? 8 : 256;
     signal(SIGPIPE, SIG_IGN);
-    apply_log(s, c);
+    log_apply(s->log, c);
     {
         bool *taken = xcalloc(c->nlisteners ? c->nlisteners : 1, 1);
         int rc = take_inherited(s, c, taken, err, errlen);

@@ -59,13 +59,6 @@ static bool sink_fn(void *ud, struct hub_item *it)
     return true;
 }
 
-static void drop_fn(void *ud, struct hub_item *it)
-{
-    (void)ud;
-    if (it->kind == HUB_MSG)
-        msg_unref(it->m);
-}
-
 static struct hub_item item(uint32_t v, unsigned from)
 {
     struct hub_item it = {.kind = HUB_MSG, .from = (uint8_t)from};
@@ -127,7 +120,7 @@ static void test_order_hold_and_kick(void **state)
     for (uint32_t i = 0; i < 20; i++)
         assert_int_equal(s1.seen[i], i);
     assert_int_equal(hub_backlog(h, 1), 0);
-    hub_unbind(h, 1, drop_fn, NULL);
+    hub_unbind(h, 1);
     ev_loop_destroy(s1.loop);
     free(s1.seen);
     hub_free(h);
@@ -157,8 +150,8 @@ static void test_backpressure_resume(void **state)
     ev_run(s1.loop, EVRUN_NOWAIT);
     ev_run(s0.loop, EVRUN_NOWAIT);
     assert_int_equal(s0.resumes, 1);
-    hub_unbind(h, 0, drop_fn, NULL);
-    hub_unbind(h, 1, drop_fn, NULL);
+    hub_unbind(h, 0);
+    hub_unbind(h, 1);
     ev_loop_destroy(s0.loop);
     ev_loop_destroy(s1.loop);
     free(s0.seen);
@@ -196,7 +189,7 @@ static void test_control_not_held(void **state)
     hub_kick(h, 1);
     ev_run(s1.loop, EVRUN_NOWAIT);
     assert_int_equal(s1.n, 10);
-    hub_unbind(h, 1, drop_fn, NULL);
+    hub_unbind(h, 1);
     ev_loop_destroy(s1.loop);
     free(s1.seen);
     hub_free(h);
@@ -231,7 +224,7 @@ static void test_cross_thread(void **state)
     for (uint32_t i = 0; i < N; i++)
         assert_int_equal(s1.seen[i], i);
     ev_timer_stop(s1.loop, &keep);
-    hub_unbind(h, 1, drop_fn, NULL);
+    hub_unbind(h, 1);
     ev_loop_destroy(s1.loop);
     free(s1.seen);
     hub_free(h);
@@ -246,7 +239,7 @@ static void test_post_after_unbind(void **state)
 
     (void)state;
     hub_bind(h, 1, s1.loop, sink_fn, &s1);
-    hub_unbind(h, 1, drop_fn, NULL);
+    hub_unbind(h, 1);
     assert_false(hub_post(h, 1, &it));
     post_range(h, 1, 0, 0, 3, false);
     assert_int_equal(hub_backlog(h, 1), 0);
