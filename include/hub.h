@@ -124,15 +124,19 @@ bool hub_has_subs(const struct hub *h, unsigned idx);
 /*
  * Shared subscriptions across shards. hub_share_join / hub_share_leave:
  * shard idx gained / lost a member of the group named by key
- * ("$share/GROUP/FILTER"). hub_share_serves: true when shard idx serves
- * the group for a message whose spread value is 'spread' (the same answer
- * on every shard: the shards holding members take turns, and each turns
- * over its own members).
+ * ("$share/GROUP/FILTER"). hub_share_gen: the membership generation
+ * (stamped on a message when it is published). hub_share_serves: true
+ * when shard idx serves the group for a message with spread value
+ * 'spread' published at generation 'gen'. Every shard gives the same
+ * answer whenever it routes the message: membership is taken as it was
+ * at 'gen' (the last 1,024 changes are remembered), the shards holding
+ * members take turns, and each turns over its own members.
  */
 void hub_share_join(struct hub *h, unsigned idx, const char *key, size_t len);
 void hub_share_leave(struct hub *h, unsigned idx, const char *key, size_t len);
+uint32_t hub_share_gen(const struct hub *h);
 bool hub_share_serves(struct hub *h, unsigned idx, uint32_t spread,
-                      const char *key, size_t len);
+                      uint32_t gen, const char *key, size_t len);
 
 /* hub_drain: handle shard idx's queued items now (on its own thread), so
  * that a SUBSCRIBE sees every message acknowledged before it (the

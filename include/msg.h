@@ -30,11 +30,13 @@ struct msg {
     uint16_t topic_len;
     uint32_t props_len;
     uint32_t payload_len;
-    int64_t expiry_at; /* wall-clock Unix seconds; 0 = never expires */
-    uint64_t seq;      /* broker-wide sequence number (persistence) */
-    uint32_t spread;   /* threads > 1: picks the thread serving a shared
-                          group (set once, before the message is shared) */
-    const char *topic; /* NUL-terminated, points inside this allocation */
+    int64_t expiry_at;  /* wall-clock Unix seconds; 0 = never expires */
+    uint64_t seq;       /* broker-wide sequence number (persistence) */
+    uint32_t spread;    /* threads > 1: picks the thread serving a shared
+                           group (set once, before the message is shared) */
+    uint32_t share_gen; /* threads > 1: shared-group membership as of the
+                           publish (hub_share_gen) */
+    const char *topic;  /* NUL-terminated, points inside this allocation */
     const uint8_t *props;
     const uint8_t *payload;
     char data[];

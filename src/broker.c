@@ -443,8 +443,8 @@ static void route_local(struct broker *b, struct session *origin, struct msg *m)
             continue;
         /* threads > 1: one shard serves a shared group per message */
         if (h->shared && b->hub &&
-            !hub_share_serves(b->hub, b->shard, m->spread, h->share_key,
-                              h->share_len))
+            !hub_share_serves(b->hub, b->shard, m->spread, m->share_gen,
+                              h->share_key, h->share_len))
             continue;
         if (s->mark == gen) {
             t = &b->targets[s->mark_idx];
@@ -496,8 +496,10 @@ static void outbox_add(struct broker *b, unsigned to, const struct hub_item *it)
 void broker_publish(struct broker *b, struct session *origin, struct msg *m)
 {
     b->st.pub_msgs_received++;
-    if (b->hub)
-        m->spread = b->spread++; /* before any other thread sees m */
+    if (b->hub) { /* before any other thread sees m */
+        m->spread = b->spread++;
+        m->share_gen = hub_share_gen(b->hub);
+    }
     route_local(b, origin, m);
     if (b->hub == NULL)
         return;

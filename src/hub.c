@@ -15,6 +15,7 @@
 #include "util.h"
 
 #define MAX_SHARDS 64u
+#define SHARE_LOG 1024u /* membership changes remembered (hub_share_serves) */
 
 struct inbox {
     pthread_mutex_t mu;
@@ -42,12 +43,22 @@ struct share {
     uint32_t members[MAX_SHARDS]; /* > 0: that shard holds members */
 };
 
+/* One membership change, for evaluating a message against the membership
+ * of its publish time. */
+struct share_change {
+    uint32_t share; /* index into hub.shares (entries are never removed) */
+    uint8_t shard;
+    int8_t delta;
+};
+
 struct hub {
     unsigned n;
     struct inbox *in;
-    pthread_mutex_t smu; /* shares */
+    pthread_mutex_t smu; /* shares, share_log, share_gen */
     struct share *shares;
     size_t nshares, shares_cap;
+    struct share_change share_log[SHARE_LOG]; /* [gen % SHARE_LOG] */
+    uint32_t share_gen;  /* changes so far (written under smu, atomic) */
     pthread_mutex_t tmu; /* totals */
     size_t *lcount;
 };
@@ -348,6 +359,24 @@ static struct share *share_find(struct hub *h, const char *key, size_t len)
     return NULL;
 }
 
+/* With smu held: remember a membership change and advance the
+ * generation. */
+static void share_logged(struct hub *h, const struct share *s, unsigned idx,
+                         int delta)
+{
+    struct share_change *c = &h->share_log[h->share_gen % SHARE_LOG];
+
+    c->share = (uint32_t)(s - h->shares);
+    c->shard = (uint8_t)idx;
+    c->delta = (int8_t)delta;
+    __atomic_store_n(&h->share_gen, h->share_gen + 1, __ATOMIC_RELEASE);
+}
+
+uint32_t hub_share_gen(const struct hub *h)
+{
+    return __atomic_load_n(&h->share_gen, __ATOMIC_ACQUIRE);
+}
+
 void hub_share_join(struct hub *h, unsigned idx, const char *key, size_t len)
 {
     struct share *s;
@@ -366,6 +395,7 @@ void hub_share_join(struct hub *h, unsigned idx, const char *key, size_t len)
         s->len = len;
     }
     s->members[idx]++;
+    share_logged(h, s, idx, 1);
     pthread_mutex_unlock(&h->smu);
 }
 
@@ -375,13 +405,15 @@ void hub_share_leave(struct hub *h, unsigned idx, const char *key, size_t len)
 
     pthread_mutex_lock(&h->smu);
     s = share_find(h, key, len);
-    if (s && s->members[idx] > 0)
+    if (s && s->members[idx] > 0) {
         s->members[idx]--;
+        share_logged(h, s, idx, -1);
+    }
     pthread_mutex_unlock(&h->smu);
 }
 
 bool hub_share_serves(struct hub *h, unsigned idx, uint32_t spread,
-                      const char *key, size_t len)
+                      uint32_t gen, const char *key, size_t len)
 {
     struct share *s;
     bool serves = true;
@@ -389,9 +421,21 @@ bool hub_share_serves(struct hub *h, unsigned idx, uint32_t spread,
     pthread_mutex_lock(&h->smu);
     s = share_find(h, key, len);
     if (s) {
+        uint32_t members[MAX_SHARDS], si = (uint32_t)(s - h->shares);
         unsigned with[MAX_SHARDS], n = 0;
+
+        /* every thread must decide alike although it routes the message
+         * at its own time: undo the changes made since the publish */
+        memcpy(members, s->members, sizeof(members));
+        if (h->share_gen - gen <= SHARE_LOG) {
+            for (uint32_t g = gen; g != h->share_gen; g++) {
+                const struct share_change *c = &h->share_log[g % SHARE_LOG];
+                if (c->share == si)
+                    members[c->shard] -= (uint32_t)c->delta;
+            }
+        }
         for (unsigned k = 0; k < h->n; k++)
-            if (s->members[k] > 0)
+            if (members[k] > 0)
                 with[n++] = k;
         if (n > 0)
             serves = with[spread % n] == idx;

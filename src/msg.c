@@ -27,6 +27,7 @@ struct msg *msg_new(const char *topic, size_t topic_len, const uint8_t *props,
     m->expiry_at = expiry_at;
     m->seq = 0;
     m->spread = 0;
+    m->share_gen = 0;
     p = m->data;
     memcpy(p, topic, topic_len);
     p[topic_len] = '\0';

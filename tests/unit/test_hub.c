@@ -256,14 +256,14 @@ static void test_shared_groups(void **state)
 
     (void)state;
     /* no members anywhere: the router has no hit, serving is moot */
-    assert_true(hub_share_serves(h, 0, 0, key, kl));
+    assert_true(hub_share_serves(h, 0, 0, hub_share_gen(h), key, kl));
     hub_share_join(h, 0, key, kl);
     hub_share_join(h, 2, key, kl);
     hub_share_join(h, 2, key, kl);
     for (uint32_t spread = 0; spread < 100; spread++) {
         unsigned n = 0;
         for (unsigned i = 0; i < 3; i++) {
-            if (hub_share_serves(h, i, spread, key, kl)) {
+            if (hub_share_serves(h, i, spread, hub_share_gen(h), key, kl)) {
                 served[i]++;
                 n++;
             }
@@ -275,7 +275,28 @@ static void test_shared_groups(void **state)
     assert_int_equal(served[2], 50);
     hub_share_leave(h, 0, key, kl);
     for (uint32_t spread = 0; spread < 10; spread++)
-        assert_true(hub_share_serves(h, 2, spread, key, kl));
+        assert_true(hub_share_serves(h, 2, spread, hub_share_gen(h), key, kl));
+    hub_free(h);
+}
+
+/* A message is judged by the membership of its publish: a member leaving
+ * before one thread routes it changes nothing (no second copy). */
+static void test_shared_groups_as_published(void **state)
+{
+    struct hub *h = hub_new(2);
+    static const char key[] = "$share/g/x";
+    size_t kl = sizeof(key) - 1;
+    uint32_t gen;
+
+    (void)state;
+    hub_share_join(h, 0, key, kl);
+    hub_share_join(h, 1, key, kl);
+    gen = hub_share_gen(h); /* published now, spread 0: thread 0 serves */
+    assert_true(hub_share_serves(h, 0, 0, gen, key, kl));
+    hub_share_leave(h, 0, key, kl); /* thread 0's member leaves */
+    assert_false(hub_share_serves(h, 1, 0, gen, key, kl));
+    /* a message published after the leave goes to thread 1 */
+    assert_true(hub_share_serves(h, 1, 0, hub_share_gen(h), key, kl));
     hub_free(h);
 }
 
@@ -317,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_cross_thread),
         cmocka_unit_test(test_post_after_unbind),
         cmocka_unit_test(test_shared_groups),
+        cmocka_unit_test(test_shared_groups_as_published),
         cmocka_unit_test(test_totals_and_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
