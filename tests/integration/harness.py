@@ -190,6 +190,25 @@ def pub(port, args, check=True, host="127.0.0.1", timeout=TIMEOUT):
     return r
 
 
+_pub_done_seq = 0
+
+
+def pub_done(broker, args, host="127.0.0.1"):
+    """mosquitto_pub, then wait until the broker has processed what it sent.
+    Its DISCONNECT follows the PUBLISH on the same connection and the
+    broker logs the disconnect only after the message is stored and handed
+    to every thread, so a later subscriber on any connection (and any
+    thread) sees it. A QoS 0 mosquitto_pub exits before the broker has read
+    its bytes; without this, "publish retained, then subscribe" races."""
+    global _pub_done_seq
+    _pub_done_seq += 1
+    cid = "pub-done-%d-%d" % (os.getpid(), _pub_done_seq)
+    m = broker.mark()
+    r = pub(broker.port, ["-i", cid] + args, host=host)
+    broker.wait_log(r"Client %s disconnected" % re.escape(cid), start=m)
+    return r
+
+
 # ---- raw MQTT ----------------------------------------------------------------
 
 def varint(n):

@@ -6,7 +6,7 @@ import struct
 import unittest
 
 from harness import (BrokerTest, Raw, Sub, connect_pkt, packet, mstr, pub,
-                     publish_pkt, subscribe_pkt)
+                     pub_done, publish_pkt, subscribe_pkt)
 
 
 class PubSub(BrokerTest):
@@ -68,12 +68,12 @@ class PubSub(BrokerTest):
 
 class Retained(BrokerTest):
     def test_set_replace_clear(self):
-        pub(self.b.port, ["-t", "r/1", "-m", "one", "-r"])
-        pub(self.b.port, ["-t", "r/1", "-m", "two", "-r", "-q", "1"])
+        pub_done(self.b, ["-t", "r/1", "-m", "one", "-r"])
+        pub_done(self.b, ["-t", "r/1", "-m", "two", "-r", "-q", "1"])
         s = Sub(self.b.port, ["-t", "r/#", "-F", "%r %t %p"], count=1)
         self.assertEqual(s.messages(), ["1 r/1 two"])
-        pub(self.b.port, ["-t", "r/1", "-n", "-r"])
-        pub(self.b.port, ["-t", "r/2", "-m", "sentinel", "-r"])
+        pub_done(self.b, ["-t", "r/1", "-n", "-r"])
+        pub_done(self.b, ["-t", "r/2", "-m", "sentinel", "-r"])
         s = Sub(self.b.port, ["-t", "r/#", "-F", "%r %t %p"], count=1)
         self.assertEqual(s.messages(), ["1 r/2 sentinel"])
 

@@ -16,7 +16,7 @@ import time
 import unittest
 
 from harness import (BrokerTest, Raw, Sub, connect_pkt, mstr, packet, pub,
-                     publish_pkt, subscribe_pkt, varint)
+                     pub_done, publish_pkt, subscribe_pkt, varint)
 
 # ---- MQTT 5 property ids (MQTT 5.0 section 2.2.2.2) -------------------------
 P_PAYLOAD_FORMAT = 0x01
@@ -600,10 +600,10 @@ class MessageExpiry(Base):
         r.expect_nothing_more()
 
     def test_expired_retained_not_sent(self):
-        pub(self.b.port, ["-t", "mer/a", "-m", "gone", "-r", "-V", "5",
+        pub_done(self.b, ["-t", "mer/a", "-m", "gone", "-r", "-V", "5",
                           "-D", "publish", "message-expiry-interval", "1"])
         t1 = time.time()
-        pub(self.b.port, ["-t", "mer/b", "-m", "kept", "-r", "-V", "5",
+        pub_done(self.b, ["-t", "mer/b", "-m", "kept", "-r", "-V", "5",
                           "-D", "publish", "message-expiry-interval", "100"])
         wait_until_wallclock(int(t1) + 2)
         r = self.raw()
@@ -769,7 +769,7 @@ class SubscriptionOptions(Base):
                          [(b"r", False), (b"n", False)])
 
     def test_retain_handling_0_always(self):
-        pub(self.b.port, ["-t", "rh0/t", "-m", "kept", "-r", "-V", "5"])
+        pub_done(self.b, ["-t", "rh0/t", "-m", "kept", "-r", "-V", "5"])
         r = self.raw()
         r.connect5("rh0")
         r.subscribe5("rh0/t", opts=0)
@@ -781,7 +781,7 @@ class SubscriptionOptions(Base):
     def test_retain_handling_1_only_new(self):
         """[MQTT-3.3.1-10]: Retain Handling 1 sends retained messages only
         if the subscription did not exist."""
-        pub(self.b.port, ["-t", "rh1/t", "-m", "kept", "-r", "-V", "5"])
+        pub_done(self.b, ["-t", "rh1/t", "-m", "kept", "-r", "-V", "5"])
         r = self.raw()
         r.connect5("rh1")
         r.subscribe5("rh1/t", opts=(1 << 4))
@@ -792,7 +792,7 @@ class SubscriptionOptions(Base):
 
     def test_retain_handling_2_never(self):
         """[MQTT-3.3.1-11]: Retain Handling 2: no retained messages."""
-        pub(self.b.port, ["-t", "rh2/t", "-m", "kept", "-r", "-V", "5"])
+        pub_done(self.b, ["-t", "rh2/t", "-m", "kept", "-r", "-V", "5"])
         r = self.raw()
         r.connect5("rh2")
         self.assertEqual(r.subscribe5("rh2/t", opts=(2 << 4) | 1), [1])
@@ -840,7 +840,7 @@ class SubscriptionIds(Base):
                          [])
 
     def test_id_on_retained_and_replaced(self):
-        pub(self.b.port, ["-t", "sr/t", "-m", "kept", "-r", "-V", "5"])
+        pub_done(self.b, ["-t", "sr/t", "-m", "kept", "-r", "-V", "5"])
         r = self.raw()
         r.connect5("sid4")
         r.subscribe5("sr/t", opts=0, props=p_var(P_SUBSCRIPTION_ID, 5))
@@ -914,7 +914,7 @@ class Shared(Base):
     def test_shared_no_retained(self):
         """MQTT 5.0 4.8.2: retained messages are not sent when a shared
         subscription is made."""
-        pub(self.b.port, ["-t", "shr/t", "-m", "kept", "-r", "-V", "5"])
+        pub_done(self.b, ["-t", "shr/t", "-m", "kept", "-r", "-V", "5"])
         r = self.raw()
         r.connect5("shr")
         self.assertEqual(r.subscribe5("$share/g/shr/t", opts=1), [1])
@@ -964,7 +964,7 @@ class Interop(Base):
         self.assertEqual((m.topic, m.payload, m.qos), ("io2/t", b"payload", 1))
 
     def test_v311_retained_to_v5(self):
-        pub(self.b.port, ["-t", "io3/t", "-m", "old", "-r", "-V", "mqttv311"])
+        pub_done(self.b, ["-t", "io3/t", "-m", "old", "-r", "-V", "mqttv311"])
         r = self.raw()
         r.connect5("io3")
         r.subscribe5("io3/t", opts=1)

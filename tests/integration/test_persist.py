@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import Broker, Raw, Sub, pub, subscribe_pkt
+from harness import Broker, Raw, Sub, pub, pub_done, subscribe_pkt
 
 MAGIC = b"MQTTDDB\x00"
 
@@ -67,15 +67,10 @@ class PersistTest(unittest.TestCase):
         b.wait_log(r"Saved the persistence file .*mqttd\.db", start=m)
 
     def pub_done(self, b, args):
-        """mosquitto_pub, then wait until the broker has processed it: its
-        DISCONNECT follows the PUBLISH on the same connection, so once the
-        disconnect is logged the message is stored (a signal sent right
-        after mosquitto_pub exits could otherwise overtake it)."""
-        self.npub = getattr(self, "npub", 0) + 1
-        cid = "persist-pub-%d" % self.npub
-        m = b.mark()
-        pub(b.port, ["-i", cid] + args)
-        b.wait_log(r"Client %s disconnected" % cid, start=m)
+        """mosquitto_pub, then wait until the broker has processed it (a
+        signal sent right after mosquitto_pub exits could otherwise
+        overtake it)."""
+        pub_done(b, args)
 
     def retained(self, b, topic):
         """Payload retained on topic, or None: subscribe to topic and a
