@@ -46,6 +46,14 @@
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"               \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 
+/* TLS 1.3: AES-128-GCM with SHA-256 first (the suite every TLS 1.3 stack
+ * must implement). Its key schedule and transcript hash run on SHA-256,
+ * which this hardware computes with SHA instructions, where SHA-384 runs
+ * in software; the server's order decides. */
+#define TLS13_DEFAULT_SUITES                                                   \
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"                           \
+    "TLS_CHACHA20_POLY1305_SHA256"
+
 #define TLS_SESSION_ID_CTX "mqttd"
 #define TLS_SESSION_CACHE_SIZE 1024 /* bounded server-side session cache */
 #define TLS_NAME_MAX 256            /* subject/issuer text kept per failure */
@@ -613,8 +621,9 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
                 t->ciphers ? t->ciphers : TLS_DEFAULT_CIPHERS, reason);
         goto fail;
     }
-    if (t->ciphers_tls13 != NULL &&
-        SSL_CTX_set_ciphersuites(c->ssl, t->ciphers_tls13) != 1) {
+    if (SSL_CTX_set_ciphersuites(c->ssl, t->ciphers_tls13
+                                             ? t->ciphers_tls13
+                                             : TLS13_DEFAULT_SUITES) != 1) {
         ossl_reason(reason, sizeof(reason));
         set_err(err, errlen, t, "ciphers_tls1.3 '%s': %s", t->ciphers_tls13,
                 reason);
@@ -741,6 +750,11 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
             sizeof(TLS_SESSION_ID_CTX) - 1) != 1)
         goto fail_ossl;
     SSL_CTX_sess_set_cache_size(c->ssl, TLS_SESSION_CACHE_SIZE);
+    /* One TLS 1.3 ticket per handshake, not OpenSSL's two: a device holds
+     * one connection, and each resumption hands it a fresh ticket. Each
+     * ticket costs a session encoding, an encryption and an HMAC. */
+    if (SSL_CTX_set_num_tickets(c->ssl, 1) != 1)
+        goto fail_ossl;
     ERR_clear_error();
     return c;
 

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import SRC, Broker, Sub, pub
+from harness import SRC, Broker, Sub, connect_pkt, pub
 
 CERTS = None
 
@@ -95,6 +95,28 @@ class Basics(TlsTest):
         self.assertNotEqual(r.returncode, 0)
         self.b.wait_log(r"TLS handshake failed.*reason=.*cipher")
 
+    def tls13_session(self, extra_args=()):
+        """s_client over TLS 1.3 with client1's certificate: CONNECT, then
+        DISCONNECT; -ign_eof keeps s_client reading until the broker closes,
+        so everything the broker sent (tickets included) is printed."""
+        r = s_client(self.b.tlsport, ["-tls1_3", "-ign_eof",
+                                      "-cert", c("client1.crt"),
+                                      "-key", c("client1.key")]
+                     + list(extra_args),
+                     data=connect_pkt("suite") + b"\xe0\x00")
+        return r.stdout.decode(errors="replace")
+
+    def test_tls13_suite_and_one_ticket(self):
+        """The server's order picks TLS_AES_128_GCM_SHA256 from a client that
+        prefers AES-256 (OpenSSL's own order), and one session ticket is
+        sent per handshake, not OpenSSL's default two."""
+        out = self.tls13_session(["-ciphersuites",
+                                  "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"])
+        self.assertIn("Cipher is TLS_AES_128_GCM_SHA256", out)
+        self.assertEqual(out.count("Post-Handshake New Session Ticket arrived"),
+                         1, out)
+        self.b.wait_log(r"New client connected .* u'client1'")
+
     def test_client_ca_list_sent(self):
         r = s_client(self.b.tlsport, ["-tls1_2"])
         self.assertIn(b"Acceptable client certificate CA names", r.stdout)
@@ -103,6 +125,19 @@ class Basics(TlsTest):
     def test_plaintext_mqtt_on_tls_port(self):
         pub(self.b.tlsport, ["-t", "x", "-m", "y"], check=False)
         self.b.wait_log(r"TLS handshake failed.*plaintext MQTT")
+
+
+class Tls13Suites(TlsTest):
+    EXTRA = "ciphers_tls1.3 TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\n"
+
+    def test_configured_order_wins(self):
+        r = s_client(self.b.tlsport, ["-tls1_3", "-ign_eof", "-ciphersuites",
+                                      "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256",
+                                      "-cert", c("client1.crt"),
+                                      "-key", c("client1.key")],
+                     data=connect_pkt("suite") + b"\xe0\x00")
+        self.assertIn("Cipher is TLS_CHACHA20_POLY1305_SHA256",
+                      r.stdout.decode(errors="replace"))
 
 
 class Rejections(TlsTest):
