@@ -625,7 +625,8 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
                                              ? t->ciphers_tls13
                                              : TLS13_DEFAULT_SUITES) != 1) {
         ossl_reason(reason, sizeof(reason));
-        set_err(err, errlen, t, "ciphers_tls1.3 '%s': %s", t->ciphers_tls13,
+        set_err(err, errlen, t, "ciphers_tls1.3 '%s': %s",
+                t->ciphers_tls13 ? t->ciphers_tls13 : TLS13_DEFAULT_SUITES,
                 reason);
         goto fail;
     }
