@@ -3,7 +3,9 @@
  * same non-blocking fd) driven by a libev loop. conn knows nothing about
  * MQTT: it delivers bytes up through a handler and queues bytes down.
  *
- *   read path:  EV_READ -> read()/SSL_read() into the loop's scratch buffer
+ *   read path:  EV_READ -> read(), SSL_read() (TLS 1.2) or tls_rec_read()
+ *               (TLS 1.3 once the handshake is done) into the loop's
+ *               scratch buffer
  *               -> handler->on_data(buf, len) consumes whole packets
  *               -> an incomplete tail is kept in the conn's own input buffer
  *   write path: conn_out_reserve/commit (or conn_write) append to the
@@ -31,6 +33,7 @@
 struct ev_loop;
 struct log;
 struct tls_ctx;
+struct tls_info;
 struct conn;
 struct conn_loop;
 
@@ -90,10 +93,11 @@ struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
 const char *conn_peer_ip(const struct conn *c);
 int conn_peer_port(const struct conn *c);
 
-/* conn_is_tls: true for TLS connections; conn_ssl: the SSL (borrowed) or
- * NULL. */
+/* conn_is_tls: true for TLS connections. conn_tls_info: what the TLS
+ * handshake established (borrowed), NULL before it completes and for plain
+ * connections. */
 bool conn_is_tls(const struct conn *c);
-struct ssl_st *conn_ssl(const struct conn *c);
+const struct tls_info *conn_tls_info(const struct conn *c);
 
 /*
  * conn_out_reserve: a pointer to at least n writable bytes at the end of

@@ -94,22 +94,37 @@ enum tls_io tls_read(SSL *ssl, void *buf, size_t len, size_t *n);
 enum tls_io tls_write(SSL *ssl, const void *buf, size_t len, size_t *n);
 
 /*
- * tls_describe: after a handshake, "TLSv1.3 TLS_AES_256_GCM_SHA384
- * subject=CN=client1 serial=0A..." for the accepted-connection log line.
+ * What an established TLS connection is (version, suite, resumption, the
+ * client certificate and whether it was verified), kept after the SSL is
+ * freed. tls_info_new takes a snapshot when the handshake has completed;
+ * never NULL. tls_info_free accepts NULL.
  */
-void tls_describe(SSL *ssl, char *out, size_t outlen);
+struct tls_info;
+struct tls_info *tls_info_new(SSL *ssl);
+void tls_info_free(struct tls_info *ti);
+
+/* tls_info_peer: the client certificate (borrowed) or NULL. */
+X509 *tls_info_peer(const struct tls_info *ti);
 
 /*
- * tls_peer_identity: the username taken from the verified peer certificate:
- * the first CN (subject=false) or the RFC 2253 subject (subject=true).
- * Returns 0, or -1 with *why ("no certificate", "no CN", "CN not valid
- * UTF-8", "CN contains NUL") when none can be used.
+ * tls_describe: "TLSv1.3 TLS_AES_256_GCM_SHA384 subject=CN=client1
+ * serial=0A..." or "... no client certificate", with " resumed" when the
+ * session was resumed; for the accepted-connection log line.
  */
-int tls_peer_identity(SSL *ssl, bool subject, char *out, size_t outlen,
-                      const char **why);
+void tls_describe(const struct tls_info *ti, char *out, size_t outlen);
 
-/* tls_peer_not_after: the peer certificate's notAfter (0 if none). */
-time_t tls_peer_not_after(SSL *ssl);
+/*
+ * tls_peer_identity: the username taken from the verified client
+ * certificate: the first CN (subject=false) or the RFC 2253 subject
+ * (subject=true). Returns 0, or -1 with *why ("no certificate",
+ * "certificate not verified", "no CN", "CN not valid UTF-8", "CN contains
+ * NUL") when none can be used.
+ */
+int tls_peer_identity(const struct tls_info *ti, bool subject, char *out,
+                      size_t outlen, const char **why);
+
+/* tls_peer_not_after: the client certificate's notAfter (0 if none). */
+time_t tls_peer_not_after(const struct tls_info *ti);
 
 /* tls_release_buffers: free idle read/write buffers (SSL_MODE_RELEASE_
  * BUFFERS is set on every SSL; provided for explicit idle trimming). */

@@ -650,14 +650,14 @@ static void revoke_check(struct broker *b)
 {
     for (struct client *cl = b->clients, *next; cl; cl = next) {
         struct tls_ctx *t = b->tls[cl->listener];
-        SSL *ssl;
+        const struct tls_info *ti;
         X509 *peer;
 
         next = cl->next;
         if (t == NULL || !tls_ctx_has_crl(t) || cl->conn == NULL)
             continue;
-        ssl = conn_ssl(cl->conn);
-        peer = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+        ti = conn_tls_info(cl->conn);
+        peer = ti ? tls_info_peer(ti) : NULL;
         if (peer && tls_ctx_cert_revoked(t, peer)) {
             LOG_N(b->log,
                   "Client %s (%s:%d) disconnected: its certificate is "

@@ -526,9 +526,9 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
     if (l->tls_enabled &&
         (l->tls.use_identity_as_username || l->tls.use_subject_as_username)) {
         const char *why = NULL;
-        SSL *ssl = conn_ssl(c->conn);
-        if (ssl && tls_peer_identity(ssl, l->tls.use_subject_as_username,
-                                     identity, sizeof(identity), &why) == 0) {
+        const struct tls_info *ti = conn_tls_info(c->conn);
+        if (ti && tls_peer_identity(ti, l->tls.use_subject_as_username,
+                                    identity, sizeof(identity), &why) == 0) {
             ac.cert_identity = identity;
             free(c->username);
             c->username = xstrdup(identity);
@@ -638,9 +638,9 @@ static void connect_finish(struct client *c, struct connect_req *req,
     }
     c->connected = true;
     conn_set_deadline(c->conn, 0);
-    if (conn_ssl(c->conn)) {
+    if (conn_tls_info(c->conn)) {
         /* cut the client off at its certificate's notAfter */
-        time_t na = tls_peer_not_after(conn_ssl(c->conn));
+        time_t na = tls_peer_not_after(conn_tls_info(c->conn));
         if (na > 0) {
             double left = difftime(na, time(NULL));
             conn_set_deadline(c->conn, left > 0.001 ? left : 0.001);
@@ -1140,7 +1140,7 @@ static void client_on_open(void *ud, struct conn *conn)
 
     if (conn_is_tls(conn)) {
         char d[512];
-        tls_describe(conn_ssl(conn), d, sizeof(d));
+        tls_describe(conn_tls_info(conn), d, sizeof(d));
         LOG_I(c->b->log, "TLS connection from %s:%d: %s", conn_peer_ip(conn),
               conn_peer_port(conn), d);
     }

@@ -689,6 +689,22 @@ static void h_client_cert_mode(struct parser *ps, const struct key *k,
     m->ccm_line = ps->line;
 }
 
+static void h_tls_record_layer(struct parser *ps, const struct key *k,
+                               char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+
+    if (tok == NULL)
+        return;
+    if (strcmp(tok, "mqttd") == 0)
+        cur_listener(ps)->tls.openssl_records = false;
+    else if (strcmp(tok, "openssl") == 0)
+        cur_listener(ps)->tls.openssl_records = true;
+    else
+        LERR(ps, "invalid tls_record_layer '%s': expected mqttd or openssl",
+             shown(sb, sizeof(sb), tok, false));
+}
+
 static void h_require_certificate(struct parser *ps, const struct key *k,
                                   char *val)
 {
@@ -1272,6 +1288,7 @@ static const struct key keys[] = {
     STRL("tls_groups", tls.tls_groups, -1),
     INTG("tls_handshake_timeout", K_U32, tls_handshake_timeout, 1, 3600),
     UNSUP("tls_keyform"),
+    FN("tls_record_layer", h_tls_record_layer, SC_LISTENER),
     INTG("tls_reload_interval", K_U32, tls_reload_interval, 0, INT32_MAX),
     FN("tls_version", h_tls_version, SC_LISTENER),
     UNSUP("topic"),

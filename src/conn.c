@@ -20,12 +20,15 @@
 
 #include "log.h"
 #include "tls.h"
+#include "tls_rec.h"
 #include "util.h"
 
 #define SCRATCH_SIZE (64u * 1024u)
 #define OUT_KEEP_CAP 0u          /* idle connections keep no output buffer */
 #define IN_KEEP_CAP 0u           /* input buffer freed when empty */
 #define WRITE_MAX (512u * 1024u) /* bytes written per wakeup (fairness) */
+/* Sealed TLS 1.3 records of WRITE_MAX plaintext bytes: 22 bytes each. */
+#define SEAL_SCRATCH_SIZE (WRITE_MAX + (WRITE_MAX / 16384u + 2u) * 64u)
 
 enum {
     CF_HANDSHAKE = 1u << 0,
@@ -47,9 +50,10 @@ struct conn_loop {
     struct log *log;
     ev_prepare prepare;
     uint8_t *scratch;
-    struct conn *pending; /* singly linked via next_pending */
-    struct conn *closing; /* singly linked via next_close */
-    struct conn *replay;  /* resumed with buffered input (next_replay) */
+    uint8_t *seal_scratch; /* for tls_rec_write, allocated on first use */
+    struct conn *pending;  /* singly linked via next_pending */
+    struct conn *closing;  /* singly linked via next_close */
+    struct conn *replay;   /* resumed with buffered input (next_replay) */
     size_t count;
     struct log_ratelimit tls_rl;
 };
@@ -60,7 +64,9 @@ struct conn {
     void *ud;
     int fd;
     unsigned flags;
-    SSL *ssl;
+    SSL *ssl;               /* handshake, and TLS 1.2 afterwards */
+    struct tls_rec *rec;    /* TLS 1.3 after the handshake (ssl freed) */
+    struct tls_info *tinfo; /* after the handshake */
     struct tls_ctx *tls;
     ev_io rio, wio;
     ev_timer timer;
@@ -106,6 +112,7 @@ void conn_loop_free(struct conn_loop *cl)
     ev_ref(cl->loop);
     ev_prepare_stop(cl->loop, &cl->prepare);
     free(cl->scratch);
+    free(cl->seal_scratch);
     free(cl);
 }
 
@@ -213,9 +220,9 @@ bool conn_is_tls(const struct conn *c)
     return c->tls != NULL;
 }
 
-struct ssl_st *conn_ssl(const struct conn *c)
+const struct tls_info *conn_tls_info(const struct conn *c)
 {
-    return c->ssl;
+    return c->tinfo;
 }
 
 bool conn_closing(const struct conn *c)
@@ -481,6 +488,8 @@ void conn_attach(struct conn *c, struct conn_loop *cl, void *ud)
 static void conn_release(struct conn *c)
 {
     SSL_free(c->ssl);
+    tls_rec_free(c->rec);
+    tls_info_free(c->tinfo);
     tls_ctx_unref(c->tls);
     close(c->fd);
     free(c->in);
@@ -513,12 +522,22 @@ static void tls_fail(struct conn *c, const char *why)
 static void conn_handshake(struct conn *c)
 {
     char why[512];
+    const char *kept = NULL;
     enum tls_io r;
 
     why[0] = '\0';
     r = tls_handshake(c->ssl, why, sizeof(why));
     switch (r) {
     case TLS_IO_OK:
+        c->tinfo = tls_info_new(c->ssl);
+        c->rec = tls_rec_take(c->ssl, &kept);
+        if (c->rec != NULL) { /* TLS 1.3: records continue without ssl */
+            SSL_free(c->ssl);
+            c->ssl = NULL;
+        } else {
+            LOG_D(c->cl->log, "TLS records of %s:%d stay with OpenSSL: %s",
+                  c->peer, c->port, kept);
+        }
         c->flags &= ~CF_HANDSHAKE;
         c->flags |= CF_OPEN;
         c->deadline_at = 0;
@@ -574,6 +593,36 @@ static void conn_read_tls(struct conn *c)
         SSL_pending(c->ssl) > 0);
 }
 
+/* TLS 1.3 after the handshake: tls_rec reads and opens the records. */
+static void conn_read_rec(struct conn *c)
+{
+    uint8_t *buf = c->cl->scratch;
+    size_t n = 0;
+    enum tls_io r = tls_rec_read(c->rec, c->fd, buf, SCRATCH_SIZE, &n);
+
+    if (n > 0) {
+        conn_deliver(c, buf, n);
+        if (c->flags & CF_DETACHED)
+            return; /* another loop owns c now; it sees r's state */
+    }
+    if (tls_rec_write_pending(c->rec))
+        wio_start(c); /* a KeyUpdate answer or an alert is queued */
+    if (c->flags & CF_CLOSING)
+        return;
+    switch (r) {
+    case TLS_IO_OK:
+    case TLS_IO_WANT_READ:
+    case TLS_IO_WANT_WRITE:
+        return;
+    case TLS_IO_CLOSED:
+        conn_close(c, "connection closed by peer");
+        return;
+    default:
+        conn_close(c, tls_rec_error(c->rec));
+        return;
+    }
+}
+
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct conn *c = w->data;
@@ -585,6 +634,10 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     if (c->flags & CF_HANDSHAKE) {
         conn_handshake(c);
+        return;
+    }
+    if (c->rec) {
+        conn_read_rec(c);
         return;
     }
     if (c->ssl) {
@@ -629,10 +682,58 @@ static void after_drain(struct conn *c)
     }
 }
 
+/* conn_flush for TLS 1.3 after the handshake: seal and write, one send()
+ * per call; sealed bytes the socket did not take wait in c->rec. */
+static void conn_flush_rec(struct conn *c)
+{
+    struct conn_loop *cl = c->cl;
+    size_t len = conn_out_pending(c), n = 0;
+    enum tls_io r;
+
+    if (len == 0 && !tls_rec_write_pending(c->rec)) {
+        wio_stop(c);
+        return;
+    }
+    if (len > WRITE_MAX)
+        len = WRITE_MAX;
+    if (len == 0) {
+        r = tls_rec_flush(c->rec, c->fd);
+    } else {
+        if (cl->seal_scratch == NULL)
+            cl->seal_scratch = xmalloc(SEAL_SCRATCH_SIZE);
+        r = tls_rec_write(c->rec, c->fd, c->out + c->out_head, len,
+                          cl->seal_scratch, SEAL_SCRATCH_SIZE, &n);
+    }
+    switch (r) {
+    case TLS_IO_OK:
+        c->out_head += n;
+        break;
+    case TLS_IO_WANT_WRITE:
+        wio_start(c);
+        return;
+    default:
+        c->out_head = c->out_len;
+        if (!(c->flags & CF_CLOSING))
+            conn_close(c, tls_rec_error(c->rec));
+        return;
+    }
+    if (conn_out_pending(c) > 0 || tls_rec_write_pending(c->rec))
+        wio_start(c);
+    else
+        wio_stop(c);
+    after_drain(c);
+}
+
 /* Write what is queued: one write()/SSL_write() per call. */
 static void conn_flush(struct conn *c)
 {
     size_t len = conn_out_pending(c);
+
+    if (c->rec) {
+        if (c->flags & CF_OPEN)
+            conn_flush_rec(c);
+        return;
+    }
 
     if (len == 0) {
         wio_stop(c);
@@ -758,6 +859,8 @@ static void conn_free(struct conn *c)
         ERR_clear_error();
         (void)SSL_shutdown(c->ssl);
     }
+    if (c->rec)
+        tls_rec_close_notify(c->rec, c->fd);
     cl->count--;
     conn_release(c);
 }

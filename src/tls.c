@@ -37,6 +37,7 @@
 #include "auth_mtls.h"
 #include "conf.h"
 #include "log.h"
+#include "tls_rec.h"
 #include "util.h"
 
 /* TLS <= 1.2: forward-secret AEAD suites only (no CBC, no RSA key exchange,
@@ -756,6 +757,13 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
      * ticket costs a session encoding, an encryption and an HMAC. */
     if (SSL_CTX_set_num_tickets(c->ssl, 1) != 1)
         goto fail_ossl;
+    /* After a TLS 1.3 handshake conn hands the records to tls_rec and
+     * frees the SSL; this captures what that needs. Without it
+     * (tls_record_layer openssl) tls_rec_take declines. */
+    if (!t->openssl_records && !tls_rec_ctx_setup(c->ssl)) {
+        what = "TLS record layer set-up";
+        goto fail_ossl;
+    }
     ERR_clear_error();
     return c;
 
@@ -1240,49 +1248,76 @@ enum tls_io tls_write(SSL *ssl, const void *buf, size_t len, size_t *n)
     return map_io(ssl, 0);
 }
 
-void tls_describe(SSL *ssl, char *out, size_t outlen)
+/* What an established connection is, kept after its SSL is gone. */
+struct tls_info {
+    X509 *peer;          /* owned reference, NULL = no certificate */
+    const char *version; /* static strings of libssl */
+    const char *cipher;
+    bool resumed;
+    bool verified;
+};
+
+struct tls_info *tls_info_new(SSL *ssl)
 {
-    X509 *peer = SSL_get0_peer_certificate(ssl);
+    struct tls_info *ti = xcalloc(1, sizeof(*ti));
+
+    ti->peer = SSL_get1_peer_certificate(ssl);
+    ti->version = SSL_get_version(ssl);
+    ti->cipher = SSL_get_cipher_name(ssl);
+    ti->resumed = SSL_session_reused(ssl) != 0;
+    ti->verified = SSL_get_verify_result(ssl) == X509_V_OK;
+    return ti;
+}
+
+void tls_info_free(struct tls_info *ti)
+{
+    if (ti == NULL)
+        return;
+    X509_free(ti->peer);
+    free(ti);
+}
+
+X509 *tls_info_peer(const struct tls_info *ti)
+{
+    return ti->peer;
+}
+
+void tls_describe(const struct tls_info *ti, char *out, size_t outlen)
+{
     char subj[TLS_NAME_MAX], serial[80];
 
     if (outlen == 0)
         return;
-    if (peer == NULL) {
-        snprintf(out, outlen, "%s %s no client certificate%s",
-                 SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-                 SSL_session_reused(ssl) ? " resumed" : "");
+    if (ti->peer == NULL) {
+        snprintf(out, outlen, "%s %s no client certificate%s", ti->version,
+                 ti->cipher, ti->resumed ? " resumed" : "");
         return;
     }
-    name_str(X509_get_subject_name(peer), subj, sizeof(subj));
-    serial_str(peer, serial, sizeof(serial));
-    snprintf(out, outlen, "%s %s subject=%s serial=%s%s", SSL_get_version(ssl),
-             SSL_get_cipher_name(ssl), subj, serial,
-             SSL_session_reused(ssl) ? " resumed" : "");
+    name_str(X509_get_subject_name(ti->peer), subj, sizeof(subj));
+    serial_str(ti->peer, serial, sizeof(serial));
+    snprintf(out, outlen, "%s %s subject=%s serial=%s%s", ti->version,
+             ti->cipher, subj, serial, ti->resumed ? " resumed" : "");
 }
 
-int tls_peer_identity(SSL *ssl, bool subject, char *out, size_t outlen,
-                      const char **why)
+int tls_peer_identity(const struct tls_info *ti, bool subject, char *out,
+                      size_t outlen, const char **why)
 {
-    X509 *peer = SSL_get0_peer_certificate(ssl);
-
-    if (peer == NULL) {
+    if (ti->peer == NULL) {
         *why = "no certificate";
         return -1;
     }
-    if (SSL_get_verify_result(ssl) != X509_V_OK) {
+    if (!ti->verified) {
         *why = "certificate not verified";
         return -1;
     }
-    return auth_mtls_identity(peer, subject, out, outlen, why);
+    return auth_mtls_identity(ti->peer, subject, out, outlen, why);
 }
 
-time_t tls_peer_not_after(SSL *ssl)
+time_t tls_peer_not_after(const struct tls_info *ti)
 {
-    X509 *peer = SSL_get0_peer_certificate(ssl);
-
-    if (peer == NULL)
+    if (ti->peer == NULL)
         return 0;
-    return asn1_time_t(X509_get0_notAfter(peer));
+    return asn1_time_t(X509_get0_notAfter(ti->peer));
 }
 
 void tls_release_buffers(SSL *ssl)

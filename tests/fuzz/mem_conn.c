@@ -202,7 +202,7 @@ bool conn_is_tls(const struct conn *c)
     return false;
 }
 
-struct ssl_st *conn_ssl(const struct conn *c)
+const struct tls_info *conn_tls_info(const struct conn *c)
 {
     (void)c;
     return NULL;

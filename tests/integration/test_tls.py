@@ -4,11 +4,15 @@ Mosquitto TLS guide's client command lines and openssl s_client."""
 import os
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import tempfile
+import threading
+import time
 import unittest
 
-from harness import SRC, Broker, Sub, connect_pkt, pub
+from harness import SRC, TIMEOUT, Broker, Sub, connect_pkt, pub
 
 CERTS = None
 
@@ -138,6 +142,210 @@ class Tls13Suites(TlsTest):
                      data=connect_pkt("suite") + b"\xe0\x00")
         self.assertIn("Cipher is TLS_CHACHA20_POLY1305_SHA256",
                       r.stdout.decode(errors="replace"))
+
+
+class Interactive:
+    """openssl s_client with commands on (no -quiet, no -ign_eof) and -msg:
+    stdout collected by a thread so that a test can wait for what the
+    broker sent instead of sleeping."""
+
+    def __init__(self, port, args):
+        cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+               "-CAfile", c("ca.crt"), "-servername", "localhost", "-msg"]
+        self.proc = subprocess.Popen(cmd + args, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        self.out = b""
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        while True:
+            d = self.proc.stdout.read1(65536)
+            with self.cond:
+                if not d:
+                    self.eof = True
+                    self.cond.notify_all()
+                    return
+                self.out += d
+                self.cond.notify_all()
+
+    eof = False
+
+    def send(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def wait_count(self, needle, count):
+        deadline = time.monotonic() + TIMEOUT
+        with self.cond:
+            while self.out.count(needle) < count:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.eof:
+                    raise AssertionError("s_client: %r x%d not seen:\n%s" % (
+                        needle, count, self.out[-3000:].decode("latin1")))
+                self.cond.wait(left)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=TIMEOUT)
+
+
+class RawTls13:
+    """A TLS 1.3 client (Python's ssl over memory BIOs) whose socket the
+    test can also write raw bytes to."""
+
+    def __init__(self, port):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_verify_locations(c("ca.crt"))
+        ctx.load_cert_chain(c("client1.crt"), c("client1.key"))
+        self.sock = socket.create_connection(("127.0.0.1", port),
+                                             timeout=TIMEOUT)
+        self.inc, self.outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.outb,
+                                server_hostname="localhost")
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._pump()
+        self._flush()
+
+    def _flush(self):
+        d = self.outb.read()
+        if d:
+            self.sock.sendall(d)
+
+    def _pump(self):
+        self._flush()
+        d = self.sock.recv(65536)
+        if not d:
+            self.inc.write_eof()
+        self.inc.write(d)
+
+    def send(self, data):
+        self.tls.write(data)
+        self._flush()
+
+    def recv(self, n):
+        while True:
+            try:
+                return self.tls.read(n)
+            except ssl.SSLWantReadError:
+                self._pump()
+
+    def close(self):
+        self.sock.close()
+
+
+class RecordLayer(TlsTest):
+    """After a TLS 1.3 handshake mqttd frees OpenSSL's SSL and protects the
+    records itself (src/tls_rec.c); OpenSSL and Python clients are the
+    oracle."""
+    BAD_MAC = r"TLS record authentication failed \(bad_record_mac\)"
+    TOO_LONG = r"TLS record too long"
+    UNENCRYPTED = r"unencrypted TLS record after the handshake"
+
+    def test_key_update_both_ways(self):
+        s = Interactive(self.b.tlsport, ["-tls1_3", "-cert", c("client1.crt"),
+                                         "-key", c("client1.key")])
+        try:
+            s.send(connect_pkt("ku"))
+            s.wait_count(b" \x02\x00\x00", 1)  # CONNACK
+            # K: the client updates its key and asks the broker to update
+            s.send(b"K\n")
+            s.wait_count(b"KEYUPDATE", 1)
+            s.send(b"\xc0\x00")  # PINGREQ under the new keys
+            s.wait_count(b"\xd0\x00", 1)
+            # the broker answered with its own KeyUpdate (OpenSSL sends it
+            # with its next write, tls_rec at once)
+            s.wait_count(b"<<< TLS 1.3, Handshake [length 0005], KeyUpdate\n"
+                         b"    18 00 00 01 00", 1)
+            # k: the client updates its key only
+            s.send(b"k\n")
+            s.wait_count(b"KEYUPDATE", 2)
+            s.send(b"\xc0\x00")
+            s.wait_count(b"\xd0\x00", 2)
+            self.assertEqual(s.out.count(b"<<< TLS 1.3, Handshake [length "
+                                         b"0005], KeyUpdate"), 1)
+            s.send(b"\xe0\x00")  # DISCONNECT
+            self.b.wait_log(r"Client ku disconnected\.")
+        finally:
+            s.close()
+
+    def test_tampered_record_gets_bad_record_mac(self):
+        t = RawTls13(self.b.tlsport)
+        try:
+            t.send(connect_pkt("tamper"))
+            self.assertEqual(t.recv(4), b"\x20\x02\x00\x00")
+            t.sock.sendall(b"\x17\x03\x03\x00\x20" + b"\x5a" * 32)
+            with self.assertRaises(ssl.SSLError) as cm:
+                t.recv(1)
+            self.assertIn("BAD_RECORD_MAC", str(cm.exception))
+            self.b.wait_log(r"Client tamper closed its connection \(%s\)"
+                            % self.BAD_MAC)
+        finally:
+            t.close()
+
+    def test_oversized_and_unencrypted_records(self):
+        for raw, why in ((b"\x17\x03\x03\x48\x01", self.TOO_LONG),
+                         (b"\x16\x03\x03\x00\x04\x18\x00\x00\x01",
+                          self.UNENCRYPTED)):
+            t = RawTls13(self.b.tlsport)
+            try:
+                t.send(connect_pkt("raw"))
+                self.assertEqual(t.recv(4), b"\x20\x02\x00\x00")
+                t.sock.sendall(raw)
+                self.b.wait_log(r"Client raw closed its connection \(%s\)"
+                                % why)
+                with self.assertRaises(ssl.SSLError):
+                    t.recv(1)
+            finally:
+                t.close()
+
+    def test_large_messages_across_records(self):
+        """300 KB payloads: many records each way, partial writes."""
+        payload = os.urandom(150000).hex()
+        path = os.path.join(CERTS, "big.txt")
+        with open(path, "w") as f:
+            f.write(payload)
+        tls = ["--cafile", c("ca.crt"), "--cert", c("client2.crt"),
+               "--key", c("client2.key")]
+        sub = Sub(self.b.tlsport, tls + ["-t", "big"], count=2,
+                  host="localhost")
+        sub.ready()
+        for _ in range(2):
+            pub(self.b.tlsport, ["-p", str(self.b.tlsport), "-t", "big", "-f",
+                                 path, "--cafile", c("ca.crt"), "--cert",
+                                 c("client1.crt"), "--key",
+                                 c("client1.key")], host="localhost")
+        got = [m for m in sub.messages() if len(m) > 1000]
+        self.assertEqual(got, [payload, payload])
+
+    def test_tls12_keeps_openssl(self):
+        r = s_client(self.b.tlsport, ["-tls1_2", "-ign_eof", "-cert",
+                                      c("client1.crt"), "-key",
+                                      c("client1.key")],
+                     data=connect_pkt("v12") + b"\xc0\x00\xe0\x00")
+        self.assertIn(b"\xd0\x00", r.stdout)
+        self.b.wait_log(r"Client v12 disconnected\.")
+
+
+class RecordLayerOpenSSL(RecordLayer):
+    """tls_record_layer openssl: the same behaviour with OpenSSL's SSL
+    kept for the whole connection (its errors are less specific)."""
+    EXTRA = "tls_record_layer openssl\nlog_type all\n"
+    BAD_MAC = TOO_LONG = UNENCRYPTED = r"TLS read error"
+
+    def test_records_stay_with_openssl(self):
+        pub(self.b.tlsport, ["-p", str(self.b.tlsport), "-t", "x", "-m", "y",
+                             "--cafile", c("ca.crt"), "--cert",
+                             c("client1.crt"), "--key", c("client1.key")],
+            host="localhost")
+        self.b.wait_log(r"TLS records of 127\.0\.0\.1:\d+ stay with OpenSSL: "
+                        r"tls_record_layer openssl")
 
 
 class Rejections(TlsTest):

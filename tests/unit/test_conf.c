@@ -528,6 +528,9 @@ static const struct err_case err_cases[] = {
      "t.conf:7: listener 8883: use_subject_as_username needs client "
      "certificates: set require_certificate true or client_cert_mode "
      "optional or required\n"},
+    {"listener 8883\ncertfile /c\nkeyfile /k\ntls_record_layer kernel",
+     "t.conf:4: invalid tls_record_layer 'kernel': expected mqttd or "
+     "openssl\n"},
     {"listener 1883\nper_listener_settings true",
      "t.conf:2: per_listener_settings must come before any listener and any "
      "security setting\n"},
@@ -856,7 +859,8 @@ static void test_tls_listener_fields(void **state)
                 "certfile /c\nkeyfile /k\ncafile /ca\n"
                 "client_cert_mode required\n"
                 "use_subject_as_username true\n"
-                "tls_version tlsv1.3\n");
+                "tls_version tlsv1.3\n"
+                "tls_record_layer openssl\n");
     assert_int_equal(c->nlisteners, 3);
     l = c->listeners;
     assert_true(l[0].tls_enabled);
@@ -872,6 +876,8 @@ static void test_tls_listener_fields(void **state)
     assert_false(l[2].tls.require_certificate);
     assert_true(l[2].tls.use_subject_as_username);
     assert_int_equal(l[2].tls.min_version, TLS1_3_VERSION);
+    assert_false(l[0].tls.openssl_records);
+    assert_true(l[2].tls.openssl_records);
     conf_free(c);
 }
 

@@ -954,14 +954,15 @@ static void test_handshakes(void **state)
                 fail_msg("case '%s': why '%s' lacks '%s'", h->name, why,
                          h->why[j]);
         if (r == TLS_IO_OK) {
+            struct tls_info *ti = tls_info_new(p.srv);
             assert_true(cli_ok);
-            rc = tls_peer_identity(p.srv, false, id, sizeof(id), &idwhy);
+            rc = tls_peer_identity(ti, false, id, sizeof(id), &idwhy);
             if (h->identity != NULL) {
                 if (rc != 0)
                     fail_msg("case '%s': identity failed: %s", h->name, idwhy);
                 assert_string_equal(id, h->identity);
-                assert_true(tls_peer_not_after(p.srv) > time(NULL));
-                tls_describe(p.srv, desc, sizeof(desc));
+                assert_true(tls_peer_not_after(ti) > time(NULL));
+                tls_describe(ti, desc, sizeof(desc));
                 assert_non_null(strstr(desc, "subject=CN="));
                 assert_non_null(strstr(desc, h->identity));
                 assert_non_null(strstr(desc, "serial="));
@@ -972,11 +973,12 @@ static void test_handshakes(void **state)
                 assert_int_equal(rc, -1);
                 assert_string_equal(idwhy, h->id_why);
                 if (h->client == NULL) {
-                    assert_int_equal(tls_peer_not_after(p.srv), 0);
-                    tls_describe(p.srv, desc, sizeof(desc));
+                    assert_int_equal(tls_peer_not_after(ti), 0);
+                    tls_describe(ti, desc, sizeof(desc));
                     assert_non_null(strstr(desc, "no client certificate"));
                 }
             }
+            tls_info_free(ti);
         } else {
             assert_false(cli_ok);
         }
@@ -1220,6 +1222,7 @@ static void test_resumption(void **state)
     SSL_CTX *cc;
     SSL_SESSION *sess = NULL;
     struct pair p;
+    struct tls_info *ti;
     bool cli_ok;
     unsigned char b;
     int i;
@@ -1247,11 +1250,12 @@ static void test_resumption(void **state)
     assert_int_equal(SSL_set_session(p.cli, sess), 1);
     assert_int_equal(drive(&p, why, sizeof(why), &cli_ok), TLS_IO_OK);
     assert_true(SSL_session_reused(p.srv));
-    tls_describe(p.srv, desc, sizeof(desc));
+    ti = tls_info_new(p.srv);
+    tls_describe(ti, desc, sizeof(desc));
     assert_non_null(strstr(desc, "resumed"));
-    assert_int_equal(tls_peer_identity(p.srv, false, id, sizeof(id), &idwhy),
-                     0);
+    assert_int_equal(tls_peer_identity(ti, false, id, sizeof(id), &idwhy), 0);
     assert_string_equal(id, "client1");
+    tls_info_free(ti);
     pair_close(&p);
 
     pair_open(&p, ctx2, cc);
