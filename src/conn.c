@@ -479,7 +479,7 @@ void conn_attach(struct conn *c, struct conn_loop *cl, void *ud)
     cl->count++;
     update_read(c);
     timer_arm(c);
-    if (conn_out_pending(c) > 0)
+    if (conn_out_pending(c) > 0 || (c->rec && tls_rec_write_pending(c->rec)))
         mark_pending(c);
     replay_if_buffered(c);
 }

@@ -23,10 +23,13 @@ build fuzz_topic src/topic.c src/router.c src/retain.c src/msg.c src/util.c
 build fuzz_passwd src/passwd.c src/util.c src/msg.c
 build fuzz_acl src/acl.c src/topic.c src/util.c src/msg.c
 build fuzz_cert_identity src/auth_mtls.c src/util.c src/msg.c
-SESSION_CORE=(src/util.c src/log.c src/msg.c src/conf.c src/mqtt_codec.c
-    src/topic.c src/router.c src/retain.c src/passwd.c src/acl.c
-    src/auth_mtls.c src/auth.c src/authq.c src/tls.c src/session.c
-    src/broker.c src/client.c src/hub.c src/persist.c src/sys.c)
+# The broker library's sources (CORE_SRCS in CMakeLists.txt) less conn.c
+# and server.c, which mem_conn.c replaces: read from CMakeLists.txt so a
+# new module cannot be left out here (tests/CMakeLists.txt does the same
+# for the replay test).
+mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
+    grep -o 'src/[a-z_0-9]*\.c' | grep -v -x -e src/conn.c -e src/server.c)
+[ "${#SESSION_CORE[@]}" -gt 10 ] || { echo "run-fuzz.sh: CORE_SRCS not found"; exit 1; }
 "$CC" "${CFLAGS[@]}" -Isrc tests/fuzz/fuzz_session.c tests/fuzz/mem_conn.c \
     "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread
 "$CC" -g -O1 -D_GNU_SOURCE -Iinclude tests/fuzz/gen_codec_seeds.c src/mqtt_codec.c \
