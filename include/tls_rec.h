@@ -72,8 +72,10 @@ void tls_rec_free(struct tls_rec *r);
  *   TLS_IO_ERROR     a bad record, alert or socket error; a fatal alert
  *                    was sent when the protocol asks for one;
  *                    tls_rec_error says why
- * A KeyUpdate that asks for one is answered with ciphertext queued in r;
- * check tls_rec_write_pending afterwards.
+ * A KeyUpdate that asks for one is answered before any more application
+ * data; while earlier ciphertext still waits for the socket the answer is
+ * owed rather than queued, and requests that arrive meanwhile share it
+ * (RFC 8446 4.6.3). Check tls_rec_write_pending afterwards.
  */
 enum tls_io tls_rec_read(struct tls_rec *r, int fd, uint8_t *buf, size_t cap,
                          size_t *n);
@@ -91,11 +93,13 @@ enum tls_io tls_rec_write(struct tls_rec *r, int fd, const uint8_t *buf,
                           size_t len, uint8_t *scratch, size_t scratch_cap,
                           size_t *n);
 
-/* tls_rec_write_pending: true while sealed bytes wait for the socket. */
+/* tls_rec_write_pending: true while sealed bytes wait for the socket or a
+ * KeyUpdate answer is owed; tls_rec_flush sends both. */
 bool tls_rec_write_pending(const struct tls_rec *r);
 
 /*
- * tls_rec_flush: write queued ciphertext. TLS_IO_OK when none is left,
+ * tls_rec_flush: write queued ciphertext, then an owed KeyUpdate answer.
+ * TLS_IO_OK when none is left,
  * TLS_IO_WANT_WRITE when some is, TLS_IO_ERROR on a socket error.
  */
 enum tls_io tls_rec_flush(struct tls_rec *r, int fd);

@@ -75,6 +75,7 @@ struct tls_rec {
     struct rec_dir rd, wr;
     uint64_t rekey_limit;
     uint64_t ku_rx, ku_tx;
+    bool ku_owed;  /* a KeyUpdate was requested and is not answered yet */
     uint8_t *part; /* a partial record read, or NULL */
     size_t part_len;
     uint8_t *wq; /* sealed bytes the socket has not taken, or NULL */
@@ -435,33 +436,7 @@ static void socket_err(struct tls_rec *r, int e)
                                              : "socket error");
 }
 
-enum tls_io tls_rec_flush(struct tls_rec *r, int fd)
-{
-    while (r->wq_head < r->wq_len) {
-        ssize_t k =
-            send(fd, r->wq + r->wq_head, r->wq_len - r->wq_head, MSG_NOSIGNAL);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return TLS_IO_WANT_WRITE;
-            socket_err(r, errno);
-            return TLS_IO_ERROR;
-        }
-        r->wq_head += (size_t)k;
-    }
-    free(r->wq);
-    r->wq = NULL;
-    r->wq_head = r->wq_len = 0;
-    return TLS_IO_OK;
-}
-
-bool tls_rec_write_pending(const struct tls_rec *r)
-{
-    return r->wq_head < r->wq_len;
-}
-
-/* Seal a KeyUpdate into out (4 + OVERHEAD bytes), then switch the write
+/* Seal a KeyUpdate into out (5 + OVERHEAD bytes), then switch the write
  * key. */
 static bool seal_key_update(struct tls_rec *r, bool request, uint8_t *out)
 {
@@ -474,12 +449,56 @@ static bool seal_key_update(struct tls_rec *r, bool request, uint8_t *out)
     return true;
 }
 
+/* Send the queue; then, when a KeyUpdate is owed, seal the answer behind
+ * it and send that too. Only an empty queue takes the answer, so a peer
+ * that requests updates without reading is owed one answer, not one per
+ * request (RFC 8446 4.6.3: a silent side answers many with one). */
+enum tls_io tls_rec_flush(struct tls_rec *r, int fd)
+{
+    for (;;) {
+        uint8_t ku[5 + OVERHEAD];
+
+        while (r->wq_head < r->wq_len) {
+            ssize_t k = send(fd, r->wq + r->wq_head, r->wq_len - r->wq_head,
+                             MSG_NOSIGNAL);
+            if (k < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    return TLS_IO_WANT_WRITE;
+                socket_err(r, errno);
+                r->failed = true;
+                return TLS_IO_ERROR;
+            }
+            r->wq_head += (size_t)k;
+        }
+        free(r->wq);
+        r->wq = NULL;
+        r->wq_head = r->wq_len = 0;
+        if (!r->ku_owed || r->failed)
+            return TLS_IO_OK;
+        r->ku_owed = false;
+        if (!seal_key_update(r, false, ku)) {
+            set_err(r, "TLS key update failed");
+            r->failed = true;
+            return TLS_IO_ERROR;
+        }
+        queue(r, ku, sizeof(ku));
+    }
+}
+
+bool tls_rec_write_pending(const struct tls_rec *r)
+{
+    return r->wq_head < r->wq_len || (r->ku_owed && !r->failed);
+}
+
 /* Queue one sealed alert (best effort) and try to send it. */
 static void send_alert(struct tls_rec *r, int fd, uint8_t desc)
 {
     uint8_t msg[2] = {desc == AL_CLOSE_NOTIFY ? 1 : 2, desc};
     uint8_t out[2 + OVERHEAD];
 
+    r->ku_owed = false; /* nothing follows an alert */
     if (r->wr.ctx == NULL || !seal(&r->wr, CT_ALERT, msg, sizeof(msg), out))
         return;
     queue(r, out, sizeof(out));
@@ -531,8 +550,6 @@ static const char *alert_name(uint8_t desc)
 static enum tls_io handshake_msgs(struct tls_rec *r, int fd, const uint8_t *p,
                                   size_t len)
 {
-    uint8_t out[5 + OVERHEAD];
-
     if (len < 4 || p[0] != HS_KEY_UPDATE)
         return fail(r, fd, AL_UNEXPECTED_MESSAGE,
                     "unexpected TLS handshake message after the handshake");
@@ -541,11 +558,10 @@ static enum tls_io handshake_msgs(struct tls_rec *r, int fd, const uint8_t *p,
     if (!dir_update(r, &r->rd, 0))
         return fail(r, fd, AL_DECODE_ERROR, "TLS key update failed");
     r->ku_rx++;
-    if (p[4] == 1) { /* update_requested: answer under the old key */
-        if (!seal_key_update(r, false, out))
-            return fail(r, fd, AL_DECODE_ERROR, "TLS key update failed");
-        queue(r, out, sizeof(out));
-        (void)tls_rec_flush(r, fd);
+    if (p[4] == 1) { /* update_requested: answered before any more data */
+        r->ku_owed = true;
+        if (tls_rec_flush(r, fd) == TLS_IO_ERROR)
+            return TLS_IO_ERROR;
     }
     return TLS_IO_OK;
 }

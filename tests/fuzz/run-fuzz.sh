@@ -23,6 +23,7 @@ build fuzz_topic src/topic.c src/router.c src/retain.c src/msg.c src/util.c
 build fuzz_passwd src/passwd.c src/util.c src/msg.c
 build fuzz_acl src/acl.c src/topic.c src/util.c src/msg.c
 build fuzz_cert_identity src/auth_mtls.c src/util.c src/msg.c
+build fuzz_tls_rec src/tls_rec.c src/util.c
 # The broker library's sources (CORE_SRCS in CMakeLists.txt) less conn.c
 # and server.c, which mem_conn.c replaces: read from CMakeLists.txt so a
 # new module cannot be left out here (tests/CMakeLists.txt does the same
@@ -36,12 +37,16 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
     src/util.c -o "$out/gen_codec_seeds"
 
 status=0
-for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity fuzz_session; do
+for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
+    fuzz_tls_rec fuzz_session; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then
         find tests/fuzz/session-seeds tests/fuzz/session-regressions -type f \
             ! -name '*.md' -exec cp {} "$corpus"/ \;
+    fi
+    if [ "$h" = fuzz_tls_rec ]; then
+        find tests/fuzz/tls-rec-seeds -type f ! -name '*.md' -exec cp {} "$corpus"/ \;
     fi
     if [ "$h" = fuzz_codec ]; then "$out/gen_codec_seeds" "$corpus" >/dev/null; fi
     if "$out/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

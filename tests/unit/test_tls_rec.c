@@ -7,7 +7,8 @@
  *
  * Covered: the three AEAD suites both ways; large transfers both ways with
  * small socket buffers (partial records in, queued ciphertext out);
- * KeyUpdate from the client (not requested, requested and answered); the
+ * KeyUpdate from the client (not requested, requested and answered, many
+ * requests while the client does not read share one answer); the
  * rekey limit; close_notify both ways; tampered, oversized and plaintext
  * handshake records (TLS_IO_ERROR and the RFC 8446 alert the client
  * sees); a fatal alert from the client; 0, 2 and 5 session tickets sent
@@ -917,6 +918,93 @@ static void test_key_update_from_client(void **state)
     pair_close(&p);
 }
 
+/*
+ * KeyUpdate requests from a client that does not read: while the server's
+ * earlier ciphertext waits for the socket, every request shares one owed
+ * answer (RFC 8446 4.6.3), so the queue cannot grow with the requests.
+ * Once the client reads, the one answer comes before any more data.
+ */
+static void test_key_update_requests_share_answer(void **state)
+{
+    enum { REQUESTS = 300 };
+    const size_t chunk = 4096;
+    uint8_t *src = malloc(chunk), *dst = malloc(1u << 22);
+    size_t queued = 0, got = 0, n;
+    struct pair p;
+    uint64_t rx = 0, tx = 99;
+    enum tls_io res = TLS_IO_OK;
+    int i, ret, e;
+
+    assert_non_null(src);
+    assert_non_null(dst);
+    pattern(src, chunk, 5);
+    open_taken(*state, &p, NULL);
+    set_sndbuf(p.sfd, 4096);
+    set_sndbuf(p.cfd, 4096);
+
+    /* fill the server-to-client direction until ciphertext is queued */
+    for (i = 0; i < MAX_STEPS && queued < (1u << 22) - chunk; i++) {
+        n = 0;
+        res = tls_rec_write(p.r, p.sfd, src, chunk, p.scratch,
+                            TLS_REC_WRITE_MIN, &n);
+        queued += n;
+        if (res != TLS_IO_OK)
+            break;
+    }
+    assert_int_equal(res, TLS_IO_WANT_WRITE);
+    assert_true(tls_rec_write_pending(p.r));
+
+    for (i = 0; i < REQUESTS; i++) {
+        assert_int_equal(SSL_key_update(p.cli, SSL_KEY_UPDATE_REQUESTED), 1);
+        cli_write_str(&p, "k");
+        srv_expect(&p, "k");
+    }
+    tls_rec_key_updates(p.r, &rx, &tx);
+    assert_int_equal(rx, REQUESTS);
+    assert_int_equal(tx, 0); /* owed, not queued behind the blocked data */
+    assert_true(tls_rec_write_pending(p.r));
+
+    /* the client reads: the data, then exactly one KeyUpdate */
+    for (i = 0; i < MAX_STEPS && (got < queued || tls_rec_write_pending(p.r));
+         i++) {
+        bool progress = false;
+
+        if (tls_rec_write_pending(p.r)) {
+            res = tls_rec_flush(p.r, p.sfd);
+            if (res == TLS_IO_OK)
+                progress = true;
+            else if (res != TLS_IO_WANT_WRITE)
+                fail_msg("server flush: %d: %s", (int)res, tls_rec_error(p.r));
+        }
+        ERR_clear_error();
+        ret = SSL_read(p.cli, dst + got, 65536);
+        if (ret > 0) {
+            got += (size_t)ret;
+            progress = true;
+        } else if ((e = SSL_get_error(p.cli, ret)) != SSL_ERROR_WANT_READ) {
+            fail_msg("client read after %zu bytes: SSL error %d: %s", got, e,
+                     ssl_errstr());
+        }
+        if (!progress)
+            await2(&p, tls_rec_write_pending(p.r) ? p.sfd : -1, POLLOUT, p.cfd,
+                   POLLIN);
+    }
+    assert_int_equal(got, queued);
+    for (size_t off = 0; off < got; off += chunk)
+        assert_memory_equal(dst + off, src, chunk);
+    tls_rec_key_updates(p.r, &rx, &tx);
+    assert_int_equal(tx, 1);
+
+    /* both directions still agree on their keys */
+    srv_write_str(&p, "after the answer");
+    cli_expect(&p, "after the answer");
+    cli_write_str(&p, "and back");
+    srv_expect(&p, "and back");
+    pair_close(&p);
+    free(src);
+    free(dst);
+}
+
 /* The rekey limit: a KeyUpdate every few records, followed by the client. */
 static void test_rekey_limit(void **state)
 {
@@ -1261,6 +1349,7 @@ int main(void)
         cmocka_unit_test(test_large_client_to_server),
         cmocka_unit_test(test_large_server_to_client),
         cmocka_unit_test(test_key_update_from_client),
+        cmocka_unit_test(test_key_update_requests_share_answer),
         cmocka_unit_test(test_rekey_limit),
         cmocka_unit_test(test_close_notify_from_client),
         cmocka_unit_test(test_close_notify_to_client),
