@@ -7,6 +7,7 @@
 #include "tls_rec.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "util.h"
 
@@ -68,10 +69,29 @@ struct rec_dir {
     uint64_t seq;
 };
 
-struct tls_rec {
-    const EVP_MD *md;
-    const char *cipher; /* EVP name, fetched again on KeyUpdate */
+/* One TLS 1.3 AEAD suite, fetched from the provider once per SSL_CTX:
+ * fetching by name costs more than the whole key schedule of a
+ * connection, so no connection fetches. */
+struct rec_suite {
+    uint16_t id;        /* TLS cipher suite number */
+    EVP_CIPHER *cipher; /* NULL when the provider lacks it */
+    EVP_MAC_CTX *hmac;  /* HMAC with the suite's hash, no key yet: each
+                           derivation duplicates it */
     size_t hash_len, key_len;
+};
+
+/* The suites of one SSL_CTX (ex_data), shared by reference with every
+ * tls_rec taken from it, so a reload may free the SSL_CTX first. Read-only
+ * after set-up; the count is atomic because the loops of 'threads' take
+ * and free connections concurrently. */
+struct rec_algs {
+    atomic_uint refs;
+    struct rec_suite suite[3];
+};
+
+struct tls_rec {
+    struct rec_algs *algs; /* a reference */
+    const struct rec_suite *s;
     struct rec_dir rd, wr;
     uint64_t rekey_limit;
     uint64_t ku_rx, ku_tx;
@@ -92,6 +112,60 @@ struct tls_rec {
  */
 static CRYPTO_ONCE rec_once = CRYPTO_ONCE_STATIC_INIT;
 static int rec_ex_index = -1;
+static int algs_ex_index = -1; /* struct rec_algs on the SSL_CTX */
+
+static void algs_unref(struct rec_algs *a)
+{
+    if (a == NULL || atomic_fetch_sub(&a->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < 3; i++) {
+        EVP_CIPHER_free(a->suite[i].cipher);
+        EVP_MAC_CTX_free(a->suite[i].hmac);
+    }
+    free(a);
+}
+
+static void algs_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                      long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    algs_unref(ptr);
+}
+
+/* Fetch what one suite needs; a suite the provider lacks stays NULL and
+ * tls_rec_take declines it. */
+static void suite_fetch(struct rec_suite *s, uint16_t id, const char *cipher,
+                        const char *digest)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
+    EVP_MD *md = EVP_MD_fetch(NULL, digest, NULL);
+    char dname[16]; /* OSSL_PARAM wants a mutable string */
+    OSSL_PARAM params[2];
+
+    snprintf(dname, sizeof(dname), "%s", digest);
+    params[0] =
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, dname, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    s->id = id;
+    s->cipher = EVP_CIPHER_fetch(NULL, cipher, NULL);
+    s->hmac = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    if (s->cipher != NULL && md != NULL && s->hmac != NULL &&
+        EVP_MAC_CTX_set_params(s->hmac, params) == 1) {
+        s->hash_len = (size_t)EVP_MD_get_size(md);
+        s->key_len = (size_t)EVP_CIPHER_get_key_length(s->cipher);
+    } else {
+        EVP_CIPHER_free(s->cipher);
+        EVP_MAC_CTX_free(s->hmac);
+        s->cipher = NULL;
+        s->hmac = NULL;
+    }
+    EVP_MD_free(md);
+    EVP_MAC_free(mac);
+}
 
 static void capture_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
                          long argl, void *argp)
@@ -108,6 +182,7 @@ static void capture_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 static void rec_once_init(void)
 {
     rec_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, capture_free);
+    algs_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, algs_free);
 }
 
 static int hexval(char ch)
@@ -195,8 +270,22 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf,
 
 bool tls_rec_ctx_setup(SSL_CTX *ctx)
 {
-    if (!CRYPTO_THREAD_run_once(&rec_once, rec_once_init) || rec_ex_index < 0)
+    struct rec_algs *a;
+
+    if (!CRYPTO_THREAD_run_once(&rec_once, rec_once_init) || rec_ex_index < 0 ||
+        algs_ex_index < 0)
         return false;
+    if (SSL_CTX_get_ex_data(ctx, algs_ex_index) == NULL) {
+        a = xcalloc(1, sizeof(*a));
+        atomic_init(&a->refs, 1);
+        suite_fetch(&a->suite[0], 0x1301, "AES-128-GCM", "SHA256");
+        suite_fetch(&a->suite[1], 0x1302, "AES-256-GCM", "SHA384");
+        suite_fetch(&a->suite[2], 0x1303, "ChaCha20-Poly1305", "SHA256");
+        if (!SSL_CTX_set_ex_data(ctx, algs_ex_index, a)) {
+            algs_unref(a);
+            return false;
+        }
+    }
     SSL_CTX_set_keylog_callback(ctx, keylog_cb);
     SSL_CTX_set_msg_callback(ctx, msg_cb);
     return true;
@@ -209,10 +298,11 @@ static bool expand_label(const struct tls_rec *r, const unsigned char *secret,
 {
     unsigned char info[2 + 1 + 6 + 16 + 1 + 1];
     unsigned char t[EVP_MAX_MD_SIZE];
-    unsigned int tlen = 0;
-    size_t ll = strlen(label), i = 0;
+    size_t ll = strlen(label), i = 0, tlen = 0;
+    EVP_MAC_CTX *m;
+    bool ok;
 
-    if (ll > 16 || outlen > r->hash_len)
+    if (ll > 16 || outlen > r->s->hash_len)
         return false;
     info[i++] = (unsigned char)(outlen >> 8);
     info[i++] = (unsigned char)outlen;
@@ -223,30 +313,29 @@ static bool expand_label(const struct tls_rec *r, const unsigned char *secret,
     i += ll;
     info[i++] = 0; /* empty context */
     info[i++] = 1; /* block counter */
-    if (HMAC(r->md, secret, (int)r->hash_len, info, i, t, &tlen) == NULL ||
-        tlen < outlen)
-        return false;
-    memcpy(out, t, outlen);
+    m = EVP_MAC_CTX_dup(r->s->hmac);
+    ok = m != NULL && EVP_MAC_init(m, secret, r->s->hash_len, NULL) == 1 &&
+         EVP_MAC_update(m, info, i) == 1 &&
+         EVP_MAC_final(m, t, &tlen, sizeof(t)) == 1 && tlen >= outlen;
+    EVP_MAC_CTX_free(m);
+    if (ok)
+        memcpy(out, t, outlen);
     OPENSSL_cleanse(t, sizeof(t));
-    return true;
+    return ok;
 }
 
 /* Install d's key and IV from d->secret. */
 static bool dir_keys(const struct tls_rec *r, struct rec_dir *d, int enc)
 {
     unsigned char key[KEY_MAX];
-    EVP_CIPHER *ciph;
     bool ok;
 
-    if (!expand_label(r, d->secret, "key", key, r->key_len) ||
+    if (!expand_label(r, d->secret, "key", key, r->s->key_len) ||
         !expand_label(r, d->secret, "iv", d->iv, IV_LEN))
         return false;
     if (d->ctx == NULL && (d->ctx = EVP_CIPHER_CTX_new()) == NULL)
         return false;
-    ciph = EVP_CIPHER_fetch(NULL, r->cipher, NULL);
-    ok = ciph != NULL &&
-         EVP_CipherInit_ex2(d->ctx, ciph, key, NULL, enc, NULL) == 1;
-    EVP_CIPHER_free(ciph); /* the context keeps its own reference */
+    ok = EVP_CipherInit_ex2(d->ctx, r->s->cipher, key, NULL, enc, NULL) == 1;
     OPENSSL_cleanse(key, sizeof(key));
     return ok;
 }
@@ -256,9 +345,9 @@ static bool dir_update(const struct tls_rec *r, struct rec_dir *d, int enc)
 {
     unsigned char next[SECRET_MAX];
 
-    if (!expand_label(r, d->secret, "traffic upd", next, r->hash_len))
+    if (!expand_label(r, d->secret, "traffic upd", next, r->s->hash_len))
         return false;
-    memcpy(d->secret, next, r->hash_len);
+    memcpy(d->secret, next, r->s->hash_len);
     OPENSSL_cleanse(next, sizeof(next));
     d->seq = 0;
     return dir_keys(r, d, enc);
@@ -332,9 +421,12 @@ static bool open_record(struct rec_dir *d, uint8_t *rec, size_t clen,
 
 struct tls_rec *tls_rec_take(SSL *ssl, const char **why)
 {
+    const struct rec_suite *suite = NULL;
     struct rec_capture *cap;
+    struct rec_algs *algs;
     const SSL_CIPHER *c;
     struct tls_rec *r;
+    uint16_t id;
 
     *why = "";
     if (SSL_version(ssl) != TLS1_3_VERSION) {
@@ -354,37 +446,27 @@ struct tls_rec *tls_rec_take(SSL *ssl, const char **why)
         *why = "OpenSSL holds input";
         return NULL;
     }
+    algs = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), algs_ex_index);
     c = SSL_get_current_cipher(ssl);
-    r = xcalloc(1, sizeof(*r));
-    switch (c ? SSL_CIPHER_get_protocol_id(c) : 0) {
-    case 0x1301:
-        r->md = EVP_sha256();
-        r->cipher = "AES-128-GCM";
-        r->key_len = 16;
-        break;
-    case 0x1302:
-        r->md = EVP_sha384();
-        r->cipher = "AES-256-GCM";
-        r->key_len = 32;
-        break;
-    case 0x1303:
-        r->md = EVP_sha256();
-        r->cipher = "ChaCha20-Poly1305";
-        r->key_len = 32;
-        break;
-    default:
-        free(r);
+    id = c ? SSL_CIPHER_get_protocol_id(c) : 0;
+    for (size_t i = 0; algs != NULL && i < 3 && suite == NULL; i++)
+        if (algs->suite[i].id == id && algs->suite[i].cipher != NULL)
+            suite = &algs->suite[i];
+    if (suite == NULL) {
         *why = "cipher suite not handled here";
         return NULL;
     }
-    r->hash_len = (size_t)EVP_MD_get_size(r->md);
-    if (cap->client_len != r->hash_len || cap->server_len != r->hash_len) {
-        free(r);
+    if (cap->client_len != suite->hash_len ||
+        cap->server_len != suite->hash_len) {
         *why = "secrets not captured";
         return NULL;
     }
-    memcpy(r->rd.secret, cap->client, r->hash_len);
-    memcpy(r->wr.secret, cap->server, r->hash_len);
+    r = xcalloc(1, sizeof(*r));
+    atomic_fetch_add(&algs->refs, 1);
+    r->algs = algs;
+    r->s = suite;
+    memcpy(r->rd.secret, cap->client, suite->hash_len);
+    memcpy(r->wr.secret, cap->server, suite->hash_len);
     OPENSSL_cleanse(cap->client, sizeof(cap->client));
     OPENSSL_cleanse(cap->server, sizeof(cap->server));
     r->rekey_limit = REKEY_DEFAULT;
@@ -404,6 +486,7 @@ void tls_rec_free(struct tls_rec *r)
         return;
     EVP_CIPHER_CTX_free(r->rd.ctx);
     EVP_CIPHER_CTX_free(r->wr.ctx);
+    algs_unref(r->algs);
     free(r->part);
     free(r->wq);
     OPENSSL_cleanse(r, sizeof(*r));
