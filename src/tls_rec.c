@@ -125,17 +125,6 @@ static void algs_unref(struct rec_algs *a)
     free(a);
 }
 
-static void algs_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
-                      long argl, void *argp)
-{
-    (void)parent;
-    (void)ad;
-    (void)idx;
-    (void)argl;
-    (void)argp;
-    algs_unref(ptr);
-}
-
 /* Fetch what one suite needs; a suite the provider lacks stays NULL and
  * tls_rec_take declines it. */
 static void suite_fetch(struct rec_suite *s, uint16_t id, const char *cipher,
@@ -167,22 +156,27 @@ static void suite_fetch(struct rec_suite *s, uint16_t id, const char *cipher,
     EVP_MAC_free(mac);
 }
 
-static void capture_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
-                         long argl, void *argp)
+enum { EX_CAPTURE, EX_ALGS }; /* argl of the two ex_data indexes */
+
+/* ex_data free callback for both indexes: argl says which one ptr is. */
+static void ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+                    long argl, void *argp)
 {
     (void)parent;
     (void)ad;
     (void)idx;
-    (void)argl;
     (void)argp;
-    if (ptr != NULL)
+    if (argl == EX_ALGS)
+        algs_unref(ptr);
+    else if (ptr != NULL)
         OPENSSL_clear_free(ptr, sizeof(struct rec_capture));
 }
 
 static void rec_once_init(void)
 {
-    rec_ex_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, capture_free);
-    algs_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, algs_free);
+    rec_ex_index = SSL_get_ex_new_index(EX_CAPTURE, NULL, NULL, NULL, ex_free);
+    algs_ex_index =
+        SSL_CTX_get_ex_new_index(EX_ALGS, NULL, NULL, NULL, ex_free);
 }
 
 static int hexval(char ch)
