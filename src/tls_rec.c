@@ -47,6 +47,7 @@ enum {
     AL_UNEXPECTED_MESSAGE = 10,
     AL_BAD_RECORD_MAC = 20,
     AL_RECORD_OVERFLOW = 22,
+    AL_ILLEGAL_PARAMETER = 47,
     AL_DECODE_ERROR = 50,
     AL_USER_CANCELED = 90,
 };
@@ -611,6 +612,8 @@ static const char *alert_name(uint8_t desc)
         return "certificate_expired";
     case 46:
         return "certificate_unknown";
+    case 47:
+        return "illegal_parameter";
     case 50:
         return "decode_error";
     case 51:
@@ -630,8 +633,14 @@ static enum tls_io handshake_msgs(struct tls_rec *r, int fd, const uint8_t *p,
     if (len < 4 || p[0] != HS_KEY_UPDATE)
         return fail(r, fd, AL_UNEXPECTED_MESSAGE,
                     "unexpected TLS handshake message after the handshake");
-    if (len != 5 || p[1] != 0 || p[2] != 0 || p[3] != 1 || p[4] > 1)
+    if (len < 5 || p[1] != 0 || p[2] != 0 || p[3] != 1)
         return fail(r, fd, AL_DECODE_ERROR, "malformed TLS KeyUpdate");
+    if (len > 5) /* the key changes after it: nothing may follow (5.1) */
+        return fail(r, fd, AL_UNEXPECTED_MESSAGE,
+                    "TLS KeyUpdate not at the end of its record");
+    if (p[4] > 1)
+        return fail(r, fd, AL_ILLEGAL_PARAMETER,
+                    "malformed TLS KeyUpdate (request_update)");
     if (!dir_update(r, &r->rd, 0))
         return fail(r, fd, AL_DECODE_ERROR, "TLS key update failed");
     r->ku_rx++;
