@@ -70,6 +70,8 @@ struct rec_dir {
     uint64_t seq;
 };
 
+#define N_SUITES 3 /* TLS_AES_128_GCM, TLS_AES_256_GCM, TLS_CHACHA20 */
+
 /* One TLS 1.3 AEAD suite, fetched from the provider once per SSL_CTX:
  * fetching by name costs more than the whole key schedule of a
  * connection, so no connection fetches. */
@@ -87,7 +89,7 @@ struct rec_suite {
  * and free connections concurrently. */
 struct rec_algs {
     atomic_uint refs;
-    struct rec_suite suite[3];
+    struct rec_suite suite[N_SUITES];
 };
 
 struct tls_rec {
@@ -119,7 +121,7 @@ static void algs_unref(struct rec_algs *a)
 {
     if (a == NULL || atomic_fetch_sub(&a->refs, 1) != 1)
         return;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < N_SUITES; i++) {
         EVP_CIPHER_free(a->suite[i].cipher);
         EVP_MAC_CTX_free(a->suite[i].hmac);
     }
@@ -129,10 +131,9 @@ static void algs_unref(struct rec_algs *a)
 /* Fetch what one suite needs; a suite the provider lacks stays NULL and
  * tls_rec_take declines it. */
 static void suite_fetch(struct rec_suite *s, uint16_t id, const char *cipher,
-                        const char *digest)
+                        const char *digest, size_t hash_len)
 {
     EVP_MAC *mac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);
-    EVP_MD *md = EVP_MD_fetch(NULL, digest, NULL);
     char dname[16]; /* OSSL_PARAM wants a mutable string */
     OSSL_PARAM params[2];
 
@@ -143,9 +144,9 @@ static void suite_fetch(struct rec_suite *s, uint16_t id, const char *cipher,
     s->id = id;
     s->cipher = EVP_CIPHER_fetch(NULL, cipher, NULL);
     s->hmac = mac ? EVP_MAC_CTX_new(mac) : NULL;
-    if (s->cipher != NULL && md != NULL && s->hmac != NULL &&
+    if (s->cipher != NULL && s->hmac != NULL &&
         EVP_MAC_CTX_set_params(s->hmac, params) == 1) {
-        s->hash_len = (size_t)EVP_MD_get_size(md);
+        s->hash_len = hash_len;
         s->key_len = (size_t)EVP_CIPHER_get_key_length(s->cipher);
     } else {
         EVP_CIPHER_free(s->cipher);
@@ -153,7 +154,6 @@ static void suite_fetch(struct rec_suite *s, uint16_t id, const char *cipher,
         s->cipher = NULL;
         s->hmac = NULL;
     }
-    EVP_MD_free(md);
     EVP_MAC_free(mac);
 }
 
@@ -273,9 +273,9 @@ bool tls_rec_ctx_setup(SSL_CTX *ctx)
     if (SSL_CTX_get_ex_data(ctx, algs_ex_index) == NULL) {
         a = xcalloc(1, sizeof(*a));
         atomic_init(&a->refs, 1);
-        suite_fetch(&a->suite[0], 0x1301, "AES-128-GCM", "SHA256");
-        suite_fetch(&a->suite[1], 0x1302, "AES-256-GCM", "SHA384");
-        suite_fetch(&a->suite[2], 0x1303, "ChaCha20-Poly1305", "SHA256");
+        suite_fetch(&a->suite[0], 0x1301, "AES-128-GCM", "SHA256", 32);
+        suite_fetch(&a->suite[1], 0x1302, "AES-256-GCM", "SHA384", 48);
+        suite_fetch(&a->suite[2], 0x1303, "ChaCha20-Poly1305", "SHA256", 32);
         if (!SSL_CTX_set_ex_data(ctx, algs_ex_index, a)) {
             algs_unref(a);
             return false;
@@ -444,7 +444,7 @@ struct tls_rec *tls_rec_take(SSL *ssl, const char **why)
     algs = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), algs_ex_index);
     c = SSL_get_current_cipher(ssl);
     id = c ? SSL_CIPHER_get_protocol_id(c) : 0;
-    for (size_t i = 0; algs != NULL && i < 3 && suite == NULL; i++)
+    for (size_t i = 0; algs != NULL && i < N_SUITES && suite == NULL; i++)
         if (algs->suite[i].id == id && algs->suite[i].cipher != NULL)
             suite = &algs->suite[i];
     if (suite == NULL) {
