@@ -59,7 +59,7 @@ if [ ! -f "$builddir/compile_commands.json" ]; then
 fi
 
 # largest first, so the slowest files do not start last in the parallel run
-mapfile -t sources < <(find src -maxdepth 1 -name '*.c' -printf '%s %p\n' |
+mapfile -t sources < <(find src -name '*.c' -printf '%s %p\n' |
     sort -rn | cut -d' ' -f2-)
 [ ${#sources[@]} -gt 0 ] || die "no sources in src/"
 
@@ -70,7 +70,7 @@ echo "== cppcheck ($("$CPPCHECK" --version))"
 start=$SECONDS
 if ! "$CPPCHECK" --enable=warning,performance,portability --inline-suppr \
     --suppressions-list=tests/cppcheck-suppressions.txt \
-    --error-exitcode=1 --std=c11 -D_GNU_SOURCE -Iinclude -Isrc \
+    --error-exitcode=1 --std=c11 -D_GNU_SOURCE -Iinclude -Isrc/broker \
     --library=posix --library=openssl -j"$jobs" -q \
     --template='{file}:{line}:{column}: {severity}: {message} [{id}]\n{code}' \
     "${sources[@]}"; then

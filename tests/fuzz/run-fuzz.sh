@@ -17,24 +17,24 @@ build() { # name sources...
     local name=$1; shift
     "$CC" "${CFLAGS[@]}" "$@" "tests/fuzz/$name.c" -o "$out/$name" "${SSL[@]}"
 }
-build fuzz_codec src/mqtt_codec.c src/util.c
-build fuzz_conf src/conf.c src/util.c src/msg.c
-build fuzz_topic src/topic.c src/router.c src/retain.c src/msg.c src/util.c
-build fuzz_passwd src/passwd.c src/util.c src/msg.c
-build fuzz_acl src/acl.c src/topic.c src/util.c src/msg.c
-build fuzz_cert_identity src/auth_mtls.c src/util.c src/msg.c
-build fuzz_tls_rec src/tls_rec.c src/util.c
+build fuzz_codec src/mqtt/mqtt_codec.c src/util/util.c
+build fuzz_conf src/conf/conf.c src/util/util.c src/broker/msg.c
+build fuzz_topic src/mqtt/topic.c src/broker/router.c src/broker/retain.c src/broker/msg.c src/util/util.c
+build fuzz_passwd src/auth/passwd.c src/util/util.c src/broker/msg.c
+build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
+build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
+build fuzz_tls_rec src/net/tls_rec.c src/util/util.c
 # The broker library's sources (CORE_SRCS in CMakeLists.txt) less conn.c
 # and server.c, which mem_conn.c replaces: read from CMakeLists.txt so a
 # new module cannot be left out here (tests/CMakeLists.txt does the same
 # for the replay test).
 mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
-    grep -o 'src/[a-z_0-9]*\.c' | grep -v -x -e src/conn.c -e src/server.c)
+    grep -o 'src/[a-z_0-9/]*\.c' | grep -v -x -e src/net/conn.c -e src/net/server.c)
 [ "${#SESSION_CORE[@]}" -gt 10 ] || { echo "run-fuzz.sh: CORE_SRCS not found"; exit 1; }
-"$CC" "${CFLAGS[@]}" -Isrc tests/fuzz/fuzz_session.c tests/fuzz/mem_conn.c \
+"$CC" "${CFLAGS[@]}" -Isrc/broker tests/fuzz/fuzz_session.c tests/fuzz/mem_conn.c \
     "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread
-"$CC" -g -O1 -D_GNU_SOURCE -Iinclude tests/fuzz/gen_codec_seeds.c src/mqtt_codec.c \
-    src/util.c -o "$out/gen_codec_seeds"
+"$CC" -g -O1 -D_GNU_SOURCE -Iinclude tests/fuzz/gen_codec_seeds.c src/mqtt/mqtt_codec.c \
+    src/util/util.c -o "$out/gen_codec_seeds"
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
