@@ -94,7 +94,10 @@ struct conf {
 
     /* limits (Mosquitto defaults in brackets) */
     int max_connections;         /* -1 [-1]: applies to the default listener */
-    uint16_t max_keepalive;      /* [65535] */
+    /* max_keepalive: 0 = off (mqttd default; Mosquitto 2.0.11: 65535,
+     * 10..65535). N > 0: a v3 client whose keepalive is 0 or above N is
+     * refused (CONNACK 2), a v5 one is sent Server Keep Alive N. */
+    uint16_t max_keepalive;
     uint32_t max_packet_size;    /* 0 = protocol max [0] */
     uint32_t message_size_limit; /* 0 = none [0] */
     uint16_t max_inflight_messages; /* [20]; 0 = unlimited */

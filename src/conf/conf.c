@@ -1719,7 +1719,7 @@ static struct conf_priv *conf_new(void)
     c->sec.allow_anonymous = -1;
     c->sec.allow_zero_length_clientid = true;
     c->max_connections = -1;
-    c->max_keepalive = 65535;
+    c->max_keepalive = 0; /* off: see conf.h */
     c->max_packet_size = 0;
     c->message_size_limit = 0;
     c->max_inflight_messages = 20;

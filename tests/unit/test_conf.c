@@ -123,7 +123,7 @@ static int teardown_tmp(void **state)
 static void check_global_defaults(const struct conf *c)
 {
     assert_int_equal(c->max_connections, -1);
-    assert_int_equal(c->max_keepalive, 65535);
+    assert_int_equal(c->max_keepalive, 0);
     assert_int_equal(c->max_packet_size, 0);
     assert_int_equal(c->message_size_limit, 0);
     assert_int_equal(c->max_inflight_messages, 20);
