@@ -74,7 +74,7 @@ struct conf_listener {
     char *unix_path;          /* "listener 0 /path" */
     int socket_domain;        /* AF_UNSPEC (default), AF_INET or AF_INET6 */
     int max_connections;      /* -1 = unlimited */
-    uint8_t max_qos;          /* 0..2, default 2 */
+    uint8_t max_qos;          /* max_qos / maximum_qos: 0..2, default 2 */
     uint16_t max_topic_alias; /* default 10 */
     bool tls_enabled;         /* certfile given */
     struct conf_tls tls;
@@ -107,7 +107,7 @@ struct conf {
     bool queue_qos0_messages;       /* [false] */
     bool retain_available;          /* [true] */
     bool set_tcp_nodelay;           /* mqttd default true (Mosquitto false) */
-    uint8_t max_qos;                /* [2] default for listeners */
+    uint8_t max_qos; /* max_qos / maximum_qos [2]: default for listeners */
     uint16_t max_topic_alias;       /* [10] default for listeners */
     uint32_t max_subscriptions_per_client; /* mqttd [10000]; 0 = unlimited */
     uint32_t max_retained_messages;        /* mqttd [100000]; 0 = unlimited */

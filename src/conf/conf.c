@@ -1246,6 +1246,8 @@ static const struct key keys[] = {
     INTG("max_subscriptions_per_client", K_U32, max_subscriptions_per_client, 0,
          UINT32_MAX),
     INTB("max_topic_alias", K_U16, max_topic_alias, 0, 65535),
+    /* undocumented Mosquitto 2.0 spelling of max_qos, same storage */
+    INTB("maximum_qos", K_U8, max_qos, 0, 2),
     INTG("memory_limit", K_U64, memory_limit, 0, INT64_MAX),
     INTG("message_size_limit", K_U32, message_size_limit, 0, MQTT_MAX_PAYLOAD),
     UNSUP("mount_point"),

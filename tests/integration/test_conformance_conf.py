@@ -8,6 +8,7 @@ import unittest
 from harness import Broker, Raw
 
 P_SERVER_KEEP_ALIVE = 0x13
+P_MAXIMUM_QOS = 0x24
 
 
 def connack_props(body):
@@ -117,6 +118,18 @@ class MaxKeepalive60(Keepalive):
         _, rc, props = connack_props(body)
         self.assertEqual(rc, 0)
         self.assertNotIn(P_SERVER_KEEP_ALIVE, props)
+
+
+
+class MaximumQos(Keepalive):
+    """maximum_qos, Mosquitto's other spelling of max_qos, reaches the
+    listener: [MQTT-3.2.2-9] CONNACK Maximum QoS."""
+    CONF = "listener {port} 127.0.0.1\nallow_anonymous true\nmaximum_qos 1\n"
+
+    def test_connack_maximum_qos(self):
+        _, body = self.connack(5, 60)
+        _, rc, props = connack_props(body)
+        self.assertEqual((rc, props.get(P_MAXIMUM_QOS)), (0, 1))
 
 
 if __name__ == "__main__":

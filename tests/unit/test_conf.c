@@ -274,6 +274,8 @@ static const struct scalar_case scalar_cases[] = {
     SC("upgrade_outgoing_qos 1", upgrade_outgoing_qos, W_BOOL, 1),
     SC("check_retain_source false", check_retain_source, W_BOOL, 0),
     SC("max_qos 0", max_qos, W_U8, 0),
+    SC("maximum_qos 1", max_qos, W_U8, 1),
+    SC("max_qos 0\nmaximum_qos 2", max_qos, W_U8, 2),
     SC("max_topic_alias 65535", max_topic_alias, W_U16, 65535),
     SC("max_connections 10", max_connections, W_INT, 10),
     SC("max_subscriptions_per_client 4294967295", max_subscriptions_per_client,
@@ -787,6 +789,12 @@ static void test_both_scope_defaults(void **state)
     assert_int_equal(c->listeners[1].max_qos, 0);
     assert_int_equal(c->listeners[1].max_topic_alias, 4);
     assert_int_equal(c->listeners[1].max_connections, -1);
+    conf_free(c);
+
+    /* maximum_qos is the same key, per listener too */
+    c = load_ok("listener 1883\nmaximum_qos 0\nlistener 1884\n");
+    assert_int_equal(c->listeners[0].max_qos, 0);
+    assert_int_equal(c->listeners[1].max_qos, 2);
     conf_free(c);
 
     /* the implicit listeners take them too */
