@@ -153,8 +153,13 @@ struct conf {
 /*
  * Error sink: called once per error with the file, the 1-based line (0 when
  * the error is not about one line) and the message. conf_load() keeps going
- * after an error so every error in the file is reported.
+ * after an error so every error in the file is reported. Warnings (a
+ * Mosquitto key accepted although it has no effect in mqttd) go to the same
+ * sink with a message that starts with CONF_WARNING_PREFIX; they do not
+ * make the load fail.
  */
+#define CONF_WARNING_PREFIX "warning: "
+
 typedef void (*conf_err_fn)(void *arg, const char *file, int line,
                             const char *msg);
 

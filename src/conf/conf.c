@@ -116,10 +116,22 @@ struct parser {
     ino_t main_ino;
 };
 
-enum ktype { K_UNSUP, K_FN, K_BOOL, K_I32, K_U8, K_U16, K_U32, K_U64, K_STR };
+enum ktype {
+    K_UNSUP, /* a Mosquitto key mqttd refuses: FILE:LINE error with k->why */
+    K_WARN,  /* a Mosquitto key accepted without effect: a warning */
+    K_FN,
+    K_BOOL,
+    K_I32,
+    K_U8,
+    K_U16,
+    K_U32,
+    K_U64,
+    K_STR
+};
 enum kscope { SC_GLOBAL, SC_LISTENER, SC_BOTH, SC_SEC };
 
 #define F_REPLACE 1u /* a string that may be given again (last wins) */
+#define F_BOOLV 2u   /* K_WARN: the value must be a boolean */
 
 struct key {
     const char *name;
@@ -131,7 +143,22 @@ struct key {
     void (*fn)(struct parser *ps, const struct key *k, char *val);
     int fk; /* FK_* for listener file keys, -1 otherwise */
     unsigned flags;
+    const char *why; /* K_UNSUP: why refused; K_WARN: why without effect */
 };
+
+/* Reasons, shown after "'KEY' is not supported by mqttd: " (refused) or
+ * "'KEY' has no effect in mqttd: " (warning). docs/differences.md has the
+ * same table. */
+#define WHY_BRIDGE "bridges are not supported yet"
+#define WHY_PLUGIN                                                             \
+    "mqttd cannot load Mosquitto plugins, and a security plugin that "         \
+    "silently did not load would let clients in"
+#define WHY_PSK                                                                \
+    "TLS-PSK is not supported; the listener would refuse every PSK client"
+#define WHY_ENGINE                                                             \
+    "OpenSSL engines are not supported (deprecated in OpenSSL 3); the key "    \
+    "must be a PEM file"
+#define WHY_WS "mqttd has no WebSockets listeners yet"
 
 static void perr(struct parser *ps, const char *file, int line, const char *fmt,
                  ...) __attribute__((format(printf, 4, 5)));
@@ -158,6 +185,32 @@ static void perr(struct parser *ps, const char *file, int line, const char *fmt,
 
 /* perr at the current file and line. */
 #define LERR(ps, ...) perr((ps), (ps)->file, (ps)->line, __VA_ARGS__)
+
+static void pwarn(struct parser *ps, const char *file, int line,
+                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * pwarn: a warning: CONF_WARNING_PREFIX and the message go to the error
+ * sink, but the load does not fail.
+ */
+static void pwarn(struct parser *ps, const char *file, int line,
+                  const char *fmt, ...)
+{
+    char msg[1024];
+    size_t n = sizeof(CONF_WARNING_PREFIX) - 1;
+    va_list ap;
+
+    if (ps->gave_up)
+        return;
+    memcpy(msg, CONF_WARNING_PREFIX, n);
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof(msg) - n, fmt, ap);
+    va_end(ap);
+    ps->errfn(ps->arg, file, line, msg);
+}
+
+/* pwarn at the current file and line. */
+#define LWARN(ps, ...) pwarn((ps), (ps)->file, (ps)->line, __VA_ARGS__)
 
 /*
  * shown: a copy of the first word of s fit for a message: at most 64 bytes,
@@ -636,7 +689,7 @@ static void h_protocol(struct parser *ps, const struct key *k, char *val)
     if (strcmp(tok, "mqtt") == 0)
         return;
     if (strcmp(tok, "websockets") == 0)
-        LERR(ps, "'protocol websockets' is not supported by mqttd");
+        LERR(ps, "'protocol websockets' is not supported by mqttd: %s", WHY_WS);
     else
         LERR(ps, "invalid protocol '%s': expected mqtt",
              shown(sb, sizeof(sb), tok, false));
@@ -702,6 +755,22 @@ static void h_tls_record_layer(struct parser *ps, const struct key *k,
         cur_listener(ps)->tls.openssl_records = true;
     else
         LERR(ps, "invalid tls_record_layer '%s': expected mqttd or openssl",
+             shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_tls_keyform(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+
+    if (tok == NULL)
+        return;
+    if (strcmp(tok, "pem") == 0)
+        return;
+    if (strcmp(tok, "engine") == 0)
+        LERR(ps, "'tls_keyform engine' is not supported by mqttd: %s",
+             WHY_ENGINE);
+    else
+        LERR(ps, "invalid tls_keyform '%s': expected pem",
              shown(sb, sizeof(sb), tok, false));
 }
 
@@ -957,14 +1026,24 @@ static void h_threads(struct parser *ps, const struct key *k, char *val)
     ps->c->threads = (uint32_t)v;
 }
 
-/* A Mosquitto boolean whose 'true' behaviour mqttd lacks: false is
- * accepted, true is an error rather than silently ignored. */
-static void h_false_only(struct parser *ps, const struct key *k, char *val)
+/*
+ * check_retain_source: Mosquitto's default is true (re-check the
+ * publisher's write access before sending a retained message); mqttd
+ * checks it when the message is stored, so true is accepted with a
+ * warning and false is what mqttd does.
+ */
+static void h_check_retain_source(struct parser *ps, const struct key *k,
+                                  char *val)
 {
     bool b;
 
-    if (parse_bool(ps, k->name, val, &b) == 0 && b)
-        LERR(ps, "'%s true' is not supported by mqttd", k->name);
+    if (parse_bool(ps, k->name, val, &b) < 0)
+        return;
+    ps->c->check_retain_source = b;
+    if (b)
+        LWARN(ps, "'check_retain_source true' has no effect in mqttd: a "
+                  "retained message's publisher is checked against the ACL "
+                  "when it is stored, not again when it is sent");
 }
 
 static void h_persistent_client_expiration(struct parser *ps,
@@ -1131,103 +1210,117 @@ static void h_include_dir(struct parser *ps, const struct key *k, char *val)
 #define G(m) offsetof(struct conf, m)
 #define L(m) offsetof(struct conf_listener, m)
 #define S(m) offsetof(struct conf_security, m)
-#define UNSUP(n)                                                               \
+#define UNSUP(n, why)                                                          \
     {                                                                          \
-        n, K_UNSUP, SC_GLOBAL, 0, 0, 0, 0, NULL, -1, 0                         \
+        n, K_UNSUP, SC_GLOBAL, 0, 0, 0, 0, NULL, -1, 0, why                    \
+    }
+#define BRIDGE(n) UNSUP(n, WHY_BRIDGE)
+#define WARN(n, fl, why)                                                       \
+    {                                                                          \
+        n, K_WARN, SC_GLOBAL, 0, 0, 0, 0, NULL, -1, fl, why                    \
     }
 #define FN(n, f, sc)                                                           \
     {                                                                          \
-        n, K_FN, sc, 0, 0, 0, 0, f, -1, 0                                      \
+        n, K_FN, sc, 0, 0, 0, 0, f, -1, 0, NULL                                \
     }
 #define BOOLG(n, m)                                                            \
     {                                                                          \
-        n, K_BOOL, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, 0                       \
+        n, K_BOOL, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, 0, NULL                 \
     }
 #define BOOLL(n, m)                                                            \
     {                                                                          \
-        n, K_BOOL, SC_LISTENER, L(m), 0, 0, 0, NULL, -1, 0                     \
+        n, K_BOOL, SC_LISTENER, L(m), 0, 0, 0, NULL, -1, 0, NULL               \
     }
 #define BOOLS(n, m)                                                            \
     {                                                                          \
-        n, K_BOOL, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0                          \
+        n, K_BOOL, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0, NULL                    \
     }
 #define INTG(n, t, m, lo, hi)                                                  \
     {                                                                          \
-        n, t, SC_GLOBAL, G(m), 0, lo, hi, NULL, -1, 0                          \
+        n, t, SC_GLOBAL, G(m), 0, lo, hi, NULL, -1, 0, NULL                    \
     }
 #define INTB(n, t, m, lo, hi)                                                  \
     {                                                                          \
-        n, t, SC_BOTH, L(m), G(m), lo, hi, NULL, -1, 0                         \
+        n, t, SC_BOTH, L(m), G(m), lo, hi, NULL, -1, 0, NULL                   \
     }
 #define STRG(n, m, fl)                                                         \
     {                                                                          \
-        n, K_STR, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, fl                       \
+        n, K_STR, SC_GLOBAL, G(m), 0, 0, 0, NULL, -1, fl, NULL                 \
     }
 #define STRL(n, m, fk)                                                         \
     {                                                                          \
-        n, K_STR, SC_LISTENER, L(m), 0, 0, 0, NULL, fk, 0                      \
+        n, K_STR, SC_LISTENER, L(m), 0, 0, 0, NULL, fk, 0, NULL                \
     }
 #define STRS(n, m)                                                             \
     {                                                                          \
-        n, K_STR, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0                           \
+        n, K_STR, SC_SEC, S(m), 0, 0, 0, NULL, -1, 0, NULL                     \
     }
 
 static const struct key keys[] = {
     FN("acl_file", h_sec_file, SC_SEC),
-    UNSUP("address"),
-    UNSUP("addresses"),
+    BRIDGE("address"),
+    BRIDGE("addresses"),
     FN("allow_anonymous", h_allow_anonymous, SC_SEC),
-    UNSUP("allow_duplicate_messages"),
+    WARN("allow_duplicate_messages", F_BOOLV,
+         "deprecated in Mosquitto 2.0; mqttd sends a client one copy of a "
+         "message however many of its subscriptions match, as MQTT allows"),
     FN("allow_zero_length_clientid", h_allow_zero_length_clientid, SC_SEC),
-    UNSUP("auth_plugin"),
-    UNSUP("auth_plugin_deny_special_chars"),
+    UNSUP("auth_plugin", WHY_PLUGIN),
+    WARN("auth_plugin_deny_special_chars", F_BOOLV,
+         "it only applies to authentication plugins, which mqttd does not "
+         "load"),
     STRS("auto_id_prefix", auto_id_prefix),
     INTG("autosave_interval", K_U32, autosave_interval, 0, INT32_MAX),
     BOOLG("autosave_on_changes", autosave_on_changes),
     FN("bind_address", h_bind_address, SC_LISTENER),
-    UNSUP("bind_interface"),
-    UNSUP("bridge_alpn"),
-    UNSUP("bridge_attempt_unsubscribe"),
-    UNSUP("bridge_bind_address"),
-    UNSUP("bridge_cafile"),
-    UNSUP("bridge_capath"),
-    UNSUP("bridge_certfile"),
-    UNSUP("bridge_identity"),
-    UNSUP("bridge_insecure"),
-    UNSUP("bridge_keyfile"),
-    UNSUP("bridge_max_packet_size"),
-    UNSUP("bridge_outgoing_retain"),
-    UNSUP("bridge_protocol_version"),
-    UNSUP("bridge_psk"),
-    UNSUP("bridge_require_ocsp"),
-    UNSUP("bridge_tls_version"),
+    UNSUP("bind_interface",
+          "use 'listener PORT ADDRESS' with the interface's address; "
+          "ignoring the key would listen on every interface"),
+    BRIDGE("bridge_alpn"),
+    BRIDGE("bridge_attempt_unsubscribe"),
+    BRIDGE("bridge_bind_address"),
+    BRIDGE("bridge_cafile"),
+    BRIDGE("bridge_capath"),
+    BRIDGE("bridge_certfile"),
+    BRIDGE("bridge_identity"),
+    BRIDGE("bridge_insecure"),
+    BRIDGE("bridge_keyfile"),
+    BRIDGE("bridge_max_packet_size"),
+    BRIDGE("bridge_outgoing_retain"),
+    BRIDGE("bridge_protocol_version"),
+    BRIDGE("bridge_psk"),
+    BRIDGE("bridge_require_ocsp"),
+    BRIDGE("bridge_tls_version"),
     STRL("cafile", tls.cafile, FK_CA),
     STRL("capath", tls.capath, FK_CAPATH),
     STRL("certfile", tls.certfile, FK_CERT),
-    FN("check_retain_source", h_false_only, SC_GLOBAL),
+    FN("check_retain_source", h_check_retain_source, SC_GLOBAL),
     STRL("ciphers", tls.ciphers, -1),
     STRL("ciphers_tls1.3", tls.ciphers_tls13, -1),
-    UNSUP("cleansession"),
+    BRIDGE("cleansession"),
     FN("client_cert_mode", h_client_cert_mode, SC_LISTENER),
-    UNSUP("clientid"),
-    UNSUP("clientid_prefixes"),
+    BRIDGE("clientid"),
+    UNSUP("clientid_prefixes",
+          "deprecated in Mosquitto 2.0; it restricts who may connect, and "
+          "ignoring it would let every client in: use a password file or "
+          "ACL"),
     INTG("connect_timeout", K_U32, connect_timeout, 1, 65535),
-    UNSUP("connection"),
+    BRIDGE("connection"),
     BOOLG("connection_messages", connection_messages),
     STRL("crlfile", tls.crlfile, FK_CRL),
     STRL("dhparamfile", tls.dhparamfile, FK_DH),
-    UNSUP("http_dir"),
-    UNSUP("idle_timeout"),
+    WARN("http_dir", 0, WHY_WS),
+    BRIDGE("idle_timeout"),
     FN("include_dir", h_include_dir, SC_GLOBAL),
-    UNSUP("keepalive_interval"),
+    BRIDGE("keepalive_interval"),
     STRL("keyfile", tls.keyfile, FK_KEY),
     FN("listener", h_listener, SC_GLOBAL),
-    UNSUP("local_cleansession"),
-    UNSUP("local_clientid"),
-    UNSUP("local_password"),
-    UNSUP("local_username"),
+    BRIDGE("local_cleansession"),
+    BRIDGE("local_clientid"),
+    BRIDGE("local_password"),
+    BRIDGE("local_username"),
     FN("log_dest", h_log_dest, SC_GLOBAL),
-    UNSUP("log_facility"),
+    WARN("log_facility", 0, "mqttd logs to the syslog facility daemon"),
     FN("log_format", h_log_format, SC_GLOBAL),
     BOOLG("log_timestamp", log_timestamp),
     STRG("log_timestamp_format", log_timestamp_format, 0),
@@ -1250,11 +1343,13 @@ static const struct key keys[] = {
     INTB("maximum_qos", K_U8, max_qos, 0, 2),
     INTG("memory_limit", K_U64, memory_limit, 0, INT64_MAX),
     INTG("message_size_limit", K_U32, message_size_limit, 0, MQTT_MAX_PAYLOAD),
-    UNSUP("mount_point"),
-    UNSUP("notification_topic"),
-    UNSUP("notifications"),
-    UNSUP("notifications_local_only"),
-    UNSUP("password"),
+    UNSUP("mount_point",
+          "ignoring it would put this listener's clients in the shared "
+          "topic tree instead of their own"),
+    BRIDGE("notification_topic"),
+    BRIDGE("notifications"),
+    BRIDGE("notifications_local_only"),
+    BRIDGE("password"),
     FN("password_file", h_sec_file, SC_SEC),
     FN("per_listener_settings", h_per_listener_settings, SC_GLOBAL),
     BOOLG("persistence", persistence),
@@ -1264,45 +1359,48 @@ static const struct key keys[] = {
     FN("persistent_client_expiration", h_persistent_client_expiration,
        SC_GLOBAL),
     STRG("pid_file", pid_file, 0),
-    UNSUP("plugin"),
+    UNSUP("plugin", WHY_PLUGIN),
     FN("port", h_port, SC_LISTENER),
     FN("protocol", h_protocol, SC_LISTENER),
-    UNSUP("psk_file"),
-    UNSUP("psk_hint"),
+    UNSUP("psk_file", WHY_PSK),
+    UNSUP("psk_hint", WHY_PSK),
     BOOLG("queue_qos0_messages", queue_qos0_messages),
-    UNSUP("remote_clientid"),
-    UNSUP("remote_password"),
-    UNSUP("remote_username"),
+    BRIDGE("remote_clientid"),
+    BRIDGE("remote_password"),
+    BRIDGE("remote_username"),
     FN("require_certificate", h_require_certificate, SC_LISTENER),
-    UNSUP("restart_timeout"),
+    BRIDGE("restart_timeout"),
     BOOLG("retain_available", retain_available),
-    UNSUP("retry_interval"),
-    UNSUP("round_robin"),
+    WARN("retry_interval", 0, "removed in Mosquitto 2.0"),
+    BRIDGE("round_robin"),
     BOOLG("set_tcp_nodelay", set_tcp_nodelay),
     FN("socket_domain", h_socket_domain, SC_LISTENER),
-    UNSUP("start_type"),
+    BRIDGE("start_type"),
     INTG("sys_interval", K_U32, sys_interval, 0, 65535),
     FN("threads", h_threads, SC_GLOBAL),
-    UNSUP("threshold"),
-    UNSUP("tls_engine"),
-    UNSUP("tls_engine_kpass_sha1"),
+    BRIDGE("threshold"),
+    UNSUP("tls_engine", WHY_ENGINE),
+    UNSUP("tls_engine_kpass_sha1", WHY_ENGINE),
     INTG("tls_expiry_warning_days", K_U32, tls_expiry_warning_days, 0, 3650),
     STRL("tls_groups", tls.tls_groups, -1),
     INTG("tls_handshake_timeout", K_U32, tls_handshake_timeout, 1, 3600),
-    UNSUP("tls_keyform"),
+    FN("tls_keyform", h_tls_keyform, SC_LISTENER),
     FN("tls_record_layer", h_tls_record_layer, SC_LISTENER),
     INTG("tls_reload_interval", K_U32, tls_reload_interval, 0, INT32_MAX),
     FN("tls_version", h_tls_version, SC_LISTENER),
-    UNSUP("topic"),
-    UNSUP("try_private"),
+    BRIDGE("topic"),
+    BRIDGE("try_private"),
     BOOLG("upgrade_outgoing_qos", upgrade_outgoing_qos),
     FN("use_identity_as_username", h_use_as_username, SC_LISTENER),
     FN("use_subject_as_username", h_use_as_username, SC_LISTENER),
-    UNSUP("use_username_as_clientid"),
+    UNSUP("use_username_as_clientid",
+          "not supported yet; ignoring it would let a client pick a client "
+          "id other than its username, which ACL %c patterns and session "
+          "takeover rely on"),
     STRG("user", user, F_REPLACE),
-    UNSUP("username"),
-    UNSUP("websockets_headers_size"),
-    UNSUP("websockets_log_level"),
+    BRIDGE("username"),
+    WARN("websockets_headers_size", 0, WHY_WS),
+    WARN("websockets_log_level", 0, WHY_WS),
 };
 
 static int key_cmp(const void *name, const void *entry)
@@ -1342,6 +1440,22 @@ static const char *suggest(const char *name)
 
 /* ---- lines and files ---------------------------------------------------- */
 
+/* warn_key: a K_WARN key: check that it has a value (a boolean with
+ * F_BOOLV), then warn that it has no effect. */
+static void warn_key(struct parser *ps, const struct key *k, char *val)
+{
+    bool b;
+
+    if (k->flags & F_BOOLV) {
+        if (parse_bool(ps, k->name, val, &b) < 0)
+            return;
+    } else if (*val == '\0' || *val == '#') {
+        LERR(ps, "missing value for '%s'", k->name);
+        return;
+    }
+    LWARN(ps, "'%s' has no effect in mqttd: %s", k->name, k->why);
+}
+
 static void do_line(struct parser *ps, char *s)
 {
     char *rest = s + strcspn(s, " \t"), sb[80];
@@ -1356,8 +1470,8 @@ static void do_line(struct parser *ps, char *s)
     if (k == NULL) {
         if (strncmp(s, "auth_opt_", 9) == 0 ||
             strncmp(s, "plugin_opt_", 11) == 0) {
-            LERR(ps, "'%s' is not supported by mqttd",
-                 shown(sb, sizeof(sb), s, false));
+            LERR(ps, "'%s' is not supported by mqttd: %s",
+                 shown(sb, sizeof(sb), s, false), WHY_PLUGIN);
             return;
         }
         hint = suggest(s);
@@ -1371,7 +1485,10 @@ static void do_line(struct parser *ps, char *s)
     }
     switch (k->type) {
     case K_UNSUP:
-        LERR(ps, "'%s' is not supported by mqttd", k->name);
+        LERR(ps, "'%s' is not supported by mqttd: %s", k->name, k->why);
+        break;
+    case K_WARN:
+        warn_key(ps, k, rest);
         break;
     case K_FN:
         k->fn(ps, k, rest);
@@ -1597,11 +1714,19 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
              name,
              m->cert_mode_set ? "client_cert_mode" : "require_certificate");
     }
-    if (m->uid_src && l->tls.cert_mode == CONF_CERT_NONE)
-        perr(ps, m->uid_src, m->uid_line,
-             "%s: %s needs client certificates: set require_certificate true "
-             "or client_cert_mode optional or required",
-             name, m->uid_key);
+    /* Mosquitto starts with these; so does mqttd, with a warning */
+    if (m->uid_src && !l->tls.certfile && !l->tls.keyfile)
+        pwarn(ps, m->uid_src, m->uid_line,
+              "'%s' has no effect on %s: it has no certfile and keyfile, "
+              "so clients are authenticated as if it were not set",
+              m->uid_key, name);
+    else if (m->uid_src && l->tls.cert_mode == CONF_CERT_NONE)
+        pwarn(ps, m->uid_src, m->uid_line,
+              "'%s' on %s, which requests no client certificates: every "
+              "client is refused (bad user name or password), as in "
+              "Mosquitto; set require_certificate true or client_cert_mode "
+              "optional or required",
+              m->uid_key, name);
     if (ps->check_files) {
         for (int i = 0; i < FK_N; i++)
             if (fkval[i])
