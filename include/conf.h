@@ -59,8 +59,8 @@ struct conf_tls {
                                       unless client_cert_mode is set */
     bool use_identity_as_username;
     bool use_subject_as_username;
-    /* tls_record_layer openssl: keep OpenSSL's SSL for the records after a
-     * TLS 1.3 handshake instead of handing them to tls_rec (default) */
+    /* always true: OpenSSL's SSL protects the records (tls_record_layer
+     * openssl, the only value left); kept until every user is gone */
     bool openssl_records;
     /* source location of the certfile line, for FILE:LINE errors on load */
     const char *src;

@@ -397,6 +397,7 @@ static void init_listener(const struct conf *c, struct conf_listener *l)
     l->max_qos = c->max_qos;
     l->max_topic_alias = c->max_topic_alias;
     l->tls.min_version = TLS1_2_VERSION;
+    l->tls.openssl_records = true; /* the only record layer left */
     l->tls.cert_mode = CONF_CERT_NONE;
     l->sec.allow_anonymous = -1;
     l->sec.allow_zero_length_clientid = true;
@@ -749,12 +750,15 @@ static void h_tls_record_layer(struct parser *ps, const struct key *k,
 
     if (tok == NULL)
         return;
+    /* openssl is the only record layer; the key stays for old files */
+    if (strcmp(tok, "openssl") == 0)
+        return;
     if (strcmp(tok, "mqttd") == 0)
-        cur_listener(ps)->tls.openssl_records = false;
-    else if (strcmp(tok, "openssl") == 0)
-        cur_listener(ps)->tls.openssl_records = true;
+        LERR(ps, "'tls_record_layer mqttd': mqttd's own TLS record layer was "
+                 "removed in this release; remove the line (OpenSSL's is "
+                 "used)");
     else
-        LERR(ps, "invalid tls_record_layer '%s': expected mqttd or openssl",
+        LERR(ps, "invalid tls_record_layer '%s': expected openssl",
              shown(sb, sizeof(sb), tok, false));
 }
 

@@ -537,8 +537,10 @@ static const struct err_case err_cases[] = {
      "t.conf:4: listener 8883: client_cert_mode needs cafile or capath to "
      "verify client certificates\n"},
     {"listener 8883\ncertfile /c\nkeyfile /k\ntls_record_layer kernel",
-     "t.conf:4: invalid tls_record_layer 'kernel': expected mqttd or "
-     "openssl\n"},
+     "t.conf:4: invalid tls_record_layer 'kernel': expected openssl\n"},
+    {"listener 8883\ncertfile /c\nkeyfile /k\ntls_record_layer mqttd",
+     "t.conf:4: 'tls_record_layer mqttd': mqttd's own TLS record layer was "
+     "removed in this release; remove the line (OpenSSL's is used)\n"},
     {"listener 1883\nper_listener_settings true",
      "t.conf:2: per_listener_settings must come before any listener and any "
      "security setting\n"},
@@ -956,7 +958,7 @@ static void test_tls_listener_fields(void **state)
     assert_false(l[2].tls.require_certificate);
     assert_true(l[2].tls.use_subject_as_username);
     assert_int_equal(l[2].tls.min_version, TLS1_3_VERSION);
-    assert_false(l[0].tls.openssl_records);
+    assert_true(l[0].tls.openssl_records); /* the only one left */
     assert_true(l[2].tls.openssl_records);
     conf_free(c);
 }
