@@ -67,8 +67,7 @@ struct xprt_ops {
     enum xprt_io (*handshake)(struct transport *t, char *why, size_t whylen,
                               const struct xprt_stage **stage);
     /* read: up to len bytes into buf; *n bytes read when XPRT_OK. */
-    enum xprt_io (*read)(struct transport *t, void *buf, size_t len,
-                         size_t *n);
+    enum xprt_io (*read)(struct transport *t, void *buf, size_t len, size_t *n);
     /*
      * write: bytes from buf[0..len); *n written when XPRT_OK (may be
      * less than len). After XPRT_WANT_*, the next call must offer at

@@ -158,8 +158,7 @@ static void timer_arm(struct conn *c)
 }
 
 /* Fill c->peer/c->port from the peer address ("unix" for others). */
-static void set_peer(struct conn *c, const struct sockaddr *sa,
-                     socklen_t salen)
+static void set_peer(struct conn *c, const struct sockaddr *sa, socklen_t salen)
 {
     if (sa && sa->sa_family == AF_INET && salen >= sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
@@ -291,8 +290,7 @@ static int connect_socket(const struct addrinfo *ai)
         return -1;
     if (ai->ai_family != AF_UNIX)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 &&
-        errno != EINPROGRESS) {
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
         saved = errno;
         close(fd);
         errno = saved;

@@ -13,8 +13,8 @@
  *   every SSL made by tls_new_ssl carries a struct tls_conn (ex_data)
  *   until its handshake succeeds: the first bytes peeked before the
  *   handshake (plaintext-on-a-TLS-port diagnosis) and the first verify
- *   failure (error, depth, subject, issuer, serial, SHA-256 fingerprint) recorded
- *   by the verify callback.
+ *   failure (error, depth, subject, issuer, serial, SHA-256 fingerprint)
+ *   recorded by the verify callback.
  */
 #include "tls_ssl.h"
 
@@ -818,8 +818,8 @@ struct tls_ctx *tls_client_ctx_new(const char *cafile, const char *capath,
         goto fail_ossl;
     if (SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION) != 1)
         goto fail_ossl;
-    SSL_CTX_set_options(c->ssl, SSL_OP_NO_COMPRESSION |
-                                    SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_options(c->ssl,
+                        SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS |
                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_clear_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);

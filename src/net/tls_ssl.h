@@ -4,7 +4,7 @@
  * context, one handshake/read/write step mapped to enum tls_io with a
  * specific reason for every failed handshake, and the snapshot of an
  * established connection. Uses OpenSSL's type names only; the files that
- * call it include <openssl/ssl.h> themselves.
+ * call it include OpenSSL's SSL header themselves.
  */
 #ifndef MQTTD_TLS_SSL_H
 #define MQTTD_TLS_SSL_H

@@ -35,8 +35,8 @@ static enum xprt_io plain_read(struct transport *t, void *buf, size_t len,
         return XPRT_CLOSED;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return XPRT_WANT_READ;
-    t->err = errno == ECONNRESET ? "connection reset by peer"
-                                 : "socket read error";
+    t->err =
+        errno == ECONNRESET ? "connection reset by peer" : "socket read error";
     return XPRT_ERROR;
 }
 

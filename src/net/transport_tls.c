@@ -92,8 +92,8 @@ static enum xprt_io xtls_read(struct transport *t, void *buf, size_t len,
     return r;
 }
 
-static enum xprt_io xtls_write(struct transport *t, const void *buf,
-                               size_t len, size_t *n)
+static enum xprt_io xtls_write(struct transport *t, const void *buf, size_t len,
+                               size_t *n)
 {
     struct xprt_tls *x = (struct xprt_tls *)t;
     enum xprt_io r;
@@ -193,8 +193,7 @@ struct transport *transport_tls_server(struct tls_ctx *ctx,
 }
 
 struct transport *transport_tls_client(struct tls_ctx *ctx,
-                                       struct transport *lower,
-                                       const char *sni)
+                                       struct transport *lower, const char *sni)
 {
     return xtls_new(tls_new_client_ssl(ctx, lower->fd, sni), &tls_client_ops,
                     lower);

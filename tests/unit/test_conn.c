@@ -55,8 +55,7 @@ static const struct xprt_stage xor_stage = {
     .timeout = "greeting timeout",
 };
 
-static enum xprt_io xor_handshake(struct transport *t, char *why,
-                                  size_t whylen,
+static enum xprt_io xor_handshake(struct transport *t, char *why, size_t whylen,
                                   const struct xprt_stage **stage)
 {
     struct xor_layer *x = (struct xor_layer *)t;
@@ -107,8 +106,8 @@ static enum xprt_io xor_read(struct transport *t, void *buf, size_t len,
 
 /* The same bytes XOR the same key give the same output: a retried write
  * offers the lower transport what it was offered before. */
-static enum xprt_io xor_write(struct transport *t, const void *buf,
-                              size_t len, size_t *n)
+static enum xprt_io xor_write(struct transport *t, const void *buf, size_t len,
+                              size_t *n)
 {
     struct xor_layer *x = (struct xor_layer *)t;
     struct transport *lo = t->lower;
@@ -188,8 +187,7 @@ static void up_open(void *ud, struct conn *c)
     u->opened = true;
 }
 
-static ssize_t up_data(void *ud, struct conn *c, const uint8_t *buf,
-                       size_t len)
+static ssize_t up_data(void *ud, struct conn *c, const uint8_t *buf, size_t len)
 {
     struct up *u = ud;
 
@@ -327,8 +325,8 @@ static int listen_local(int *port)
 
 static struct conn *layered_conn(struct fx *fx, struct up *u, int fd)
 {
-    struct conn *c = conn_create(fx->cl, fd, NULL, 5.0, NULL, 0, &up_handler,
-                                 u);
+    struct conn *c =
+        conn_create(fx->cl, fd, NULL, 5.0, NULL, 0, &up_handler, u);
 
     conn_push_layer(c, xor_layer_new());
     conn_start(c);
@@ -357,7 +355,8 @@ static void test_layer_bytes_both_ways(void **state)
     memcpy(hello, GREETING, 4);
     memcpy(hello + 4, "ping!", 5);
     xor_buf(hello + 4, 5);
-    assert_int_equal(write(sv[1], hello, sizeof(hello)), (ssize_t)sizeof(hello));
+    assert_int_equal(write(sv[1], hello, sizeof(hello)),
+                     (ssize_t)sizeof(hello));
     run_until(fx, &u.opened);
     while (u.in_len < 5) {
         ev_run(fx->loop, EVRUN_ONCE);
@@ -546,8 +545,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (fd < 0)
         return;
     ev_io_stop(loop, w);
-    t->srv.c = conn_new(t->fx->cl, fd, t->srv_ctx, 5.0,
-                        (struct sockaddr *)&ss, sl, &up_handler, &t->srv);
+    t->srv.c = conn_new(t->fx->cl, fd, t->srv_ctx, 5.0, (struct sockaddr *)&ss,
+                        sl, &up_handler, &t->srv);
 }
 
 static int tls_group_setup(void **state)
@@ -564,11 +563,10 @@ static int tls_group_setup(void **state)
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (mkdtemp(fx->pki) == NULL)
         return -1;
-    snprintf(cmd, sizeof(cmd), "sh '%s/certs/mkcerts.sh' '%s' >/dev/null",
-             src, fx->pki);
+    snprintf(cmd, sizeof(cmd), "sh '%s/certs/mkcerts.sh' '%s' >/dev/null", src,
+             fx->pki);
     if (system(cmd) != 0) {
-        fprintf(stderr, "test_conn: '%s' failed (set MQTTD_SOURCE_DIR)\n",
-                cmd);
+        fprintf(stderr, "test_conn: '%s' failed (set MQTTD_SOURCE_DIR)\n", cmd);
         return -1;
     }
     return 0;
@@ -684,8 +682,8 @@ static void test_connect_tls_unknown_ca(void **state)
     int port;
 
     tls_server_start(fx, &t, &port);
-    conn_connect(fx->cl, "127.0.0.1", port, cc, "localhost", 5.0,
-                 &up_handler, &u);
+    conn_connect(fx->cl, "127.0.0.1", port, cc, "localhost", 5.0, &up_handler,
+                 &u);
     tls_ctx_unref(cc);
     run_until(fx, &u.closed);
     assert_false(u.opened);
@@ -727,8 +725,8 @@ static void test_connect_tls_timeout(void **state)
     int lfd, port;
 
     lfd = listen_local(&port);
-    conn_connect(fx->cl, "127.0.0.1", port, cc, "localhost", 0.1,
-                 &up_handler, &u);
+    conn_connect(fx->cl, "127.0.0.1", port, cc, "localhost", 0.1, &up_handler,
+                 &u);
     tls_ctx_unref(cc);
     run_until(fx, &u.closed);
     assert_false(u.opened);
