@@ -1,17 +1,18 @@
 /*
- * conn.h - one network connection (plain TCP, unix socket or TLS over the
- * same non-blocking fd) driven by a libev loop. conn knows nothing about
- * MQTT: it delivers bytes up through a handler and queues bytes down.
+ * conn.h - one network connection, accepted or outgoing, driven by a libev
+ * loop over a stack of transports (transport.h: plain TCP or unix socket,
+ * OpenSSL TLS, and layers such as a PROXY reader or WebSocket framing).
+ * conn knows nothing about MQTT: it delivers bytes up through a handler
+ * and queues bytes down.
  *
- *   read path:  EV_READ -> read(), SSL_read() (TLS 1.2) or tls_rec_read()
- *               (TLS 1.3 once the handshake is done) into the loop's
- *               scratch buffer
+ *   read path:  EV_READ -> one transport read into the loop's scratch
+ *               buffer (again while the transport holds decoded bytes)
  *               -> handler->on_data(buf, len) consumes whole packets
  *               -> an incomplete tail is kept in the conn's own input buffer
  *   write path: conn_out_reserve/commit (or conn_write) append to the
  *               output buffer; the conn goes on the loop's pending list and
  *               is flushed once per loop iteration (ev_prepare) with one
- *               write()/SSL_write(); EV_WRITE runs only while a write could
+ *               transport write; EV_WRITE runs only while a write could
  *               not complete.
  *   close:      conn_close() never frees: it schedules the close, which runs
  *               from the loop after the current callback returns; the
@@ -34,6 +35,7 @@ struct ev_loop;
 struct log;
 struct tls_ctx;
 struct tls_info;
+struct transport;
 struct conn;
 struct conn_loop;
 
@@ -51,7 +53,8 @@ enum conn_timeout {
 
 /* Callbacks into the layer above (the MQTT client). */
 struct conn_handler {
-    /* Transport ready (immediately for plain, after the TLS handshake). */
+    /* Transport ready (immediately for an accepted plain socket, after the
+     * TCP connect and TLS handshake otherwise). */
     void (*on_open)(void *ud, struct conn *c);
     /* Bytes arrived. Return how many were consumed (whole packets); the rest
      * is kept and offered again with more bytes. Return -1 after calling
@@ -89,13 +92,44 @@ struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
                       double handshake_timeout, const struct sockaddr *sa,
                       socklen_t salen, const struct conn_handler *h, void *ud);
 
+/*
+ * conn_create / conn_start: conn_new in two steps, so that layers can be
+ * pushed in between: conn_create makes the conn (plain, or TLS over it
+ * when tls is set) without reading yet; conn_push_layer(c, layer) puts
+ * layer (a transport, transport.h) on top of c's stack, c taking
+ * ownership of it; conn_start starts reading and the handshakes (or
+ * calls on_open when the stack has none).
+ */
+struct conn *conn_create(struct conn_loop *cl, int fd, struct tls_ctx *tls,
+                         double handshake_timeout, const struct sockaddr *sa,
+                         socklen_t salen, const struct conn_handler *h,
+                         void *ud);
+void conn_push_layer(struct conn *c, struct transport *layer);
+void conn_start(struct conn *c);
+
+/*
+ * conn_connect: an outgoing connection (a bridge) to host:port. host is
+ * resolved with getaddrinfo (a numeric address never blocks; a name may:
+ * resolve names before the loop runs), the first address is connected
+ * without blocking, then with tls set (a tls_client_ctx_new context) a
+ * TLS handshake runs, sending sni and checking the certificate against it
+ * (sni NULL: no SNI, the chain alone is checked). on_open follows the
+ * whole handshake; 'timeout' seconds (0: none) bound all of it. Never
+ * NULL: a failure closes the conn on the next loop iteration with a
+ * reason such as "connect: Connection refused", "connect: timed out" or
+ * "TLS: certificate verify failed: ...".
+ */
+struct conn *conn_connect(struct conn_loop *cl, const char *host, int port,
+                          struct tls_ctx *tls, const char *sni, double timeout,
+                          const struct conn_handler *h, void *ud);
+
 /* conn_peer_ip / conn_peer_port: peer address ("unix" for unix sockets). */
 const char *conn_peer_ip(const struct conn *c);
 int conn_peer_port(const struct conn *c);
 
-/* conn_is_tls: true for TLS connections. conn_tls_info: what the TLS
- * handshake established (borrowed), NULL before it completes and for plain
- * connections. */
+/* conn_is_tls: true when the transport stack includes TLS. conn_tls_info:
+ * what the TLS handshake established (borrowed), NULL before it completes
+ * and for plain connections. */
 bool conn_is_tls(const struct conn *c);
 const struct tls_info *conn_tls_info(const struct conn *c);
 

@@ -1,8 +1,11 @@
 /*
- * tls.h - TLS for listeners: SSL_CTX built from a listener's conf,
- * swapped atomically on reload, verify logging, identity extraction,
- * expiry and revocation checks. The connection layer drives SSL objects
- * with the non-blocking helpers below; nothing here blocks.
+ * tls.h - TLS contexts and what a handshake established: a listener's
+ * SSL_CTX built from its conf, swapped atomically on reload, verify
+ * logging, expiry and revocation checks; client contexts for outgoing
+ * connections; the peer certificate of an established connection. TLS
+ * knows no MQTT and no authentication: turning a certificate into a
+ * username is auth_mtls.h's. The TLS transport (transport.h) drives the
+ * SSL objects; no OpenSSL SSL type appears here, and nothing blocks.
  */
 #ifndef MQTTD_TLS_H
 #define MQTTD_TLS_H
@@ -12,7 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include <openssl/ssl.h>
+#include <openssl/types.h> /* X509 */
 
 struct conf_tls;
 struct log;
@@ -37,8 +40,19 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c);
 void tls_ctx_unref(struct tls_ctx *c); /* accepts NULL */
 
-/* tls_ctx_ssl: the SSL_CTX inside (borrowed). */
-SSL_CTX *tls_ctx_ssl(struct tls_ctx *c);
+/*
+ * tls_client_ctx_new: a client context for outgoing connections (a
+ * bridge): TLS 1.2 or later, server certificate verified against cafile
+ * and/or capath (the system's default paths when both are NULL), and the
+ * name sent as SNI checked against it, unless insecure; certfile/keyfile
+ * (both or neither) as the client certificate; alpn a comma-separated
+ * protocol list or NULL. Returns a context with one reference, or NULL
+ * with "what failed: OpenSSL reason" in err.
+ */
+struct tls_ctx *tls_client_ctx_new(const char *cafile, const char *capath,
+                                   const char *certfile, const char *keyfile,
+                                   bool insecure, const char *alpn, char *err,
+                                   size_t errlen);
 
 /*
  * tls_ctx_changed: true when any file the context was loaded from has a
@@ -64,47 +78,21 @@ void tls_ctx_expiry_report(const struct tls_ctx *c, struct log *lg,
                            unsigned warn_days, time_t now,
                            time_t *server_not_after);
 
-/* Result of a non-blocking TLS step, mapped from SSL_get_error. */
-enum tls_io {
-    TLS_IO_OK = 0,
-    TLS_IO_WANT_READ,
-    TLS_IO_WANT_WRITE,
-    TLS_IO_CLOSED, /* clean close, EOF, ZERO_RETURN, SYSCALL errno 0 */
-    TLS_IO_ERROR,
-};
-
-/* tls_new_ssl: a server SSL for an accepted fd from c. NULL on failure. */
-SSL *tls_new_ssl(struct tls_ctx *c, int fd);
-
-/*
- * tls_handshake: one SSL_accept step. On TLS_IO_ERROR, *why is filled with
- * a specific reason ("client certificate expired", "unknown CA",
- * "no client certificate", "protocol version too old", "no shared cipher",
- * "plaintext MQTT on a TLS port", "certificate revoked", ...) including
- * the verify details (depth, subject, issuer, serial, SHA-256 fingerprint)
- * when a certificate was involved.
- */
-enum tls_io tls_handshake(SSL *ssl, char *why, size_t whylen);
-
-/* tls_read: SSL_read up to len; *n bytes read when TLS_IO_OK. */
-enum tls_io tls_read(SSL *ssl, void *buf, size_t len, size_t *n);
-
-/* tls_write: SSL_write of exactly len bytes (retry with the same len after
- * WANT_*); *n bytes written when TLS_IO_OK. */
-enum tls_io tls_write(SSL *ssl, const void *buf, size_t len, size_t *n);
-
 /*
  * What an established TLS connection is (version, suite, resumption, the
  * client certificate and whether it was verified), kept after the SSL is
- * freed. tls_info_new takes a snapshot when the handshake has completed;
- * never NULL. tls_info_free accepts NULL.
+ * freed. The TLS transport takes the snapshot when the handshake has
+ * completed. tls_info_free accepts NULL.
  */
 struct tls_info;
-struct tls_info *tls_info_new(SSL *ssl);
 void tls_info_free(struct tls_info *ti);
 
-/* tls_info_peer: the client certificate (borrowed) or NULL. */
+/* tls_info_peer: the peer's certificate (borrowed) or NULL. */
 X509 *tls_info_peer(const struct tls_info *ti);
+
+/* tls_info_verified: true when the peer's certificate chain verified
+ * (also true when the peer sent none: check tls_info_peer). */
+bool tls_info_verified(const struct tls_info *ti);
 
 /*
  * tls_describe: "TLSv1.3 TLS_AES_256_GCM_SHA384 subject=CN=client1
@@ -113,21 +101,7 @@ X509 *tls_info_peer(const struct tls_info *ti);
  */
 void tls_describe(const struct tls_info *ti, char *out, size_t outlen);
 
-/*
- * tls_peer_identity: the username taken from the verified client
- * certificate: the first CN (subject=false) or the RFC 2253 subject
- * (subject=true). Returns 0, or -1 with *why ("no certificate",
- * "certificate not verified", "no CN", "CN not valid UTF-8", "CN contains
- * NUL") when none can be used.
- */
-int tls_peer_identity(const struct tls_info *ti, bool subject, char *out,
-                      size_t outlen, const char **why);
-
 /* tls_peer_not_after: the client certificate's notAfter (0 if none). */
 time_t tls_peer_not_after(const struct tls_info *ti);
-
-/* tls_release_buffers: free idle read/write buffers (SSL_MODE_RELEASE_
- * BUFFERS is set on every SSL; provided for explicit idle trimming). */
-void tls_release_buffers(SSL *ssl);
 
 #endif

@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "auth.h"
+#include "auth_mtls.h"
 #include "authq.h"
 #include "broker_int.h"
 #include "conf.h"
@@ -527,8 +528,12 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         (l->tls.use_identity_as_username || l->tls.use_subject_as_username)) {
         const char *why = NULL;
         const struct tls_info *ti = conn_tls_info(c->conn);
-        if (ti && tls_peer_identity(ti, l->tls.use_subject_as_username,
-                                    identity, sizeof(identity), &why) == 0) {
+        if (ti && !tls_info_verified(ti))
+            why = "certificate not verified";
+        else if (ti && auth_mtls_identity(tls_info_peer(ti),
+                                          l->tls.use_subject_as_username,
+                                          identity, sizeof(identity),
+                                          &why) == 0) {
             ac.cert_identity = identity;
             free(c->username);
             c->username = xstrdup(identity);

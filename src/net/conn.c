@@ -1,13 +1,19 @@
 /*
  * conn.c - non-blocking connections over libev: input reassembly, output
- * batching (one write per connection per loop iteration), TLS driving with
- * WANT_READ/WANT_WRITE tracked per direction, timers and deferred close.
+ * batching (one write per connection per loop iteration), the transport
+ * stack (transport.h) driven with WANT_READ/WANT_WRITE tracked per
+ * direction, handshakes, outgoing connects, timers and deferred close.
+ * Which transport a conn has is decided once, when it is made; after that
+ * every byte goes through the vtable.
  */
 #include "conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,20 +21,16 @@
 #include <unistd.h>
 
 #include <ev.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include "log.h"
-#include "tls.h"
-#include "tls_rec.h"
+#include "transport.h"
 #include "util.h"
 
 #define SCRATCH_SIZE (64u * 1024u)
 #define OUT_KEEP_CAP 0u          /* idle connections keep no output buffer */
 #define IN_KEEP_CAP 0u           /* input buffer freed when empty */
 #define WRITE_MAX (512u * 1024u) /* bytes written per wakeup (fairness) */
-/* Sealed TLS 1.3 records of WRITE_MAX plaintext bytes: 22 bytes each. */
-#define SEAL_SCRATCH_SIZE (WRITE_MAX + (WRITE_MAX / 16384u + 2u) * 64u)
+#define WHY_MAX 512u
 
 enum {
     CF_HANDSHAKE = 1u << 0,
@@ -50,12 +52,11 @@ struct conn_loop {
     struct log *log;
     ev_prepare prepare;
     uint8_t *scratch;
-    uint8_t *seal_scratch; /* for tls_rec_write, allocated on first use */
     struct conn *pending;  /* singly linked via next_pending */
     struct conn *closing;  /* singly linked via next_close */
     struct conn *replay;   /* resumed with buffered input (next_replay) */
     size_t count;
-    struct log_ratelimit tls_rl;
+    struct log_ratelimit hs_rl;
 };
 
 struct conn {
@@ -64,10 +65,9 @@ struct conn {
     void *ud;
     int fd;
     unsigned flags;
-    SSL *ssl;               /* handshake, and TLS 1.2 afterwards */
-    struct tls_rec *rec;    /* TLS 1.3 after the handshake (ssl freed) */
-    struct tls_info *tinfo; /* after the handshake */
-    struct tls_ctx *tls;
+    struct transport *xprt;         /* top of the transport stack */
+    const struct xprt_stage *stage; /* of the handshake, while it runs */
+    double hs_timeout;              /* handshake deadline, 0 = none */
     ev_io rio, wio;
     ev_timer timer;
     double deadline_at; /* 0 = none (ev_now based) */
@@ -77,10 +77,9 @@ struct conn {
     size_t in_len, in_cap;
     uint8_t *out;
     size_t out_head, out_len, out_cap;
-    size_t tls_wlen; /* length of an SSL_write to retry, 0 = none */
     struct conn *next_pending, *next_close, *next_replay;
     const char *close_reason;
-    char *close_why; /* owned copy for TLS failure reasons, or NULL */
+    char *close_why; /* owned copy of a formatted reason, or NULL */
     uint16_t port;
     char peer[INET6_ADDRSTRLEN];
 };
@@ -90,6 +89,9 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void loop_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents);
 static void conn_flush(struct conn *c);
+static void conn_handshake(struct conn *c);
+static bool xprt_pending(const struct conn *c);
+static void timer_arm(struct conn *c);
 
 struct conn_loop *conn_loop_new(struct ev_loop *loop, struct log *lg)
 {
@@ -112,7 +114,6 @@ void conn_loop_free(struct conn_loop *cl)
     ev_ref(cl->loop);
     ev_prepare_stop(cl->loop, &cl->prepare);
     free(cl->scratch);
-    free(cl->seal_scratch);
     free(cl);
 }
 
@@ -156,17 +157,9 @@ static void timer_arm(struct conn *c)
     }
 }
 
-struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
-                      double handshake_timeout, const struct sockaddr *sa,
-                      socklen_t salen, const struct conn_handler *h, void *ud)
+/* Fill c->peer/c->port from the peer address ("unix" for others). */
+static void set_peer(struct conn *c, const struct sockaddr *sa, socklen_t salen)
 {
-    struct conn *c = xcalloc(1, sizeof(*c));
-
-    c->cl = cl;
-    c->h = h;
-    c->ud = ud;
-    c->fd = fd;
-    cl->count++;
     if (sa && sa->sa_family == AF_INET && salen >= sizeof(struct sockaddr_in)) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &s4->sin_addr, c->peer, sizeof(c->peer));
@@ -179,29 +172,180 @@ struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
     } else {
         strcpy(c->peer, "unix");
     }
+}
+
+/* Close c with a formatted reason (kept in c->close_why). */
+static void close_fmt(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void close_fmt(struct conn *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->flags & CF_CLOSING)
+        return;
+    free(c->close_why);
+    c->close_why = xmalloc(WHY_MAX);
+    va_start(ap, fmt);
+    vsnprintf(c->close_why, WHY_MAX, fmt, ap);
+    va_end(ap);
+    conn_close(c, c->close_why);
+}
+
+/* The conn without a transport or running watchers. */
+static struct conn *conn_alloc(struct conn_loop *cl, int fd,
+                               const struct conn_handler *h, void *ud)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+
+    c->cl = cl;
+    c->h = h;
+    c->ud = ud;
+    c->fd = fd;
+    cl->count++;
+    strcpy(c->peer, "unix");
     ev_io_init(&c->rio, conn_read_cb, fd, EV_READ);
     ev_io_init(&c->wio, conn_write_cb, fd, EV_WRITE);
     ev_init(&c->timer, conn_timer_cb);
     c->rio.data = c->wio.data = c->timer.data = c;
     c->last_rx = ev_now(cl->loop);
+    return c;
+}
+
+struct conn *conn_create(struct conn_loop *cl, int fd, struct tls_ctx *tls,
+                         double handshake_timeout, const struct sockaddr *sa,
+                         socklen_t salen, const struct conn_handler *h,
+                         void *ud)
+{
+    struct conn *c = conn_alloc(cl, fd, h, ud);
+    struct transport *x;
+
+    set_peer(c, sa, salen);
+    c->hs_timeout = handshake_timeout;
+    c->xprt = transport_plain_new(fd);
     if (tls) {
-        c->tls = tls_ctx_ref(tls);
-        c->ssl = tls_new_ssl(tls, fd);
-        if (c->ssl == NULL) {
+        x = transport_tls_server(tls, c->xprt);
+        if (x == NULL)
+            conn_close(c, "TLS set-up failed");
+        else
+            c->xprt = x;
+    }
+    return c;
+}
+
+void conn_push_layer(struct conn *c, struct transport *layer)
+{
+    layer->lower = c->xprt;
+    layer->fd = c->fd;
+    c->xprt = layer;
+}
+
+/* Open c: the transport stack is established. */
+static void conn_open(struct conn *c)
+{
+    c->flags &= ~CF_HANDSHAKE;
+    c->flags |= CF_OPEN;
+    c->stage = NULL;
+    if (c->h->on_open)
+        c->h->on_open(c->ud, c);
+}
+
+void conn_start(struct conn *c)
+{
+    struct conn_loop *cl = c->cl;
+
+    if (c->flags & (CF_CLOSING | CF_OPEN | CF_HANDSHAKE))
+        return;
+    ev_io_start(cl->loop, &c->rio);
+    if (c->xprt->ops->handshake == NULL) {
+        conn_open(c);
+        return;
+    }
+    /* the first step runs when the peer's first bytes arrive */
+    c->flags |= CF_HANDSHAKE;
+    c->stage = c->xprt->ops->stage;
+    if (c->hs_timeout > 0)
+        c->deadline_at = ev_now(cl->loop) + c->hs_timeout;
+    timer_arm(c);
+}
+
+struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
+                      double handshake_timeout, const struct sockaddr *sa,
+                      socklen_t salen, const struct conn_handler *h, void *ud)
+{
+    struct conn *c =
+        conn_create(cl, fd, tls, handshake_timeout, sa, salen, h, ud);
+
+    conn_start(c);
+    return c;
+}
+
+/* A non-blocking socket connecting to ai; -1 with errno on failure. */
+static int connect_socket(const struct addrinfo *ai)
+{
+    int fd, one = 1, saved;
+
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    if (ai->ai_family != AF_UNIX)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+struct conn *conn_connect(struct conn_loop *cl, const char *host, int port,
+                          struct tls_ctx *tls, const char *sni, double timeout,
+                          const struct conn_handler *h, void *ud)
+{
+    struct addrinfo hints, *res = NULL;
+    struct transport *x;
+    struct conn *c;
+    char portstr[16];
+    int fd = -1, rc, saved = 0;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc == 0) {
+        fd = connect_socket(res);
+        saved = errno;
+    }
+    c = conn_alloc(cl, fd, h, ud);
+    c->hs_timeout = timeout;
+    c->port = (uint16_t)port;
+    if (rc != 0) {
+        snprintf(c->peer, sizeof(c->peer), "%s", host);
+        close_fmt(c, "connect: %s: %s", host, gai_strerror(rc));
+        return c;
+    }
+    set_peer(c, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (fd < 0) {
+        close_fmt(c, "connect: %s", strerror(saved));
+        return c;
+    }
+    c->xprt = transport_plain_connecting(fd);
+    if (tls) {
+        x = transport_tls_client(tls, c->xprt, sni);
+        if (x == NULL) {
             conn_close(c, "TLS set-up failed");
             return c;
         }
-        c->flags |= CF_HANDSHAKE;
-        if (handshake_timeout > 0)
-            c->deadline_at = ev_now(cl->loop) + handshake_timeout;
-        timer_arm(c);
-        ev_io_start(cl->loop, &c->rio);
-        return c;
+        c->xprt = x;
     }
-    c->flags |= CF_OPEN;
-    ev_io_start(cl->loop, &c->rio);
-    if (h->on_open)
-        h->on_open(ud, c);
+    conn_start(c);
+    /* step now: the connect stage (which names a timeout) starts here,
+     * and a connect that completed at once goes on without waiting */
+    conn_handshake(c);
     return c;
 }
 
@@ -217,12 +361,12 @@ int conn_peer_port(const struct conn *c)
 
 bool conn_is_tls(const struct conn *c)
 {
-    return c->tls != NULL;
+    return c->xprt != NULL && transport_secure(c->xprt);
 }
 
 const struct tls_info *conn_tls_info(const struct conn *c)
 {
-    return c->tinfo;
+    return c->xprt != NULL ? transport_peer_info(c->xprt) : NULL;
 }
 
 bool conn_closing(const struct conn *c)
@@ -251,9 +395,8 @@ uint8_t *conn_out_reserve(struct conn *c, size_t n)
     }
     if (c->out_len + n > c->out_cap) {
         size_t live = c->out_len - c->out_head;
-        if (c->out_head > 0 && c->tls_wlen == 0) {
-            /* compact; a pending TLS retry may move its buffer
-             * (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER) but keeps its length */
+        if (c->out_head > 0) {
+            /* compact: a write to retry may move (transport.h) */
             memmove(c->out, c->out + c->out_head, live);
             c->out_head = 0;
             c->out_len = live;
@@ -405,8 +548,7 @@ void conn_pause_read(struct conn *c)
 /* Put c on the replay list when it holds input not yet offered. */
 static void replay_if_buffered(struct conn *c)
 {
-    if (!(c->flags & CF_REPLAY) &&
-        (c->in_len > 0 || (c->ssl && SSL_pending(c->ssl) > 0))) {
+    if (!(c->flags & CF_REPLAY) && (c->in_len > 0 || xprt_pending(c))) {
         c->flags |= CF_REPLAY;
         c->next_replay = c->cl->replay;
         c->cl->replay = c;
@@ -479,7 +621,7 @@ void conn_attach(struct conn *c, struct conn_loop *cl, void *ud)
     cl->count++;
     update_read(c);
     timer_arm(c);
-    if (conn_out_pending(c) > 0 || (c->rec && tls_rec_write_pending(c->rec)))
+    if (conn_out_pending(c) > 0)
         mark_pending(c);
     replay_if_buffered(c);
 }
@@ -487,11 +629,9 @@ void conn_attach(struct conn *c, struct conn_loop *cl, void *ud)
 /* Free what c owns, and c (no callbacks, no TLS close_notify). */
 static void conn_release(struct conn *c)
 {
-    SSL_free(c->ssl);
-    tls_rec_free(c->rec);
-    tls_info_free(c->tinfo);
-    tls_ctx_unref(c->tls);
-    close(c->fd);
+    transport_free_stack(c->xprt);
+    if (c->fd >= 0)
+        close(c->fd);
     free(c->in);
     free(c->out);
     free(c->close_why);
@@ -503,130 +643,103 @@ void conn_destroy_detached(struct conn *c)
     conn_release(c);
 }
 
-static void tls_fail(struct conn *c, const char *why)
+/* The handshake failed (or timed out) in c->stage: log it when the stage
+ * names an event (rate limited per loop), and close with "what: why". */
+static void handshake_fail(struct conn *c, const char *why)
 {
     struct conn_loop *cl = c->cl;
+    const struct xprt_stage *st = c->stage;
     unsigned suppressed = 0;
 
-    if (log_ratelimit_ok(&cl->tls_rl, 20, 1.0, &suppressed))
-        log_event(cl->log, LOG_NOTICE, "tls_rejected", "TLS handshake failed",
-                  "ip", c->peer, "reason", why,
-                  suppressed ? "suppressed_before" : NULL,
+    if (st != NULL && st->event != NULL &&
+        log_ratelimit_ok(&cl->hs_rl, 20, 1.0, &suppressed))
+        log_event(cl->log, LOG_NOTICE, st->event, st->what, "ip", c->peer,
+                  "reason", why, suppressed ? "suppressed_before" : NULL,
                   suppressed ? "yes" : NULL, (const char *)NULL);
-    free(c->close_why);
-    c->close_why = xmalloc(256);
-    snprintf(c->close_why, 256, "TLS handshake failed: %s", why);
-    conn_close(c, c->close_why);
+    close_fmt(c, "%s: %s", st != NULL ? st->what : "handshake failed", why);
 }
 
+/* One handshake step of the transport stack. */
 static void conn_handshake(struct conn *c)
 {
-    char why[512];
-    const char *kept = NULL;
-    enum tls_io r;
+    char why[WHY_MAX];
+    const struct xprt_stage *st = c->stage;
+    enum xprt_io r;
 
     why[0] = '\0';
-    r = tls_handshake(c->ssl, why, sizeof(why));
+    r = c->xprt->ops->handshake(c->xprt, why, sizeof(why), &st);
+    if (st != NULL)
+        c->stage = st;
     switch (r) {
-    case TLS_IO_OK:
-        c->tinfo = tls_info_new(c->ssl);
-        c->rec = tls_rec_take(c->ssl, &kept);
-        if (c->rec != NULL) { /* TLS 1.3: records continue without ssl */
-            SSL_free(c->ssl);
-            c->ssl = NULL;
-        } else {
-            LOG_D(c->cl->log, "TLS records of %s:%d stay with OpenSSL: %s",
-                  c->peer, c->port, kept);
-        }
-        c->flags &= ~CF_HANDSHAKE;
-        c->flags |= CF_OPEN;
+    case XPRT_OK:
         c->deadline_at = 0;
         timer_arm(c);
         if (conn_out_pending(c) == 0)
             wio_stop(c);
-        if (c->h->on_open)
-            c->h->on_open(c->ud, c);
+        else
+            mark_pending(c); /* queued before the transport was ready */
+        conn_open(c);
         return;
-    case TLS_IO_WANT_READ:
+    case XPRT_WANT_READ:
         wio_stop(c);
         return;
-    case TLS_IO_WANT_WRITE:
+    case XPRT_WANT_WRITE:
         wio_start(c);
         return;
-    case TLS_IO_CLOSED:
-        conn_close(c, "closed during TLS handshake");
+    case XPRT_CLOSED:
+        close_fmt(c, "%s", why[0] ? why : "connection closed in handshake");
         return;
-    case TLS_IO_ERROR:
+    case XPRT_ERROR:
     default:
-        tls_fail(c, why[0] ? why : "TLS error");
+        handshake_fail(c, why[0] ? why : "error");
         return;
     }
 }
 
-static void conn_read_tls(struct conn *c)
+/* Bytes decoded by the transport but not read yet (SSL_pending). */
+static bool xprt_pending(const struct conn *c)
 {
+    const struct transport *x = c->xprt;
+
+    return x->ops->pending != NULL && x->ops->pending(x) > 0;
+}
+
+/* Read from the transport into the loop's scratch buffer and deliver;
+ * again only while the transport holds decoded input. */
+static void conn_read(struct conn *c)
+{
+    struct transport *x = c->xprt;
     uint8_t *buf = c->cl->scratch;
 
     do {
         size_t n = 0;
-        enum tls_io r = tls_read(c->ssl, buf, SCRATCH_SIZE, &n);
-        switch (r) {
-        case TLS_IO_OK:
+        switch (x->ops->read(x, buf, SCRATCH_SIZE, &n)) {
+        case XPRT_OK:
             c->flags &= ~CF_READ_WANTS_WRITE;
             conn_deliver(c, buf, n);
             break;
-        case TLS_IO_WANT_READ:
+        case XPRT_WANT_READ:
             return;
-        case TLS_IO_WANT_WRITE:
+        case XPRT_WANT_WRITE:
             c->flags |= CF_READ_WANTS_WRITE;
             wio_start(c);
             return;
-        case TLS_IO_CLOSED:
+        case XPRT_CLOSED:
             conn_close(c, "connection closed by peer");
             return;
+        case XPRT_ERROR:
         default:
-            conn_close(c, "TLS read error");
+            conn_close(c, x->err ? x->err : "read error");
             return;
         }
     } while (
         !(c->flags & (CF_CLOSING | CF_PAUSED | CF_USER_PAUSED | CF_DETACHED)) &&
-        SSL_pending(c->ssl) > 0);
-}
-
-/* TLS 1.3 after the handshake: tls_rec reads and opens the records. */
-static void conn_read_rec(struct conn *c)
-{
-    uint8_t *buf = c->cl->scratch;
-    size_t n = 0;
-    enum tls_io r = tls_rec_read(c->rec, c->fd, buf, SCRATCH_SIZE, &n);
-
-    if (n > 0) {
-        conn_deliver(c, buf, n);
-        if (c->flags & CF_DETACHED)
-            return; /* another loop owns c now; it sees r's state */
-    }
-    if (tls_rec_write_pending(c->rec))
-        wio_start(c); /* a KeyUpdate answer or an alert is queued */
-    if (c->flags & CF_CLOSING)
-        return;
-    switch (r) {
-    case TLS_IO_OK:
-    case TLS_IO_WANT_READ:
-    case TLS_IO_WANT_WRITE:
-        return;
-    case TLS_IO_CLOSED:
-        conn_close(c, "connection closed by peer");
-        return;
-    default:
-        conn_close(c, tls_rec_error(c->rec));
-        return;
-    }
+        xprt_pending(c));
 }
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct conn *c = w->data;
-    ssize_t n;
 
     (void)loop;
     (void)revents;
@@ -636,27 +749,13 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         conn_handshake(c);
         return;
     }
-    if (c->rec) {
-        conn_read_rec(c);
-        return;
+    if (c->flags & CF_WRITE_WANTS_READ) {
+        c->flags &= ~CF_WRITE_WANTS_READ;
+        conn_flush(c);
+        if (c->flags & CF_CLOSING)
+            return;
     }
-    if (c->ssl) {
-        if (c->flags & CF_WRITE_WANTS_READ) {
-            c->flags &= ~CF_WRITE_WANTS_READ;
-            conn_flush(c);
-        }
-        conn_read_tls(c);
-        return;
-    }
-    n = read(c->fd, c->cl->scratch, SCRATCH_SIZE);
-    if (n > 0) {
-        conn_deliver(c, c->cl->scratch, (size_t)n);
-    } else if (n == 0) {
-        conn_close(c, "connection closed by peer");
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        conn_close(c, errno == ECONNRESET ? "connection reset by peer"
-                                          : "socket read error");
-    }
+    conn_read(c);
 }
 
 static void after_drain(struct conn *c)
@@ -682,58 +781,12 @@ static void after_drain(struct conn *c)
     }
 }
 
-/* conn_flush for TLS 1.3 after the handshake: seal and write, one send()
- * per call; sealed bytes the socket did not take wait in c->rec. */
-static void conn_flush_rec(struct conn *c)
-{
-    struct conn_loop *cl = c->cl;
-    size_t len = conn_out_pending(c), n = 0;
-    enum tls_io r;
-
-    if (len == 0 && !tls_rec_write_pending(c->rec)) {
-        wio_stop(c);
-        return;
-    }
-    if (len > WRITE_MAX)
-        len = WRITE_MAX;
-    if (len == 0) {
-        r = tls_rec_flush(c->rec, c->fd);
-    } else {
-        if (cl->seal_scratch == NULL)
-            cl->seal_scratch = xmalloc(SEAL_SCRATCH_SIZE);
-        r = tls_rec_write(c->rec, c->fd, c->out + c->out_head, len,
-                          cl->seal_scratch, SEAL_SCRATCH_SIZE, &n);
-    }
-    switch (r) {
-    case TLS_IO_OK:
-        c->out_head += n;
-        break;
-    case TLS_IO_WANT_WRITE:
-        wio_start(c);
-        return;
-    default:
-        c->out_head = c->out_len;
-        if (!(c->flags & CF_CLOSING))
-            conn_close(c, tls_rec_error(c->rec));
-        return;
-    }
-    if (conn_out_pending(c) > 0 || tls_rec_write_pending(c->rec))
-        wio_start(c);
-    else
-        wio_stop(c);
-    after_drain(c);
-}
-
-/* Write what is queued: one write()/SSL_write() per call. */
+/* Write what is queued: one transport write per call, at most WRITE_MAX
+ * bytes; EV_WRITE runs only while a write could not complete. */
 static void conn_flush(struct conn *c)
 {
-    size_t len = conn_out_pending(c);
-
-    if (c->rec) {
-        if (c->flags & CF_OPEN)
-            conn_flush_rec(c);
-        return;
-    }
+    struct transport *x = c->xprt;
+    size_t len = conn_out_pending(c), n = 0;
 
     if (len == 0) {
         wio_stop(c);
@@ -743,46 +796,23 @@ static void conn_flush(struct conn *c)
         return; /* handshake first */
     if (len > WRITE_MAX)
         len = WRITE_MAX;
-    if (c->ssl) {
-        size_t n = 0;
-        enum tls_io r;
-        if (c->tls_wlen)
-            len = c->tls_wlen;
-        r = tls_write(c->ssl, c->out + c->out_head, len, &n);
-        switch (r) {
-        case TLS_IO_OK:
-            c->tls_wlen = 0;
-            c->out_head += n;
-            break;
-        case TLS_IO_WANT_WRITE:
-            c->tls_wlen = len;
-            wio_start(c);
-            return;
-        case TLS_IO_WANT_READ:
-            c->tls_wlen = len;
-            c->flags |= CF_WRITE_WANTS_READ;
-            return;
-        default:
-            c->out_head = c->out_len;
-            if (!(c->flags & CF_CLOSING))
-                conn_close(c, "TLS write error");
-            return;
-        }
-    } else {
-        ssize_t n = write(c->fd, c->out + c->out_head, len);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-                wio_start(c);
-                return;
-            }
-            c->out_head = c->out_len;
-            if (!(c->flags & CF_CLOSING))
-                conn_close(c, errno == EPIPE || errno == ECONNRESET
-                                  ? "connection reset by peer"
-                                  : "socket write error");
-            return;
-        }
-        c->out_head += (size_t)n;
+    switch (x->ops->write(x, c->out + c->out_head, len, &n)) {
+    case XPRT_OK:
+        c->out_head += n;
+        break;
+    case XPRT_WANT_WRITE:
+        wio_start(c);
+        return;
+    case XPRT_WANT_READ:
+        c->flags |= CF_WRITE_WANTS_READ;
+        return;
+    case XPRT_CLOSED:
+    case XPRT_ERROR:
+    default:
+        c->out_head = c->out_len;
+        if (!(c->flags & CF_CLOSING))
+            conn_close(c, x->err ? x->err : "write error");
+        return;
     }
     if (conn_out_pending(c) > 0)
         wio_start(c);
@@ -805,8 +835,8 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (c->flags & CF_READ_WANTS_WRITE) {
         c->flags &= ~CF_READ_WANTS_WRITE;
-        conn_read_tls(c);
-        if (c->flags & CF_CLOSING)
+        conn_read(c);
+        if (c->flags & (CF_CLOSING | CF_DETACHED))
             return;
     }
     conn_flush(c);
@@ -823,7 +853,7 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->deadline_at > 0 && now >= c->deadline_at) {
         c->deadline_at = 0;
         if (c->flags & CF_HANDSHAKE) {
-            tls_fail(c, "handshake timeout");
+            handshake_fail(c, c->stage ? c->stage->timeout : "timed out");
             return;
         }
         c->h->on_timeout(c->ud, c, CONN_TIMEOUT_DEADLINE);
@@ -855,12 +885,8 @@ static void conn_free(struct conn *c)
     ev_timer_stop(cl->loop, &c->timer);
     if (c->h->on_close)
         c->h->on_close(c->ud, c, c->close_reason ? c->close_reason : "closed");
-    if (c->ssl && (c->flags & CF_OPEN)) {
-        ERR_clear_error();
-        (void)SSL_shutdown(c->ssl);
-    }
-    if (c->rec)
-        tls_rec_close_notify(c->rec, c->fd);
+    if (c->flags & CF_OPEN)
+        transport_shutdown_stack(c->xprt);
     cl->count--;
     conn_release(c);
 }
@@ -879,11 +905,10 @@ again:
         if (c->flags & (CF_CLOSING | CF_USER_PAUSED))
             continue;
         conn_deliver(c, NULL, 0);
-        if (c->ssl &&
-            !(c->flags &
+        if (!(c->flags &
               (CF_CLOSING | CF_USER_PAUSED | CF_PAUSED | CF_DETACHED)) &&
-            SSL_pending(c->ssl) > 0)
-            conn_read_tls(c);
+            xprt_pending(c))
+            conn_read(c);
     }
     while (cl->pending) {
         struct conn *c = cl->pending;

@@ -12,11 +12,11 @@
  *
  *   every SSL made by tls_new_ssl carries a struct tls_conn (ex_data)
  *   until its handshake succeeds: the first bytes peeked before the
- *   handshake (plaintext MQTT detection) and the first verify failure
- *   (error, depth, subject, issuer, serial, SHA-256 fingerprint) recorded
- *   by the verify callback.
+ *   handshake (plaintext-on-a-TLS-port diagnosis) and the first verify
+ *   failure (error, depth, subject, issuer, serial, SHA-256 fingerprint)
+ *   recorded by the verify callback.
  */
-#include "tls.h"
+#include "tls_ssl.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -31,13 +31,12 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "auth_mtls.h"
 #include "conf.h"
 #include "log.h"
-#include "tls_rec.h"
 #include "util.h"
 
 /* TLS <= 1.2: forward-secret AEAD suites only (no CBC, no RSA key exchange,
@@ -89,6 +88,7 @@ struct tls_ctx {
     struct tls_file files[TF_COUNT];
     STACK_OF(X509) * cas;      /* certificates of cafile, may be empty */
     STACK_OF(X509_CRL) * crls; /* NULL when no crlfile */
+    bool insecure;             /* client: no server certificate check */
 };
 
 /* The first certificate verification failure of a handshake. */
@@ -757,19 +757,113 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
      * ticket costs a session encoding, an encryption and an HMAC. */
     if (SSL_CTX_set_num_tickets(c->ssl, 1) != 1)
         goto fail_ossl;
-    /* After a TLS 1.3 handshake conn hands the records to tls_rec and
-     * frees the SSL; this captures what that needs. Without it
-     * (tls_record_layer openssl) tls_rec_take declines. */
-    if (!t->openssl_records && !tls_rec_ctx_setup(c->ssl)) {
-        what = "TLS record layer set-up";
-        goto fail_ossl;
-    }
     ERR_clear_error();
     return c;
 
 fail_ossl:
     ossl_reason(reason, sizeof(reason));
     set_err(err, errlen, t, "%s: %s", what, reason);
+fail:
+    ERR_clear_error();
+    tls_ctx_free(c);
+    return NULL;
+}
+
+/* alpn_wire: "mqtt,x-amzn-mqtt-ca" as ALPN wire format (length-prefixed
+ * names); -1 when a name is empty or longer than 255 bytes. */
+static int alpn_wire(const char *list, unsigned char *out, size_t outlen,
+                     size_t *n)
+{
+    const char *p = list;
+
+    *n = 0;
+    while (*p != '\0') {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len > 255 || *n + 1 + len > outlen)
+            return -1;
+        out[(*n)++] = (unsigned char)len;
+        memcpy(out + *n, p, len);
+        *n += len;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return *n > 0 ? 0 : -1;
+}
+
+struct tls_ctx *tls_client_ctx_new(const char *cafile, const char *capath,
+                                   const char *certfile, const char *keyfile,
+                                   bool insecure, const char *alpn, char *err,
+                                   size_t errlen)
+{
+    struct tls_ctx *c = xcalloc(1, sizeof(*c));
+    unsigned char wire[512];
+    char reason[512];
+    const char *what = "TLS client context";
+    size_t wn;
+
+    c->refs = 1;
+    c->insecure = insecure;
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    ERR_clear_error();
+    if (!tls_init())
+        goto fail_ossl;
+    if ((certfile == NULL) != (keyfile == NULL)) {
+        snprintf(err, errlen, "TLS client: certfile and keyfile go together");
+        goto fail;
+    }
+    c->ssl = SSL_CTX_new(TLS_client_method());
+    if (c->ssl == NULL)
+        goto fail_ossl;
+    if (SSL_CTX_set_min_proto_version(c->ssl, TLS1_2_VERSION) != 1)
+        goto fail_ossl;
+    SSL_CTX_set_options(c->ssl,
+                        SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS |
+                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_clear_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    if (SSL_CTX_set_cipher_list(c->ssl, TLS_DEFAULT_CIPHERS) != 1 ||
+        SSL_CTX_set_ciphersuites(c->ssl, TLS13_DEFAULT_SUITES) != 1)
+        goto fail_ossl;
+    SSL_CTX_set_default_passwd_cb(c->ssl, no_passphrase_cb);
+    if (cafile != NULL || capath != NULL) {
+        what = "cafile/capath";
+        if (SSL_CTX_load_verify_locations(c->ssl, cafile, capath) != 1)
+            goto fail_ossl;
+    } else if (!insecure) {
+        what = "default CA paths";
+        if (SSL_CTX_set_default_verify_paths(c->ssl) != 1)
+            goto fail_ossl;
+    }
+    if (certfile != NULL) {
+        what = "certfile";
+        if (SSL_CTX_use_certificate_chain_file(c->ssl, certfile) != 1)
+            goto fail_ossl;
+        what = "keyfile";
+        if (SSL_CTX_use_PrivateKey_file(c->ssl, keyfile, SSL_FILETYPE_PEM) !=
+                1 ||
+            SSL_CTX_check_private_key(c->ssl) != 1)
+            goto fail_ossl;
+    }
+    if (alpn != NULL) {
+        if (alpn_wire(alpn, wire, sizeof(wire), &wn) != 0) {
+            snprintf(err, errlen, "TLS client: invalid ALPN list '%s'", alpn);
+            goto fail;
+        }
+        what = "ALPN";
+        /* 0 is success here (OpenSSL's historical convention) */
+        if (SSL_CTX_set_alpn_protos(c->ssl, wire, (unsigned)wn) != 0)
+            goto fail_ossl;
+    }
+    SSL_CTX_set_verify(c->ssl, insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
+                       NULL);
+    ERR_clear_error();
+    return c;
+
+fail_ossl:
+    ossl_reason(reason, sizeof(reason));
+    snprintf(err, errlen, "TLS client: %s: %s", what, reason);
 fail:
     ERR_clear_error();
     tls_ctx_free(c);
@@ -946,6 +1040,31 @@ fail:
     return NULL;
 }
 
+SSL *tls_new_client_ssl(struct tls_ctx *c, int fd, const char *sni)
+{
+    SSL *ssl;
+
+    if (c == NULL || !tls_init())
+        return NULL;
+    ssl = SSL_new(c->ssl);
+    if (ssl == NULL)
+        goto fail;
+    if (SSL_set_fd(ssl, fd) != 1)
+        goto fail;
+    if (sni != NULL) {
+        if (SSL_set_tlsext_host_name(ssl, sni) != 1)
+            goto fail;
+        if (!c->insecure && SSL_set1_host(ssl, sni) != 1)
+            goto fail;
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+fail:
+    SSL_free(ssl);
+    ERR_clear_error();
+    return NULL;
+}
+
 /* map_io: SSL_get_error of a failed call to enum tls_io. errno is kept for
  * the caller on socket errors. */
 static enum tls_io map_io(SSL *ssl, int ret)
@@ -978,7 +1097,7 @@ static enum tls_io map_io(SSL *ssl, int ret)
 }
 
 /* peek_head: before OpenSSL consumes anything, look at the first bytes
- * the client sent (to recognise plaintext MQTT/HTTP on a TLS port). */
+ * the client sent (to recognise plaintext on a TLS port). */
 static void peek_head(SSL *ssl, struct tls_conn *tc)
 {
     int fd;
@@ -1071,20 +1190,17 @@ static bool why_not_tls(const struct tls_conn *tc, const char *reason,
 
     if (tc == NULL || tc->headlen == 0 || tc->head[0] == 0x16)
         return false;
-    if (tc->head[0] == 0x10) {
-        /* 0x10 is an MQTT CONNECT fixed header [MQTT-2.2.2-1] */
-        snprintf(why, whylen,
-                 "plaintext MQTT on a TLS port (first byte 0x10, an MQTT "
-                 "CONNECT): %s",
-                 reason);
-        return true;
-    }
     for (i = 0; i < ARRAY_LEN(http); i++)
         if (tc->headlen >= 4 && memcmp(tc->head, http[i], 4) == 0) {
             snprintf(why, whylen, "plaintext HTTP on a TLS port: %s", reason);
             return true;
         }
-    snprintf(why, whylen, "not a TLS handshake (first byte 0x%02x): %s",
+    /* The first byte of a TLS stream is a record type: handshake (0x16).
+     * Anything else is most often a client speaking its protocol in the
+     * clear; naming that protocol is the caller's business. */
+    snprintf(why, whylen,
+             "first byte 0x%02x is not a TLS record: plaintext on a TLS "
+             "port? (%s)",
              tc->head[0], reason);
     return true;
 }
@@ -1111,6 +1227,15 @@ static enum tls_io why_ssl_error(SSL *ssl, const struct tls_conn *tc, char *why,
     if (r == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         snprintf(why, whylen, "connection closed during TLS handshake");
         return TLS_IO_CLOSED;
+    }
+    if (!SSL_is_server(ssl)) { /* an outgoing connection */
+        long verr = SSL_get_verify_result(ssl);
+        if (SSL_get_verify_mode(ssl) != SSL_VERIFY_NONE && verr != X509_V_OK)
+            snprintf(why, whylen, "certificate verify failed: %s",
+                     X509_verify_cert_error_string(verr));
+        else
+            snprintf(why, whylen, "%s", reason);
+        return TLS_IO_ERROR;
     }
     if (why_not_tls(tc, reason, why, whylen))
         return TLS_IO_ERROR;
@@ -1172,7 +1297,7 @@ enum tls_io tls_handshake(SSL *ssl, char *why, size_t whylen)
     peek_head(ssl, tc);
     ERR_clear_error();
     errno = 0;
-    r = SSL_accept(ssl);
+    r = SSL_do_handshake(ssl);
     if (r == 1) {
         /* A resumed session skips verification: refuse one whose client
          * certificate has expired since. */
@@ -1299,18 +1424,9 @@ void tls_describe(const struct tls_info *ti, char *out, size_t outlen)
              ti->cipher, subj, serial, ti->resumed ? " resumed" : "");
 }
 
-int tls_peer_identity(const struct tls_info *ti, bool subject, char *out,
-                      size_t outlen, const char **why)
+bool tls_info_verified(const struct tls_info *ti)
 {
-    if (ti->peer == NULL) {
-        *why = "no certificate";
-        return -1;
-    }
-    if (!ti->verified) {
-        *why = "certificate not verified";
-        return -1;
-    }
-    return auth_mtls_identity(ti->peer, subject, out, outlen, why);
+    return ti->verified;
 }
 
 time_t tls_peer_not_after(const struct tls_info *ti)

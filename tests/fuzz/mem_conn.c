@@ -31,7 +31,9 @@
  * Contract violations by the upper layer (on_data returning more than it
  * was given, -1 without conn_close, commit past the reserve) abort().
  *
- * TLS is not modelled: conn_new() with a TLS context closes the conn.
+ * TLS, transport layers and outgoing connections are not modelled:
+ * conn_new() with a TLS context and conn_connect() close the conn,
+ * conn_push_layer() aborts.
  */
 #include "conn.h"
 #include "mem_conn.h"
@@ -144,9 +146,10 @@ size_t conn_loop_count(const struct conn_loop *cl)
     return cl->count;
 }
 
-struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
-                      double handshake_timeout, const struct sockaddr *sa,
-                      socklen_t salen, const struct conn_handler *h, void *ud)
+struct conn *conn_create(struct conn_loop *cl, int fd, struct tls_ctx *tls,
+                         double handshake_timeout, const struct sockaddr *sa,
+                         socklen_t salen, const struct conn_handler *h,
+                         void *ud)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
 
@@ -176,13 +179,51 @@ struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
     }
     if (cl->hooks.on_new)
         cl->hooks.on_new(cl->hooks_arg, c);
-    if (tls) {
+    if (tls)
         conn_close(c, "TLS not supported by mem_conn");
-        return c;
-    }
+    return c;
+}
+
+void conn_push_layer(struct conn *c, struct transport *layer)
+{
+    (void)c;
+    (void)layer;
+    mc_fail("transport layers are not modelled by mem_conn");
+}
+
+void conn_start(struct conn *c)
+{
+    if (c->flags & (MF_CLOSING | MF_OPEN))
+        return;
     c->flags |= MF_OPEN;
-    if (h->on_open)
-        h->on_open(ud, c);
+    if (c->h->on_open)
+        c->h->on_open(c->ud, c);
+}
+
+struct conn *conn_new(struct conn_loop *cl, int fd, struct tls_ctx *tls,
+                      double handshake_timeout, const struct sockaddr *sa,
+                      socklen_t salen, const struct conn_handler *h, void *ud)
+{
+    struct conn *c =
+        conn_create(cl, fd, tls, handshake_timeout, sa, salen, h, ud);
+
+    conn_start(c);
+    return c;
+}
+
+/* Outgoing connections are not modelled: the conn closes at once with a
+ * reason, as a refused connect would. */
+struct conn *conn_connect(struct conn_loop *cl, const char *host, int port,
+                          struct tls_ctx *tls, const char *sni, double timeout,
+                          const struct conn_handler *h, void *ud)
+{
+    struct conn *c = conn_create(cl, -1, NULL, timeout, NULL, 0, h, ud);
+
+    (void)tls;
+    (void)sni;
+    snprintf(c->peer, sizeof(c->peer), "%s", host);
+    c->port = (uint16_t)port;
+    conn_close(c, "connect: not modelled by mem_conn");
     return c;
 }
 

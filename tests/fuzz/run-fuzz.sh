@@ -23,7 +23,6 @@ build fuzz_topic src/mqtt/topic.c src/broker/router.c src/broker/retain.c src/br
 build fuzz_passwd src/auth/passwd.c src/util/util.c src/broker/msg.c
 build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
 build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
-build fuzz_tls_rec src/net/tls_rec.c src/util/util.c
 # The broker library's sources (CORE_SRCS in CMakeLists.txt) less conn.c
 # and server.c, which mem_conn.c replaces: read from CMakeLists.txt so a
 # new module cannot be left out here (tests/CMakeLists.txt does the same
@@ -38,15 +37,12 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
-    fuzz_tls_rec fuzz_session; do
+    fuzz_session; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then
         find tests/fuzz/session-seeds tests/fuzz/session-regressions -type f \
             ! -name '*.md' -exec cp {} "$corpus"/ \;
-    fi
-    if [ "$h" = fuzz_tls_rec ]; then
-        find tests/fuzz/tls-rec-seeds -type f ! -name '*.md' -exec cp {} "$corpus"/ \;
     fi
     if [ "$h" = fuzz_codec ]; then "$out/gen_codec_seeds" "$corpus" >/dev/null; fi
     if "$out/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

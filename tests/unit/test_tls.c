@@ -2,7 +2,7 @@
  * test_tls.c - unit tests for tls.c: context building and its errors,
  * handshakes over a socketpair against an OpenSSL client (client
  * certificates good, missing, expired, revoked, from another CA, old
- * protocol, no shared cipher, plaintext MQTT/HTTP), identity extraction,
+ * protocol, no shared cipher, plaintext on a TLS port), identity extraction,
  * data transfer, resumption, revocation, change detection and expiry
  * reports. The test PKI is built in a temporary directory by
  * certs/mkcerts.sh (found through $MQTTD_SOURCE_DIR, default ".").
@@ -35,9 +35,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "../../src/net/tls_ssl.h"
+#include "auth_mtls.h"
 #include "conf.h"
 #include "log.h"
-#include "tls.h"
 #include "util.h"
 
 /* ------------------------------------------------------------------------ */
@@ -956,7 +957,9 @@ static void test_handshakes(void **state)
         if (r == TLS_IO_OK) {
             struct tls_info *ti = tls_info_new(p.srv);
             assert_true(cli_ok);
-            rc = tls_peer_identity(ti, false, id, sizeof(id), &idwhy);
+            assert_true(tls_info_verified(ti));
+            rc = auth_mtls_identity(tls_info_peer(ti), false, id, sizeof(id),
+                                    &idwhy);
             if (h->identity != NULL) {
                 if (rc != 0)
                     fail_msg("case '%s': identity failed: %s", h->name, idwhy);
@@ -1084,7 +1087,8 @@ static void test_plaintext_mqtt(void **state)
                                             0x00, 0x3c, 0x00, 0x01, 'c'};
 
     raw_client(*state, connect, sizeof(connect), TLS_IO_ERROR,
-               "plaintext MQTT on a TLS port");
+               "first byte 0x10 is not a TLS record: plaintext on a TLS "
+               "port?");
 }
 
 static void test_plaintext_http(void **state)
@@ -1101,7 +1105,7 @@ static void test_garbage(void **state)
                                          0x03, 0x04, 0x05};
 
     raw_client(*state, junk, sizeof(junk), TLS_IO_ERROR,
-               "not a TLS handshake (first byte 0x42)");
+               "first byte 0x42 is not a TLS record");
 }
 
 static void test_eof_during_handshake(void **state)
@@ -1253,7 +1257,10 @@ static void test_resumption(void **state)
     ti = tls_info_new(p.srv);
     tls_describe(ti, desc, sizeof(desc));
     assert_non_null(strstr(desc, "resumed"));
-    assert_int_equal(tls_peer_identity(ti, false, id, sizeof(id), &idwhy), 0);
+    assert_true(tls_info_verified(ti));
+    assert_int_equal(
+        auth_mtls_identity(tls_info_peer(ti), false, id, sizeof(id), &idwhy),
+        0);
     assert_string_equal(id, "client1");
     tls_info_free(ti);
     pair_close(&p);
