@@ -59,9 +59,6 @@ struct conf_tls {
                                       unless client_cert_mode is set */
     bool use_identity_as_username;
     bool use_subject_as_username;
-    /* always true: OpenSSL's SSL protects the records (tls_record_layer
-     * openssl, the only value left); kept until every user is gone */
-    bool openssl_records;
     /* source location of the certfile line, for FILE:LINE errors on load */
     const char *src;
     int line;

@@ -397,7 +397,6 @@ static void init_listener(const struct conf *c, struct conf_listener *l)
     l->max_qos = c->max_qos;
     l->max_topic_alias = c->max_topic_alias;
     l->tls.min_version = TLS1_2_VERSION;
-    l->tls.openssl_records = true; /* the only record layer left */
     l->tls.cert_mode = CONF_CERT_NONE;
     l->sec.allow_anonymous = -1;
     l->sec.allow_zero_length_clientid = true;

@@ -958,8 +958,6 @@ static void test_tls_listener_fields(void **state)
     assert_false(l[2].tls.require_certificate);
     assert_true(l[2].tls.use_subject_as_username);
     assert_int_equal(l[2].tls.min_version, TLS1_3_VERSION);
-    assert_true(l[0].tls.openssl_records); /* the only one left */
-    assert_true(l[2].tls.openssl_records);
     conf_free(c);
 }
 
