@@ -79,17 +79,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* level_end: end of the level of s starting at pos. */
-static size_t level_end(const char *s, size_t len, size_t pos)
-{
-    const char *p;
-
-    if (pos >= len)
-        return len;
-    p = memchr(s + pos, '/', len - pos);
-    return p ? (size_t)(p - s) : len;
-}
-
 /*
  * rule_level: classify the rule level starting at pos; returns its end.
  * In a pattern, "%c"/"%u" become the client id / username, or '+' for a
@@ -99,7 +88,7 @@ static size_t level_end(const char *s, size_t len, size_t pos)
 static size_t rule_level(const char *r, size_t rlen, size_t pos, bool pattern,
                          const struct subst *sb, bool deny, struct lv *out)
 {
-    size_t e = level_end(r, rlen, pos);
+    size_t e = topic_level_end(r, rlen, pos);
     size_t l = e - pos;
 
     out->s = r + pos;
@@ -138,7 +127,7 @@ static bool walk(const char *r, size_t rlen, bool pattern,
     if (slen > 0 && s[0] == '$' && (rl.kind == LV_PLUS || rl.kind == LV_HASH))
         return false;
     for (;;) {
-        size_t se = level_end(s, slen, sp);
+        size_t se = topic_level_end(s, slen, sp);
         size_t sl = se - sp;
 
         if (rl.kind == LV_HASH)
@@ -369,7 +358,7 @@ static int parse_rule(struct parse_state *ps, bool pattern, const char *s,
     r.pattern = pattern;
     if (pattern) {
         for (size_t p = 0; p <= rl;) {
-            size_t e = level_end(rest, rl, p);
+            size_t e = topic_level_end(rest, rl, p);
             const char *lv = rest + p;
             size_t ll = e - p;
             if (ll == 2 && lv[0] == '%' && lv[1] == 'c') {
