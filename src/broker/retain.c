@@ -6,7 +6,7 @@
  *   |     map[] --> "a" [msg] --+-- map[] --> "b" [msg]      topic a/b
  *   |                           +-- map[] --> ""  [msg]      topic a/
  *   |     map[] --> "$SYS" -----+-- map[] --> "x" [msg]      topic $SYS/x
- *   +-- count, bytes (sum of msg_size)
+ *   +-- count, bytes (sum of msg_size); sys_count, sys_bytes: the $SYS part
  *   +-- stk[]  explicit walk stack for match / foreach / free
  *
  * One node per topic level; a node holds at most one message (one
@@ -44,8 +44,9 @@ struct rframe {
 
 struct retain {
     struct rnode *root;
-    size_t count, bytes;
-    struct hashmap_seed seed; /* of every node's kids */
+    size_t count, bytes;         /* every topic */
+    size_t sys_count, sys_bytes; /* "$SYS" topics: outside the limits */
+    struct hashmap_seed seed;    /* of every node's kids */
     struct rframe *stk;
     size_t stk_cap;
 };
@@ -201,17 +202,45 @@ void retain_free(struct retain *rs)
     free(rs);
 }
 
+/* is_sys: topic t is "$SYS" or below it (written by the broker only). */
+static bool is_sys(const char *t, size_t len)
+{
+    return len >= 4 && memcmp(t, "$SYS", 4) == 0 && (len == 4 || t[4] == '/');
+}
+
+/* account: add (sign 1) or take away (-1) one message of 'size' bytes. */
+static void account(struct retain *rs, bool sys, size_t size, int sign)
+{
+    if (sign > 0) {
+        rs->count++;
+        rs->bytes += size;
+    } else {
+        rs->count--;
+        rs->bytes -= size;
+    }
+    if (sys) {
+        rs->sys_count = sign > 0 ? rs->sys_count + 1 : rs->sys_count - 1;
+        rs->sys_bytes = sign > 0 ? rs->sys_bytes + size : rs->sys_bytes - size;
+    }
+}
+
 int retain_set(struct retain *rs, struct msg *m, size_t max_count,
                size_t max_bytes)
 {
-    size_t size = msg_size(m), old;
+    size_t size = msg_size(m), old, ucount, ubytes;
+    bool sys = is_sys(m->topic, m->topic_len);
     struct rnode *n;
 
+    /* the broker's own $SYS topics neither count toward nor obey the
+     * users' limits */
+    if (sys)
+        max_count = max_bytes = 0;
+    ucount = rs->count - rs->sys_count;
+    ubytes = rs->bytes - rs->sys_bytes;
     n = find_topic(rs, m->topic, m->topic_len, false);
     if (m->payload_len == 0) { /* clear [MQTT-3.3.1-6] */
         if (n != NULL && n->m != NULL) {
-            rs->bytes -= msg_size(n->m);
-            rs->count--;
+            account(rs, sys, msg_size(n->m), -1);
             msg_unref(n->m);
             n->m = NULL;
             prune(n);
@@ -220,22 +249,22 @@ int retain_set(struct retain *rs, struct msg *m, size_t max_count,
     }
     if (n != NULL && n->m != NULL) { /* replace [MQTT-3.3.1-5] */
         old = msg_size(n->m);
-        if (max_bytes != 0 && rs->bytes - old + size > max_bytes)
+        if (max_bytes != 0 && ubytes - old + size > max_bytes)
             return -1;
         msg_ref(m);
+        account(rs, sys, old, -1);
         msg_unref(n->m);
         n->m = m;
-        rs->bytes = rs->bytes - old + size;
+        account(rs, sys, size, 1);
         return 0;
     }
-    if ((max_count != 0 && rs->count + 1 > max_count) ||
-        (max_bytes != 0 && rs->bytes + size > max_bytes))
+    if ((max_count != 0 && ucount + 1 > max_count) ||
+        (max_bytes != 0 && ubytes + size > max_bytes))
         return -1;
     if (n == NULL)
         n = find_topic(rs, m->topic, m->topic_len, true);
     n->m = msg_ref(m);
-    rs->count++;
-    rs->bytes += size;
+    account(rs, sys, size, 1);
     return 0;
 }
 
