@@ -163,7 +163,7 @@ bool util_ct_memeq(const void *a, const void *b, size_t len)
 uint64_t util_fnv1a(const void *p, size_t len)
 {
     const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull; /* offset basis */
 
     for (size_t i = 0; i < len; i++) {
         h ^= s[i];
