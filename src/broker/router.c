@@ -260,14 +260,11 @@ static bool node_empty(const struct node *n)
 static struct node *child_get(struct router *r, struct node *n, const char *key,
                               size_t key_len, bool create)
 {
-    struct node **slot = NULL, *c;
+    struct node **slot, *c;
     struct hashmap_entry *e;
 
-    if (key_len == 1 && key[0] == '+')
-        slot = &n->plus;
-    else if (key_len == 1 && key[0] == '#')
-        slot = &n->pound;
-    if (slot != NULL) {
+    if (key_len == 1 && (key[0] == '+' || key[0] == '#')) {
+        slot = key[0] == '+' ? &n->plus : &n->pound;
         if (*slot == NULL && create)
             *slot = node_new(n, key[0] == '+' ? NODE_PLUS : NODE_POUND, key,
                              key_len);
