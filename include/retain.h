@@ -23,7 +23,11 @@ void retain_free(struct retain *rs);
  * retain_set: set the retained message of m->topic to m (takes a new
  * reference), replacing any previous one; a zero-length payload clears the
  * topic instead [MQTT-3.3.1-6]. Returns 0, or -1 when adding a new topic
- * would exceed max_count or max_bytes (0 = unlimited); then nothing changes.
+ * would exceed max_count or replacing or adding one would exceed max_bytes
+ * (0 = unlimited); then nothing changes. The limits are the users' quota:
+ * they count only topics outside "$SYS" (which only the broker writes),
+ * and a "$SYS" topic is never refused, so the broker's own messages cannot
+ * use up the quota nor be refused once users have filled it.
  */
 int retain_set(struct retain *rs, struct msg *m, size_t max_count,
                size_t max_bytes);
@@ -40,7 +44,8 @@ void retain_match(struct retain *rs, const char *f, size_t len,
 void retain_foreach(struct retain *rs, void (*cb)(struct msg *m, void *arg),
                     void *arg);
 
-/* retain_count / retain_bytes: messages held and msg_size() total. */
+/* retain_count / retain_bytes: messages held and msg_size() total, "$SYS"
+ * topics included (what $SYS/broker/retained messages/count shows). */
 size_t retain_count(const struct retain *rs);
 size_t retain_bytes(const struct retain *rs);
 

@@ -16,6 +16,14 @@
 #define TOPIC_MAX_LEVELS 1024
 
 /*
+ * topic_level_end: the end of the level of s[0..len) that starts at 'pos':
+ * the index of the next '/' at or after pos, or len when that level is the
+ * last one. pos >= len gives len (so pos = len + 1, "past the last level",
+ * is safe). Levels may be empty ("a//b"). Any bytes; no NUL needed.
+ */
+size_t topic_level_end(const char *s, size_t len, size_t pos);
+
+/*
  * topic_name_valid: a PUBLISH topic: non-empty [MQTT-4.7.3-1], no '+' or
  * '#' [MQTT-3.3.2-2], at most TOPIC_MAX_LEVELS levels.
  */

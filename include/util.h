@@ -69,4 +69,36 @@ unsigned util_levenshtein(const char *a, const char *b);
 int util_write_file_atomic(const char *path, const void *data, size_t len,
                            unsigned mode);
 
+/*
+ * util_line_fn: called for each line of a file, without its '\n' (a '\r'
+ * before it is kept). Returns 0, or -1 with *why set to a static string
+ * naming the problem, which stops the reading.
+ */
+typedef int (*util_line_fn)(void *ud, const char *line, size_t len,
+                            const char **why);
+
+/*
+ * util_parse_lines: call fn(ud, ...) for each line of buf[0..len) in order
+ * (the last line need not end in '\n'; an empty buffer has no lines).
+ * Returns 0, or -1 with err set to "NAME: file larger than MAX_FILE bytes"
+ * (len > max_file), "NAME:LINE: line longer than MAX_LINE bytes",
+ * "NAME:LINE: NUL byte in line" or "NAME:LINE: WHY" (fn refused it);
+ * lines are counted from 1. err may be NULL.
+ */
+int util_parse_lines(const char *name, const char *buf, size_t len,
+                     size_t max_file, size_t max_line, util_line_fn fn,
+                     void *ud, char *err, size_t errlen);
+
+/*
+ * util_read_lines: read the file at path (at most max_file bytes, whatever
+ * its size claims, so pipes and growing files are safe too) and give its
+ * lines to util_parse_lines() with path as NAME. Besides that function's
+ * errors, -1 with err "PATH: cannot open: REASON", "PATH: not a readable
+ * file" (a directory), "PATH: file larger than MAX_FILE bytes" or "PATH:
+ * read error: REASON". The copy of the file is wiped before it is freed
+ * (password files).
+ */
+int util_read_lines(const char *path, size_t max_file, size_t max_line,
+                    util_line_fn fn, void *ud, char *err, size_t errlen);
+
 #endif

@@ -10,15 +10,10 @@
  */
 #include "acl.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "topic.h"
 #include "util.h"
@@ -65,31 +60,6 @@ struct lv {
     enum lv_kind kind;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* level_end: end of the level of s starting at pos. */
-static size_t level_end(const char *s, size_t len, size_t pos)
-{
-    const char *p;
-
-    if (pos >= len)
-        return len;
-    p = memchr(s + pos, '/', len - pos);
-    return p ? (size_t)(p - s) : len;
-}
-
 /*
  * rule_level: classify the rule level starting at pos; returns its end.
  * In a pattern, "%c"/"%u" become the client id / username, or '+' for a
@@ -99,7 +69,7 @@ static size_t level_end(const char *s, size_t len, size_t pos)
 static size_t rule_level(const char *r, size_t rlen, size_t pos, bool pattern,
                          const struct subst *sb, bool deny, struct lv *out)
 {
-    size_t e = level_end(r, rlen, pos);
+    size_t e = topic_level_end(r, rlen, pos);
     size_t l = e - pos;
 
     out->s = r + pos;
@@ -138,7 +108,7 @@ static bool walk(const char *r, size_t rlen, bool pattern,
     if (slen > 0 && s[0] == '$' && (rl.kind == LV_PLUS || rl.kind == LV_HASH))
         return false;
     for (;;) {
-        size_t se = level_end(s, slen, sp);
+        size_t se = topic_level_end(s, slen, sp);
         size_t sl = se - sp;
 
         if (rl.kind == LV_HASH)
@@ -369,7 +339,7 @@ static int parse_rule(struct parse_state *ps, bool pattern, const char *s,
     r.pattern = pattern;
     if (pattern) {
         for (size_t p = 0; p <= rl;) {
-            size_t e = level_end(rest, rl, p);
+            size_t e = topic_level_end(rest, rl, p);
             const char *lv = rest + p;
             size_t ll = e - p;
             if (ll == 2 && lv[0] == '%' && lv[1] == 'c') {
@@ -471,94 +441,41 @@ static void merge_users(struct acl *a)
     a->nusers = o + 1;
 }
 
+/* parse_line_cb: util_line_fn over parse_line. */
+static int parse_line_cb(void *ud, const char *s, size_t len, const char **why)
+{
+    return parse_line(ud, s, len, why);
+}
+
+/* parse_finish: the loaded ACL (rc 0), or NULL after freeing it. */
+static struct acl *parse_finish(struct parse_state *ps, int rc)
+{
+    if (rc == -1) {
+        acl_free(ps->a);
+        return NULL;
+    }
+    merge_users(ps->a);
+    return ps->a;
+}
+
 struct acl *acl_parse(const char *name, const char *buf, size_t len, char *err,
                       size_t errlen)
 {
     struct parse_state ps;
-    size_t pos = 0;
-    int line = 0;
 
     ps.a = xcalloc(1, sizeof(*ps.a));
     ps.cur = -1;
-    if (len > ACL_MAX_FILE) {
-        set_err(err, errlen, "%s: file larger than %u bytes", name,
-                ACL_MAX_FILE);
-        goto fail;
-    }
-    while (pos < len) {
-        const char *s = buf + pos, *nl;
-        size_t ll;
-        const char *why = NULL;
-
-        line++;
-        nl = memchr(s, '\n', len - pos);
-        ll = nl ? (size_t)(nl - s) : len - pos;
-        pos += ll + (nl ? 1 : 0);
-        if (ll > ACL_MAX_LINE) {
-            set_err(err, errlen, "%s:%d: line longer than %d bytes", name, line,
-                    ACL_MAX_LINE);
-            goto fail;
-        }
-        if (memchr(s, '\0', ll) != NULL) {
-            set_err(err, errlen, "%s:%d: NUL byte in line", name, line);
-            goto fail;
-        }
-        if (parse_line(&ps, s, ll, &why) == -1) {
-            set_err(err, errlen, "%s:%d: %s", name, line, why);
-            goto fail;
-        }
-    }
-    merge_users(ps.a);
-    return ps.a;
-fail:
-    acl_free(ps.a);
-    return NULL;
+    return parse_finish(&ps, util_parse_lines(name, buf, len, ACL_MAX_FILE,
+                                              ACL_MAX_LINE, parse_line_cb, &ps,
+                                              err, errlen));
 }
 
 struct acl *acl_load(const char *path, char *err, size_t errlen)
 {
-    struct acl *a = NULL;
-    struct stat st;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int fd;
+    struct parse_state ps;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) == -1 || S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s: not a readable file", path);
-        goto fail;
-    }
-    for (;;) {
-        ssize_t n;
-        if (len == cap) {
-            if (cap > ACL_MAX_FILE) {
-                set_err(err, errlen, "%s: file larger than %u bytes", path,
-                        ACL_MAX_FILE);
-                goto fail;
-            }
-            cap = cap ? cap * 2 : 4096;
-            if (cap > (size_t)ACL_MAX_FILE + 1)
-                cap = (size_t)ACL_MAX_FILE + 1;
-            buf = xrealloc(buf, cap);
-        }
-        n = read(fd, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    a = acl_parse(path, buf, len, err, errlen);
-fail:
-    close(fd);
-    free(buf);
-    return a;
+    ps.a = xcalloc(1, sizeof(*ps.a));
+    ps.cur = -1;
+    return parse_finish(&ps, util_read_lines(path, ACL_MAX_FILE, ACL_MAX_LINE,
+                                             parse_line_cb, &ps, err, errlen));
 }

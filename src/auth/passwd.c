@@ -14,15 +14,10 @@
  */
 #include "passwd.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -55,20 +50,6 @@ struct passwd {
     size_t nslots;
     uint64_t seed;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- base64 (standard alphabet, '=' padding) ---- */
 
@@ -527,7 +508,8 @@ int passwd_set(struct passwd *pw, const char *user, const char *hash, char *err,
 
     if (check_username(user, strlen(user), &why) == -1 ||
         parse_hash(hash, strlen(hash), &h, &why) == -1) {
-        set_err(err, errlen, "%s", why);
+        if (err != NULL && errlen > 0)
+            snprintf(err, errlen, "%s", why);
         return -1;
     }
     l = lookup(pw, user);
@@ -644,95 +626,34 @@ static int parse_line(struct passwd *pw, const char *s, size_t len,
     return 0;
 }
 
+/* parse_line_cb: util_line_fn over parse_line. */
+static int parse_line_cb(void *ud, const char *s, size_t len, const char **why)
+{
+    return parse_line(ud, s, len, why);
+}
+
 struct passwd *passwd_parse(const char *name, const char *buf, size_t len,
                             char *err, size_t errlen)
 {
     struct passwd *pw = passwd_new();
-    size_t pos = 0;
-    int line = 0;
 
-    if (len > PASSWD_MAX_FILE) {
-        set_err(err, errlen, "%s: file larger than %u bytes", name,
-                PASSWD_MAX_FILE);
-        goto fail;
-    }
-    while (pos < len) {
-        const char *s = buf + pos, *nl;
-        size_t ll;
-        const char *why = NULL;
-
-        line++;
-        nl = memchr(s, '\n', len - pos);
-        ll = nl ? (size_t)(nl - s) : len - pos;
-        pos += ll + (nl ? 1 : 0);
-        if (ll > PASSWD_MAX_LINE) {
-            set_err(err, errlen, "%s:%d: line longer than %d bytes", name, line,
-                    PASSWD_MAX_LINE);
-            goto fail;
-        }
-        if (memchr(s, '\0', ll) != NULL) {
-            set_err(err, errlen, "%s:%d: NUL byte in line", name, line);
-            goto fail;
-        }
-        if (parse_line(pw, s, ll, &why) == -1) {
-            set_err(err, errlen, "%s:%d: %s", name, line, why);
-            goto fail;
-        }
+    if (util_parse_lines(name, buf, len, PASSWD_MAX_FILE, PASSWD_MAX_LINE,
+                         parse_line_cb, pw, err, errlen) == -1) {
+        passwd_free(pw);
+        return NULL;
     }
     return pw;
-fail:
-    passwd_free(pw);
-    return NULL;
 }
 
 struct passwd *passwd_load(const char *path, char *err, size_t errlen)
 {
-    struct passwd *pw = NULL;
-    struct stat st;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int fd;
+    struct passwd *pw = passwd_new();
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    /* util_read_lines wipes its copy of the file (the hashes) */
+    if (util_read_lines(path, PASSWD_MAX_FILE, PASSWD_MAX_LINE, parse_line_cb,
+                        pw, err, errlen) == -1) {
+        passwd_free(pw);
         return NULL;
     }
-    if (fstat(fd, &st) == -1 || S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s: not a readable file", path);
-        goto fail;
-    }
-    /* Read at most PASSWD_MAX_FILE + 1 bytes whatever fstat says (pipes,
-     * files growing underneath us). */
-    for (;;) {
-        ssize_t n;
-        if (len == cap) {
-            if (cap > PASSWD_MAX_FILE) {
-                set_err(err, errlen, "%s: file larger than %u bytes", path,
-                        PASSWD_MAX_FILE);
-                goto fail;
-            }
-            cap = cap ? cap * 2 : 4096;
-            if (cap > (size_t)PASSWD_MAX_FILE + 1)
-                cap = (size_t)PASSWD_MAX_FILE + 1;
-            buf = xrealloc(buf, cap);
-        }
-        n = read(fd, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    pw = passwd_parse(path, buf, len, err, errlen);
-fail:
-    close(fd);
-    if (buf != NULL)
-        OPENSSL_cleanse(buf, len);
-    free(buf);
     return pw;
 }

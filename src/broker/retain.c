@@ -6,12 +6,12 @@
  *   |     map[] --> "a" [msg] --+-- map[] --> "b" [msg]      topic a/b
  *   |                           +-- map[] --> ""  [msg]      topic a/
  *   |     map[] --> "$SYS" -----+-- map[] --> "x" [msg]      topic $SYS/x
- *   +-- count, bytes (sum of msg_size)
+ *   +-- count, bytes (sum of msg_size); sys_count, sys_bytes: the $SYS part
  *   +-- stk[]  explicit walk stack for match / foreach / free
  *
  * One node per topic level; a node holds at most one message (one
- * reference). Children are kept in an open-addressing hash table keyed by
- * the level bytes (SipHash-1-3, per-store random key). Nodes point to their
+ * reference). Children are kept in a hash map (hashmap.h) keyed by the
+ * level bytes (SipHash-1-3, per-store random key). Nodes point to their
  * parents so clearing a topic prunes empty nodes bottom up in a loop. No
  * function recurses, so topic depth cannot exhaust the C stack.
  */
@@ -19,20 +19,17 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
+#include "hashmap.h"
 #include "msg.h"
+#include "topic.h"
 #include "util.h"
 
 struct rnode {
     struct rnode *parent;
-    struct rnode **map; /* children; NULL = free slot */
-    size_t map_cap;     /* 0 or a power of two */
-    size_t map_n;
-    struct msg *m; /* retained message, one reference, or NULL */
-    uint64_t hash;
-    size_t key_len;
+    struct hashmap kids;     /* children, by their 'he' */
+    struct msg *m;           /* retained message, one reference, or NULL */
+    struct hashmap_entry he; /* in the parent's kids (not the root) */
     char key[];
 };
 
@@ -47,179 +44,39 @@ struct rframe {
 
 struct retain {
     struct rnode *root;
-    size_t count, bytes;
-    uint64_t k0, k1;
+    size_t count, bytes;         /* every topic */
+    size_t sys_count, sys_bytes; /* "$SYS" topics: outside the limits */
+    struct hashmap_seed seed;    /* of every node's kids */
     struct rframe *stk;
     size_t stk_cap;
 };
 
-/* --- hashing ------------------------------------------------------------ */
-
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                               \
-    do {                                                                       \
-        v0 += v1;                                                              \
-        v1 = ROTL64(v1, 13);                                                   \
-        v1 ^= v0;                                                              \
-        v0 = ROTL64(v0, 32);                                                   \
-        v2 += v3;                                                              \
-        v3 = ROTL64(v3, 16);                                                   \
-        v3 ^= v2;                                                              \
-        v0 += v3;                                                              \
-        v3 = ROTL64(v3, 21);                                                   \
-        v3 ^= v0;                                                              \
-        v2 += v1;                                                              \
-        v1 = ROTL64(v1, 17);                                                   \
-        v1 ^= v2;                                                              \
-        v2 = ROTL64(v2, 32);                                                   \
-    } while (0)
-
-/* siphash13: SipHash-1-3 of p[0..len) under key (k0, k1). */
-static uint64_t siphash13(uint64_t k0, uint64_t k1, const void *p, size_t len)
-{
-    const uint8_t *in = p;
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
-    uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
-    uint64_t v3 = k1 ^ 0x7465646279746573ULL;
-    uint64_t b = (uint64_t)len << 56, m;
-    size_t i, left = len & 7;
-    const uint8_t *end = in + (len - left);
-
-    for (; in != end; in += 8) {
-        m = 0;
-        for (i = 0; i < 8; i++)
-            m |= (uint64_t)in[i] << (8 * i);
-        v3 ^= m;
-        SIPROUND;
-        v0 ^= m;
-    }
-    for (i = 0; i < left; i++)
-        b |= (uint64_t)in[i] << (8 * i);
-    v3 ^= b;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* seed_key: a random SipHash key; falls back to clock and address bits. */
-static void seed_key(struct retain *rs)
-{
-    uint64_t k[2];
-    struct timespec ts;
-
-    if (getrandom(k, sizeof(k), GRND_NONBLOCK) != (ssize_t)sizeof(k)) {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        k[0] = (uint64_t)(uintptr_t)rs * 0x9e3779b97f4a7c15ULL ^
-               (uint64_t)ts.tv_nsec;
-        k[1] = (uint64_t)(uintptr_t)&ts * 0xbf58476d1ce4e5b9ULL ^
-               (uint64_t)ts.tv_sec;
-    }
-    rs->k0 = k[0];
-    rs->k1 = k[1];
-}
-
 /* --- nodes and the children map ---------------------------------------- */
 
-static struct rnode *rnode_new(struct rnode *parent, const char *key,
-                               size_t key_len, uint64_t hash)
+/* rnode_new: a child of parent for level key[0..key_len) (linked into
+ * parent's map), or the root when parent is NULL. */
+static struct rnode *rnode_new(struct retain *rs, struct rnode *parent,
+                               const char *key, size_t key_len)
 {
     struct rnode *n = xcalloc(1, sizeof(*n) + key_len);
 
     n->parent = parent;
-    n->hash = hash;
-    n->key_len = key_len;
     if (key_len)
         memcpy(n->key, key, key_len);
+    if (parent != NULL) {
+        hashmap_entry_init(&n->he, &rs->seed, n->key, key_len);
+        hashmap_insert(&parent->kids, &n->he);
+    }
     return n;
 }
 
-static struct rnode *map_find(const struct rnode *n, const char *key,
-                              size_t key_len, uint64_t hash)
+/* child: n's child for level key[0..key_len), or NULL. */
+static struct rnode *child(const struct retain *rs, const struct rnode *n,
+                           const char *key, size_t key_len)
 {
-    size_t mask, i;
-    struct rnode *c;
+    struct hashmap_entry *e = hashmap_find(&n->kids, &rs->seed, key, key_len);
 
-    if (n->map_cap == 0)
-        return NULL;
-    mask = n->map_cap - 1;
-    for (i = (size_t)hash & mask; (c = n->map[i]) != NULL; i = (i + 1) & mask)
-        if (c->hash == hash && c->key_len == key_len &&
-            memcmp(c->key, key, key_len) == 0)
-            return c;
-    return NULL;
-}
-
-static void map_place(struct rnode **map, size_t cap, struct rnode *c)
-{
-    size_t mask = cap - 1, i = (size_t)c->hash & mask;
-
-    while (map[i] != NULL)
-        i = (i + 1) & mask;
-    map[i] = c;
-}
-
-static void map_resize(struct rnode *n, size_t cap)
-{
-    struct rnode **map = xcalloc(cap, sizeof(*map));
-
-    for (size_t i = 0; i < n->map_cap; i++)
-        if (n->map[i] != NULL)
-            map_place(map, cap, n->map[i]);
-    free(n->map);
-    n->map = map;
-    n->map_cap = cap;
-}
-
-static void map_insert(struct rnode *n, struct rnode *c)
-{
-    if ((n->map_n + 1) * 4 > n->map_cap * 3) /* load factor <= 3/4 */
-        map_resize(n, n->map_cap ? n->map_cap * 2 : 4);
-    map_place(n->map, n->map_cap, c);
-    n->map_n++;
-}
-
-/* map_remove: unlink child c (backward-shift deletion). */
-static void map_remove(struct rnode *n, struct rnode *c)
-{
-    size_t mask = n->map_cap - 1, h = (size_t)c->hash & mask, j, home;
-
-    while (n->map[h] != c)
-        h = (h + 1) & mask;
-    n->map[h] = NULL;
-    for (j = h;;) {
-        j = (j + 1) & mask;
-        if (n->map[j] == NULL)
-            break;
-        home = (size_t)n->map[j]->hash & mask;
-        /* move j into the hole unless its home is cyclically in (h, j] */
-        if (((j - home) & mask) >= ((j - h) & mask)) {
-            n->map[h] = n->map[j];
-            n->map[j] = NULL;
-            h = j;
-        }
-    }
-    if (--n->map_n == 0) {
-        free(n->map);
-        n->map = NULL;
-        n->map_cap = 0;
-    } else if (n->map_cap > 8 && n->map_n * 8 <= n->map_cap) {
-        map_resize(n, n->map_cap / 2);
-    }
-}
-
-static size_t level_end(const char *s, size_t len, size_t pos)
-{
-    const char *slash;
-
-    if (pos >= len)
-        return len;
-    slash = memchr(s + pos, '/', len - pos);
-    return slash != NULL ? (size_t)(slash - s) : len;
+    return e != NULL ? hashmap_item(e, struct rnode, he) : NULL;
 }
 
 /* find_topic: the node of topic t, created along the way when 'create'. */
@@ -228,17 +85,14 @@ static struct rnode *find_topic(struct retain *rs, const char *t, size_t len,
 {
     struct rnode *n = rs->root, *c;
     size_t pos = 0, end;
-    uint64_t h;
 
     for (;;) {
-        end = level_end(t, len, pos);
-        h = siphash13(rs->k0, rs->k1, t + pos, end - pos);
-        c = map_find(n, t + pos, end - pos, h);
+        end = topic_level_end(t, len, pos);
+        c = child(rs, n, t + pos, end - pos);
         if (c == NULL) {
             if (!create)
                 return NULL;
-            c = rnode_new(n, t + pos, end - pos, h);
-            map_insert(n, c);
+            c = rnode_new(rs, n, t + pos, end - pos);
         }
         n = c;
         if (end == len)
@@ -252,9 +106,10 @@ static void prune(struct rnode *n)
 {
     struct rnode *p;
 
-    while (n->parent != NULL && n->m == NULL && n->map_n == 0) {
+    while (n->parent != NULL && n->m == NULL && hashmap_count(&n->kids) == 0) {
         p = n->parent;
-        map_remove(p, n);
+        hashmap_remove(&p->kids, &n->he);
+        hashmap_shrink(&p->kids);
         free(n);
         n = p;
     }
@@ -305,13 +160,13 @@ static void walk_push(struct walk *w, struct rnode *n, size_t pos)
 static void walk_push_children(struct walk *w, struct rnode *n, size_t pos,
                                bool first)
 {
-    struct rnode *c;
+    struct hashmap_entry *e;
+    size_t it = 0;
 
-    for (size_t i = 0; i < n->map_cap; i++) {
-        c = n->map[i];
-        if (c == NULL || (first && c->key_len > 0 && c->key[0] == '$'))
+    while ((e = hashmap_next(&n->kids, &it)) != NULL) {
+        if (first && e->len > 0 && *(const char *)e->key == '$')
             continue;
-        walk_push(w, c, pos);
+        walk_push(w, hashmap_item(e, struct rnode, he), pos);
     }
 }
 
@@ -321,8 +176,8 @@ struct retain *retain_new(void)
 {
     struct retain *rs = xcalloc(1, sizeof(*rs));
 
-    rs->root = rnode_new(NULL, NULL, 0, 0);
-    seed_key(rs);
+    hashmap_seed_init(&rs->seed);
+    rs->root = rnode_new(rs, NULL, NULL, 0);
     return rs;
 }
 
@@ -339,7 +194,7 @@ void retain_free(struct retain *rs)
         n = w.v[--w.sp].n;
         walk_push_children(&w, n, 0, false);
         msg_unref(n->m);
-        free(n->map);
+        hashmap_clear(&n->kids);
         free(n);
     }
     free(w.v);
@@ -347,17 +202,45 @@ void retain_free(struct retain *rs)
     free(rs);
 }
 
+/* is_sys: topic t is "$SYS" or below it (written by the broker only). */
+static bool is_sys(const char *t, size_t len)
+{
+    return len >= 4 && memcmp(t, "$SYS", 4) == 0 && (len == 4 || t[4] == '/');
+}
+
+/* account: add (sign 1) or take away (-1) one message of 'size' bytes. */
+static void account(struct retain *rs, bool sys, size_t size, int sign)
+{
+    if (sign > 0) {
+        rs->count++;
+        rs->bytes += size;
+    } else {
+        rs->count--;
+        rs->bytes -= size;
+    }
+    if (sys) {
+        rs->sys_count = sign > 0 ? rs->sys_count + 1 : rs->sys_count - 1;
+        rs->sys_bytes = sign > 0 ? rs->sys_bytes + size : rs->sys_bytes - size;
+    }
+}
+
 int retain_set(struct retain *rs, struct msg *m, size_t max_count,
                size_t max_bytes)
 {
-    size_t size = msg_size(m), old;
+    size_t size = msg_size(m), old, ucount, ubytes;
+    bool sys = is_sys(m->topic, m->topic_len);
     struct rnode *n;
 
+    /* the broker's own $SYS topics neither count toward nor obey the
+     * users' limits */
+    if (sys)
+        max_count = max_bytes = 0;
+    ucount = rs->count - rs->sys_count;
+    ubytes = rs->bytes - rs->sys_bytes;
     n = find_topic(rs, m->topic, m->topic_len, false);
     if (m->payload_len == 0) { /* clear [MQTT-3.3.1-6] */
         if (n != NULL && n->m != NULL) {
-            rs->bytes -= msg_size(n->m);
-            rs->count--;
+            account(rs, sys, msg_size(n->m), -1);
             msg_unref(n->m);
             n->m = NULL;
             prune(n);
@@ -366,22 +249,22 @@ int retain_set(struct retain *rs, struct msg *m, size_t max_count,
     }
     if (n != NULL && n->m != NULL) { /* replace [MQTT-3.3.1-5] */
         old = msg_size(n->m);
-        if (max_bytes != 0 && rs->bytes - old + size > max_bytes)
+        if (max_bytes != 0 && ubytes - old + size > max_bytes)
             return -1;
         msg_ref(m);
+        account(rs, sys, old, -1);
         msg_unref(n->m);
         n->m = m;
-        rs->bytes = rs->bytes - old + size;
+        account(rs, sys, size, 1);
         return 0;
     }
-    if ((max_count != 0 && rs->count + 1 > max_count) ||
-        (max_bytes != 0 && rs->bytes + size > max_bytes))
+    if ((max_count != 0 && ucount + 1 > max_count) ||
+        (max_bytes != 0 && ubytes + size > max_bytes))
         return -1;
     if (n == NULL)
         n = find_topic(rs, m->topic, m->topic_len, true);
     n->m = msg_ref(m);
-    rs->count++;
-    rs->bytes += size;
+    account(rs, sys, size, 1);
     return 0;
 }
 
@@ -408,7 +291,7 @@ void retain_match(struct retain *rs, const char *f, size_t len,
                 cb(n->m, arg);
             continue;
         }
-        end = level_end(f, len, pos);
+        end = topic_level_end(f, len, pos);
         if (end - pos == 1 && f[pos] == '#') {
             /* this level and below; includes the parent ("a/#" matches
              * "a") [MQTT-4.7.1-2]; no '$' topics at the first level
@@ -419,8 +302,7 @@ void retain_match(struct retain *rs, const char *f, size_t len,
         } else if (end - pos == 1 && f[pos] == '+') {
             walk_push_children(&w, n, end + 1, pos == 0);
         } else {
-            c = map_find(n, f + pos, end - pos,
-                         siphash13(rs->k0, rs->k1, f + pos, end - pos));
+            c = child(rs, n, f + pos, end - pos);
             if (c != NULL)
                 walk_push(&w, c, end + 1);
         }

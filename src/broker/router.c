@@ -9,12 +9,11 @@
  *   +-- stk[]  explicit walk stack reused by router_match / router_free
  *
  * Every node points to its parent so unsubscribe prunes empty nodes bottom
- * up in a loop. Literal children live in an open-addressing hash table
- * (linear probing, backward-shift deletion) keyed by the level's bytes and
- * hashed with SipHash-1-3 under a per-router random key, so subscribers
- * cannot flood one bucket. A node's subscription list gains an owner index
- * (open addressing over the list positions) once it is long, keeping
- * subscribe/unsubscribe O(1) even with many owners on one filter.
+ * up in a loop. Literal children live in a hash map (hashmap.h) keyed by
+ * the level's bytes and hashed with SipHash-1-3 under a per-router random
+ * key, so subscribers cannot flood one bucket. A node's subscription list gains
+ * an owner index (open addressing over the list positions) once it is long,
+ * keeping subscribe/unsubscribe O(1) even with many owners on one filter.
  *
  * Nothing here recurses: subscribe, unsubscribe, match and free are loops,
  * so filters and topics of any depth (65,535 levels) are safe.
@@ -23,9 +22,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
+#include "hashmap.h"
 #include "topic.h"
 #include "util.h"
 
@@ -60,16 +58,13 @@ struct group {
 
 struct node {
     struct node *parent;
-    struct node **map; /* literal children; NULL = free slot */
-    size_t map_cap;    /* 0 or a power of two */
-    size_t map_n;
+    struct hashmap kids; /* literal children, by their 'he' */
     struct node *plus, *pound;
     struct sub_vec subs;
     struct group *groups;
     size_t ngroups, groups_cap;
-    uint64_t hash; /* of key, for literal nodes */
+    struct hashmap_entry he; /* in the parent's kids (literal nodes) */
     enum node_kind kind;
-    size_t key_len;
     char key[];
 };
 
@@ -83,90 +78,17 @@ struct frame {
 struct router {
     struct node *root;
     size_t count;
-    uint64_t k0, k1; /* SipHash key */
+    struct hashmap_seed seed; /* of every node's kids */
     struct frame *stk;
     size_t stk_cap;
 };
 
 /* --- hashing ------------------------------------------------------------ */
 
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                               \
-    do {                                                                       \
-        v0 += v1;                                                              \
-        v1 = ROTL64(v1, 13);                                                   \
-        v1 ^= v0;                                                              \
-        v0 = ROTL64(v0, 32);                                                   \
-        v2 += v3;                                                              \
-        v3 = ROTL64(v3, 16);                                                   \
-        v3 ^= v2;                                                              \
-        v0 += v3;                                                              \
-        v3 = ROTL64(v3, 21);                                                   \
-        v3 ^= v0;                                                              \
-        v2 += v1;                                                              \
-        v1 = ROTL64(v1, 17);                                                   \
-        v1 ^= v2;                                                              \
-        v2 = ROTL64(v2, 32);                                                   \
-    } while (0)
-
-/* siphash13: SipHash-1-3 of p[0..len) under key (k0, k1). */
-static uint64_t siphash13(uint64_t k0, uint64_t k1, const void *p, size_t len)
-{
-    const uint8_t *in = p;
-    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
-    uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
-    uint64_t v3 = k1 ^ 0x7465646279746573ULL;
-    uint64_t b = (uint64_t)len << 56, m;
-    size_t i, left = len & 7;
-    const uint8_t *end = in + (len - left);
-
-    for (; in != end; in += 8) {
-        m = 0;
-        for (i = 0; i < 8; i++)
-            m |= (uint64_t)in[i] << (8 * i);
-        v3 ^= m;
-        SIPROUND;
-        v0 ^= m;
-    }
-    for (i = 0; i < left; i++)
-        b |= (uint64_t)in[i] << (8 * i);
-    v3 ^= b;
-    SIPROUND;
-    v0 ^= b;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* ptr_hash: spread an owner pointer over 64 bits (finaliser of splitmix64). */
+/* ptr_hash: spread an owner pointer over 64 bits. */
 static uint64_t ptr_hash(const void *p)
 {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-/* seed_key: a random SipHash key; falls back to clock and address bits. */
-static void seed_key(struct router *r)
-{
-    uint64_t k[2];
-    struct timespec ts;
-
-    if (getrandom(k, sizeof(k), GRND_NONBLOCK) != (ssize_t)sizeof(k)) {
-        clock_gettime(CLOCK_REALTIME, &ts);
-        k[0] = ptr_hash(r) ^ (uint64_t)ts.tv_nsec;
-        k[1] = ptr_hash(&ts) ^ (uint64_t)ts.tv_sec;
-    }
-    r->k0 = k[0];
-    r->k1 = k[1];
+    return hashmap_mix64((uint64_t)(uintptr_t)p);
 }
 
 /* --- subscription lists ------------------------------------------------- */
@@ -302,14 +224,12 @@ static void subv_free(struct sub_vec *sv)
 /* --- nodes and the children map ---------------------------------------- */
 
 static struct node *node_new(struct node *parent, enum node_kind kind,
-                             const char *key, size_t key_len, uint64_t hash)
+                             const char *key, size_t key_len)
 {
     struct node *n = xcalloc(1, sizeof(*n) + key_len);
 
     n->parent = parent;
     n->kind = kind;
-    n->hash = hash;
-    n->key_len = key_len;
     if (key_len)
         memcpy(n->key, key, key_len);
     return n;
@@ -325,100 +245,14 @@ static void node_free(struct node *n)
     }
     free(n->groups);
     subv_free(&n->subs);
-    free(n->map);
+    hashmap_clear(&n->kids);
     free(n);
 }
 
 static bool node_empty(const struct node *n)
 {
-    return n->subs.n == 0 && n->ngroups == 0 && n->map_n == 0 &&
+    return n->subs.n == 0 && n->ngroups == 0 && hashmap_count(&n->kids) == 0 &&
            n->plus == NULL && n->pound == NULL;
-}
-
-static struct node *map_find(const struct node *n, const char *key,
-                             size_t key_len, uint64_t hash)
-{
-    size_t mask, i;
-    struct node *c;
-
-    if (n->map_cap == 0)
-        return NULL;
-    mask = n->map_cap - 1;
-    for (i = (size_t)hash & mask; (c = n->map[i]) != NULL; i = (i + 1) & mask)
-        if (c->hash == hash && c->key_len == key_len &&
-            memcmp(c->key, key, key_len) == 0)
-            return c;
-    return NULL;
-}
-
-/* map_place: put c in the first free slot of its probe sequence. */
-static void map_place(struct node **map, size_t cap, struct node *c)
-{
-    size_t mask = cap - 1, i = (size_t)c->hash & mask;
-
-    while (map[i] != NULL)
-        i = (i + 1) & mask;
-    map[i] = c;
-}
-
-/* map_resize: rehash n's children into a table of 'cap' slots. */
-static void map_resize(struct node *n, size_t cap)
-{
-    struct node **map = xcalloc(cap, sizeof(*map));
-
-    for (size_t i = 0; i < n->map_cap; i++)
-        if (n->map[i] != NULL)
-            map_place(map, cap, n->map[i]);
-    free(n->map);
-    n->map = map;
-    n->map_cap = cap;
-}
-
-static void map_insert(struct node *n, struct node *c)
-{
-    /* keep the load factor at or below 3/4 */
-    if ((n->map_n + 1) * 4 > n->map_cap * 3)
-        map_resize(n, n->map_cap ? n->map_cap * 2 : 4);
-    map_place(n->map, n->map_cap, c);
-    n->map_n++;
-}
-
-static void map_remove(struct node *n, struct node *c)
-{
-    size_t mask = n->map_cap - 1, h = (size_t)c->hash & mask, j, home;
-
-    while (n->map[h] != c)
-        h = (h + 1) & mask;
-    n->map[h] = NULL;
-    for (j = h;;) {
-        j = (j + 1) & mask;
-        if (n->map[j] == NULL)
-            break;
-        home = (size_t)n->map[j]->hash & mask;
-        if (((j - home) & mask) >= ((j - h) & mask)) {
-            n->map[h] = n->map[j];
-            n->map[j] = NULL;
-            h = j;
-        }
-    }
-    if (--n->map_n == 0) {
-        free(n->map);
-        n->map = NULL;
-        n->map_cap = 0;
-    } else if (n->map_cap > 8 && n->map_n * 8 <= n->map_cap) {
-        map_resize(n, n->map_cap / 2);
-    }
-}
-
-/* level_end: end of the level starting at pos (next '/' or len). */
-static size_t level_end(const char *s, size_t len, size_t pos)
-{
-    const char *slash;
-
-    if (pos >= len)
-        return len;
-    slash = memchr(s + pos, '/', len - pos);
-    return slash != NULL ? (size_t)(slash - s) : len;
 }
 
 /* child_get: n's child for filter level [key, key_len); created if 'create'
@@ -426,25 +260,24 @@ static size_t level_end(const char *s, size_t len, size_t pos)
 static struct node *child_get(struct router *r, struct node *n, const char *key,
                               size_t key_len, bool create)
 {
-    struct node **slot = NULL, *c;
-    uint64_t h;
+    struct node **slot, *c;
+    struct hashmap_entry *e;
 
-    if (key_len == 1 && key[0] == '+')
-        slot = &n->plus;
-    else if (key_len == 1 && key[0] == '#')
-        slot = &n->pound;
-    if (slot != NULL) {
+    if (key_len == 1 && (key[0] == '+' || key[0] == '#')) {
+        slot = key[0] == '+' ? &n->plus : &n->pound;
         if (*slot == NULL && create)
             *slot = node_new(n, key[0] == '+' ? NODE_PLUS : NODE_POUND, key,
-                             key_len, 0);
+                             key_len);
         return *slot;
     }
-    h = siphash13(r->k0, r->k1, key, key_len);
-    c = map_find(n, key, key_len, h);
-    if (c == NULL && create) {
-        c = node_new(n, NODE_LITERAL, key, key_len, h);
-        map_insert(n, c);
-    }
+    e = hashmap_find(&n->kids, &r->seed, key, key_len);
+    if (e != NULL)
+        return hashmap_item(e, struct node, he);
+    if (!create)
+        return NULL;
+    c = node_new(n, NODE_LITERAL, key, key_len);
+    hashmap_entry_init(&c->he, &r->seed, c->key, key_len);
+    hashmap_insert(&n->kids, &c->he);
     return c;
 }
 
@@ -459,8 +292,10 @@ static void prune(struct node *n)
             p->plus = NULL;
         else if (n->kind == NODE_POUND)
             p->pound = NULL;
-        else
-            map_remove(p, n);
+        else {
+            hashmap_remove(&p->kids, &n->he);
+            hashmap_shrink(&p->kids);
+        }
         node_free(n);
         n = p;
     }
@@ -474,7 +309,7 @@ static struct node *walk_filter(struct router *r, const char *f, size_t len,
     size_t pos = 0, end;
 
     for (;;) {
-        end = level_end(f, len, pos);
+        end = topic_level_end(f, len, pos);
         c = child_get(r, n, f + pos, end - pos, create);
         if (c == NULL) /* only when !create */
             return NULL;
@@ -532,8 +367,8 @@ struct router *router_new(void)
 {
     struct router *r = xcalloc(1, sizeof(*r));
 
-    r->root = node_new(NULL, NODE_ROOT, NULL, 0, 0);
-    seed_key(r);
+    r->root = node_new(NULL, NODE_ROOT, NULL, 0);
+    hashmap_seed_init(&r->seed);
     return r;
 }
 
@@ -550,7 +385,8 @@ static void stk_reserve(struct router *r, size_t need)
 
 void router_free(struct router *r)
 {
-    size_t sp = 0;
+    struct hashmap_entry *e;
+    size_t sp = 0, it;
     struct node *n;
 
     if (r == NULL)
@@ -560,14 +396,13 @@ void router_free(struct router *r)
     r->stk[sp++].n = r->root;
     while (sp > 0) {
         n = r->stk[--sp].n;
-        stk_reserve(r, sp + n->map_n + 2);
+        stk_reserve(r, sp + hashmap_count(&n->kids) + 2);
         if (n->plus != NULL)
             r->stk[sp++].n = n->plus;
         if (n->pound != NULL)
             r->stk[sp++].n = n->pound;
-        for (size_t i = 0; i < n->map_cap; i++)
-            if (n->map[i] != NULL)
-                r->stk[sp++].n = n->map[i];
+        for (it = 0; (e = hashmap_next(&n->kids, &it)) != NULL;)
+            r->stk[sp++].n = hashmap_item(e, struct node, he);
         node_free(n);
     }
     free(r->stk);
@@ -697,8 +532,9 @@ void router_match(struct router *r, const char *t, size_t len,
 {
     /* [MQTT-4.7.2-1]: no first-level wildcard for topics starting '$' */
     bool dollar = len > 0 && t[0] == '$';
+    struct hashmap_entry *e;
     size_t sp = 0, pos, end;
-    struct node *n, *c;
+    struct node *n;
 
     hits->n = 0;
     stk_reserve(r, 1);
@@ -714,7 +550,7 @@ void router_match(struct router *r, const char *t, size_t len,
                 collect(n->pound, hits);
             continue;
         }
-        end = level_end(t, len, pos);
+        end = topic_level_end(t, len, pos);
         stk_reserve(r, sp + 2);
         if (pos > 0 || !dollar) {
             if (n->pound != NULL)
@@ -722,12 +558,10 @@ void router_match(struct router *r, const char *t, size_t len,
             if (n->plus != NULL)
                 r->stk[sp++] = (struct frame){n->plus, end + 1};
         }
-        if (n->map_n > 0) {
-            c = map_find(n, t + pos, end - pos,
-                         siphash13(r->k0, r->k1, t + pos, end - pos));
-            if (c != NULL)
-                r->stk[sp++] = (struct frame){c, end + 1};
-        }
+        e = hashmap_find(&n->kids, &r->seed, t + pos, end - pos);
+        if (e != NULL)
+            r->stk[sp++] =
+                (struct frame){hashmap_item(e, struct node, he), end + 1};
     }
 }
 

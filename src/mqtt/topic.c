@@ -13,11 +13,7 @@
 #define SHARE_PREFIX "$share/"
 #define SHARE_PREFIX_LEN (sizeof(SHARE_PREFIX) - 1)
 
-/*
- * level_end: index of the '/' ending the level that starts at 'pos', or
- * 'len' when it is the last level.
- */
-static size_t level_end(const char *s, size_t len, size_t pos)
+size_t topic_level_end(const char *s, size_t len, size_t pos)
 {
     const char *slash;
 
@@ -113,8 +109,8 @@ bool topic_matches(const char *f, size_t flen, const char *t, size_t tlen)
     if (tlen > 0 && t[0] == '$' && flen > 0 && (f[0] == '+' || f[0] == '#'))
         return false;
     for (;;) {
-        size_t fe = level_end(f, flen, fp);
-        size_t te = level_end(t, tlen, tp);
+        size_t fe = topic_level_end(f, flen, fp);
+        size_t te = topic_level_end(t, tlen, tp);
         size_t fl = fe - fp;
 
         /* '#' as the whole last level: this level and everything below. */

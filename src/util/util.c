@@ -1,12 +1,14 @@
 /*
  * util.c - allocation that aborts on OOM, number parsing, UTF-8 checks,
- * constant-time compare, edit distance and crash-safe file writes.
+ * constant-time compare, edit distance, crash-safe file writes and
+ * line-by-line file reading.
  */
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,7 +163,7 @@ bool util_ct_memeq(const void *a, const void *b, size_t len)
 uint64_t util_fnv1a(const void *p, size_t len)
 {
     const unsigned char *s = p;
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull; /* offset basis */
 
     for (size_t i = 0; i < len; i++) {
         h ^= s[i];
@@ -264,4 +266,107 @@ fail:
     unlink(tmp);
     errno = saved;
     return -1;
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int util_parse_lines(const char *name, const char *buf, size_t len,
+                     size_t max_file, size_t max_line, util_line_fn fn,
+                     void *ud, char *err, size_t errlen)
+{
+    size_t pos = 0, ll;
+    const char *s, *nl, *why;
+    unsigned long line = 0;
+
+    if (len > max_file) {
+        set_err(err, errlen, "%s: file larger than %zu bytes", name, max_file);
+        return -1;
+    }
+    while (pos < len) {
+        line++;
+        s = buf + pos;
+        nl = memchr(s, '\n', len - pos);
+        ll = nl ? (size_t)(nl - s) : len - pos;
+        pos += ll + (nl ? 1 : 0);
+        if (ll > max_line) {
+            set_err(err, errlen, "%s:%lu: line longer than %zu bytes", name,
+                    line, max_line);
+            return -1;
+        }
+        if (memchr(s, '\0', ll) != NULL) {
+            set_err(err, errlen, "%s:%lu: NUL byte in line", name, line);
+            return -1;
+        }
+        why = NULL;
+        if (fn(ud, s, ll, &why) == -1) {
+            set_err(err, errlen, "%s:%lu: %s", name, line,
+                    why ? why : "invalid line");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int util_read_lines(const char *path, size_t max_file, size_t max_line,
+                    util_line_fn fn, void *ud, char *err, size_t errlen)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    ssize_t n;
+    int fd, rc = -1;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == -1 || S_ISDIR(st.st_mode)) {
+        set_err(err, errlen, "%s: not a readable file", path);
+        goto fail;
+    }
+    /* Read at most max_file + 1 bytes whatever fstat says. */
+    for (;;) {
+        if (len == cap) {
+            if (cap > max_file) {
+                set_err(err, errlen, "%s: file larger than %zu bytes", path,
+                        max_file);
+                goto fail;
+            }
+            cap = cap ? cap * 2 : 4096;
+            if (cap > max_file + 1)
+                cap = max_file + 1;
+            buf = xrealloc(buf, cap);
+        }
+        n = read(fd, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    rc = util_parse_lines(path, buf, len, max_file, max_line, fn, ud, err,
+                          errlen);
+fail:
+    close(fd);
+    if (buf != NULL)
+        explicit_bzero(buf, len);
+    free(buf);
+    return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * test_retain.c - unit tests for retain.c: set/replace/clear with reference
  * counts and byte accounting, wildcard matching (checked against
- * topic_matches), '$' rules, limits, 100,000 topics and deep topics.
+ * topic_matches), '$' rules, limits ($SYS outside them), 100,000 topics
+ * and deep topics.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -352,12 +353,67 @@ static void test_deep(void **state)
     free(p);
 }
 
+/* The broker's $SYS topics neither use up nor obey the users' limits
+ * (max_retained_messages / max_retained_bytes), while retain_count and
+ * retain_bytes still report them; other '$' topics count like any. */
+static void test_sys_outside_quota(void **state)
+{
+    struct retain *rs = retain_new();
+    struct msg *sys = mk("$SYS/broker/uptime", "12345678");
+    struct msg *u = mk("u", "12345678");
+    size_t sz, usz;
+
+    (void)state;
+    sz = msg_size(sys);
+    assert_int_equal(retain_set(rs, sys, 0, 0), 0);
+    assert_int_equal(set(rs, "$SYS", "x", 0, 0), 0);
+    assert_int_equal(retain_count(rs), 2);
+    /* two user topics fit a quota of two despite the two $SYS ones */
+    assert_int_equal(set(rs, "a", "1", 2, 0), 0);
+    assert_int_equal(set(rs, "b", "1", 2, 0), 0);
+    assert_int_equal(set(rs, "c", "1", 2, 0), -1);
+    assert_int_equal(retain_count(rs), 4);
+    /* a full user quota does not refuse a new or larger $SYS message */
+    assert_int_equal(set(rs, "$SYS/broker/clients/connected", "3", 2, 1), 0);
+    assert_int_equal(set(rs, "$SYS/broker/uptime", "1234567890123", 2, 1), 0);
+    assert_int_equal(retain_count(rs), 5);
+    /* "$SYSTEM" and other '$' topics are user topics: they count */
+    assert_int_equal(set(rs, "$SYSTEM/x", "1", 2, 0), -1);
+    assert_int_equal(set(rs, "$other", "1", 2, 0), -1);
+    assert_int_equal(set(rs, "b", "", 0, 0), 0);
+    assert_int_equal(set(rs, "$other", "1", 2, 0), 0);
+    assert_int_equal(set(rs, "c", "1", 2, 0), -1);
+    /* bytes: only the user topics count toward max_bytes */
+    assert_int_equal(set(rs, "a", "", 0, 0), 0);
+    assert_int_equal(set(rs, "$other", "", 0, 0), 0);
+    assert_int_equal(retain_count(rs), 3);           /* the three $SYS topics */
+    assert_int_equal(retain_set(rs, sys, 0, sz), 0); /* $SYS replace */
+    usz = msg_size(u);
+    assert_true(retain_bytes(rs) > usz);
+    assert_int_equal(retain_set(rs, u, 0, usz), 0); /* exactly the quota */
+    assert_int_equal(set(rs, "u2", "1", 0, usz), -1);
+    assert_int_equal(set(rs, "u", "", 0, 0), 0);
+    /* clearing $SYS topics gives back their accounting */
+    assert_int_equal(set(rs, "$SYS/broker/uptime", "", 0, 0), 0);
+    assert_int_equal(set(rs, "$SYS/broker/clients/connected", "", 0, 0), 0);
+    assert_int_equal(set(rs, "$SYS", "", 0, 0), 0);
+    assert_int_equal(retain_count(rs), 0);
+    assert_int_equal(retain_bytes(rs), 0);
+    assert_int_equal(set(rs, "v", "1", 2, 0), 0);
+    assert_int_equal(set(rs, "w", "1", 2, 0), 0);
+    assert_int_equal(set(rs, "x", "1", 2, 0), -1);
+    msg_unref(sys);
+    msg_unref(u);
+    retain_free(rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_replace_clear),
         cmocka_unit_test(test_match_wildcards),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_sys_outside_quota),
         cmocka_unit_test(test_many),
         cmocka_unit_test(test_deep),
     };
