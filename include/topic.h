@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 /* Topic names and filters are limited to this many levels ('/'-separated).
  * Deeper ones are refused (TOPIC_NAME_INVALID / TOPIC_FILTER_INVALID) so no
@@ -18,10 +19,20 @@
 /*
  * topic_level_end: the end of the level of s[0..len) that starts at 'pos':
  * the index of the next '/' at or after pos, or len when that level is the
- * last one. pos >= len gives len (so pos = len + 1, "past the last level",
- * is safe). Levels may be empty ("a//b"). Any bytes; no NUL needed.
+ * last one; inline because the router and the retained store call it once
+ * per level on every PUBLISH. pos >= len gives len (so pos = len + 1, "past the
+ * last level", is safe). Levels may be empty ("a//b"). Any bytes; no NUL
+ * needed.
  */
-size_t topic_level_end(const char *s, size_t len, size_t pos);
+static inline size_t topic_level_end(const char *s, size_t len, size_t pos)
+{
+    const char *slash;
+
+    if (pos >= len)
+        return len;
+    slash = memchr(s + pos, '/', len - pos);
+    return slash != NULL ? (size_t)(slash - s) : len;
+}
 
 /*
  * topic_name_valid: a PUBLISH topic: non-empty [MQTT-4.7.3-1], no '+' or

@@ -13,16 +13,6 @@
 #define SHARE_PREFIX "$share/"
 #define SHARE_PREFIX_LEN (sizeof(SHARE_PREFIX) - 1)
 
-size_t topic_level_end(const char *s, size_t len, size_t pos)
-{
-    const char *slash;
-
-    if (pos >= len)
-        return len;
-    slash = memchr(s + pos, '/', len - pos);
-    return slash != NULL ? (size_t)(slash - s) : len;
-}
-
 bool topic_name_valid(const char *t, size_t len)
 {
     size_t levels = 1;
