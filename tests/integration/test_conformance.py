@@ -146,8 +146,8 @@ class WillDelay(ConfBase):
                              will_props=p_u32(P_WILL_DELAY, 1),
                              props=p_u32(P_SESSION_EXPIRY, 60)))
         self.assertEqual(c.recv_packet()[0], 0x20)
-        c.abort()
         m = self.b.mark()
+        c.abort()
         self.b.wait_log(r"Client wd-r closed its connection", start=m)
         c2 = self.raw()
         c2.connect5("wd-r", clean=False, props=p_u32(P_SESSION_EXPIRY, 60))
