@@ -5,7 +5,12 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libssl-dev openssl libev-dev
       libcjson-dev libcmocka-dev mosquitto mosquitto-clients python3
-      clang libclang-rt-14-dev systemd cppcheck clang-tidy)
+      clang libclang-rt-14-dev systemd cppcheck clang-tidy python3-paho-mqtt)
+
+# node and npm: whatever is on PATH (e.g. a newer nodejs that bundles npm),
+# Debian's packages otherwise
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -18,6 +23,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# MQTT.js for the interoperability tests, pinned by package-lock.json
+interop="$(cd "$(dirname "$0")" && pwd)/interop"
+if [ ! -d "$interop/node_modules/mqtt" ]; then
+    echo "install-deps: npm ci in tests/interop"
+    (cd "$interop" && npm ci --no-audit --no-fund >/dev/null)
 fi
 # Debian starts a system mosquitto on 1883 when the package is installed;
 # the tests never use fixed ports, but stop it so it cannot confuse anyone.

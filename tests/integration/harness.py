@@ -58,11 +58,13 @@ class Broker:
             f.write(conf)
         self.proc = None
 
-    def start(self, args=None, expect_ready=True):
+    def start(self, args=None, expect_ready=True, preexec_fn=None):
+        """preexec_fn runs in the child before exec (e.g. to lower
+        RLIMIT_NOFILE for a descriptor-exhaustion test)."""
         cmd = [MQTTD, "-c", self.conf_path] + (args or [])
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True,
-                                     errors="replace")
+                                     errors="replace", preexec_fn=preexec_fn)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if expect_ready:
@@ -119,6 +121,12 @@ class Broker:
 
     def alive(self):
         return self.proc.poll() is None
+
+    def cpu_seconds(self):
+        """User + system CPU time the broker process has used so far."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- real clients ----------------------------------------------------------
