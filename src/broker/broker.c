@@ -112,6 +112,35 @@ void broker_session_remove(struct broker *b, struct session *s)
     }
 }
 
+size_t broker_session_count(const struct broker *b)
+{
+    return b->sessions.n;
+}
+
+void broker_session_foreach(struct broker *b,
+                            void (*fn)(struct session *s, void *arg), void *arg)
+{
+    /* removal leaves a tombstone in place, so the walk stays valid */
+    for (size_t i = 0; i < b->sessions.cap; i++) {
+        struct session *s = b->sessions.slots[i];
+        if (s && s != TOMB)
+            fn(s, arg);
+    }
+}
+
+static void clear_one(struct session *s, void *arg)
+{
+    (void)arg;
+    session_drop(s);
+}
+
+void broker_clear(struct broker *b)
+{
+    broker_session_foreach(b, clear_one, NULL);
+    retain_free(b->retain);
+    b->retain = retain_new();
+}
+
 /* ---- construction ----------------------------------------------------- */
 
 static void append_err(char *err, size_t errlen, const char *msg)
@@ -261,6 +290,55 @@ size_t broker_client_count(const struct broker *b)
     return b->nclients;
 }
 
+struct log *broker_log(const struct broker *b)
+{
+    return b->log;
+}
+
+struct conn_loop *broker_conn_loop(const struct broker *b)
+{
+    return b->cl;
+}
+
+struct retain *broker_retain(const struct broker *b)
+{
+    return b->retain;
+}
+
+double broker_uptime(const struct broker *b)
+{
+    return ev_now(b->loop) - b->started;
+}
+
+time_t broker_tls_not_after(const struct broker *b, size_t li)
+{
+    return li < b->nlisteners ? b->tls_not_after[li] : 0;
+}
+
+static void totals_one(struct session *s, void *arg)
+{
+    struct hub_totals *t = arg;
+
+    t->sessions++;
+    if (s->client == NULL)
+        t->sessions_offline++;
+    t->store_msgs += s->q_n + s->infl_n;
+    t->store_bytes += s->q_bytes;
+}
+
+void broker_totals(struct broker *b, bool all, struct hub_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->st = b->st;
+    t->clients = b->nclients;
+    t->subscriptions = router_count(b->router);
+    broker_session_foreach(b, totals_one, t);
+    if (all && b->hub) {
+        hub_totals_put(b->hub, b->shard, t);
+        hub_totals_sum(b->hub, t);
+    }
+}
+
 struct auth *broker_auth(struct broker *b, size_t li)
 {
     return b->auth[li];
@@ -382,8 +460,8 @@ void broker_unpause(struct broker *b, struct client *c)
 
 /* ---- accept ----------------------------------------------------------- */
 
-void broker_accept(struct broker *b, size_t li, int fd,
-                   const struct sockaddr *sa, socklen_t salen)
+struct client *broker_accept(struct broker *b, size_t li, int fd,
+                             const struct sockaddr *sa, socklen_t salen)
 {
     const struct conf_listener *l = &b->conf->listeners[li];
     struct client *c;
@@ -399,7 +477,7 @@ void broker_accept(struct broker *b, size_t li, int fd,
         LOG_N(b->log, "Connection on listener %u refused: %s (%d).",
               (unsigned)l->port, why, maxc);
         close(fd);
-        return;
+        return NULL;
     }
     c = client_new(b, li);
     __atomic_add_fetch(&b->listener_clients[li], 1, __ATOMIC_RELAXED);
@@ -407,6 +485,7 @@ void broker_accept(struct broker *b, size_t li, int fd,
     c->conn =
         conn_new(b->cl, fd, b->tls[li], (double)b->conf->tls_handshake_timeout,
                  sa, salen, &client_handler, c);
+    return c;
 }
 
 /* ---- publish pipeline ------------------------------------------------- */
@@ -519,6 +598,13 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m)
             o->wait = true;
         }
     }
+}
+
+void broker_publish_sys(struct broker *b, struct msg *m)
+{
+    if (m->retain)
+        retain_set(b->retain, m, 0, 0);
+    broker_publish(b, NULL, m);
 }
 
 /* Once per loop iteration: hand each shard its messages in one batch. */
@@ -804,7 +890,7 @@ void broker_tick(struct broker *b)
         /* $SYS is published by the first thread, from every thread's
          * counters */
         struct hub_totals t;
-        sys_totals_local(b, &t);
+        broker_totals(b, false, &t);
         hub_totals_put(b->hub, b->shard, &t);
     } else if (b->conf->sys_interval &&
                (b->last_sys == 0 ||

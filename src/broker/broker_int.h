@@ -20,10 +20,12 @@
 #include <ev.h>
 
 #include "broker.h"
+#include "client.h"
 #include "conn.h"
 #include "log.h"
 #include "mqtt_codec.h"
 #include "router.h"
+#include "session.h"
 
 struct auth;
 struct authq;
@@ -109,8 +111,7 @@ struct broker {
     void *tls_sync_ud;
 };
 
-/* Find / add / remove sessions by client id (broker.c). */
-struct session *broker_session_find(struct broker *b, const char *id);
+/* Add / remove sessions by client id (broker.c; find is in broker.h). */
 void broker_session_add(struct broker *b, struct session *s);
 void broker_session_remove(struct broker *b, struct session *s);
 
@@ -164,12 +165,6 @@ struct sub {
     uint8_t flags; /* ROUTER_* */
     uint8_t rh;    /* retain handling */
     uint32_t sub_id;
-};
-
-enum inflight_state {
-    INFL_FREE = 0,
-    INFL_PUBLISH, /* PUBLISH sent, waiting PUBACK/PUBREC */
-    INFL_PUBREL,  /* PUBREL sent, waiting PUBCOMP */
 };
 
 struct inflight {
@@ -245,8 +240,6 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
 int session_unsubscribe(struct session *s, const char *filter, size_t len);
 /* session_has_sub: true when the session holds exactly this filter. */
 bool session_has_sub(const struct session *s, const char *filter, size_t len);
-/* session_will_set: replace the session's will (takes the reference). */
-void session_will_set(struct session *s, struct msg *will, uint32_t delay);
 /* session_deliver: send now, or queue (bounded), per state and QoS. */
 void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                      const uint32_t *sub_ids, uint8_t nsub_ids);

@@ -68,6 +68,16 @@ static const char *cid(const struct client *c)
     return c->client_id ? c->client_id : "<unknown>";
 }
 
+uint8_t client_version(const struct client *c)
+{
+    return c->version;
+}
+
+uint32_t client_max_packet(const struct client *c)
+{
+    return c->max_packet;
+}
+
 bool client_can_send(const struct client *c)
 {
     return c->conn && !conn_closing(c->conn) &&
