@@ -269,7 +269,6 @@ void broker_free(struct broker *b)
     free(b->acks);
     if (b->hub == NULL)
         free(b->listener_clients); /* else the hub's, shared */
-    free(b->relay);
     conn_loop_free(b->cl);
     conf_free(b->conf);
     free(b);
@@ -363,7 +362,7 @@ void broker_publish_will(struct broker *b, struct session *s)
             retain_set(b->retain, w, b->conf->max_retained_messages,
                        b->conf->max_retained_bytes);
         }
-        broker_publish(b, s, w);
+        broker_publish(b, s, w, false);
     } else {
         b->st.acl_denied++;
         LOG_N(b->log, "Will of client %s on '%s' denied by the ACL.",
@@ -501,15 +500,18 @@ static struct target *target_slot(struct broker *b, size_t n)
 }
 
 /* Route m to this shard's subscribers (origin: the publishing session
- * when it lives here, for No Local). */
-static void route_local(struct broker *b, struct session *origin, struct msg *m)
+ * when it lives here, for No Local). may_hold: the publisher can be held
+ * back. Returns true when a subscriber asks for that. */
+static bool route_local(struct broker *b, struct session *origin, struct msg *m,
+                        bool may_hold)
 {
     size_t nt = 0;
     uint32_t gen;
+    bool wait = false;
 
     router_match(b->router, m->topic, m->topic_len, &b->hits);
     if (b->hits.n == 0)
-        return;
+        return false;
     gen = ++b->mark_gen;
     if (gen == 0)
         gen = ++b->mark_gen;
@@ -556,9 +558,12 @@ static void route_local(struct broker *b, struct session *origin, struct msg *m)
             continue;
         }
         /* [MQTT-3.3.1-9]: retain is 0 on normal delivery unless RAP */
-        session_deliver(s, m, qos, t->rap ? m->retain : false, t->sub_ids,
-                        t->nsub_ids);
+        if (session_deliver(s, m, qos, t->rap ? m->retain : false, t->sub_ids,
+                            t->nsub_ids,
+                            may_hold && s != origin) == DELIVER_WAIT)
+            wait = true;
     }
+    return wait;
 }
 
 static void outbox_add(struct broker *b, unsigned to, const struct hub_item *it)
@@ -572,16 +577,19 @@ static void outbox_add(struct broker *b, unsigned to, const struct hub_item *it)
     o->v[o->n++] = *it;
 }
 
-void broker_publish(struct broker *b, struct session *origin, struct msg *m)
+enum publish_result broker_publish(struct broker *b, struct session *origin,
+                                   struct msg *m, bool may_hold)
 {
+    bool wait;
+
     b->st.pub_msgs_received++;
     if (b->hub) { /* before any other thread sees m */
         m->spread = b->spread++;
         m->share_gen = hub_share_gen(b->hub);
     }
-    route_local(b, origin, m);
+    wait = route_local(b, origin, m, may_hold);
     if (b->hub == NULL)
-        return;
+        return wait ? PUBLISH_WAIT : PUBLISH_OK;
     /* other shards route it to their subscribers and keep their own copy
      * of the retained store (every retained publish reaches this point
      * after retain_set) */
@@ -593,18 +601,19 @@ void broker_publish(struct broker *b, struct session *origin, struct msg *m)
             continue;
         it.m = msg_ref(m);
         outbox_add(b, i, &it);
-        if (b->cur_publisher && hub_backlog(b->hub, i) + o->n > HUB_HIWAT) {
-            b->cur_publisher->pause_wanted = true;
+        if (may_hold && hub_backlog(b->hub, i) + o->n > HUB_HIWAT) {
+            wait = true;
             o->wait = true;
         }
     }
+    return wait ? PUBLISH_WAIT : PUBLISH_OK;
 }
 
 void broker_publish_sys(struct broker *b, struct msg *m)
 {
     if (m->retain)
         retain_set(b->retain, m, 0, 0);
-    broker_publish(b, NULL, m);
+    broker_publish(b, NULL, m, false);
 }
 
 /* Once per loop iteration: hand each shard its messages in one batch. */
@@ -648,18 +657,13 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
         if (m->retain)
             retain_set(b->retain, m, b->conf->max_retained_messages,
                        b->conf->max_retained_bytes);
-        /* the relay stands for the remote publisher: a subscriber over
-         * its high-water mark asks it to pause, which holds this inbox
-         * (and, once it fills, the publishers of the other shards) */
-        b->cur_publisher = b->relay;
-        route_local(b, NULL, m);
-        b->cur_publisher = NULL;
+        /* the remote publisher can be held back: a subscriber over its
+         * high-water mark holds this inbox (and, once it fills, the
+         * publishers of the other shards) */
+        if (route_local(b, NULL, m, true))
+            b->inbox_held = true;
         msg_unref(m);
         it->m = NULL;
-        if (b->relay->pause_wanted) {
-            b->relay->pause_wanted = false;
-            b->inbox_held = true;
-        }
         return true;
     }
     case HUB_CONN: {
@@ -679,8 +683,6 @@ void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
 {
     b->hub = h;
     b->shard = idx;
-    b->relay = xcalloc(1, sizeof(*b->relay));
-    b->relay->b = b;
     free(b->listener_clients);
     b->listener_clients = hub_listener_counts(h, b->nlisteners);
     b->out = xcalloc(hub_size(h), sizeof(*b->out));

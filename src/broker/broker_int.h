@@ -90,15 +90,13 @@ struct broker {
      * subscriber's queue is over its high-water mark */
     struct client **paused;
     size_t npaused, paused_cap;
-    struct client *cur_publisher; /* during handle_publish */
     double last_tls_check;
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
     /* threads > 1: this broker is shard 'shard' of 'hub' */
     struct hub *hub;
     unsigned shard;
-    bool inbox_held;      /* a forwarded message waits for a subscriber */
-    struct client *relay; /* stands for remote publishers (flow control) */
+    bool inbox_held; /* a forwarded message waits for a subscriber */
     /* messages for the other shards, posted once per loop iteration */
     struct outbox {
         struct hub_item *v;
@@ -115,12 +113,21 @@ struct broker {
 void broker_session_add(struct broker *b, struct session *s);
 void broker_session_remove(struct broker *b, struct session *s);
 
+/* What broker_publish did. */
+enum publish_result {
+    PUBLISH_OK,
+    PUBLISH_WAIT, /* routed; hold the publisher back (flow control) */
+};
+
 /*
  * broker_publish: route msg (published by 'origin', NULL for wills/$SYS)
  * to every matching session, after the retained store when retain is set.
- * Read ACLs are checked per subscriber. Takes no ownership of msg.
+ * Read ACLs are checked per subscriber. may_hold: the publisher is a
+ * client that can be held back; then PUBLISH_WAIT says to read no more
+ * from it until broker_resume_paused. Takes no ownership of msg.
  */
-void broker_publish(struct broker *b, struct session *origin, struct msg *m);
+enum publish_result broker_publish(struct broker *b, struct session *origin,
+                                   struct msg *m, bool may_hold);
 
 /* broker_pause / broker_resume_paused: publisher flow control. pause
  * stops reading from c until broker_resume_paused (a queue drained, or
@@ -240,9 +247,26 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
 int session_unsubscribe(struct session *s, const char *filter, size_t len);
 /* session_has_sub: true when the session holds exactly this filter. */
 bool session_has_sub(const struct session *s, const char *filter, size_t len);
-/* session_deliver: send now, or queue (bounded), per state and QoS. */
-void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
-                     const uint32_t *sub_ids, uint8_t nsub_ids);
+/* What session_deliver did with a message. */
+enum deliver_result {
+    DELIVER_SENT,    /* written to the client (or into its window) */
+    DELIVER_QUEUED,  /* waiting in the session's queue */
+    DELIVER_DROPPED, /* not delivered (limits, offline QoS 0, too large) */
+    DELIVER_WAIT,    /* delivered or queued, but the subscriber is over its
+                        high-water mark: hold the publisher back */
+};
+
+/*
+ * session_deliver: send now, or queue (bounded), per state and QoS.
+ * may_hold: the publisher can be held back (another client, or a remote
+ * shard); only then is DELIVER_WAIT returned, and a QoS 0 message to a
+ * slow but reading subscriber is written past its high-water mark
+ * instead of dropped. The caller owning the publisher acts on it.
+ */
+enum deliver_result session_deliver(struct session *s, struct msg *m,
+                                    uint8_t qos, bool retain,
+                                    const uint32_t *sub_ids, uint8_t nsub_ids,
+                                    bool may_hold);
 /* session_ack: PUBACK/PUBREC/PUBCOMP from the client with its reason
  * code (0 for v3). Returns 0, or -1 when the packet id is unknown. */
 int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc);
@@ -269,9 +293,8 @@ struct client {
     bool clean_disconnect; /* DISCONNECT received: no will */
     bool send_will;        /* v5 DISCONNECT 0x04 */
     bool taken_over;
-    bool dropping;     /* QoS 0 being dropped: output over limit */
-    bool pause_wanted; /* stop reading after this PUBLISH */
-    bool paused;       /* in broker->paused */
+    bool dropping; /* QoS 0 being dropped: output over limit */
+    bool paused;   /* in broker->paused */
     uint16_t keepalive;
     uint16_t recv_max;   /* the client's Receive Maximum (v5) */
     uint32_t max_packet; /* the client's Maximum Packet Size, 0 none */
@@ -313,5 +336,8 @@ void client_send_ack(struct client *c, uint8_t type, uint16_t pid, uint8_t rc);
 void client_disconnect(struct client *c, uint8_t rc, const char *reason);
 /* client_can_send: true when c's output is below the high-water mark. */
 bool client_can_send(const struct client *c);
+/* client_can_force: true when c's output is below its hard limit (a QoS 0
+ * message may still be written past the high-water mark). */
+bool client_can_force(const struct client *c);
 
 #endif

@@ -78,6 +78,11 @@ uint32_t client_max_packet(const struct client *c)
     return c->max_packet;
 }
 
+bool client_can_force(const struct client *c)
+{
+    return c->conn != NULL && conn_out_pending(c->conn) < CONN_OUT_HARD;
+}
+
 bool client_can_send(const struct client *c)
 {
     return c->conn && !conn_closing(c->conn) &&
@@ -688,7 +693,9 @@ static void ack_durable(struct client *c, uint8_t type, uint16_t pid,
         client_send_ack(c, type, pid, rc);
 }
 
-static void handle_publish(struct client *c, const struct mqtt_publish *p)
+/* A PUBLISH from c. Returns true when c is to be held back (flow
+ * control: a subscriber is over its high-water mark), false otherwise. */
+static bool handle_publish(struct client *c, const struct mqtt_publish *p)
 {
     struct broker *b = c->b;
     const struct conf *cf = b->conf;
@@ -696,7 +703,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
     const char *topic = p->topic.p;
     size_t tlen = p->topic.len;
     struct msg *m;
-    bool allowed;
+    bool allowed, wait;
 
     if (c->version == MQTT_V5 &&
         MQTT_HAS_PROP(&p->props, MQTT_PROP_TOPIC_ALIAS)) {
@@ -704,12 +711,12 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         if (a == 0 || a > c->alias_max) {
             protocol_fail(c, MQTT_RC_TOPIC_ALIAS_INVALID,
                           "topic alias out of range");
-            return;
+            return false;
         }
         if (tlen == 0) {
             if (c->aliases[a] == NULL) {
                 protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "unknown topic alias");
-                return;
+                return false;
             }
             topic = c->aliases[a];
             tlen = strlen(topic);
@@ -720,15 +727,15 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
     }
     if (!topic_name_valid(topic, tlen)) {
         protocol_fail(c, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
-        return;
+        return false;
     }
     if (p->qos > l->max_qos) {
         protocol_fail(c, MQTT_RC_QOS_NOT_SUPPORTED, "QoS above max_qos");
-        return;
+        return false;
     }
     if (p->retain && !cf->retain_available) {
         protocol_fail(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
-        return;
+        return false;
     }
     if (cf->message_size_limit && p->payload_len > cf->message_size_limit) {
         b->st.limit_hits++;
@@ -739,14 +746,14 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         if (c->version == MQTT_V5) {
             client_disconnect(c, MQTT_RC_PACKET_TOO_LARGE,
                               "message_size_limit exceeded");
-            return;
+            return false;
         }
         if (p->qos == 1)
             client_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
         else if (p->qos == 2 &&
                  session_rx_qos2_add(c->s, p->packet_id, 65535) >= 0)
             client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
-        return;
+        return false;
     }
     if (b->over_memory) {
         /* memory_limit: refuse new messages until the heap shrinks */
@@ -758,7 +765,7 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         else if (p->qos == 2)
             client_send_ack(c, MQTT_PUBREC, p->packet_id,
                             c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0);
-        return;
+        return false;
     }
     if (p->qos == 2) {
         uint16_t max =
@@ -767,11 +774,11 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         if (r < 0) {
             protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
                           "too many QoS 2 messages in flight");
-            return;
+            return false;
         }
         if (r == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
             ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
-            return;
+            return false;
         }
     }
     allowed = auth_acl(b->auth[c->listener], c->client_id, c->username, topic,
@@ -791,11 +798,10 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
                             c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0);
         if (p->qos == 2 && c->version == MQTT_V5)
             session_rx_qos2_del(c->s, p->packet_id);
-        return;
+        return false;
     }
     m = make_msg(topic, tlen, &p->props, p->payload, p->payload_len, p->qos,
                  p->retain);
-    b->cur_publisher = c;
     if (p->retain) {
         b->st.changes++;
         if (retain_set(b->retain, m, cf->max_retained_messages,
@@ -809,13 +815,13 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
                       m->topic, cid(c), sup);
         }
     }
-    broker_publish(b, c->s, m);
-    b->cur_publisher = NULL;
+    wait = broker_publish(b, c->s, m, true) == PUBLISH_WAIT;
     msg_unref(m);
     if (p->qos == 1)
         ack_durable(c, MQTT_PUBACK, p->packet_id, 0);
     else if (p->qos == 2)
         ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
+    return wait;
 }
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------ */
@@ -839,7 +845,7 @@ static void deliver_retained(struct msg *m, void *arg)
         return;
     /* [MQTT-3.3.1-8]: retained messages sent on subscribe keep retain=1 */
     session_deliver(s, m, m->qos < rc->qos ? m->qos : rc->qos, true,
-                    rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0);
+                    rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0, false);
 }
 
 static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
@@ -986,23 +992,24 @@ static void handle_unsubscribe(struct client *c, const struct mqtt_subscribe *p)
 
 /* ---- dispatch --------------------------------------------------------- */
 
-static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
+/* Dispatch one packet. Returns true when no more is to be read from c
+ * until broker_resume_paused (a PUBLISH met flow control). */
+static bool handle_packet(struct client *c, const struct mqtt_packet *pkt)
 {
     if (!c->connected) {
         if (pkt->type == MQTT_CONNECT) {
             handle_connect(c, &pkt->u.connect);
-            return;
+            return false;
         }
         protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "first packet is not CONNECT");
-        return;
+        return false;
     }
     switch (pkt->type) {
     case MQTT_CONNECT:
         protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
-        return;
+        return false;
     case MQTT_PUBLISH:
-        handle_publish(c, &pkt->u.publish);
-        return;
+        return handle_publish(c, &pkt->u.publish);
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBCOMP:
@@ -1015,24 +1022,24 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
                     c, MQTT_PUBREL, pkt->u.ack.packet_id,
                     c->version == MQTT_V5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0);
         }
-        return;
+        return false;
     case MQTT_PUBREL: {
         bool found = session_rx_qos2_del(c->s, pkt->u.ack.packet_id);
         client_send_ack(
             c, MQTT_PUBCOMP, pkt->u.ack.packet_id,
             found || c->version != MQTT_V5 ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND);
-        return;
+        return false;
     }
     case MQTT_SUBSCRIBE:
         handle_subscribe(c, &pkt->u.subscribe);
-        return;
+        return false;
     case MQTT_UNSUBSCRIBE:
         handle_unsubscribe(c, &pkt->u.subscribe);
-        return;
+        return false;
     case MQTT_PINGREQ: {
         uint8_t b2[2] = {MQTT_PINGRESP << 4, 0};
         send_raw(c, b2, 2);
-        return;
+        return false;
     }
     case MQTT_DISCONNECT: {
         const struct mqtt_disconnect *d = &pkt->u.disconnect;
@@ -1041,7 +1048,7 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
             if (c->s->expiry == 0 && d->props.session_expiry != 0) {
                 protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
                               "session expiry set at DISCONNECT after 0");
-                return;
+                return false;
             }
             c->s->expiry = d->props.session_expiry;
         }
@@ -1050,15 +1057,15 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
         else
             c->clean_disconnect = true;
         conn_close(c->conn, "client disconnected");
-        return;
+        return false;
     }
     case MQTT_AUTH:
         protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
                       "AUTH without an authentication method");
-        return;
+        return false;
     default:
         protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "unexpected packet type");
-        return;
+        return false;
     }
 }
 
@@ -1079,6 +1086,7 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
         struct mqtt_packet pkt;
         int h = mqtt_frame_peek(buf + off, len - off, &first, &rem);
         size_t total;
+        bool hold;
         int r;
 
         if (h == MQTT_INCOMPLETE)
@@ -1127,14 +1135,13 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
                            pkt.u.connect.client_id.len, buf + off, len - off))
             return -1; /* the owning shard takes it from the CONNECT on */
         b->st.msgs_received++;
-        handle_packet(c, &pkt);
+        hold = handle_packet(c, &pkt);
         off += total;
         if (conn_closing(c->conn))
             return -1;
-        if (c->pause_wanted) {
+        if (hold) {
             /* a subscriber's queue is filling: read no more from this
              * publisher until it drains (broker_resume_paused) */
-            c->pause_wanted = false;
             broker_pause(b, c);
             break;
         }

@@ -355,60 +355,41 @@ static bool queue_low(const struct session *s)
 }
 
 /*
- * A message was queued for an online session: when its queue is past the
- * high-water mark, hold back the publisher (stop reading from it after this
- * packet) rather than drop acknowledged messages later. A subscriber that
- * does not drain within a second is marked stuck and holds back nobody.
+ * Publisher flow control. A message was queued for an online session, or
+ * a QoS 0 one met a full output: when the publisher may be held back
+ * (may_hold) and this subscriber still drains, mark the session blocking
+ * and have the caller hold the publisher (DELIVER_WAIT) rather than drop
+ * acknowledged messages later. A subscriber that does not drain within a
+ * second is marked stuck (broker_tick) and holds back nobody.
  */
-static void flow_control(struct session *s)
+static enum deliver_result hold_publisher(struct session *s)
 {
-    struct client *pub = s->b->cur_publisher;
-
-    if (pub == NULL || pub == s->client || s->client == NULL || s->stuck ||
-        !queue_high(s))
-        return;
     if (!s->blocking) {
         s->blocking = true;
         s->block_since = ev_now(s->b->loop);
     }
-    pub->pause_wanted = true;
+    return DELIVER_WAIT;
 }
 
-/*
- * QoS 0 flow control: the subscriber's output is over the high-water mark.
- * Unless it stopped reading (stuck) or is past the hard limit, hold back the
- * publishing client and return true (the message is still written).
- */
-static bool hold_publisher(struct session *s)
-{
-    struct client *pub = s->b->cur_publisher;
-    struct client *c = s->client;
-
-    if (pub == NULL || pub == c || s->stuck ||
-        conn_out_pending(c->conn) >= CONN_OUT_HARD)
-        return false;
-    if (!s->blocking) {
-        s->blocking = true;
-        s->block_since = ev_now(s->b->loop);
-    }
-    pub->pause_wanted = true;
-    return true;
-}
-
-void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
-                     const uint32_t *sub_ids, uint8_t nsub_ids)
+enum deliver_result session_deliver(struct session *s, struct msg *m,
+                                    uint8_t qos, bool retain,
+                                    const uint32_t *sub_ids, uint8_t nsub_ids,
+                                    bool may_hold)
 {
     struct client *c = s->client;
     bool online = c != NULL && c->connected;
 
+    may_hold = may_hold && !s->stuck;
     if (qos == 0) {
-        if (online && !client_can_send(c) && hold_publisher(s)) {
+        if (online && !client_can_send(c) && may_hold && client_can_force(c)) {
             /* a reading-but-slow subscriber: keep the message (output may
-             * go past the high-water mark up to CONN_OUT_HARD) and hold
-             * the publisher back instead of dropping */
+             * go past the high-water mark up to the client's hard limit)
+             * and hold the publisher back instead of dropping */
             if (client_send_publish_force(c, m, retain, sub_ids, nsub_ids) < 0)
                 s->b->st.pub_dropped++;
-        } else if (online) {
+            return hold_publisher(s);
+        }
+        if (online) {
             if (client_send_publish(c, m, 0, retain, false, 0, sub_ids,
                                     nsub_ids) < 0) {
                 s->b->st.pub_dropped++;
@@ -420,21 +401,27 @@ void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                           "messages until its output drains.",
                           s->client_id);
                 }
+                return DELIVER_DROPPED;
             }
-        } else if (s->b->conf->queue_qos0_messages) {
-            queue_push(s, m, 0, retain, sub_ids, nsub_ids);
+            return DELIVER_SENT;
         }
-        return;
+        if (s->b->conf->queue_qos0_messages &&
+            queue_push(s, m, 0, retain, sub_ids, nsub_ids))
+            return DELIVER_QUEUED;
+        return DELIVER_DROPPED;
     }
     if (online && s->q_n == 0) {
         struct inflight *f = infl_slot(s);
         if (f) {
             window_send(s, f, m, qos, retain, sub_ids, nsub_ids);
-            return;
+            return DELIVER_SENT;
         }
     }
-    if (queue_push(s, m, qos, retain, sub_ids, nsub_ids) && online)
-        flow_control(s);
+    if (!queue_push(s, m, qos, retain, sub_ids, nsub_ids))
+        return DELIVER_DROPPED;
+    if (online && may_hold && queue_high(s))
+        return hold_publisher(s);
+    return DELIVER_QUEUED;
 }
 
 /* A queued message may still go out: not expired, and the session's user
