@@ -355,19 +355,9 @@ void broker_publish_will(struct broker *b, struct session *s)
         msg_unref(w);
         return;
     }
-    if (auth_acl(b->auth[s->listener], s->client_id, s->username, w->topic,
-                 w->topic_len, AUTH_WRITE)) {
-        if (w->retain) {
-            b->st.changes++;
-            retain_set(b->retain, w, b->conf->max_retained_messages,
-                       b->conf->max_retained_bytes);
-        }
-        broker_publish(b, s, w, false);
-    } else {
-        b->st.acl_denied++;
+    if (broker_publish(b, NULL, s, w) == PUBLISH_DENIED)
         LOG_N(b->log, "Will of client %s on '%s' denied by the ACL.",
               s->client_id, w->topic);
-    }
     msg_unref(w);
 }
 
@@ -577,11 +567,48 @@ static void outbox_add(struct broker *b, unsigned to, const struct hub_item *it)
     o->v[o->n++] = *it;
 }
 
-enum publish_result broker_publish(struct broker *b, struct session *origin,
-                                   struct msg *m, bool may_hold)
+/* Step 2 of broker_publish: the retained store. */
+static void publish_retain(struct broker *b, struct client *c,
+                           struct session *s, struct msg *m)
 {
-    bool wait;
+    const struct conf *cf = b->conf;
+    unsigned sup;
 
+    if (c == NULL && s == NULL) { /* the broker's own ($SYS) */
+        retain_set(b->retain, m, 0, 0);
+        return;
+    }
+    b->st.changes++;
+    if (retain_set(b->retain, m, cf->max_retained_messages,
+                   cf->max_retained_bytes) == 0 ||
+        c == NULL)
+        return;
+    b->st.limit_hits++;
+    if (log_ratelimit_ok(&b->limit_rl, 5, 10.0, &sup))
+        LOG_W(b->log,
+              "Retained message on '%s' from %s refused: retained "
+              "store limit reached (%u similar lines suppressed).",
+              m->topic, c->client_id ? c->client_id : "<unknown>", sup);
+}
+
+enum publish_result broker_publish(struct broker *b, struct client *c,
+                                   struct session *s, struct msg *m)
+{
+    struct session *origin = c ? c->s : s;
+    bool may_hold = c != NULL, wait;
+
+    if (c || s) {
+        bool ok = c ? auth_acl(b->auth[c->listener], c->client_id, c->username,
+                               m->topic, m->topic_len, AUTH_WRITE)
+                    : auth_acl(b->auth[s->listener], s->client_id, s->username,
+                               m->topic, m->topic_len, AUTH_WRITE);
+        if (!ok) {
+            b->st.acl_denied++;
+            return PUBLISH_DENIED;
+        }
+    }
+    if (m->retain)
+        publish_retain(b, c, s, m);
     b->st.pub_msgs_received++;
     if (b->hub) { /* before any other thread sees m */
         m->spread = b->spread++;
@@ -611,9 +638,7 @@ enum publish_result broker_publish(struct broker *b, struct session *origin,
 
 void broker_publish_sys(struct broker *b, struct msg *m)
 {
-    if (m->retain)
-        retain_set(b->retain, m, 0, 0);
-    broker_publish(b, NULL, m, false);
+    broker_publish(b, NULL, NULL, m);
 }
 
 /* Once per loop iteration: hand each shard its messages in one batch. */

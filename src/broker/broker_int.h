@@ -116,18 +116,35 @@ void broker_session_remove(struct broker *b, struct session *s);
 /* What broker_publish did. */
 enum publish_result {
     PUBLISH_OK,
-    PUBLISH_WAIT, /* routed; hold the publisher back (flow control) */
+    PUBLISH_WAIT,   /* routed; hold the publisher back (flow control) */
+    PUBLISH_DENIED, /* the write ACL refused it: nothing else was done */
 };
 
 /*
- * broker_publish: route msg (published by 'origin', NULL for wills/$SYS)
- * to every matching session, after the retained store when retain is set.
- * Read ACLs are checked per subscriber. may_hold: the publisher is a
- * client that can be held back; then PUBLISH_WAIT says to read no more
- * from it until broker_resume_paused. Takes no ownership of msg.
+ * broker_publish: the one publish pipeline, for every message that enters
+ * the broker (a client's PUBLISH, a will, $SYS):
+ *
+ *   1. write ACL of the publisher: client c, else the session s whose
+ *      will m is; none for the broker's own ($SYS: c and s NULL). Denied:
+ *      acl_denied counted, PUBLISH_DENIED (the caller answers and logs).
+ *   2. m->retain: the retained store. A client's or a will's message
+ *      counts as a durable change and is held to max_retained_messages /
+ *      max_retained_bytes (a client's refusal is counted in limit_hits
+ *      and logged, rate-limited; the message is still routed); $SYS is
+ *      stored outside those limits.
+ *   3. routing to this shard's subscribers: No Local against the origin
+ *      session (c->s or s), merged overlapping subscriptions, read ACL
+ *      per subscriber, session_deliver.
+ *   4. threads > 1: the hand-off to the other shards (outboxes, posted
+ *      once per loop iteration by broker_flush_out).
+ *
+ * Returns PUBLISH_WAIT when client c is to be read no more until
+ * broker_resume_paused (a subscriber, or another shard's inbox, is over
+ * its high-water mark; the caller pauses c), PUBLISH_OK otherwise. Takes
+ * no ownership of m.
  */
-enum publish_result broker_publish(struct broker *b, struct session *origin,
-                                   struct msg *m, bool may_hold);
+enum publish_result broker_publish(struct broker *b, struct client *c,
+                                   struct session *s, struct msg *m);
 
 /* broker_pause / broker_resume_paused: publisher flow control. pause
  * stops reading from c until broker_resume_paused (a queue drained, or

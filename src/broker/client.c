@@ -693,6 +693,19 @@ static void ack_durable(struct client *c, uint8_t type, uint16_t pid,
         client_send_ack(c, type, pid, rc);
 }
 
+/* PUBACK/PUBREC refusing PUBLISH p: reason rc for v5, 0 (none) for v3.
+ * Nothing for QoS 0. */
+static void ack_refused(struct client *c, const struct mqtt_publish *p,
+                        uint8_t rc)
+{
+    uint8_t r = c->version == MQTT_V5 ? rc : 0;
+
+    if (p->qos == 1)
+        client_send_ack(c, MQTT_PUBACK, p->packet_id, r);
+    else if (p->qos == 2)
+        client_send_ack(c, MQTT_PUBREC, p->packet_id, r);
+}
+
 /* A PUBLISH from c. Returns true when c is to be held back (flow
  * control: a subscriber is over its high-water mark), false otherwise. */
 static bool handle_publish(struct client *c, const struct mqtt_publish *p)
@@ -702,8 +715,8 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
     const struct conf_listener *l = &cf->listeners[c->listener];
     const char *topic = p->topic.p;
     size_t tlen = p->topic.len;
+    enum publish_result r;
     struct msg *m;
-    bool allowed, wait;
 
     if (c->version == MQTT_V5 &&
         MQTT_HAS_PROP(&p->props, MQTT_PROP_TOPIC_ALIAS)) {
@@ -748,80 +761,52 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
                               "message_size_limit exceeded");
             return false;
         }
-        if (p->qos == 1)
-            client_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
-        else if (p->qos == 2 &&
-                 session_rx_qos2_add(c->s, p->packet_id, 65535) >= 0)
-            client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
+        /* v3 has no refusal: acknowledged (a QoS 2 id as received) */
+        if (p->qos != 2 || session_rx_qos2_add(c->s, p->packet_id, 65535) >= 0)
+            ack_refused(c, p, 0);
         return false;
     }
     if (b->over_memory) {
         /* memory_limit: refuse new messages until the heap shrinks */
         b->st.limit_hits++;
         b->st.pub_dropped++;
-        if (p->qos == 1)
-            client_send_ack(c, MQTT_PUBACK, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0);
-        else if (p->qos == 2)
-            client_send_ack(c, MQTT_PUBREC, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0);
+        ack_refused(c, p, MQTT_RC_QUOTA_EXCEEDED);
         return false;
     }
     if (p->qos == 2) {
         uint16_t max =
             cf->max_receive_maximum ? cf->max_receive_maximum : 65535;
-        int r = session_rx_qos2_add(c->s, p->packet_id, max);
-        if (r < 0) {
+        int seen = session_rx_qos2_add(c->s, p->packet_id, max);
+        if (seen < 0) {
             protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
                           "too many QoS 2 messages in flight");
             return false;
         }
-        if (r == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
+        if (seen == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
             ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
             return false;
         }
     }
-    allowed = auth_acl(b->auth[c->listener], c->client_id, c->username, topic,
-                       tlen, AUTH_WRITE);
-    if (!allowed) {
+    m = make_msg(topic, tlen, &p->props, p->payload, p->payload_len, p->qos,
+                 p->retain);
+    r = broker_publish(b, c, NULL, m);
+    msg_unref(m);
+    if (r == PUBLISH_DENIED) {
         char tb[512];
         snprintf(tb, sizeof(tb), "%.*s", (int)tlen, topic);
-        b->st.acl_denied++;
         log_event(b->log, LOG_NOTICE, "acl_denied", "acl denied", "client_id",
                   cid(c), "username", c->username ? c->username : "", "topic",
                   tb, "action", "publish", (const char *)NULL);
-        if (p->qos == 1)
-            client_send_ack(c, MQTT_PUBACK, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0);
-        else if (p->qos == 2)
-            client_send_ack(c, MQTT_PUBREC, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0);
+        ack_refused(c, p, MQTT_RC_NOT_AUTHORIZED);
         if (p->qos == 2 && c->version == MQTT_V5)
             session_rx_qos2_del(c->s, p->packet_id);
         return false;
     }
-    m = make_msg(topic, tlen, &p->props, p->payload, p->payload_len, p->qos,
-                 p->retain);
-    if (p->retain) {
-        b->st.changes++;
-        if (retain_set(b->retain, m, cf->max_retained_messages,
-                       cf->max_retained_bytes) < 0) {
-            unsigned sup;
-            b->st.limit_hits++;
-            if (log_ratelimit_ok(&b->limit_rl, 5, 10.0, &sup))
-                LOG_W(b->log,
-                      "Retained message on '%s' from %s refused: retained "
-                      "store limit reached (%u similar lines suppressed).",
-                      m->topic, cid(c), sup);
-        }
-    }
-    wait = broker_publish(b, c->s, m, true) == PUBLISH_WAIT;
-    msg_unref(m);
     if (p->qos == 1)
         ack_durable(c, MQTT_PUBACK, p->packet_id, 0);
     else if (p->qos == 2)
         ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
-    return wait;
+    return r == PUBLISH_WAIT;
 }
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------ */
