@@ -20,4 +20,8 @@ uint8_t client_version(const struct client *c);
  * none. */
 uint32_t client_max_packet(const struct client *c);
 
+/* client_resume_read: flow control lets publisher c go: read from it
+ * again (conn_resume_read). */
+void client_resume_read(struct client *c);
+
 #endif

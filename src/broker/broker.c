@@ -227,6 +227,7 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     b->tls_not_after =
         xcalloc(b->nlisteners ? b->nlisteners : 1, sizeof(time_t));
     b->retain = retain_new();
+    b->flow = flow_new();
     b->started = ev_now(loop);
     return b;
 }
@@ -235,19 +236,6 @@ void broker_free(struct broker *b)
 {
     if (b == NULL)
         return;
-    if (b->hub) {
-        hub_unbind(b->hub, b->shard);
-        ev_ref(b->loop);
-        ev_prepare_stop(b->loop, &b->out_flush);
-        ev_ref(b->loop);
-        ev_prepare_stop(b->loop, &b->out_flush_late);
-        for (unsigned i = 0; i < hub_size(b->hub); i++) {
-            for (size_t k = 0; k < b->out[i].n; k++)
-                hub_item_drop(&b->out[i].v[k]);
-            free(b->out[i].v);
-        }
-        free(b->out);
-    }
     for (size_t i = 0; i < b->sessions.cap; i++) {
         struct session *s = b->sessions.slots[i];
         if (s && s != TOMB) {
@@ -257,6 +245,7 @@ void broker_free(struct broker *b)
         }
     }
     free(b->sessions.slots);
+    shard_free(b->shard); /* after the sessions: they tell the hub */
     authq_free(b->authq);
     sys_free(b->sys);
     free(b->tls_not_after);
@@ -265,9 +254,9 @@ void broker_free(struct broker *b)
     retain_free(b->retain);
     free(b->hits.v);
     free(b->targets);
-    free(b->paused);
+    flow_free(b->flow);
     free(b->acks);
-    if (b->hub == NULL)
+    if (b->shard == NULL)
         free(b->listener_clients); /* else the hub's, shared */
     conn_loop_free(b->cl);
     conf_free(b->conf);
@@ -332,10 +321,8 @@ void broker_totals(struct broker *b, bool all, struct hub_totals *t)
     t->clients = b->nclients;
     t->subscriptions = router_count(b->router);
     broker_session_foreach(b, totals_one, t);
-    if (all && b->hub) {
-        hub_totals_put(b->hub, b->shard, t);
-        hub_totals_sum(b->hub, t);
-    }
+    if (all && b->shard)
+        shard_totals(b->shard, t, true);
 }
 
 struct auth *broker_auth(struct broker *b, size_t li)
@@ -411,39 +398,20 @@ void broker_pause(struct broker *b, struct client *c)
 {
     if (c->paused || c->conn == NULL)
         return;
-    if (b->npaused == b->paused_cap) {
-        b->paused_cap = b->paused_cap ? b->paused_cap * 2 : 16;
-        b->paused = xreallocarray(b->paused, b->paused_cap, sizeof(*b->paused));
-    }
-    b->paused[b->npaused++] = c;
+    flow_hold(b->flow, c);
     c->paused = true;
     conn_pause_read(c->conn);
 }
 
 void broker_resume_paused(struct broker *b)
 {
-    size_t n = b->npaused;
-
-    if (b->inbox_held) {
-        b->inbox_held = false;
-        hub_kick(b->hub, b->shard);
-    }
-    b->npaused = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct client *c = b->paused[i];
-        c->paused = false;
-        conn_resume_read(c->conn);
-    }
+    if (flow_resume(b->flow))
+        shard_kick(b->shard);
 }
 
 void broker_unpause(struct broker *b, struct client *c)
 {
-    for (size_t i = 0; i < b->npaused; i++) {
-        if (b->paused[i] == c) {
-            b->paused[i] = b->paused[--b->npaused];
-            break;
-        }
-    }
+    flow_forget(b->flow, c);
     c->paused = false;
 }
 
@@ -513,9 +481,8 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
         if ((h->flags & ROUTER_NO_LOCAL) && s == origin && !h->shared)
             continue;
         /* threads > 1: one shard serves a shared group per message */
-        if (h->shared && b->hub &&
-            !hub_share_serves(b->hub, b->shard, m->spread, m->share_gen,
-                              h->share_key, h->share_len))
+        if (h->shared && b->shard &&
+            !shard_serves(b->shard, m, h->share_key, h->share_len))
             continue;
         if (s->mark == gen) {
             t = &b->targets[s->mark_idx];
@@ -554,17 +521,6 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
             wait = true;
     }
     return wait;
-}
-
-static void outbox_add(struct broker *b, unsigned to, const struct hub_item *it)
-{
-    struct outbox *o = &b->out[to];
-
-    if (o->n == o->cap) {
-        o->cap = o->cap ? o->cap * 2 : 64;
-        o->v = xreallocarray(o->v, o->cap, sizeof(*o->v));
-    }
-    o->v[o->n++] = *it;
 }
 
 /* Step 2 of broker_publish: the retained store. */
@@ -610,29 +566,14 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
     if (m->retain)
         publish_retain(b, c, s, m);
     b->st.pub_msgs_received++;
-    if (b->hub) { /* before any other thread sees m */
-        m->spread = b->spread++;
-        m->share_gen = hub_share_gen(b->hub);
-    }
+    if (b->shard) /* before any other thread sees m */
+        shard_stamp(b->shard, m);
     wait = route_local(b, origin, m, may_hold);
-    if (b->hub == NULL)
-        return wait ? PUBLISH_WAIT : PUBLISH_OK;
     /* other shards route it to their subscribers and keep their own copy
      * of the retained store (every retained publish reaches this point
-     * after retain_set) */
-    for (unsigned i = 0; i < hub_size(b->hub); i++) {
-        struct outbox *o = &b->out[i];
-        struct hub_item it = {
-            .kind = HUB_MSG, .from = (uint8_t)b->shard, .m = NULL};
-        if (i == b->shard || (!m->retain && !hub_has_subs(b->hub, i)))
-            continue;
-        it.m = msg_ref(m);
-        outbox_add(b, i, &it);
-        if (may_hold && hub_backlog(b->hub, i) + o->n > HUB_HIWAT) {
-            wait = true;
-            o->wait = true;
-        }
-    }
+     * after the retained step) */
+    if (b->shard && shard_forward(b->shard, m, may_hold))
+        wait = true;
     return wait ? PUBLISH_WAIT : PUBLISH_OK;
 }
 
@@ -641,31 +582,10 @@ void broker_publish_sys(struct broker *b, struct msg *m)
     broker_publish(b, NULL, NULL, m);
 }
 
-/* Once per loop iteration: hand each shard its messages in one batch. */
-static void out_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    broker_flush_out(w->data);
-}
-
 void broker_flush_out(struct broker *b)
 {
-    if (b->hub == NULL)
-        return;
-    for (unsigned i = 0; i < hub_size(b->hub); i++) {
-        struct outbox *o = &b->out[i];
-        if (o->n == 0)
-            continue;
-        hub_post_batch(b->hub, i, b->shard, o->v, o->n, o->wait);
-        o->n = 0;
-        o->wait = false;
-        if (o->cap > 4096) { /* after a burst, do not keep a large buffer */
-            free(o->v);
-            o->v = NULL;
-            o->cap = 0;
-        }
-    }
+    if (b->shard)
+        shard_flush(b->shard);
 }
 
 /* ---- threads > 1: the hub's items for this shard ----------------------- */
@@ -677,7 +597,7 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
     switch (it->kind) {
     case HUB_MSG: {
         struct msg *m = it->m;
-        if (b->inbox_held)
+        if (flow_inbox_held(b->flow))
             return false;
         if (m->retain)
             retain_set(b->retain, m, b->conf->max_retained_messages,
@@ -686,7 +606,7 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
          * high-water mark holds this inbox (and, once it fills, the
          * publishers of the other shards) */
         if (route_local(b, NULL, m, true))
-            b->inbox_held = true;
+            flow_hold_inbox(b->flow);
         msg_unref(m);
         it->m = NULL;
         return true;
@@ -706,53 +626,42 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
 
 void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
 {
-    b->hub = h;
-    b->shard = idx;
+    b->shard = shard_new(b->loop, h, idx, hub_item_cb, b);
     free(b->listener_clients);
-    b->listener_clients = hub_listener_counts(h, b->nlisteners);
-    b->out = xcalloc(hub_size(h), sizeof(*b->out));
-    /* before conn.c's prepare watcher writes the acknowledgements (a
-     * message is with the other threads before its PUBACK leaves), and
-     * after it (its closes may publish wills) */
-    ev_prepare_init(&b->out_flush, out_flush_cb);
-    ev_set_priority(&b->out_flush, EV_MAXPRI - 1);
-    b->out_flush.data = b;
-    ev_prepare_start(b->loop, &b->out_flush);
-    ev_unref(b->loop);
-    ev_prepare_init(&b->out_flush_late, out_flush_cb);
-    ev_set_priority(&b->out_flush_late, EV_MINPRI);
-    b->out_flush_late.data = b;
-    ev_prepare_start(b->loop, &b->out_flush_late);
-    ev_unref(b->loop);
-    hub_bind(h, idx, b->loop, hub_item_cb, b);
+    b->listener_clients = shard_listener_counts(b->shard, b->nlisteners);
 }
 
 void broker_set_tls_sync(struct broker *b, void (*fn)(void *ud), void *ud)
 {
-    b->tls_sync = fn;
-    b->tls_sync_ud = ud;
+    if (b->shard)
+        shard_set_tls_sync(b->shard, fn, ud);
 }
 
 bool broker_owns_id(const struct broker *b, const char *id, size_t len)
 {
-    return b->hub == NULL || hub_owner(b->hub, id, len) == b->shard;
+    return b->shard == NULL || shard_owns(b->shard, id, len);
 }
 
 bool broker_migrate(struct broker *b, struct client *c, const char *id,
                     size_t len, const uint8_t *rest, size_t n)
 {
-    struct hub_item it = {.kind = HUB_CONN, .from = (uint8_t)b->shard};
+    struct conn *conn = c->conn;
+    size_t li = c->listener;
 
     if (broker_owns_id(b, id, len))
         return false;
-    it.li = (uint16_t)c->listener;
-    it.c = c->conn;
-    conn_detach(c->conn, rest, n);
+    conn_detach(conn, rest, n);
     client_discard(c);
     /* posted from the next prepare watcher: the callers up the stack
      * (conn.c's read loop) still look at the conn until they return */
-    outbox_add(b, hub_owner(b->hub, id, len), &it);
+    shard_post_conn(b->shard, id, len, conn, li);
     return true;
+}
+
+/* True on the first thread (or the only one): $SYS, TLS file checks. */
+static bool first_shard(const struct broker *b)
+{
+    return b->shard == NULL || shard_index(b->shard) == 0;
 }
 
 /* ---- reload / tick / shutdown ----------------------------------------- */
@@ -819,10 +728,10 @@ void broker_tls_check(struct broker *b)
         }
         tls_ctx_unref(b->tls[i]);
         b->tls[i] = n;
-        if (!changed && b->hub && b->shard == 0 && b->tls_sync)
-            b->tls_sync(b->tls_sync_ud); /* the other threads too, first */
+        if (!changed && b->shard)
+            shard_tls_sync(b->shard); /* the other threads too, first */
         changed = true;
-        if (b->shard == 0)
+        if (first_shard(b))
             LOG_N(b->log, "TLS files of listener %u changed on disk: reloaded.",
                   (unsigned)b->conf->listeners[i].port);
     }
@@ -913,19 +822,19 @@ void broker_tick(struct broker *b)
                   (unsigned long long)b->conf->memory_limit);
         b->over_memory = over;
     }
-    if (b->hub && b->shard != 0) {
+    if (!first_shard(b)) {
         /* $SYS is published by the first thread, from every thread's
          * counters */
         struct hub_totals t;
         broker_totals(b, false, &t);
-        hub_totals_put(b->hub, b->shard, &t);
+        shard_totals(b->shard, &t, false);
     } else if (b->conf->sys_interval &&
                (b->last_sys == 0 ||
                 now - b->last_sys >= b->conf->sys_interval)) {
         sys_update(b->sys, b, b->last_sys ? now - b->last_sys : 0);
         b->last_sys = now;
     }
-    if (b->conf->tls_reload_interval && b->shard == 0 &&
+    if (b->conf->tls_reload_interval && first_shard(b) &&
         now - b->last_tls_check >= b->conf->tls_reload_interval) {
         b->last_tls_check = now;
         broker_tls_check(b);
@@ -938,11 +847,9 @@ void broker_tick(struct broker *b)
         struct session *s = b->sessions.slots[i];
         if (s == NULL || s == TOMB)
             continue;
-        if (s->blocking && (s->client == NULL || now - s->block_since >= 1.0)) {
-            s->blocking = false;
-            s->stuck = s->client != NULL;
+        if (flow_sub_tick(&s->flow, s->client != NULL, now)) {
             resume = true;
-            if (s->stuck)
+            if (s->flow.stuck)
                 LOG_N(b->log,
                       "Client %s is not acknowledging: its queue no longer "
                       "holds back publishers.",
@@ -960,7 +867,7 @@ void broker_tick(struct broker *b)
             session_free(s);
         }
     }
-    if (resume && b->npaused)
+    if (resume && flow_held(b->flow))
         broker_resume_paused(b);
 }
 

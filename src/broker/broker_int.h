@@ -22,6 +22,8 @@
 #include "broker.h"
 #include "client.h"
 #include "conn.h"
+#include "flow.h"
+#include "shard.h"
 #include "log.h"
 #include "mqtt_codec.h"
 #include "router.h"
@@ -86,27 +88,11 @@ struct broker {
     uint64_t msg_seq;
     double started;
     double last_expiry_report;
-    /* publisher flow control: clients whose reading is paused because a
-     * subscriber's queue is over its high-water mark */
-    struct client **paused;
-    size_t npaused, paused_cap;
+    struct flow *flow; /* publisher flow control */
     double last_tls_check;
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
-    /* threads > 1: this broker is shard 'shard' of 'hub' */
-    struct hub *hub;
-    unsigned shard;
-    bool inbox_held; /* a forwarded message waits for a subscriber */
-    /* messages for the other shards, posted once per loop iteration */
-    struct outbox {
-        struct hub_item *v;
-        size_t n, cap;
-        bool wait; /* a publisher was held for that shard's backlog */
-    } * out;
-    ev_prepare out_flush, out_flush_late;
-    uint32_t spread;            /* next msg spread value */
-    void (*tls_sync)(void *ud); /* thread 0: make the others check TLS */
-    void *tls_sync_ud;
+    struct shard *shard; /* threads > 1: its place among the threads */
 };
 
 /* Add / remove sessions by client id (broker.c; find is in broker.h). */
@@ -240,12 +226,10 @@ struct session {
     struct msg *will;
     uint32_t will_delay;
     double will_at; /* delayed will due (ev time), 0 = none */
-    /* flow control: this session's queue paused publishers (since),
-     * or it stopped draining and may no longer pause anyone (stuck) */
-    bool blocking;
-    bool stuck;
+    /* flow control: this session's queue holds publishers back, or it
+     * stopped draining and may no longer hold anyone (stuck) */
+    struct flow_sub flow;
     bool drop_logged;
-    double block_since;
     /* dedupe mark for broker_publish */
     uint32_t mark;
     uint32_t mark_idx;
@@ -311,7 +295,7 @@ struct client {
     bool send_will;        /* v5 DISCONNECT 0x04 */
     bool taken_over;
     bool dropping; /* QoS 0 being dropped: output over limit */
-    bool paused;   /* in broker->paused */
+    bool paused;   /* held by flow control (flow_hold) */
     uint16_t keepalive;
     uint16_t recv_max;   /* the client's Receive Maximum (v5) */
     uint32_t max_packet; /* the client's Maximum Packet Size, 0 none */

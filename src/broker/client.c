@@ -17,7 +17,6 @@
 #include "authq.h"
 #include "broker_int.h"
 #include "conf.h"
-#include "hub.h"
 #include "log.h"
 #include "msg.h"
 #include "retain.h"
@@ -76,6 +75,12 @@ uint8_t client_version(const struct client *c)
 uint32_t client_max_packet(const struct client *c)
 {
     return c->max_packet;
+}
+
+void client_resume_read(struct client *c)
+{
+    c->paused = false;
+    conn_resume_read(c->conn);
 }
 
 bool client_can_force(const struct client *c)
@@ -851,8 +856,8 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
     /* threads > 1: take in what the other threads already handed over, so
      * a message acknowledged before this SUBSCRIBE is retained here, not
      * delivered to the new subscription as a live one */
-    if (b->hub)
-        hub_drain(b->hub, b->shard);
+    if (b->shard)
+        shard_drain(b->shard);
     if (p->count > ARRAY_LEN(codes_stack)) {
         codes = xmalloc(p->count);
         send = xmalloc(p->count * sizeof(bool));
@@ -1113,7 +1118,7 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
                           why ? why : "malformed packet");
             return -1;
         }
-        if (b->hub && pkt.type == MQTT_CONNECT && !c->connected &&
+        if (b->shard && pkt.type == MQTT_CONNECT && !c->connected &&
             c->client_id == NULL && c->pending == NULL &&
             pkt.u.connect.client_id.len > 0 &&
             broker_migrate(b, c, pkt.u.connect.client_id.p,
@@ -1155,10 +1160,9 @@ static void client_on_drain(void *ud, struct conn *conn)
 
     (void)conn;
     c->dropping = false;
-    if (c->s && c->s->blocking && c->s->q_n == 0) {
+    if (c->s && c->s->flow.blocking && c->s->q_n == 0 &&
+        flow_sub_release(&c->s->flow)) {
         /* output drained: release publishers held for this subscriber */
-        c->s->blocking = false;
-        c->s->stuck = false;
         broker_resume_paused(c->b);
     }
     if (c->s)
@@ -1235,10 +1239,8 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     if (s) {
         s->client = NULL;
         c->s = NULL;
-        if (s->blocking) {
-            s->blocking = false;
+        if (flow_sub_unblock(&s->flow))
             broker_resume_paused(b);
-        }
         s->offline_since = ev_now(b->loop);
         if (s->will && (!c->clean_disconnect || c->send_will)) {
             /* [MQTT-3.1.3-9]: after the Will Delay Interval, or when the

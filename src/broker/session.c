@@ -18,7 +18,6 @@
 
 #include "auth.h"
 #include "broker_int.h"
-#include "hub.h"
 #include "conf.h"
 #include "log.h"
 #include "msg.h"
@@ -46,20 +45,11 @@ static void qitem_clear(struct qitem *qi)
 
 /* threads > 1: tell the hub this shard gained or lost a subscription (a
  * shared one also as a group member). */
-static void hub_note(const struct session *s, const char *filter, size_t len,
+static void note_sub(const struct session *s, const char *filter, size_t len,
                      int delta)
 {
-    struct hub *h = s->b->hub;
-
-    if (h == NULL)
-        return;
-    hub_subs_add(h, s->b->shard, delta);
-    if (len > 7 && memcmp(filter, "$share/", 7) == 0) {
-        if (delta > 0)
-            hub_share_join(h, s->b->shard, filter, len);
-        else
-            hub_share_leave(h, s->b->shard, filter, len);
-    }
+    if (s->b->shard)
+        shard_note_sub(s->b->shard, filter, len, delta);
 }
 
 void session_free(struct session *s)
@@ -68,7 +58,7 @@ void session_free(struct session *s)
         return;
     for (size_t i = 0; i < s->nsubs; i++) {
         router_unsubscribe(s->b->router, s->subs[i].filter, s->subs[i].len, s);
-        hub_note(s, s->subs[i].filter, s->subs[i].len, -1);
+        note_sub(s, s->subs[i].filter, s->subs[i].len, -1);
         free(s->subs[i].filter);
     }
     free(s->subs);
@@ -141,7 +131,7 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
     if (k != SIZE_MAX) {
         i = s->ix[k] - 1;
     } else {
-        hub_note(s, filter, len, 1);
+        note_sub(s, filter, len, 1);
         if (s->nsubs == s->subs_cap) {
             s->subs_cap = s->subs_cap ? s->subs_cap * 2 : 4;
             s->subs = xreallocarray(s->subs, s->subs_cap, sizeof(*s->subs));
@@ -183,7 +173,7 @@ int session_unsubscribe(struct session *s, const char *filter, size_t len)
         return -1;
     i = s->ix[k] - 1;
     router_unsubscribe(s->b->router, filter, len, s);
-    hub_note(s, filter, len, -1);
+    note_sub(s, filter, len, -1);
     s->b->st.changes++;
     s->ix[k] = IX_TOMB;
     s->ix_tombs++;
@@ -364,10 +354,7 @@ static bool queue_low(const struct session *s)
  */
 static enum deliver_result hold_publisher(struct session *s)
 {
-    if (!s->blocking) {
-        s->blocking = true;
-        s->block_since = ev_now(s->b->loop);
-    }
+    flow_sub_block(&s->flow, ev_now(s->b->loop));
     return DELIVER_WAIT;
 }
 
@@ -379,7 +366,7 @@ enum deliver_result session_deliver(struct session *s, struct msg *m,
     struct client *c = s->client;
     bool online = c != NULL && c->connected;
 
-    may_hold = may_hold && !s->stuck;
+    may_hold = may_hold && !s->flow.stuck;
     if (qos == 0) {
         if (online && !client_can_send(c) && may_hold && client_can_force(c)) {
             /* a reading-but-slow subscriber: keep the message (output may
@@ -463,11 +450,8 @@ void session_pump(struct session *s)
     }
     if (queue_low(s)) {
         s->drop_logged = false;
-        s->stuck = false;
-        if (s->blocking) {
-            s->blocking = false;
+        if (flow_sub_release(&s->flow))
             broker_resume_paused(s->b);
-        }
     }
 }
 
