@@ -60,7 +60,7 @@ static void map_grow(struct session_map *m)
 
 struct session *broker_session_find(struct broker *b, const char *id)
 {
-    struct session_map *m = &b->sessions;
+    struct session_map *m = &b->reg.sessions;
 
     if (m->cap == 0)
         return NULL;
@@ -75,7 +75,7 @@ struct session *broker_session_find(struct broker *b, const char *id)
 
 void broker_session_add(struct broker *b, struct session *s)
 {
-    struct session_map *m = &b->sessions;
+    struct session_map *m = &b->reg.sessions;
     size_t j;
 
     if ((m->n + m->tombs + 1) * 4 >= m->cap * 3)
@@ -93,7 +93,7 @@ void broker_session_add(struct broker *b, struct session *s)
 
 void broker_session_remove(struct broker *b, struct session *s)
 {
-    struct session_map *m = &b->sessions;
+    struct session_map *m = &b->reg.sessions;
 
     if (!s->in_map)
         return;
@@ -114,15 +114,15 @@ void broker_session_remove(struct broker *b, struct session *s)
 
 size_t broker_session_count(const struct broker *b)
 {
-    return b->sessions.n;
+    return b->reg.sessions.n;
 }
 
 void broker_session_foreach(struct broker *b,
                             void (*fn)(struct session *s, void *arg), void *arg)
 {
     /* removal leaves a tombstone in place, so the walk stays valid */
-    for (size_t i = 0; i < b->sessions.cap; i++) {
-        struct session *s = b->sessions.slots[i];
+    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
+        struct session *s = b->reg.sessions.slots[i];
         if (s && s != TOMB)
             fn(s, arg);
     }
@@ -236,15 +236,15 @@ void broker_free(struct broker *b)
 {
     if (b == NULL)
         return;
-    for (size_t i = 0; i < b->sessions.cap; i++) {
-        struct session *s = b->sessions.slots[i];
+    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
+        struct session *s = b->reg.sessions.slots[i];
         if (s && s != TOMB) {
             if (s->client)
                 s->client->s = NULL;
             session_free(s);
         }
     }
-    free(b->sessions.slots);
+    free(b->reg.sessions.slots);
     shard_free(b->shard); /* after the sessions: they tell the hub */
     authq_free(b->authq);
     sys_free(b->sys);
@@ -275,7 +275,7 @@ const struct broker_stats *broker_stats(const struct broker *b)
 
 size_t broker_client_count(const struct broker *b)
 {
-    return b->nclients;
+    return b->reg.nclients;
 }
 
 struct log *broker_log(const struct broker *b)
@@ -318,7 +318,7 @@ void broker_totals(struct broker *b, bool all, struct hub_totals *t)
 {
     memset(t, 0, sizeof(*t));
     t->st = b->st;
-    t->clients = b->nclients;
+    t->clients = b->reg.nclients;
     t->subscriptions = router_count(b->router);
     broker_session_foreach(b, totals_one, t);
     if (all && b->shard)
@@ -670,7 +670,7 @@ static bool first_shard(const struct broker *b)
  * listener revokes (MQTT 5: DISCONNECT 0x98 Administrative action). */
 static void revoke_check(struct broker *b)
 {
-    for (struct client *cl = b->clients, *next; cl; cl = next) {
+    for (struct client *cl = b->reg.clients, *next; cl; cl = next) {
         struct tls_ctx *t = b->tls[cl->listener];
         const struct tls_info *ti;
         X509 *peer;
@@ -779,7 +779,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     revoke_check(b);
     report_expiry(b);
     /* clients whose password-file entry was removed or changed */
-    for (struct client *cl = b->clients, *next; cl; cl = next) {
+    for (struct client *cl = b->reg.clients, *next; cl; cl = next) {
         uint64_t now_stamp;
 
         next = cl->next;
@@ -843,8 +843,8 @@ void broker_tick(struct broker *b)
     /* expire offline sessions; give up on subscribers that stopped
      * draining while publishers waited for them */
     bool resume = false;
-    for (size_t i = 0; i < b->sessions.cap; i++) {
-        struct session *s = b->sessions.slots[i];
+    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
+        struct session *s = b->reg.sessions.slots[i];
         if (s == NULL || s == TOMB)
             continue;
         if (flow_sub_tick(&s->flow, s->client != NULL, now)) {
@@ -873,7 +873,7 @@ void broker_tick(struct broker *b)
 
 void broker_shutdown(struct broker *b)
 {
-    for (struct client *c = b->clients; c; c = c->next) {
+    for (struct client *c = b->reg.clients; c; c = c->next) {
         c->clean_disconnect = true; /* no wills on an orderly shutdown */
         client_disconnect(c, MQTT_RC_SERVER_SHUTTING_DOWN,
                           "server shutting down");

@@ -1,7 +1,7 @@
 /*
- * broker_int.h - the structures shared by the three files of the broker
- * core: broker.c (registry, publish pipeline), session.c (state that
- * outlives a connection) and client.c (the MQTT protocol on one
+ * The broker core's private header: the structures shared by the three files
+ * of the broker core: broker.c (registry, publish pipeline), session.c (state
+ * that outlives a connection) and client.c (the MQTT protocol on one
  * connection). They form one subsystem, so their bodies are visible to
  * each other here and to nothing else.
  *
@@ -44,6 +44,14 @@ struct session_map {
     size_t cap, n, tombs;
 };
 
+/* The registry: sessions by client id and the live clients. */
+struct registry {
+    struct session_map sessions;
+    struct client *clients; /* all live clients (doubly linked) */
+    size_t nclients;
+    uint64_t auto_id; /* next assigned client id */
+};
+
 /* One delivery target after merging overlapping subscriptions. */
 struct target {
     struct session *s;
@@ -53,7 +61,13 @@ struct target {
     uint32_t sub_ids[4];
 };
 
+/*
+ * One broker shard: the registry, the publish pipeline's state (router,
+ * retained store, routing scratch), per-listener auth and TLS, counters;
+ * flow control and the link to the other threads are their own modules.
+ */
 struct broker {
+    struct registry reg;
     struct ev_loop *loop;
     struct conn_loop *cl;
     struct log *log;
@@ -77,14 +91,10 @@ struct broker {
     size_t nacks, acks_cap;
     size_t nlisteners;
     size_t *listener_clients; /* connected clients per listener */
-    struct session_map sessions;
-    struct client *clients; /* all live clients (doubly linked) */
-    size_t nclients;
     struct router_hits hits;
     struct target *targets;
     size_t ntargets_cap;
     uint32_t mark_gen;
-    uint64_t auto_id;
     uint64_t msg_seq;
     double started;
     double last_expiry_report;

@@ -54,11 +54,11 @@ struct client *client_new(struct broker *b, size_t li)
 
     c->b = b;
     c->listener = li;
-    c->next = b->clients;
-    if (b->clients)
-        b->clients->prev = c;
-    b->clients = c;
-    b->nclients++;
+    c->next = b->reg.clients;
+    if (b->reg.clients)
+        b->reg.clients->prev = c;
+    b->reg.clients = c;
+    b->reg.nclients++;
     return c;
 }
 
@@ -355,9 +355,9 @@ static void make_client_id(struct client *c, const char *prefix)
     /* threads > 1: an id this shard owns, so that a reconnect with it
      * finds its session here (a few tries: 1 in 'threads' fits) */
     do {
-        b->auto_id++;
+        b->reg.auto_id++;
         snprintf(buf, sizeof(buf), "%s%08llX%08llX", prefix ? prefix : "auto-",
-                 (unsigned long long)(b->auto_id & 0xffffffffu),
+                 (unsigned long long)(b->reg.auto_id & 0xffffffffu),
                  (unsigned long long)(rnd & 0xffffffffu));
     } while (!broker_owns_id(b, buf, strlen(buf)));
     c->client_id = xstrdup(buf);
@@ -1206,10 +1206,10 @@ static void client_unlink_free(struct client *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        b->clients = c->next;
+        b->reg.clients = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    b->nclients--;
+    b->reg.nclients--;
     free(c->client_id);
     free(c->username);
     free(c);
