@@ -465,7 +465,7 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
 {
     size_t nt = 0;
     uint32_t gen;
-    bool wait = false;
+    unsigned hold = may_hold ? DELIVER_MAY_HOLD : 0, done = 0;
 
     router_match(b->router, m->topic, m->topic_len, &b->hits);
     if (b->hits.n == 0)
@@ -508,6 +508,7 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
         uint8_t qos = b->conf->upgrade_outgoing_qos ? t->qos
                       : m->qos < t->qos             ? m->qos
                                                     : t->qos;
+        unsigned flags;
 
         if (!auth_acl(b->auth[s->listener], s->client_id, s->username, m->topic,
                       m->topic_len, AUTH_READ)) {
@@ -515,12 +516,11 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
             continue;
         }
         /* [MQTT-3.3.1-9]: retain is 0 on normal delivery unless RAP */
-        if (session_deliver(s, m, qos, t->rap ? m->retain : false, t->sub_ids,
-                            t->nsub_ids,
-                            may_hold && s != origin) == DELIVER_WAIT)
-            wait = true;
+        flags = (t->rap && m->retain ? DELIVER_RETAIN : 0) |
+                (s != origin ? hold : 0);
+        done |= session_deliver(s, m, qos, flags, t->sub_ids, t->nsub_ids);
     }
-    return wait;
+    return (done & DELIVER_WAIT) != 0;
 }
 
 /* Step 2 of broker_publish: the retained store. */

@@ -258,26 +258,31 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
 int session_unsubscribe(struct session *s, const char *filter, size_t len);
 /* session_has_sub: true when the session holds exactly this filter. */
 bool session_has_sub(const struct session *s, const char *filter, size_t len);
-/* What session_deliver did with a message. */
+/* What session_deliver did with a message (bits, so that a caller
+ * delivering to many sessions can OR the answers together). */
 enum deliver_result {
-    DELIVER_SENT,    /* written to the client (or into its window) */
-    DELIVER_QUEUED,  /* waiting in the session's queue */
-    DELIVER_DROPPED, /* not delivered (limits, offline QoS 0, too large) */
-    DELIVER_WAIT,    /* delivered or queued, but the subscriber is over its
-                        high-water mark: hold the publisher back */
+    DELIVER_SENT = 0x1,    /* written to the client (or into its window) */
+    DELIVER_QUEUED = 0x2,  /* waiting in the session's queue */
+    DELIVER_DROPPED = 0x4, /* not delivered (limits, offline QoS 0, too
+                              large) */
+    DELIVER_WAIT = 0x8,    /* delivered or queued, but the subscriber is over
+                              its high-water mark: hold the publisher back */
 };
+
+/* session_deliver flags (one argument: six stay in registers) */
+#define DELIVER_RETAIN 0x01u   /* send with the retain flag */
+#define DELIVER_MAY_HOLD 0x02u /* the publisher can be held back */
 
 /*
  * session_deliver: send now, or queue (bounded), per state and QoS.
- * may_hold: the publisher can be held back (another client, or a remote
- * shard); only then is DELIVER_WAIT returned, and a QoS 0 message to a
- * slow but reading subscriber is written past its high-water mark
+ * DELIVER_MAY_HOLD: the publisher can be held back (another client, or a
+ * remote shard); only then is DELIVER_WAIT returned, and a QoS 0 message
+ * to a slow but reading subscriber is written past its high-water mark
  * instead of dropped. The caller owning the publisher acts on it.
  */
 enum deliver_result session_deliver(struct session *s, struct msg *m,
-                                    uint8_t qos, bool retain,
-                                    const uint32_t *sub_ids, uint8_t nsub_ids,
-                                    bool may_hold);
+                                    uint8_t qos, unsigned flags,
+                                    const uint32_t *sub_ids, uint8_t nsub_ids);
 /* session_ack: PUBACK/PUBREC/PUBCOMP from the client with its reason
  * code (0 for v3). Returns 0, or -1 when the packet id is unknown. */
 int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc);

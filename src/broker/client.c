@@ -834,8 +834,8 @@ static void deliver_retained(struct msg *m, void *arg)
                   m->topic_len, AUTH_READ))
         return;
     /* [MQTT-3.3.1-8]: retained messages sent on subscribe keep retain=1 */
-    session_deliver(s, m, m->qos < rc->qos ? m->qos : rc->qos, true,
-                    rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0, false);
+    session_deliver(s, m, m->qos < rc->qos ? m->qos : rc->qos, DELIVER_RETAIN,
+                    rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0);
 }
 
 static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)

@@ -358,17 +358,23 @@ static enum deliver_result hold_publisher(struct session *s)
     return DELIVER_WAIT;
 }
 
+/* DELIVER_MAY_HOLD, and this subscriber still holds publishers back. */
+static inline bool may_hold(const struct session *s, unsigned flags)
+{
+    return (flags & DELIVER_MAY_HOLD) && !s->flow.stuck;
+}
+
 enum deliver_result session_deliver(struct session *s, struct msg *m,
-                                    uint8_t qos, bool retain,
-                                    const uint32_t *sub_ids, uint8_t nsub_ids,
-                                    bool may_hold)
+                                    uint8_t qos, unsigned flags,
+                                    const uint32_t *sub_ids, uint8_t nsub_ids)
 {
     struct client *c = s->client;
     bool online = c != NULL && c->connected;
+    bool retain = (flags & DELIVER_RETAIN) != 0;
 
-    may_hold = may_hold && !s->flow.stuck;
     if (qos == 0) {
-        if (online && !client_can_send(c) && may_hold && client_can_force(c)) {
+        if (online && !client_can_send(c) && may_hold(s, flags) &&
+            client_can_force(c)) {
             /* a reading-but-slow subscriber: keep the message (output may
              * go past the high-water mark up to the client's hard limit)
              * and hold the publisher back instead of dropping */
@@ -406,7 +412,7 @@ enum deliver_result session_deliver(struct session *s, struct msg *m,
     }
     if (!queue_push(s, m, qos, retain, sub_ids, nsub_ids))
         return DELIVER_DROPPED;
-    if (online && may_hold && queue_high(s))
+    if (online && may_hold(s, flags) && queue_high(s))
         return hold_publisher(s);
     return DELIVER_QUEUED;
 }
