@@ -10,10 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 struct ev_loop;
 struct conf;
+struct conn_loop;
+struct client;
+struct hub_totals;
 struct log;
+struct msg;
+struct retain;
+struct session;
 struct broker;
 
 /* Counters exposed through $SYS and the stats JSON. */
@@ -66,10 +73,11 @@ const struct conf *broker_conf(const struct broker *b);
 
 /*
  * broker_accept: take an accepted non-blocking fd from listener 'li'.
- * Enforces max_connections (closes the fd with a log line when over).
+ * Enforces max_connections (closes the fd with a log line when over, and
+ * returns NULL). Returns the new client (owned by the broker).
  */
-void broker_accept(struct broker *b, size_t li, int fd,
-                   const struct sockaddr *sa, socklen_t salen);
+struct client *broker_accept(struct broker *b, size_t li, int fd,
+                             const struct sockaddr *sa, socklen_t salen);
 
 /*
  * broker_reload: apply snapshot c (validated by conf_load; ownership
@@ -98,10 +106,55 @@ void broker_shutdown(struct broker *b);
 size_t broker_pending_acks(const struct broker *b);
 void broker_flush_acks(struct broker *b, bool ok);
 
+/*
+ * broker_publish_sys: publish m (retained when m->retain, outside the
+ * retained-store limits) from the broker itself ($SYS): the same pipeline
+ * as a client's PUBLISH without the write-ACL check. Takes no ownership.
+ */
+void broker_publish_sys(struct broker *b, struct msg *m);
+
 /* broker_stats: the counters (borrowed). */
 const struct broker_stats *broker_stats(const struct broker *b);
 
 /* broker_client_count: connected clients. */
 size_t broker_client_count(const struct broker *b);
+
+/* broker_log: the logger (borrowed). broker_conn_loop: the connection set
+ * of b's loop (borrowed). broker_retain: the retained store (borrowed). */
+struct log *broker_log(const struct broker *b);
+struct conn_loop *broker_conn_loop(const struct broker *b);
+struct retain *broker_retain(const struct broker *b);
+
+/* broker_session_find: the session of client id 'id', or NULL. */
+struct session *broker_session_find(struct broker *b, const char *id);
+
+/* broker_session_count: sessions in the registry. */
+size_t broker_session_count(const struct broker *b);
+
+/*
+ * broker_session_foreach: fn(s, arg) for every session in the registry.
+ * fn may drop s itself (session_drop), nothing else in the registry.
+ */
+void broker_session_foreach(struct broker *b,
+                            void (*fn)(struct session *s, void *arg),
+                            void *arg);
+
+/* broker_clear: drop every session (no wills) and every retained
+ * message: back to an empty broker after a failed load. */
+void broker_clear(struct broker *b);
+
+/* broker_uptime: seconds since broker_new, by the loop's clock. */
+double broker_uptime(const struct broker *b);
+
+/* broker_tls_not_after: the certificate expiry of listener li as of the
+ * last expiry check (0: none or not TLS). */
+time_t broker_tls_not_after(const struct broker *b, size_t li);
+
+/*
+ * broker_totals: the $SYS figures of b (counters, clients, sessions,
+ * subscriptions, store). With threads > 1 and all true, b's are handed to
+ * the hub and the sum over every thread is returned.
+ */
+void broker_totals(struct broker *b, bool all, struct hub_totals *t);
 
 #endif

@@ -19,9 +19,4 @@ void sys_free(struct sys *s);
  */
 void sys_update(struct sys *s, struct broker *b, double interval);
 
-/* sys_totals_local: this broker's own counters in $SYS form (threads > 1:
- * each thread hands them to the hub once a second; the first sums them). */
-struct hub_totals;
-void sys_totals_local(struct broker *b, struct hub_totals *t);
-
 #endif

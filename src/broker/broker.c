@@ -60,7 +60,7 @@ static void map_grow(struct session_map *m)
 
 struct session *broker_session_find(struct broker *b, const char *id)
 {
-    struct session_map *m = &b->sessions;
+    struct session_map *m = &b->reg.sessions;
 
     if (m->cap == 0)
         return NULL;
@@ -75,7 +75,7 @@ struct session *broker_session_find(struct broker *b, const char *id)
 
 void broker_session_add(struct broker *b, struct session *s)
 {
-    struct session_map *m = &b->sessions;
+    struct session_map *m = &b->reg.sessions;
     size_t j;
 
     if ((m->n + m->tombs + 1) * 4 >= m->cap * 3)
@@ -93,7 +93,7 @@ void broker_session_add(struct broker *b, struct session *s)
 
 void broker_session_remove(struct broker *b, struct session *s)
 {
-    struct session_map *m = &b->sessions;
+    struct session_map *m = &b->reg.sessions;
 
     if (!s->in_map)
         return;
@@ -110,6 +110,35 @@ void broker_session_remove(struct broker *b, struct session *s)
         if (m->slots[j] == NULL)
             return;
     }
+}
+
+size_t broker_session_count(const struct broker *b)
+{
+    return b->reg.sessions.n;
+}
+
+void broker_session_foreach(struct broker *b,
+                            void (*fn)(struct session *s, void *arg), void *arg)
+{
+    /* removal leaves a tombstone in place, so the walk stays valid */
+    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
+        struct session *s = b->reg.sessions.slots[i];
+        if (s && s != TOMB)
+            fn(s, arg);
+    }
+}
+
+static void clear_one(struct session *s, void *arg)
+{
+    (void)arg;
+    session_drop(s);
+}
+
+void broker_clear(struct broker *b)
+{
+    broker_session_foreach(b, clear_one, NULL);
+    retain_free(b->retain);
+    b->retain = retain_new();
 }
 
 /* ---- construction ----------------------------------------------------- */
@@ -198,6 +227,7 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     b->tls_not_after =
         xcalloc(b->nlisteners ? b->nlisteners : 1, sizeof(time_t));
     b->retain = retain_new();
+    b->flow = flow_new();
     b->started = ev_now(loop);
     return b;
 }
@@ -206,28 +236,16 @@ void broker_free(struct broker *b)
 {
     if (b == NULL)
         return;
-    if (b->hub) {
-        hub_unbind(b->hub, b->shard);
-        ev_ref(b->loop);
-        ev_prepare_stop(b->loop, &b->out_flush);
-        ev_ref(b->loop);
-        ev_prepare_stop(b->loop, &b->out_flush_late);
-        for (unsigned i = 0; i < hub_size(b->hub); i++) {
-            for (size_t k = 0; k < b->out[i].n; k++)
-                hub_item_drop(&b->out[i].v[k]);
-            free(b->out[i].v);
-        }
-        free(b->out);
-    }
-    for (size_t i = 0; i < b->sessions.cap; i++) {
-        struct session *s = b->sessions.slots[i];
+    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
+        struct session *s = b->reg.sessions.slots[i];
         if (s && s != TOMB) {
             if (s->client)
                 s->client->s = NULL;
             session_free(s);
         }
     }
-    free(b->sessions.slots);
+    free(b->reg.sessions.slots);
+    shard_free(b->shard); /* after the sessions: they tell the hub */
     authq_free(b->authq);
     sys_free(b->sys);
     free(b->tls_not_after);
@@ -236,11 +254,10 @@ void broker_free(struct broker *b)
     retain_free(b->retain);
     free(b->hits.v);
     free(b->targets);
-    free(b->paused);
+    flow_free(b->flow);
     free(b->acks);
-    if (b->hub == NULL)
+    if (b->shard == NULL)
         free(b->listener_clients); /* else the hub's, shared */
-    free(b->relay);
     conn_loop_free(b->cl);
     conf_free(b->conf);
     free(b);
@@ -258,7 +275,54 @@ const struct broker_stats *broker_stats(const struct broker *b)
 
 size_t broker_client_count(const struct broker *b)
 {
-    return b->nclients;
+    return b->reg.nclients;
+}
+
+struct log *broker_log(const struct broker *b)
+{
+    return b->log;
+}
+
+struct conn_loop *broker_conn_loop(const struct broker *b)
+{
+    return b->cl;
+}
+
+struct retain *broker_retain(const struct broker *b)
+{
+    return b->retain;
+}
+
+double broker_uptime(const struct broker *b)
+{
+    return ev_now(b->loop) - b->started;
+}
+
+time_t broker_tls_not_after(const struct broker *b, size_t li)
+{
+    return li < b->nlisteners ? b->tls_not_after[li] : 0;
+}
+
+static void totals_one(struct session *s, void *arg)
+{
+    struct hub_totals *t = arg;
+
+    t->sessions++;
+    if (s->client == NULL)
+        t->sessions_offline++;
+    t->store_msgs += s->q_n + s->infl_n;
+    t->store_bytes += s->q_bytes;
+}
+
+void broker_totals(struct broker *b, bool all, struct hub_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->st = b->st;
+    t->clients = b->reg.nclients;
+    t->subscriptions = router_count(b->router);
+    broker_session_foreach(b, totals_one, t);
+    if (all && b->shard)
+        shard_totals(b->shard, t, true);
 }
 
 struct auth *broker_auth(struct broker *b, size_t li)
@@ -278,19 +342,9 @@ void broker_publish_will(struct broker *b, struct session *s)
         msg_unref(w);
         return;
     }
-    if (auth_acl(b->auth[s->listener], s->client_id, s->username, w->topic,
-                 w->topic_len, AUTH_WRITE)) {
-        if (w->retain) {
-            b->st.changes++;
-            retain_set(b->retain, w, b->conf->max_retained_messages,
-                       b->conf->max_retained_bytes);
-        }
-        broker_publish(b, s, w);
-    } else {
-        b->st.acl_denied++;
+    if (broker_publish(b, NULL, s, w) == PUBLISH_DENIED)
         LOG_N(b->log, "Will of client %s on '%s' denied by the ACL.",
               s->client_id, w->topic);
-    }
     msg_unref(w);
 }
 
@@ -344,46 +398,27 @@ void broker_pause(struct broker *b, struct client *c)
 {
     if (c->paused || c->conn == NULL)
         return;
-    if (b->npaused == b->paused_cap) {
-        b->paused_cap = b->paused_cap ? b->paused_cap * 2 : 16;
-        b->paused = xreallocarray(b->paused, b->paused_cap, sizeof(*b->paused));
-    }
-    b->paused[b->npaused++] = c;
+    flow_hold(b->flow, c);
     c->paused = true;
     conn_pause_read(c->conn);
 }
 
 void broker_resume_paused(struct broker *b)
 {
-    size_t n = b->npaused;
-
-    if (b->inbox_held) {
-        b->inbox_held = false;
-        hub_kick(b->hub, b->shard);
-    }
-    b->npaused = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct client *c = b->paused[i];
-        c->paused = false;
-        conn_resume_read(c->conn);
-    }
+    if (flow_resume(b->flow))
+        shard_kick(b->shard);
 }
 
 void broker_unpause(struct broker *b, struct client *c)
 {
-    for (size_t i = 0; i < b->npaused; i++) {
-        if (b->paused[i] == c) {
-            b->paused[i] = b->paused[--b->npaused];
-            break;
-        }
-    }
+    flow_forget(b->flow, c);
     c->paused = false;
 }
 
 /* ---- accept ----------------------------------------------------------- */
 
-void broker_accept(struct broker *b, size_t li, int fd,
-                   const struct sockaddr *sa, socklen_t salen)
+struct client *broker_accept(struct broker *b, size_t li, int fd,
+                             const struct sockaddr *sa, socklen_t salen)
 {
     const struct conf_listener *l = &b->conf->listeners[li];
     struct client *c;
@@ -399,7 +434,7 @@ void broker_accept(struct broker *b, size_t li, int fd,
         LOG_N(b->log, "Connection on listener %u refused: %s (%d).",
               (unsigned)l->port, why, maxc);
         close(fd);
-        return;
+        return NULL;
     }
     c = client_new(b, li);
     __atomic_add_fetch(&b->listener_clients[li], 1, __ATOMIC_RELAXED);
@@ -407,6 +442,7 @@ void broker_accept(struct broker *b, size_t li, int fd,
     c->conn =
         conn_new(b->cl, fd, b->tls[li], (double)b->conf->tls_handshake_timeout,
                  sa, salen, &client_handler, c);
+    return c;
 }
 
 /* ---- publish pipeline ------------------------------------------------- */
@@ -422,15 +458,18 @@ static struct target *target_slot(struct broker *b, size_t n)
 }
 
 /* Route m to this shard's subscribers (origin: the publishing session
- * when it lives here, for No Local). */
-static void route_local(struct broker *b, struct session *origin, struct msg *m)
+ * when it lives here, for No Local). may_hold: the publisher can be held
+ * back. Returns true when a subscriber asks for that. */
+static bool route_local(struct broker *b, struct session *origin, struct msg *m,
+                        bool may_hold)
 {
     size_t nt = 0;
     uint32_t gen;
+    unsigned hold = may_hold ? DELIVER_MAY_HOLD : 0, done = 0;
 
     router_match(b->router, m->topic, m->topic_len, &b->hits);
     if (b->hits.n == 0)
-        return;
+        return false;
     gen = ++b->mark_gen;
     if (gen == 0)
         gen = ++b->mark_gen;
@@ -442,9 +481,8 @@ static void route_local(struct broker *b, struct session *origin, struct msg *m)
         if ((h->flags & ROUTER_NO_LOCAL) && s == origin && !h->shared)
             continue;
         /* threads > 1: one shard serves a shared group per message */
-        if (h->shared && b->hub &&
-            !hub_share_serves(b->hub, b->shard, m->spread, m->share_gen,
-                              h->share_key, h->share_len))
+        if (h->shared && b->shard &&
+            !shard_serves(b->shard, m, h->share_key, h->share_len))
             continue;
         if (s->mark == gen) {
             t = &b->targets[s->mark_idx];
@@ -470,6 +508,7 @@ static void route_local(struct broker *b, struct session *origin, struct msg *m)
         uint8_t qos = b->conf->upgrade_outgoing_qos ? t->qos
                       : m->qos < t->qos             ? m->qos
                                                     : t->qos;
+        unsigned flags;
 
         if (!auth_acl(b->auth[s->listener], s->client_id, s->username, m->topic,
                       m->topic_len, AUTH_READ)) {
@@ -477,75 +516,76 @@ static void route_local(struct broker *b, struct session *origin, struct msg *m)
             continue;
         }
         /* [MQTT-3.3.1-9]: retain is 0 on normal delivery unless RAP */
-        session_deliver(s, m, qos, t->rap ? m->retain : false, t->sub_ids,
-                        t->nsub_ids);
+        flags = (t->rap && m->retain ? DELIVER_RETAIN : 0) |
+                (s != origin ? hold : 0);
+        done |= session_deliver(s, m, qos, flags, t->sub_ids, t->nsub_ids);
     }
+    return (done & DELIVER_WAIT) != 0;
 }
 
-static void outbox_add(struct broker *b, unsigned to, const struct hub_item *it)
+/* Step 2 of broker_publish: the retained store. */
+static void publish_retain(struct broker *b, struct client *c,
+                           struct session *s, struct msg *m)
 {
-    struct outbox *o = &b->out[to];
+    const struct conf *cf = b->conf;
+    unsigned sup;
 
-    if (o->n == o->cap) {
-        o->cap = o->cap ? o->cap * 2 : 64;
-        o->v = xreallocarray(o->v, o->cap, sizeof(*o->v));
-    }
-    o->v[o->n++] = *it;
-}
-
-void broker_publish(struct broker *b, struct session *origin, struct msg *m)
-{
-    b->st.pub_msgs_received++;
-    if (b->hub) { /* before any other thread sees m */
-        m->spread = b->spread++;
-        m->share_gen = hub_share_gen(b->hub);
-    }
-    route_local(b, origin, m);
-    if (b->hub == NULL)
+    if (c == NULL && s == NULL) { /* the broker's own ($SYS) */
+        retain_set(b->retain, m, 0, 0);
         return;
-    /* other shards route it to their subscribers and keep their own copy
-     * of the retained store (every retained publish reaches this point
-     * after retain_set) */
-    for (unsigned i = 0; i < hub_size(b->hub); i++) {
-        struct outbox *o = &b->out[i];
-        struct hub_item it = {
-            .kind = HUB_MSG, .from = (uint8_t)b->shard, .m = NULL};
-        if (i == b->shard || (!m->retain && !hub_has_subs(b->hub, i)))
-            continue;
-        it.m = msg_ref(m);
-        outbox_add(b, i, &it);
-        if (b->cur_publisher && hub_backlog(b->hub, i) + o->n > HUB_HIWAT) {
-            b->cur_publisher->pause_wanted = true;
-            o->wait = true;
+    }
+    b->st.changes++;
+    if (retain_set(b->retain, m, cf->max_retained_messages,
+                   cf->max_retained_bytes) == 0 ||
+        c == NULL)
+        return;
+    b->st.limit_hits++;
+    if (log_ratelimit_ok(&b->limit_rl, 5, 10.0, &sup))
+        LOG_W(b->log,
+              "Retained message on '%s' from %s refused: retained "
+              "store limit reached (%u similar lines suppressed).",
+              m->topic, c->client_id ? c->client_id : "<unknown>", sup);
+}
+
+enum publish_result broker_publish(struct broker *b, struct client *c,
+                                   struct session *s, struct msg *m)
+{
+    struct session *origin = c ? c->s : s;
+    bool may_hold = c != NULL, wait;
+
+    if (c || s) {
+        bool ok = c ? auth_acl(b->auth[c->listener], c->client_id, c->username,
+                               m->topic, m->topic_len, AUTH_WRITE)
+                    : auth_acl(b->auth[s->listener], s->client_id, s->username,
+                               m->topic, m->topic_len, AUTH_WRITE);
+        if (!ok) {
+            b->st.acl_denied++;
+            return PUBLISH_DENIED;
         }
     }
+    if (m->retain)
+        publish_retain(b, c, s, m);
+    b->st.pub_msgs_received++;
+    if (b->shard) /* before any other thread sees m */
+        shard_stamp(b->shard, m);
+    wait = route_local(b, origin, m, may_hold);
+    /* other shards route it to their subscribers and keep their own copy
+     * of the retained store (every retained publish reaches this point
+     * after the retained step) */
+    if (b->shard && shard_forward(b->shard, m, may_hold))
+        wait = true;
+    return wait ? PUBLISH_WAIT : PUBLISH_OK;
 }
 
-/* Once per loop iteration: hand each shard its messages in one batch. */
-static void out_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+void broker_publish_sys(struct broker *b, struct msg *m)
 {
-    (void)loop;
-    (void)revents;
-    broker_flush_out(w->data);
+    broker_publish(b, NULL, NULL, m);
 }
 
 void broker_flush_out(struct broker *b)
 {
-    if (b->hub == NULL)
-        return;
-    for (unsigned i = 0; i < hub_size(b->hub); i++) {
-        struct outbox *o = &b->out[i];
-        if (o->n == 0)
-            continue;
-        hub_post_batch(b->hub, i, b->shard, o->v, o->n, o->wait);
-        o->n = 0;
-        o->wait = false;
-        if (o->cap > 4096) { /* after a burst, do not keep a large buffer */
-            free(o->v);
-            o->v = NULL;
-            o->cap = 0;
-        }
-    }
+    if (b->shard)
+        shard_flush(b->shard);
 }
 
 /* ---- threads > 1: the hub's items for this shard ----------------------- */
@@ -557,23 +597,18 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
     switch (it->kind) {
     case HUB_MSG: {
         struct msg *m = it->m;
-        if (b->inbox_held)
+        if (flow_inbox_held(b->flow))
             return false;
         if (m->retain)
             retain_set(b->retain, m, b->conf->max_retained_messages,
                        b->conf->max_retained_bytes);
-        /* the relay stands for the remote publisher: a subscriber over
-         * its high-water mark asks it to pause, which holds this inbox
-         * (and, once it fills, the publishers of the other shards) */
-        b->cur_publisher = b->relay;
-        route_local(b, NULL, m);
-        b->cur_publisher = NULL;
+        /* the remote publisher can be held back: a subscriber over its
+         * high-water mark holds this inbox (and, once it fills, the
+         * publishers of the other shards) */
+        if (route_local(b, NULL, m, true))
+            flow_hold_inbox(b->flow);
         msg_unref(m);
         it->m = NULL;
-        if (b->relay->pause_wanted) {
-            b->relay->pause_wanted = false;
-            b->inbox_held = true;
-        }
         return true;
     }
     case HUB_CONN: {
@@ -591,55 +626,42 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
 
 void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
 {
-    b->hub = h;
-    b->shard = idx;
-    b->relay = xcalloc(1, sizeof(*b->relay));
-    b->relay->b = b;
+    b->shard = shard_new(b->loop, h, idx, hub_item_cb, b);
     free(b->listener_clients);
-    b->listener_clients = hub_listener_counts(h, b->nlisteners);
-    b->out = xcalloc(hub_size(h), sizeof(*b->out));
-    /* before conn.c's prepare watcher writes the acknowledgements (a
-     * message is with the other threads before its PUBACK leaves), and
-     * after it (its closes may publish wills) */
-    ev_prepare_init(&b->out_flush, out_flush_cb);
-    ev_set_priority(&b->out_flush, EV_MAXPRI - 1);
-    b->out_flush.data = b;
-    ev_prepare_start(b->loop, &b->out_flush);
-    ev_unref(b->loop);
-    ev_prepare_init(&b->out_flush_late, out_flush_cb);
-    ev_set_priority(&b->out_flush_late, EV_MINPRI);
-    b->out_flush_late.data = b;
-    ev_prepare_start(b->loop, &b->out_flush_late);
-    ev_unref(b->loop);
-    hub_bind(h, idx, b->loop, hub_item_cb, b);
+    b->listener_clients = shard_listener_counts(b->shard, b->nlisteners);
 }
 
 void broker_set_tls_sync(struct broker *b, void (*fn)(void *ud), void *ud)
 {
-    b->tls_sync = fn;
-    b->tls_sync_ud = ud;
+    if (b->shard)
+        shard_set_tls_sync(b->shard, fn, ud);
 }
 
 bool broker_owns_id(const struct broker *b, const char *id, size_t len)
 {
-    return b->hub == NULL || hub_owner(b->hub, id, len) == b->shard;
+    return b->shard == NULL || shard_owns(b->shard, id, len);
 }
 
 bool broker_migrate(struct broker *b, struct client *c, const char *id,
                     size_t len, const uint8_t *rest, size_t n)
 {
-    struct hub_item it = {.kind = HUB_CONN, .from = (uint8_t)b->shard};
+    struct conn *conn = c->conn;
+    size_t li = c->listener;
 
     if (broker_owns_id(b, id, len))
         return false;
-    it.li = (uint16_t)c->listener;
-    it.c = c->conn;
-    conn_detach(c->conn, rest, n);
+    conn_detach(conn, rest, n);
     client_discard(c);
     /* posted from the next prepare watcher: the callers up the stack
      * (conn.c's read loop) still look at the conn until they return */
-    outbox_add(b, hub_owner(b->hub, id, len), &it);
+    shard_post_conn(b->shard, id, len, conn, li);
     return true;
+}
+
+/* True on the first thread (or the only one): $SYS, TLS file checks. */
+static bool first_shard(const struct broker *b)
+{
+    return b->shard == NULL || shard_index(b->shard) == 0;
 }
 
 /* ---- reload / tick / shutdown ----------------------------------------- */
@@ -648,7 +670,7 @@ bool broker_migrate(struct broker *b, struct client *c, const char *id,
  * listener revokes (MQTT 5: DISCONNECT 0x98 Administrative action). */
 static void revoke_check(struct broker *b)
 {
-    for (struct client *cl = b->clients, *next; cl; cl = next) {
+    for (struct client *cl = b->reg.clients, *next; cl; cl = next) {
         struct tls_ctx *t = b->tls[cl->listener];
         const struct tls_info *ti;
         X509 *peer;
@@ -706,10 +728,10 @@ void broker_tls_check(struct broker *b)
         }
         tls_ctx_unref(b->tls[i]);
         b->tls[i] = n;
-        if (!changed && b->hub && b->shard == 0 && b->tls_sync)
-            b->tls_sync(b->tls_sync_ud); /* the other threads too, first */
+        if (!changed && b->shard)
+            shard_tls_sync(b->shard); /* the other threads too, first */
         changed = true;
-        if (b->shard == 0)
+        if (first_shard(b))
             LOG_N(b->log, "TLS files of listener %u changed on disk: reloaded.",
                   (unsigned)b->conf->listeners[i].port);
     }
@@ -757,7 +779,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     revoke_check(b);
     report_expiry(b);
     /* clients whose password-file entry was removed or changed */
-    for (struct client *cl = b->clients, *next; cl; cl = next) {
+    for (struct client *cl = b->reg.clients, *next; cl; cl = next) {
         uint64_t now_stamp;
 
         next = cl->next;
@@ -800,19 +822,19 @@ void broker_tick(struct broker *b)
                   (unsigned long long)b->conf->memory_limit);
         b->over_memory = over;
     }
-    if (b->hub && b->shard != 0) {
+    if (!first_shard(b)) {
         /* $SYS is published by the first thread, from every thread's
          * counters */
         struct hub_totals t;
-        sys_totals_local(b, &t);
-        hub_totals_put(b->hub, b->shard, &t);
+        broker_totals(b, false, &t);
+        shard_totals(b->shard, &t, false);
     } else if (b->conf->sys_interval &&
                (b->last_sys == 0 ||
                 now - b->last_sys >= b->conf->sys_interval)) {
         sys_update(b->sys, b, b->last_sys ? now - b->last_sys : 0);
         b->last_sys = now;
     }
-    if (b->conf->tls_reload_interval && b->shard == 0 &&
+    if (b->conf->tls_reload_interval && first_shard(b) &&
         now - b->last_tls_check >= b->conf->tls_reload_interval) {
         b->last_tls_check = now;
         broker_tls_check(b);
@@ -821,15 +843,13 @@ void broker_tick(struct broker *b)
     /* expire offline sessions; give up on subscribers that stopped
      * draining while publishers waited for them */
     bool resume = false;
-    for (size_t i = 0; i < b->sessions.cap; i++) {
-        struct session *s = b->sessions.slots[i];
+    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
+        struct session *s = b->reg.sessions.slots[i];
         if (s == NULL || s == TOMB)
             continue;
-        if (s->blocking && (s->client == NULL || now - s->block_since >= 1.0)) {
-            s->blocking = false;
-            s->stuck = s->client != NULL;
+        if (flow_sub_tick(&s->flow, s->client != NULL, now)) {
             resume = true;
-            if (s->stuck)
+            if (s->flow.stuck)
                 LOG_N(b->log,
                       "Client %s is not acknowledging: its queue no longer "
                       "holds back publishers.",
@@ -847,13 +867,13 @@ void broker_tick(struct broker *b)
             session_free(s);
         }
     }
-    if (resume && b->npaused)
+    if (resume && flow_held(b->flow))
         broker_resume_paused(b);
 }
 
 void broker_shutdown(struct broker *b)
 {
-    for (struct client *c = b->clients; c; c = c->next) {
+    for (struct client *c = b->reg.clients; c; c = c->next) {
         c->clean_disconnect = true; /* no wills on an orderly shutdown */
         client_disconnect(c, MQTT_RC_SERVER_SHUTTING_DOWN,
                           "server shutting down");

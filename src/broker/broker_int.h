@@ -1,7 +1,7 @@
 /*
- * broker_int.h - the structures shared by the three files of the broker
- * core: broker.c (registry, publish pipeline), session.c (state that
- * outlives a connection) and client.c (the MQTT protocol on one
+ * The broker core's private header: the structures shared by the three files
+ * of the broker core: broker.c (registry, publish pipeline), session.c (state
+ * that outlives a connection) and client.c (the MQTT protocol on one
  * connection). They form one subsystem, so their bodies are visible to
  * each other here and to nothing else.
  *
@@ -20,10 +20,14 @@
 #include <ev.h>
 
 #include "broker.h"
+#include "client.h"
 #include "conn.h"
+#include "flow.h"
+#include "shard.h"
 #include "log.h"
 #include "mqtt_codec.h"
 #include "router.h"
+#include "session.h"
 
 struct auth;
 struct authq;
@@ -40,6 +44,14 @@ struct session_map {
     size_t cap, n, tombs;
 };
 
+/* The registry: sessions by client id and the live clients. */
+struct registry {
+    struct session_map sessions;
+    struct client *clients; /* all live clients (doubly linked) */
+    size_t nclients;
+    uint64_t auto_id; /* next assigned client id */
+};
+
 /* One delivery target after merging overlapping subscriptions. */
 struct target {
     struct session *s;
@@ -49,7 +61,13 @@ struct target {
     uint32_t sub_ids[4];
 };
 
+/*
+ * One broker shard: the registry, the publish pipeline's state (router,
+ * retained store, routing scratch), per-listener auth and TLS, counters;
+ * flow control and the link to the other threads are their own modules.
+ */
 struct broker {
+    struct registry reg;
     struct ev_loop *loop;
     struct conn_loop *cl;
     struct log *log;
@@ -73,53 +91,56 @@ struct broker {
     size_t nacks, acks_cap;
     size_t nlisteners;
     size_t *listener_clients; /* connected clients per listener */
-    struct session_map sessions;
-    struct client *clients; /* all live clients (doubly linked) */
-    size_t nclients;
     struct router_hits hits;
     struct target *targets;
     size_t ntargets_cap;
     uint32_t mark_gen;
-    uint64_t auto_id;
     uint64_t msg_seq;
     double started;
     double last_expiry_report;
-    /* publisher flow control: clients whose reading is paused because a
-     * subscriber's queue is over its high-water mark */
-    struct client **paused;
-    size_t npaused, paused_cap;
-    struct client *cur_publisher; /* during handle_publish */
+    struct flow *flow; /* publisher flow control */
     double last_tls_check;
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
-    /* threads > 1: this broker is shard 'shard' of 'hub' */
-    struct hub *hub;
-    unsigned shard;
-    bool inbox_held;      /* a forwarded message waits for a subscriber */
-    struct client *relay; /* stands for remote publishers (flow control) */
-    /* messages for the other shards, posted once per loop iteration */
-    struct outbox {
-        struct hub_item *v;
-        size_t n, cap;
-        bool wait; /* a publisher was held for that shard's backlog */
-    } * out;
-    ev_prepare out_flush, out_flush_late;
-    uint32_t spread;            /* next msg spread value */
-    void (*tls_sync)(void *ud); /* thread 0: make the others check TLS */
-    void *tls_sync_ud;
+    struct shard *shard; /* threads > 1: its place among the threads */
 };
 
-/* Find / add / remove sessions by client id (broker.c). */
-struct session *broker_session_find(struct broker *b, const char *id);
+/* Add / remove sessions by client id (broker.c; find is in broker.h). */
 void broker_session_add(struct broker *b, struct session *s);
 void broker_session_remove(struct broker *b, struct session *s);
 
+/* What broker_publish did. */
+enum publish_result {
+    PUBLISH_OK,
+    PUBLISH_WAIT,   /* routed; hold the publisher back (flow control) */
+    PUBLISH_DENIED, /* the write ACL refused it: nothing else was done */
+};
+
 /*
- * broker_publish: route msg (published by 'origin', NULL for wills/$SYS)
- * to every matching session, after the retained store when retain is set.
- * Read ACLs are checked per subscriber. Takes no ownership of msg.
+ * broker_publish: the one publish pipeline, for every message that enters
+ * the broker (a client's PUBLISH, a will, $SYS):
+ *
+ *   1. write ACL of the publisher: client c, else the session s whose
+ *      will m is; none for the broker's own ($SYS: c and s NULL). Denied:
+ *      acl_denied counted, PUBLISH_DENIED (the caller answers and logs).
+ *   2. m->retain: the retained store. A client's or a will's message
+ *      counts as a durable change and is held to max_retained_messages /
+ *      max_retained_bytes (a client's refusal is counted in limit_hits
+ *      and logged, rate-limited; the message is still routed); $SYS is
+ *      stored outside those limits.
+ *   3. routing to this shard's subscribers: No Local against the origin
+ *      session (c->s or s), merged overlapping subscriptions, read ACL
+ *      per subscriber, session_deliver.
+ *   4. threads > 1: the hand-off to the other shards (outboxes, posted
+ *      once per loop iteration by broker_flush_out).
+ *
+ * Returns PUBLISH_WAIT when client c is to be read no more until
+ * broker_resume_paused (a subscriber, or another shard's inbox, is over
+ * its high-water mark; the caller pauses c), PUBLISH_OK otherwise. Takes
+ * no ownership of m.
  */
-void broker_publish(struct broker *b, struct session *origin, struct msg *m);
+enum publish_result broker_publish(struct broker *b, struct client *c,
+                                   struct session *s, struct msg *m);
 
 /* broker_pause / broker_resume_paused: publisher flow control. pause
  * stops reading from c until broker_resume_paused (a queue drained, or
@@ -164,12 +185,6 @@ struct sub {
     uint8_t flags; /* ROUTER_* */
     uint8_t rh;    /* retain handling */
     uint32_t sub_id;
-};
-
-enum inflight_state {
-    INFL_FREE = 0,
-    INFL_PUBLISH, /* PUBLISH sent, waiting PUBACK/PUBREC */
-    INFL_PUBREL,  /* PUBREL sent, waiting PUBCOMP */
 };
 
 struct inflight {
@@ -221,12 +236,10 @@ struct session {
     struct msg *will;
     uint32_t will_delay;
     double will_at; /* delayed will due (ev time), 0 = none */
-    /* flow control: this session's queue paused publishers (since),
-     * or it stopped draining and may no longer pause anyone (stuck) */
-    bool blocking;
-    bool stuck;
+    /* flow control: this session's queue holds publishers back, or it
+     * stopped draining and may no longer hold anyone (stuck) */
+    struct flow_sub flow;
     bool drop_logged;
-    double block_since;
     /* dedupe mark for broker_publish */
     uint32_t mark;
     uint32_t mark_idx;
@@ -245,11 +258,31 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
 int session_unsubscribe(struct session *s, const char *filter, size_t len);
 /* session_has_sub: true when the session holds exactly this filter. */
 bool session_has_sub(const struct session *s, const char *filter, size_t len);
-/* session_will_set: replace the session's will (takes the reference). */
-void session_will_set(struct session *s, struct msg *will, uint32_t delay);
-/* session_deliver: send now, or queue (bounded), per state and QoS. */
-void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
-                     const uint32_t *sub_ids, uint8_t nsub_ids);
+/* What session_deliver did with a message (bits, so that a caller
+ * delivering to many sessions can OR the answers together). */
+enum deliver_result {
+    DELIVER_SENT = 0x1,    /* written to the client (or into its window) */
+    DELIVER_QUEUED = 0x2,  /* waiting in the session's queue */
+    DELIVER_DROPPED = 0x4, /* not delivered (limits, offline QoS 0, too
+                              large) */
+    DELIVER_WAIT = 0x8,    /* delivered or queued, but the subscriber is over
+                              its high-water mark: hold the publisher back */
+};
+
+/* session_deliver flags (one argument: six stay in registers) */
+#define DELIVER_RETAIN 0x01u   /* send with the retain flag */
+#define DELIVER_MAY_HOLD 0x02u /* the publisher can be held back */
+
+/*
+ * session_deliver: send now, or queue (bounded), per state and QoS.
+ * DELIVER_MAY_HOLD: the publisher can be held back (another client, or a
+ * remote shard); only then is DELIVER_WAIT returned, and a QoS 0 message
+ * to a slow but reading subscriber is written past its high-water mark
+ * instead of dropped. The caller owning the publisher acts on it.
+ */
+enum deliver_result session_deliver(struct session *s, struct msg *m,
+                                    uint8_t qos, unsigned flags,
+                                    const uint32_t *sub_ids, uint8_t nsub_ids);
 /* session_ack: PUBACK/PUBREC/PUBCOMP from the client with its reason
  * code (0 for v3). Returns 0, or -1 when the packet id is unknown. */
 int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc);
@@ -276,9 +309,8 @@ struct client {
     bool clean_disconnect; /* DISCONNECT received: no will */
     bool send_will;        /* v5 DISCONNECT 0x04 */
     bool taken_over;
-    bool dropping;     /* QoS 0 being dropped: output over limit */
-    bool pause_wanted; /* stop reading after this PUBLISH */
-    bool paused;       /* in broker->paused */
+    bool dropping; /* QoS 0 being dropped: output over limit */
+    bool paused;   /* held by flow control (flow_hold) */
     uint16_t keepalive;
     uint16_t recv_max;   /* the client's Receive Maximum (v5) */
     uint32_t max_packet; /* the client's Maximum Packet Size, 0 none */
@@ -320,5 +352,8 @@ void client_send_ack(struct client *c, uint8_t type, uint16_t pid, uint8_t rc);
 void client_disconnect(struct client *c, uint8_t rc, const char *reason);
 /* client_can_send: true when c's output is below the high-water mark. */
 bool client_can_send(const struct client *c);
+/* client_can_force: true when c's output is below its hard limit (a QoS 0
+ * message may still be written past the high-water mark). */
+bool client_can_force(const struct client *c);
 
 #endif

@@ -18,7 +18,6 @@
 #include "authq.h"
 #include "broker_int.h"
 #include "conf.h"
-#include "hub.h"
 #include "log.h"
 #include "msg.h"
 #include "retain.h"
@@ -56,17 +55,38 @@ struct client *client_new(struct broker *b, size_t li)
 
     c->b = b;
     c->listener = li;
-    c->next = b->clients;
-    if (b->clients)
-        b->clients->prev = c;
-    b->clients = c;
-    b->nclients++;
+    c->next = b->reg.clients;
+    if (b->reg.clients)
+        b->reg.clients->prev = c;
+    b->reg.clients = c;
+    b->reg.nclients++;
     return c;
 }
 
 static const char *cid(const struct client *c)
 {
     return c->client_id ? c->client_id : "<unknown>";
+}
+
+uint8_t client_version(const struct client *c)
+{
+    return c->version;
+}
+
+uint32_t client_max_packet(const struct client *c)
+{
+    return c->max_packet;
+}
+
+void client_resume_read(struct client *c)
+{
+    c->paused = false;
+    conn_resume_read(c->conn);
+}
+
+bool client_can_force(const struct client *c)
+{
+    return c->conn != NULL && conn_out_pending(c->conn) < CONN_OUT_HARD;
 }
 
 bool client_can_send(const struct client *c)
@@ -336,9 +356,9 @@ static void make_client_id(struct client *c, const char *prefix)
     /* threads > 1: an id this shard owns, so that a reconnect with it
      * finds its session here (a few tries: 1 in 'threads' fits) */
     do {
-        b->auto_id++;
+        b->reg.auto_id++;
         snprintf(buf, sizeof(buf), "%s%08llX%08llX", prefix ? prefix : "auto-",
-                 (unsigned long long)(b->auto_id & 0xffffffffu),
+                 (unsigned long long)(b->reg.auto_id & 0xffffffffu),
                  (unsigned long long)(rnd & 0xffffffffu));
     } while (!broker_owns_id(b, buf, strlen(buf)));
     c->client_id = xstrdup(buf);
@@ -683,15 +703,30 @@ static void ack_durable(struct client *c, uint8_t type, uint16_t pid,
         client_send_ack(c, type, pid, rc);
 }
 
-static void handle_publish(struct client *c, const struct mqtt_publish *p)
+/* PUBACK/PUBREC refusing PUBLISH p: reason rc for v5, 0 (none) for v3.
+ * Nothing for QoS 0. */
+static void ack_refused(struct client *c, const struct mqtt_publish *p,
+                        uint8_t rc)
+{
+    uint8_t r = c->version == MQTT_V5 ? rc : 0;
+
+    if (p->qos == 1)
+        client_send_ack(c, MQTT_PUBACK, p->packet_id, r);
+    else if (p->qos == 2)
+        client_send_ack(c, MQTT_PUBREC, p->packet_id, r);
+}
+
+/* A PUBLISH from c. Returns true when c is to be held back (flow
+ * control: a subscriber is over its high-water mark), false otherwise. */
+static bool handle_publish(struct client *c, const struct mqtt_publish *p)
 {
     struct broker *b = c->b;
     const struct conf *cf = b->conf;
     const struct conf_listener *l = &cf->listeners[c->listener];
     const char *topic = p->topic.p;
     size_t tlen = p->topic.len;
+    enum publish_result r;
     struct msg *m;
-    bool allowed;
 
     if (c->version == MQTT_V5 &&
         MQTT_HAS_PROP(&p->props, MQTT_PROP_TOPIC_ALIAS)) {
@@ -699,12 +734,12 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         if (a == 0 || a > c->alias_max) {
             protocol_fail(c, MQTT_RC_TOPIC_ALIAS_INVALID,
                           "topic alias out of range");
-            return;
+            return false;
         }
         if (tlen == 0) {
             if (c->aliases[a] == NULL) {
                 protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "unknown topic alias");
-                return;
+                return false;
             }
             topic = c->aliases[a];
             tlen = strlen(topic);
@@ -715,15 +750,15 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
     }
     if (!topic_name_valid(topic, tlen)) {
         protocol_fail(c, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
-        return;
+        return false;
     }
     if (p->qos > l->max_qos) {
         protocol_fail(c, MQTT_RC_QOS_NOT_SUPPORTED, "QoS above max_qos");
-        return;
+        return false;
     }
     if (p->retain && !cf->retain_available) {
         protocol_fail(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retain not available");
-        return;
+        return false;
     }
     if (cf->message_size_limit && p->payload_len > cf->message_size_limit) {
         b->st.limit_hits++;
@@ -734,83 +769,54 @@ static void handle_publish(struct client *c, const struct mqtt_publish *p)
         if (c->version == MQTT_V5) {
             client_disconnect(c, MQTT_RC_PACKET_TOO_LARGE,
                               "message_size_limit exceeded");
-            return;
+            return false;
         }
-        if (p->qos == 1)
-            client_send_ack(c, MQTT_PUBACK, p->packet_id, 0);
-        else if (p->qos == 2 &&
-                 session_rx_qos2_add(c->s, p->packet_id, 65535) >= 0)
-            client_send_ack(c, MQTT_PUBREC, p->packet_id, 0);
-        return;
+        /* v3 has no refusal: acknowledged (a QoS 2 id as received) */
+        if (p->qos != 2 || session_rx_qos2_add(c->s, p->packet_id, 65535) >= 0)
+            ack_refused(c, p, 0);
+        return false;
     }
     if (b->over_memory) {
         /* memory_limit: refuse new messages until the heap shrinks */
         b->st.limit_hits++;
         b->st.pub_dropped++;
-        if (p->qos == 1)
-            client_send_ack(c, MQTT_PUBACK, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0);
-        else if (p->qos == 2)
-            client_send_ack(c, MQTT_PUBREC, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_QUOTA_EXCEEDED : 0);
-        return;
+        ack_refused(c, p, MQTT_RC_QUOTA_EXCEEDED);
+        return false;
     }
     if (p->qos == 2) {
         uint16_t max =
             cf->max_receive_maximum ? cf->max_receive_maximum : 65535;
-        int r = session_rx_qos2_add(c->s, p->packet_id, max);
-        if (r < 0) {
+        int seen = session_rx_qos2_add(c->s, p->packet_id, max);
+        if (seen < 0) {
             protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
                           "too many QoS 2 messages in flight");
-            return;
+            return false;
         }
-        if (r == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
+        if (seen == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
             ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
-            return;
+            return false;
         }
-    }
-    allowed = auth_acl(b->auth[c->listener], c->client_id, c->username, topic,
-                       tlen, AUTH_WRITE);
-    if (!allowed) {
-        char tb[512];
-        snprintf(tb, sizeof(tb), "%.*s", (int)tlen, topic);
-        b->st.acl_denied++;
-        log_event(b->log, LOG_NOTICE, "acl_denied", "acl denied", "client_id",
-                  cid(c), "username", c->username ? c->username : "", "topic",
-                  tb, "action", "publish", (const char *)NULL);
-        if (p->qos == 1)
-            client_send_ack(c, MQTT_PUBACK, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0);
-        else if (p->qos == 2)
-            client_send_ack(c, MQTT_PUBREC, p->packet_id,
-                            c->version == MQTT_V5 ? MQTT_RC_NOT_AUTHORIZED : 0);
-        if (p->qos == 2 && c->version == MQTT_V5)
-            session_rx_qos2_del(c->s, p->packet_id);
-        return;
     }
     m = make_msg(topic, tlen, &p->props, p->payload, p->payload_len, p->qos,
                  p->retain);
-    b->cur_publisher = c;
-    if (p->retain) {
-        b->st.changes++;
-        if (retain_set(b->retain, m, cf->max_retained_messages,
-                       cf->max_retained_bytes) < 0) {
-            unsigned sup;
-            b->st.limit_hits++;
-            if (log_ratelimit_ok(&b->limit_rl, 5, 10.0, &sup))
-                LOG_W(b->log,
-                      "Retained message on '%s' from %s refused: retained "
-                      "store limit reached (%u similar lines suppressed).",
-                      m->topic, cid(c), sup);
-        }
-    }
-    broker_publish(b, c->s, m);
-    b->cur_publisher = NULL;
+    r = broker_publish(b, c, NULL, m);
     msg_unref(m);
+    if (r == PUBLISH_DENIED) {
+        char tb[512];
+        snprintf(tb, sizeof(tb), "%.*s", (int)tlen, topic);
+        log_event(b->log, LOG_NOTICE, "acl_denied", "acl denied", "client_id",
+                  cid(c), "username", c->username ? c->username : "", "topic",
+                  tb, "action", "publish", (const char *)NULL);
+        ack_refused(c, p, MQTT_RC_NOT_AUTHORIZED);
+        if (p->qos == 2 && c->version == MQTT_V5)
+            session_rx_qos2_del(c->s, p->packet_id);
+        return false;
+    }
     if (p->qos == 1)
         ack_durable(c, MQTT_PUBACK, p->packet_id, 0);
     else if (p->qos == 2)
         ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
+    return r == PUBLISH_WAIT;
 }
 
 /* ---- SUBSCRIBE / UNSUBSCRIBE ------------------------------------------ */
@@ -833,7 +839,7 @@ static void deliver_retained(struct msg *m, void *arg)
                   m->topic_len, AUTH_READ))
         return;
     /* [MQTT-3.3.1-8]: retained messages sent on subscribe keep retain=1 */
-    session_deliver(s, m, m->qos < rc->qos ? m->qos : rc->qos, true,
+    session_deliver(s, m, m->qos < rc->qos ? m->qos : rc->qos, DELIVER_RETAIN,
                     rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0);
 }
 
@@ -855,8 +861,8 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
     /* threads > 1: take in what the other threads already handed over, so
      * a message acknowledged before this SUBSCRIBE is retained here, not
      * delivered to the new subscription as a live one */
-    if (b->hub)
-        hub_drain(b->hub, b->shard);
+    if (b->shard)
+        shard_drain(b->shard);
     if (p->count > ARRAY_LEN(codes_stack)) {
         codes = xmalloc(p->count);
         send = xmalloc(p->count * sizeof(bool));
@@ -981,23 +987,24 @@ static void handle_unsubscribe(struct client *c, const struct mqtt_subscribe *p)
 
 /* ---- dispatch --------------------------------------------------------- */
 
-static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
+/* Dispatch one packet. Returns true when no more is to be read from c
+ * until broker_resume_paused (a PUBLISH met flow control). */
+static bool handle_packet(struct client *c, const struct mqtt_packet *pkt)
 {
     if (!c->connected) {
         if (pkt->type == MQTT_CONNECT) {
             handle_connect(c, &pkt->u.connect);
-            return;
+            return false;
         }
         protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "first packet is not CONNECT");
-        return;
+        return false;
     }
     switch (pkt->type) {
     case MQTT_CONNECT:
         protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
-        return;
+        return false;
     case MQTT_PUBLISH:
-        handle_publish(c, &pkt->u.publish);
-        return;
+        return handle_publish(c, &pkt->u.publish);
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBCOMP:
@@ -1010,24 +1017,24 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
                     c, MQTT_PUBREL, pkt->u.ack.packet_id,
                     c->version == MQTT_V5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0);
         }
-        return;
+        return false;
     case MQTT_PUBREL: {
         bool found = session_rx_qos2_del(c->s, pkt->u.ack.packet_id);
         client_send_ack(
             c, MQTT_PUBCOMP, pkt->u.ack.packet_id,
             found || c->version != MQTT_V5 ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND);
-        return;
+        return false;
     }
     case MQTT_SUBSCRIBE:
         handle_subscribe(c, &pkt->u.subscribe);
-        return;
+        return false;
     case MQTT_UNSUBSCRIBE:
         handle_unsubscribe(c, &pkt->u.subscribe);
-        return;
+        return false;
     case MQTT_PINGREQ: {
         uint8_t b2[2] = {MQTT_PINGRESP << 4, 0};
         send_raw(c, b2, 2);
-        return;
+        return false;
     }
     case MQTT_DISCONNECT: {
         const struct mqtt_disconnect *d = &pkt->u.disconnect;
@@ -1036,7 +1043,7 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
             if (c->s->expiry == 0 && d->props.session_expiry != 0) {
                 protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
                               "session expiry set at DISCONNECT after 0");
-                return;
+                return false;
             }
             c->s->expiry = d->props.session_expiry;
         }
@@ -1045,15 +1052,15 @@ static void handle_packet(struct client *c, const struct mqtt_packet *pkt)
         else
             c->clean_disconnect = true;
         conn_close(c->conn, "client disconnected");
-        return;
+        return false;
     }
     case MQTT_AUTH:
         protocol_fail(c, MQTT_RC_PROTOCOL_ERROR,
                       "AUTH without an authentication method");
-        return;
+        return false;
     default:
         protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "unexpected packet type");
-        return;
+        return false;
     }
 }
 
@@ -1074,6 +1081,7 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
         struct mqtt_packet pkt;
         int h = mqtt_frame_peek(buf + off, len - off, &first, &rem);
         size_t total;
+        bool hold;
         int r;
 
         if (h == MQTT_INCOMPLETE)
@@ -1115,21 +1123,20 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
                           why ? why : "malformed packet");
             return -1;
         }
-        if (b->hub && pkt.type == MQTT_CONNECT && !c->connected &&
+        if (b->shard && pkt.type == MQTT_CONNECT && !c->connected &&
             c->client_id == NULL && c->pending == NULL &&
             pkt.u.connect.client_id.len > 0 &&
             broker_migrate(b, c, pkt.u.connect.client_id.p,
                            pkt.u.connect.client_id.len, buf + off, len - off))
             return -1; /* the owning shard takes it from the CONNECT on */
         b->st.msgs_received++;
-        handle_packet(c, &pkt);
+        hold = handle_packet(c, &pkt);
         off += total;
         if (conn_closing(c->conn))
             return -1;
-        if (c->pause_wanted) {
+        if (hold) {
             /* a subscriber's queue is filling: read no more from this
              * publisher until it drains (broker_resume_paused) */
-            c->pause_wanted = false;
             broker_pause(b, c);
             break;
         }
@@ -1158,10 +1165,9 @@ static void client_on_drain(void *ud, struct conn *conn)
 
     (void)conn;
     c->dropping = false;
-    if (c->s && c->s->blocking && c->s->q_n == 0) {
+    if (c->s && c->s->flow.blocking && c->s->q_n == 0 &&
+        flow_sub_release(&c->s->flow)) {
         /* output drained: release publishers held for this subscriber */
-        c->s->blocking = false;
-        c->s->stuck = false;
         broker_resume_paused(c->b);
     }
     if (c->s)
@@ -1205,10 +1211,10 @@ static void client_unlink_free(struct client *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        b->clients = c->next;
+        b->reg.clients = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    b->nclients--;
+    b->reg.nclients--;
     free(c->client_id);
     free(c->username);
     free(c);
@@ -1238,10 +1244,8 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     if (s) {
         s->client = NULL;
         c->s = NULL;
-        if (s->blocking) {
-            s->blocking = false;
+        if (flow_sub_unblock(&s->flow))
             broker_resume_paused(b);
-        }
         s->offline_since = ev_now(b->loop);
         if (s->will && (!c->clean_disconnect || c->send_will)) {
             /* [MQTT-3.1.3-9]: after the Will Delay Interval, or when the

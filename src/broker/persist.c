@@ -20,7 +20,7 @@
  *                            u32 sub_id }
  *              u16 ninfl   { u16 pid, u8 qos, u8 state, u8 retain,
  *                            u8 nids, u32 ids[nids],
- *                            msg (only when state == INFL_PUBLISH) }
+ *                            msg (only when state == SESSION_INFL_PUBLISH) }
  *              u32 nqueue  { u8 qos, u8 retain, u8 nids, u32 ids[nids],
  *                            msg }
  *              u16 nrx     { u16 pid }
@@ -42,11 +42,14 @@
 
 #include <openssl/evp.h>
 
-#include "broker_int.h"
+#include "broker.h"
+#include "conf.h"
 #include "log.h"
+#include "mqtt_codec.h"
 #include "msg.h"
 #include "retain.h"
 #include "router.h"
+#include "session.h"
 #include "topic.h"
 #include "util.h"
 
@@ -68,8 +71,6 @@ enum rec_type {
 #define SUB_MIN_LEN (2 + 1 + 1 + 1 + 1 + 4)
 #define INFL_MIN_LEN (2 + 1 + 1 + 1 + 1)
 #define QITEM_MIN_LEN (1 + 1 + 1 + MSG_MIN_LEN)
-
-#define TOMB ((struct session *)(uintptr_t)1)
 
 /* ---- writing ---------------------------------------------------------- */
 
@@ -202,64 +203,83 @@ static void save_retained(struct msg *m, void *arg)
         sc->rc = -1;
 }
 
-static void save_session(struct save_ctx *sc, const struct session *s)
+static void save_sub(const struct session_sub *sb, void *arg)
 {
-    struct wbuf *w = sc->w;
-    size_t at = rec_begin(w, REC_SESSION);
+    struct wbuf *w = arg;
 
-    wb_str(w, s->client_id, strlen(s->client_id));
-    wb_u8(w, s->username ? 1 : 0);
-    if (s->username)
-        wb_str(w, s->username, strlen(s->username));
-    wb_u32(w, (uint32_t)s->listener);
-    wb_u8(w, s->version);
-    wb_u32(w, s->expiry);
+    wb_str(w, sb->filter, sb->len);
+    wb_u8(w, sb->qos);
+    wb_u8(w, sb->flags);
+    wb_u8(w, sb->rh);
+    wb_u32(w, sb->sub_id);
+}
+
+static void save_inflight(const struct session_item *f, void *arg)
+{
+    struct wbuf *w = arg;
+
+    wb_u16(w, f->pid);
+    wb_u8(w, f->qos);
+    wb_u8(w, f->state);
+    wb_u8(w, f->retain ? 1 : 0);
+    wb_ids(w, f->sub_ids, f->nsub_ids);
+    if (f->state == SESSION_INFL_PUBLISH)
+        wb_msg(w, f->m);
+}
+
+static void save_queued(const struct session_item *qi, void *arg)
+{
+    struct wbuf *w = arg;
+
+    wb_u8(w, qi->qos);
+    wb_u8(w, qi->retain ? 1 : 0);
+    wb_ids(w, qi->sub_ids, qi->nsub_ids);
+    wb_msg(w, qi->m);
+}
+
+/* One REC_SESSION record (sessions that end at disconnect are skipped). */
+static void save_session(struct session *s, void *arg)
+{
+    struct save_ctx *sc = arg;
+    struct wbuf *w = sc->w;
+    struct session_info si;
+    struct session_counts n;
+    const uint16_t *rx;
+    size_t nrx, at;
+
+    session_info(s, &si);
+    if (sc->rc < 0 || si.expiry == 0)
+        return;
+    session_counts(s, &n);
+    at = rec_begin(w, REC_SESSION);
+    wb_str(w, si.client_id, strlen(si.client_id));
+    wb_u8(w, si.username ? 1 : 0);
+    if (si.username)
+        wb_str(w, si.username, strlen(si.username));
+    wb_u32(w, (uint32_t)si.listener);
+    wb_u8(w, si.version);
+    wb_u32(w, si.expiry);
     /* an online session is saved as if it went offline now: after a
      * restart its client is gone */
-    wb_i64(w, s->client ? sc->now : (int64_t)s->offline_since);
-    wb_u16(w, s->next_pid);
+    wb_i64(w, si.online ? sc->now : (int64_t)si.offline_since);
+    wb_u16(w, si.next_pid);
 
-    wb_u32(w, (uint32_t)s->nsubs);
-    for (size_t i = 0; i < s->nsubs; i++) {
-        const struct sub *sb = &s->subs[i];
-        wb_str(w, sb->filter, sb->len);
-        wb_u8(w, sb->qos);
-        wb_u8(w, sb->flags);
-        wb_u8(w, sb->rh);
-        wb_u32(w, sb->sub_id);
-    }
+    wb_u32(w, (uint32_t)n.subs);
+    session_subs_foreach(s, save_sub, w);
+    wb_u16(w, (uint16_t)n.inflight);
+    session_inflight_foreach(s, save_inflight, w);
+    wb_u32(w, (uint32_t)n.queued);
+    session_queue_foreach(s, save_queued, w);
 
-    wb_u16(w, s->infl_n);
-    for (uint16_t i = 0; i < s->infl_cap; i++) {
-        const struct inflight *f = &s->infl[i];
-        if (f->state == INFL_FREE)
-            continue;
-        wb_u16(w, f->pid);
-        wb_u8(w, f->qos);
-        wb_u8(w, f->state);
-        wb_u8(w, f->retain ? 1 : 0);
-        wb_ids(w, f->sub_ids, f->nsub_ids);
-        if (f->state == INFL_PUBLISH)
-            wb_msg(w, f->m);
-    }
+    rx = session_rx_qos2(s, &nrx);
+    wb_u16(w, (uint16_t)nrx);
+    for (size_t i = 0; i < nrx; i++)
+        wb_u16(w, rx[i]);
 
-    wb_u32(w, (uint32_t)s->q_n);
-    for (size_t i = 0; i < s->q_n; i++) {
-        const struct qitem *qi = &s->q[(s->q_head + i) % s->q_cap];
-        wb_u8(w, qi->qos);
-        wb_u8(w, qi->retain ? 1 : 0);
-        wb_ids(w, qi->sub_ids, qi->nsub_ids);
-        wb_msg(w, qi->m);
-    }
-
-    wb_u16(w, s->rx_qos2_n);
-    for (uint16_t i = 0; i < s->rx_qos2_n; i++)
-        wb_u16(w, s->rx_qos2[i]);
-
-    wb_u8(w, s->will ? 1 : 0);
-    if (s->will) {
-        wb_u32(w, s->will_delay);
-        wb_msg(w, s->will);
+    wb_u8(w, si.will ? 1 : 0);
+    if (si.will) {
+        wb_u32(w, si.will_delay);
+        wb_msg(w, si.will);
     }
     if (rec_end(w, at) < 0)
         sc->rc = -1;
@@ -275,13 +295,8 @@ static int serialise(struct broker *b, struct wbuf *w, char *err, size_t errlen)
 
     wb_put(w, PERSIST_MAGIC, PERSIST_MAGIC_LEN);
     wb_u32(w, PERSIST_VERSION);
-    retain_foreach(b->retain, save_retained, &sc);
-    for (size_t i = 0; i < b->sessions.cap && sc.rc == 0; i++) {
-        struct session *s = b->sessions.slots[i];
-        if (s == NULL || s == TOMB || s->expiry == 0)
-            continue;
-        save_session(&sc, s);
-    }
+    retain_foreach(broker_retain(b), save_retained, &sc);
+    broker_session_foreach(b, save_session, &sc);
     if (sc.rc < 0 || (uint64_t)w->len + PERSIST_SUM_LEN > PERSIST_MAX_FILE) {
         snprintf(err, errlen, "snapshot too large for the file format");
         return -1;
@@ -431,7 +446,7 @@ static int load_retained(struct broker *b, struct rbuf *r, int64_t now,
         return -1;
     }
     if (!msg_expired(m, now))
-        retain_set(b->retain, m, 0, 0); /* limits off while loading */
+        retain_set(broker_retain(b), m, 0, 0); /* limits off while loading */
     msg_unref(m);
     return 0;
 }
@@ -449,7 +464,7 @@ static int load_subs(struct session *s, struct rbuf *r)
         uint8_t qos = rb_u8(r), flags = rb_u8(r), rh = rb_u8(r);
         uint32_t sub_id = rb_u32(r);
         int sh;
-        bool existed;
+        struct session_sub sb;
 
         if (r->bad || f == NULL || flen == 0 || !util_utf8_valid(f, flen))
             return -1;
@@ -460,8 +475,8 @@ static int load_subs(struct session *s, struct rbuf *r)
             (flags & ~(ROUTER_NO_LOCAL | ROUTER_RETAIN_AS_PUBLISHED)) ||
             rh > 2 || sub_id > 268435455)
             return -1;
-        session_subscribe(s, f, flen, qos, flags, rh, sub_id, &existed);
-        if (existed)
+        sb = (struct session_sub){f, (uint16_t)flen, qos, flags, rh, sub_id};
+        if (session_restore_sub(s, &sb) < 0)
             return -1; /* the same filter twice */
     }
     return 0;
@@ -480,38 +495,35 @@ static int load_inflight(struct session *s, struct rbuf *r)
     if (n == 0)
         return 0;
     seen = xcalloc(65536 / 8, 1);
-    s->infl = xcalloc(n, sizeof(*s->infl));
-    s->infl_cap = n;
     for (uint16_t i = 0; i < n; i++) {
-        struct inflight *f = &s->infl[i];
+        struct session_item it = {0};
         uint16_t pid = rb_u16(r);
         uint8_t qos = rb_u8(r), state = rb_u8(r), retain = rb_u8(r);
 
-        if (rb_ids(r, f->sub_ids, &f->nsub_ids) < 0)
+        if (rb_ids(r, it.sub_ids, &it.nsub_ids) < 0)
             goto fail;
         if (pid == 0 || (seen[pid / 8] & (1u << (pid % 8))) || qos < 1 ||
             qos > 2 || retain > 1 ||
-            (state != INFL_PUBLISH && state != INFL_PUBREL) ||
-            (state == INFL_PUBREL && qos != 2))
+            (state != SESSION_INFL_PUBLISH && state != SESSION_INFL_PUBREL) ||
+            (state == SESSION_INFL_PUBREL && qos != 2))
             goto fail;
         seen[pid / 8] |= (uint8_t)(1u << (pid % 8));
-        if (state == INFL_PUBLISH) {
-            f->m = rb_msg(r);
-            if (f->m == NULL)
+        if (state == SESSION_INFL_PUBLISH) {
+            it.m = rb_msg(r);
+            if (it.m == NULL)
                 goto fail;
-            f->bytes = f->m->payload_len;
-            s->infl_bytes += f->bytes;
         }
-        f->pid = pid;
-        f->qos = qos;
-        f->state = state;
-        f->retain = retain != 0;
-        s->infl_n++;
+        it.pid = pid;
+        it.qos = qos;
+        it.state = state;
+        it.retain = retain != 0;
+        if (session_restore_inflight(s, &it) < 0)
+            goto fail;
     }
     rc = 0;
 fail:
     free(seen);
-    return rc; /* on failure session_free releases what was loaded */
+    return rc; /* on failure broker_clear releases what was loaded */
 }
 
 static int load_queue(struct session *s, struct rbuf *r)
@@ -520,24 +532,18 @@ static int load_queue(struct session *s, struct rbuf *r)
 
     if (r->bad || n > rb_left(r) / QITEM_MIN_LEN)
         return -1;
-    if (n == 0)
-        return 0;
-    s->q = xcalloc(n, sizeof(*s->q));
-    s->q_cap = n;
-    s->q_head = 0;
     for (uint32_t i = 0; i < n; i++) {
-        struct qitem *qi = &s->q[i];
+        struct session_item it = {0};
         uint8_t qos = rb_u8(r), retain = rb_u8(r);
 
-        if (rb_ids(r, qi->sub_ids, &qi->nsub_ids) < 0 || qos > 2 || retain > 1)
+        if (rb_ids(r, it.sub_ids, &it.nsub_ids) < 0 || qos > 2 || retain > 1)
             return -1;
-        qi->m = rb_msg(r);
-        if (qi->m == NULL)
+        it.m = rb_msg(r);
+        if (it.m == NULL)
             return -1;
-        qi->qos = qos;
-        qi->retain = retain != 0;
-        s->q_n++;
-        s->q_bytes += msg_size(qi->m);
+        it.qos = qos;
+        it.retain = retain != 0;
+        session_restore_queued(s, &it);
     }
     return 0;
 }
@@ -555,14 +561,12 @@ static int load_rx_qos2(struct session *s, struct rbuf *r)
     if (n == 0)
         return 0;
     seen = xcalloc(65536 / 8, 1);
-    s->rx_qos2 = xcalloc(n, sizeof(uint16_t));
-    s->rx_qos2_cap = n;
     for (uint16_t i = 0; i < n; i++) {
         uint16_t pid = rb_u16(r);
         if (pid == 0 || (seen[pid / 8] & (1u << (pid % 8))))
             goto fail;
         seen[pid / 8] |= (uint8_t)(1u << (pid % 8));
-        s->rx_qos2[s->rx_qos2_n++] = pid;
+        session_restore_rx_qos2(s, pid);
     }
     rc = 0;
 fail:
@@ -573,7 +577,9 @@ fail:
 static int load_session(struct broker *b, struct rbuf *r, int64_t now,
                         const char **why)
 {
+    const struct conf *cf = broker_conf(b);
     struct session *s = NULL;
+    struct session_info si = {0};
     char *id, *user = NULL;
     uint8_t has_user, version, has_will;
     uint32_t listener, expiry;
@@ -597,27 +603,26 @@ static int load_session(struct broker *b, struct rbuf *r, int64_t now,
         *why = "the same client id twice";
         goto fail;
     }
-    if (listener >= b->nlisteners) {
-        if (b->nlisteners > 0)
-            LOG_W(b->log,
+    if (listener >= cf->nlisteners) {
+        if (cf->nlisteners > 0)
+            LOG_W(broker_log(b),
                   "Persistence: session %s was on listener #%u, which no "
                   "longer exists; using the first listener.",
                   id, (unsigned)listener);
         listener = 0;
     }
-    s = session_new(b, id);
+    si.client_id = id;
+    si.username = user;
+    si.listener = listener;
+    si.version = version;
+    si.expiry = expiry;
+    si.offline_since = (double)offline;
+    si.next_pid = rb_u16(r);
+    s = session_restore(b, &si); /* from here on the broker owns it */
     free(id);
-    id = NULL;
-    s->username = user;
-    user = NULL;
-    s->listener = listener;
-    s->version = version;
-    s->expiry = expiry;
-    s->offline_since = (double)offline;
-    s->next_pid = rb_u16(r);
-    if (s->next_pid == 0)
-        s->next_pid = 1;
-    broker_session_add(b, s); /* from here on the broker owns it */
+    free(user);
+    if (s == NULL)
+        return -1;
     if (load_subs(s, r) < 0 || load_inflight(s, r) < 0 ||
         load_queue(s, r) < 0 || load_rx_qos2(s, r) < 0)
         return -1;
@@ -625,36 +630,21 @@ static int load_session(struct broker *b, struct rbuf *r, int64_t now,
     if (r->bad || has_will > 1)
         return -1;
     if (has_will) {
-        s->will_delay = rb_u32(r);
-        s->will = rb_msg(r);
-        if (s->will == NULL)
+        uint32_t delay = rb_u32(r);
+        struct msg *w = rb_msg(r);
+        if (w == NULL)
             return -1;
+        session_will_set(s, w, delay);
     }
     /* expired while the broker was down: drop it now rather than at the
      * first tick */
-    if (expiry != UINT32_MAX && now - offline >= (int64_t)expiry) {
-        broker_session_remove(b, s);
-        session_free(s);
-    }
+    if (expiry != UINT32_MAX && now - offline >= (int64_t)expiry)
+        session_drop(s);
     return 0;
 fail:
     free(id);
     free(user);
     return -1;
-}
-
-/* Back to an empty broker after a failed load. */
-static void wipe(struct broker *b)
-{
-    for (size_t i = 0; i < b->sessions.cap; i++) {
-        struct session *s = b->sessions.slots[i];
-        if (s == NULL || s == TOMB)
-            continue;
-        broker_session_remove(b, s);
-        session_free(s);
-    }
-    retain_free(b->retain);
-    b->retain = retain_new();
 }
 
 /* Check the framing and rebuild b. Returns 0, or -1 with *why set. */
@@ -712,7 +702,8 @@ static int decode(struct broker *b, const uint8_t *p, size_t len,
             break;
         default:
             /* a later minor addition: skip it */
-            LOG_W(b->log, "Persistence: skipping unknown record type %u.",
+            LOG_W(broker_log(b),
+                  "Persistence: skipping unknown record type %u.",
                   (unsigned)type);
             continue;
         }
@@ -800,14 +791,14 @@ int persist_load(struct broker *b, const char *path, char *err, size_t errlen)
         why = "larger than 4 GiB";
     else if (decode(b, buf, len, &why) == 0) {
         free(buf);
-        LOG_N(b->log,
+        LOG_N(broker_log(b),
               "Loaded the persistence file %s: %zu retained messages, "
               "%zu sessions.",
-              path, retain_count(b->retain), b->sessions.n);
+              path, retain_count(broker_retain(b)), broker_session_count(b));
         return 0;
     }
     free(buf);
-    wipe(b);
+    broker_clear(b);
     if (snprintf(aside, sizeof(aside), "%s.corrupt-%lld", path,
                  (long long)time(NULL)) >= (int)sizeof(aside)) {
         snprintf(err, errlen, "persistence file %s is corrupt (%s)", path, why);
@@ -820,7 +811,7 @@ int persist_load(struct broker *b, const char *path, char *err, size_t errlen)
                  path, why, strerror(errno));
         return -1;
     }
-    LOG_E(b->log,
+    LOG_E(broker_log(b),
           "Persistence file %s is corrupt (%s): moved it to %s; starting "
           "with no retained messages and no sessions.",
           path, why, aside);
@@ -860,7 +851,7 @@ pid_t persist_save_bg(struct broker *b, const char *path, char *err,
         char e[512];
         int rc = persist_save(b, path, e, sizeof(e));
         if (rc < 0) {
-            LOG_E(b->log, "Saving the persistence file failed: %s", e);
+            LOG_E(broker_log(b), "Saving the persistence file failed: %s", e);
             fflush(NULL);
         }
         _exit(rc < 0 ? 1 : 0); /* no atexit handlers, no libev */

@@ -18,7 +18,6 @@
 
 #include "auth.h"
 #include "broker_int.h"
-#include "hub.h"
 #include "conf.h"
 #include "log.h"
 #include "msg.h"
@@ -36,6 +35,8 @@ struct session *session_new(struct broker *b, const char *client_id)
     return s;
 }
 
+static void queue_grow(struct session *s);
+
 static void qitem_clear(struct qitem *qi)
 {
     msg_unref(qi->m);
@@ -44,20 +45,11 @@ static void qitem_clear(struct qitem *qi)
 
 /* threads > 1: tell the hub this shard gained or lost a subscription (a
  * shared one also as a group member). */
-static void hub_note(const struct session *s, const char *filter, size_t len,
+static void note_sub(const struct session *s, const char *filter, size_t len,
                      int delta)
 {
-    struct hub *h = s->b->hub;
-
-    if (h == NULL)
-        return;
-    hub_subs_add(h, s->b->shard, delta);
-    if (len > 7 && memcmp(filter, "$share/", 7) == 0) {
-        if (delta > 0)
-            hub_share_join(h, s->b->shard, filter, len);
-        else
-            hub_share_leave(h, s->b->shard, filter, len);
-    }
+    if (s->b->shard)
+        shard_note_sub(s->b->shard, filter, len, delta);
 }
 
 void session_free(struct session *s)
@@ -66,7 +58,7 @@ void session_free(struct session *s)
         return;
     for (size_t i = 0; i < s->nsubs; i++) {
         router_unsubscribe(s->b->router, s->subs[i].filter, s->subs[i].len, s);
-        hub_note(s, s->subs[i].filter, s->subs[i].len, -1);
+        note_sub(s, s->subs[i].filter, s->subs[i].len, -1);
         free(s->subs[i].filter);
     }
     free(s->subs);
@@ -139,7 +131,7 @@ int session_subscribe(struct session *s, const char *filter, size_t len,
     if (k != SIZE_MAX) {
         i = s->ix[k] - 1;
     } else {
-        hub_note(s, filter, len, 1);
+        note_sub(s, filter, len, 1);
         if (s->nsubs == s->subs_cap) {
             s->subs_cap = s->subs_cap ? s->subs_cap * 2 : 4;
             s->subs = xreallocarray(s->subs, s->subs_cap, sizeof(*s->subs));
@@ -181,7 +173,7 @@ int session_unsubscribe(struct session *s, const char *filter, size_t len)
         return -1;
     i = s->ix[k] - 1;
     router_unsubscribe(s->b->router, filter, len, s);
-    hub_note(s, filter, len, -1);
+    note_sub(s, filter, len, -1);
     s->b->st.changes++;
     s->ix[k] = IX_TOMB;
     s->ix_tombs++;
@@ -220,7 +212,8 @@ static uint16_t alloc_pid(struct session *s)
         if (pid == 0)
             continue;
         for (uint16_t i = 0; i < s->infl_cap; i++) {
-            if (s->infl[i].state != INFL_FREE && s->infl[i].pid == pid) {
+            if (s->infl[i].state != SESSION_INFL_FREE &&
+                s->infl[i].pid == pid) {
                 used = true;
                 break;
             }
@@ -240,7 +233,7 @@ static struct inflight *infl_slot(struct session *s)
         s->infl_bytes >= s->b->conf->max_inflight_bytes)
         return NULL;
     for (uint16_t i = 0; i < s->infl_cap; i++) {
-        if (s->infl[i].state == INFL_FREE)
+        if (s->infl[i].state == SESSION_INFL_FREE)
             return &s->infl[i];
     }
     {
@@ -261,7 +254,7 @@ static void send_inflight(struct session *s, struct inflight *f, bool dup)
 {
     if (s->client == NULL || !s->client->connected)
         return;
-    if (f->state == INFL_PUBREL) {
+    if (f->state == SESSION_INFL_PUBREL) {
         client_send_ack(s->client, MQTT_PUBREL, f->pid, 0);
         return;
     }
@@ -296,16 +289,8 @@ static bool queue_push(struct session *s, struct msg *m, uint8_t qos,
         }
         return false;
     }
-    if (s->q_n == s->q_cap) {
-        size_t ncap = s->q_cap ? s->q_cap * 2 : 8;
-        struct qitem *nq = xcalloc(ncap, sizeof(*nq));
-        for (size_t i = 0; i < s->q_n; i++)
-            nq[i] = s->q[(s->q_head + i) % s->q_cap];
-        free(s->q);
-        s->q = nq;
-        s->q_cap = ncap;
-        s->q_head = 0;
-    }
+    if (s->q_n == s->q_cap)
+        queue_grow(s);
     qi = &s->q[(s->q_head + s->q_n) % s->q_cap];
     qi->m = msg_ref(m);
     qi->qos = qos;
@@ -329,7 +314,7 @@ static void window_send(struct session *s, struct inflight *f, struct msg *m,
     s->infl_bytes += f->bytes;
     f->qos = qos;
     f->retain = retain;
-    f->state = INFL_PUBLISH;
+    f->state = SESSION_INFL_PUBLISH;
     f->pid = alloc_pid(s);
     f->nsub_ids = nsub_ids;
     if (nsub_ids)
@@ -360,60 +345,44 @@ static bool queue_low(const struct session *s)
 }
 
 /*
- * A message was queued for an online session: when its queue is past the
- * high-water mark, hold back the publisher (stop reading from it after this
- * packet) rather than drop acknowledged messages later. A subscriber that
- * does not drain within a second is marked stuck and holds back nobody.
+ * Publisher flow control. A message was queued for an online session, or
+ * a QoS 0 one met a full output: when the publisher may be held back
+ * (may_hold) and this subscriber still drains, mark the session blocking
+ * and have the caller hold the publisher (DELIVER_WAIT) rather than drop
+ * acknowledged messages later. A subscriber that does not drain within a
+ * second is marked stuck (broker_tick) and holds back nobody.
  */
-static void flow_control(struct session *s)
+static enum deliver_result hold_publisher(struct session *s)
 {
-    struct client *pub = s->b->cur_publisher;
-
-    if (pub == NULL || pub == s->client || s->client == NULL || s->stuck ||
-        !queue_high(s))
-        return;
-    if (!s->blocking) {
-        s->blocking = true;
-        s->block_since = ev_now(s->b->loop);
-    }
-    pub->pause_wanted = true;
+    flow_sub_block(&s->flow, ev_now(s->b->loop));
+    return DELIVER_WAIT;
 }
 
-/*
- * QoS 0 flow control: the subscriber's output is over the high-water mark.
- * Unless it stopped reading (stuck) or is past the hard limit, hold back the
- * publishing client and return true (the message is still written).
- */
-static bool hold_publisher(struct session *s)
+/* DELIVER_MAY_HOLD, and this subscriber still holds publishers back. */
+static inline bool may_hold(const struct session *s, unsigned flags)
 {
-    struct client *pub = s->b->cur_publisher;
-    struct client *c = s->client;
-
-    if (pub == NULL || pub == c || s->stuck ||
-        conn_out_pending(c->conn) >= CONN_OUT_HARD)
-        return false;
-    if (!s->blocking) {
-        s->blocking = true;
-        s->block_since = ev_now(s->b->loop);
-    }
-    pub->pause_wanted = true;
-    return true;
+    return (flags & DELIVER_MAY_HOLD) && !s->flow.stuck;
 }
 
-void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
-                     const uint32_t *sub_ids, uint8_t nsub_ids)
+enum deliver_result session_deliver(struct session *s, struct msg *m,
+                                    uint8_t qos, unsigned flags,
+                                    const uint32_t *sub_ids, uint8_t nsub_ids)
 {
     struct client *c = s->client;
     bool online = c != NULL && c->connected;
+    bool retain = (flags & DELIVER_RETAIN) != 0;
 
     if (qos == 0) {
-        if (online && !client_can_send(c) && hold_publisher(s)) {
+        if (online && !client_can_send(c) && may_hold(s, flags) &&
+            client_can_force(c)) {
             /* a reading-but-slow subscriber: keep the message (output may
-             * go past the high-water mark up to CONN_OUT_HARD) and hold
-             * the publisher back instead of dropping */
+             * go past the high-water mark up to the client's hard limit)
+             * and hold the publisher back instead of dropping */
             if (client_send_publish_force(c, m, retain, sub_ids, nsub_ids) < 0)
                 s->b->st.pub_dropped++;
-        } else if (online) {
+            return hold_publisher(s);
+        }
+        if (online) {
             if (client_send_publish(c, m, 0, retain, false, 0, sub_ids,
                                     nsub_ids) < 0) {
                 s->b->st.pub_dropped++;
@@ -425,21 +394,27 @@ void session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
                           "messages until its output drains.",
                           s->client_id);
                 }
+                return DELIVER_DROPPED;
             }
-        } else if (s->b->conf->queue_qos0_messages) {
-            queue_push(s, m, 0, retain, sub_ids, nsub_ids);
+            return DELIVER_SENT;
         }
-        return;
+        if (s->b->conf->queue_qos0_messages &&
+            queue_push(s, m, 0, retain, sub_ids, nsub_ids))
+            return DELIVER_QUEUED;
+        return DELIVER_DROPPED;
     }
     if (online && s->q_n == 0) {
         struct inflight *f = infl_slot(s);
         if (f) {
             window_send(s, f, m, qos, retain, sub_ids, nsub_ids);
-            return;
+            return DELIVER_SENT;
         }
     }
-    if (queue_push(s, m, qos, retain, sub_ids, nsub_ids) && online)
-        flow_control(s);
+    if (!queue_push(s, m, qos, retain, sub_ids, nsub_ids))
+        return DELIVER_DROPPED;
+    if (online && may_hold(s, flags) && queue_high(s))
+        return hold_publisher(s);
+    return DELIVER_QUEUED;
 }
 
 /* A queued message may still go out: not expired, and the session's user
@@ -481,11 +456,8 @@ void session_pump(struct session *s)
     }
     if (queue_low(s)) {
         s->drop_logged = false;
-        s->stuck = false;
-        if (s->blocking) {
-            s->blocking = false;
+        if (flow_sub_release(&s->flow))
             broker_resume_paused(s->b);
-        }
     }
 }
 
@@ -493,18 +465,19 @@ int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc)
 {
     for (uint16_t i = 0; i < s->infl_cap; i++) {
         struct inflight *f = &s->infl[i];
-        if (f->state == INFL_FREE || f->pid != pid)
+        if (f->state == SESSION_INFL_FREE || f->pid != pid)
             continue;
-        if (type == MQTT_PUBACK && f->qos == 1 && f->state == INFL_PUBLISH) {
+        if (type == MQTT_PUBACK && f->qos == 1 &&
+            f->state == SESSION_INFL_PUBLISH) {
             goto release;
         } else if (type == MQTT_PUBREC && f->qos == 2 &&
-                   f->state == INFL_PUBLISH && rc >= 0x80) {
+                   f->state == SESSION_INFL_PUBLISH && rc >= 0x80) {
             /* [MQTT-4.3.3-4]: an error PUBREC ends the flow: no PUBREL,
              * the packet id and the send quota are free again */
             goto release;
         } else if (type == MQTT_PUBREC && f->qos == 2 &&
-                   f->state == INFL_PUBLISH) {
-            f->state = INFL_PUBREL;
+                   f->state == SESSION_INFL_PUBLISH) {
+            f->state = SESSION_INFL_PUBREL;
             s->b->st.changes++;
             msg_unref(f->m); /* the message is delivered; keep the id */
             f->m = NULL;
@@ -513,11 +486,11 @@ int session_ack(struct session *s, uint8_t type, uint16_t pid, uint8_t rc)
             if (s->client)
                 client_send_ack(s->client, MQTT_PUBREL, pid, 0);
             return 0;
-        } else if (type == MQTT_PUBREC && f->state == INFL_PUBREL) {
+        } else if (type == MQTT_PUBREC && f->state == SESSION_INFL_PUBREL) {
             if (s->client)
                 client_send_ack(s->client, MQTT_PUBREL, pid, 0);
             return 0;
-        } else if (type == MQTT_PUBCOMP && f->state == INFL_PUBREL) {
+        } else if (type == MQTT_PUBCOMP && f->state == SESSION_INFL_PUBREL) {
             goto release;
         }
         return -1;
@@ -541,16 +514,16 @@ void session_resume(struct session *s)
      * keeps the original send order for windows that never wrapped */
     for (uint16_t i = 0; i < s->infl_cap; i++) {
         struct inflight *f = &s->infl[i];
-        if (f->state == INFL_PUBLISH && f->m && msg_expired(f->m, now) &&
-            s->version == MQTT_V5) {
+        if (f->state == SESSION_INFL_PUBLISH && f->m &&
+            msg_expired(f->m, now) && s->version == MQTT_V5) {
             msg_unref(f->m);
             s->infl_bytes -= f->bytes;
             memset(f, 0, sizeof(*f));
             s->infl_n--;
             continue;
         }
-        if (f->state != INFL_FREE)
-            send_inflight(s, f, f->state == INFL_PUBLISH);
+        if (f->state != SESSION_INFL_FREE)
+            send_inflight(s, f, f->state == SESSION_INFL_PUBLISH);
     }
     session_pump(s);
 }
@@ -585,4 +558,194 @@ bool session_rx_qos2_del(struct session *s, uint16_t pid)
         }
     }
     return false;
+}
+
+/* ---- snapshots (persistence, $SYS) ------------------------------------ */
+
+void session_info(const struct session *s, struct session_info *out)
+{
+    out->client_id = s->client_id;
+    out->username = s->username;
+    out->listener = s->listener;
+    out->version = s->version;
+    out->expiry = s->expiry;
+    out->offline_since = s->offline_since;
+    out->online = s->client != NULL;
+    out->next_pid = s->next_pid;
+    out->will = s->will;
+    out->will_delay = s->will_delay;
+}
+
+void session_counts(const struct session *s, struct session_counts *out)
+{
+    out->subs = s->nsubs;
+    out->inflight = s->infl_n;
+    out->queued = s->q_n;
+    out->queued_bytes = s->q_bytes;
+    out->rx_qos2 = s->rx_qos2_n;
+}
+
+void session_subs_foreach(const struct session *s,
+                          void (*fn)(const struct session_sub *sub, void *arg),
+                          void *arg)
+{
+    for (size_t i = 0; i < s->nsubs; i++) {
+        const struct sub *sb = &s->subs[i];
+        struct session_sub out = {sb->filter, sb->len, sb->qos,
+                                  sb->flags,  sb->rh,  sb->sub_id};
+        fn(&out, arg);
+    }
+}
+
+void session_inflight_foreach(const struct session *s,
+                              void (*fn)(const struct session_item *it,
+                                         void *arg),
+                              void *arg)
+{
+    for (uint16_t i = 0; i < s->infl_cap; i++) {
+        const struct inflight *f = &s->infl[i];
+        struct session_item it;
+        if (f->state == SESSION_INFL_FREE)
+            continue;
+        it.m = f->m;
+        it.pid = f->pid;
+        it.qos = f->qos;
+        it.state = f->state;
+        it.retain = f->retain;
+        it.nsub_ids = f->nsub_ids;
+        memcpy(it.sub_ids, f->sub_ids, sizeof(it.sub_ids));
+        fn(&it, arg);
+    }
+}
+
+void session_queue_foreach(const struct session *s,
+                           void (*fn)(const struct session_item *it, void *arg),
+                           void *arg)
+{
+    for (size_t i = 0; i < s->q_n; i++) {
+        const struct qitem *qi = &s->q[(s->q_head + i) % s->q_cap];
+        struct session_item it = {0};
+        it.m = qi->m;
+        it.qos = qi->qos;
+        it.retain = qi->retain;
+        it.nsub_ids = qi->nsub_ids;
+        memcpy(it.sub_ids, qi->sub_ids, sizeof(it.sub_ids));
+        fn(&it, arg);
+    }
+}
+
+const uint16_t *session_rx_qos2(const struct session *s, size_t *n)
+{
+    *n = s->rx_qos2_n;
+    return s->rx_qos2;
+}
+
+/* ---- restore (persistence) -------------------------------------------- */
+
+struct session *session_restore(struct broker *b, const struct session_info *in)
+{
+    struct session *s;
+
+    if (broker_session_find(b, in->client_id) != NULL)
+        return NULL;
+    s = session_new(b, in->client_id);
+    s->username = in->username ? xstrdup(in->username) : NULL;
+    s->listener = in->listener;
+    s->version = in->version;
+    s->expiry = in->expiry;
+    s->offline_since = in->offline_since;
+    s->next_pid = in->next_pid ? in->next_pid : 1;
+    broker_session_add(b, s);
+    return s;
+}
+
+int session_restore_sub(struct session *s, const struct session_sub *sub)
+{
+    bool existed = false;
+
+    if (session_has_sub(s, sub->filter, sub->len))
+        return -1;
+    session_subscribe(s, sub->filter, sub->len, sub->qos, sub->flags, sub->rh,
+                      sub->sub_id, &existed);
+    return 0;
+}
+
+int session_restore_inflight(struct session *s, const struct session_item *it)
+{
+    struct inflight *f;
+
+    if (s->infl_n == s->infl_cap) {
+        uint32_t ncap = s->infl_cap ? (uint32_t)s->infl_cap * 2 : 8;
+        if (ncap > 65535)
+            ncap = 65535;
+        if (ncap <= s->infl_cap) {
+            msg_unref(it->m);
+            return -1;
+        }
+        s->infl = xreallocarray(s->infl, ncap, sizeof(*s->infl));
+        memset(s->infl + s->infl_cap, 0,
+               (ncap - s->infl_cap) * sizeof(*s->infl));
+        s->infl_cap = (uint16_t)ncap;
+    }
+    f = &s->infl[s->infl_n++]; /* restored windows are dense */
+    f->m = it->m;
+    f->pid = it->pid;
+    f->qos = it->qos;
+    f->state = it->state;
+    f->retain = it->retain;
+    f->nsub_ids = it->nsub_ids;
+    memcpy(f->sub_ids, it->sub_ids, sizeof(f->sub_ids));
+    f->bytes = it->m ? it->m->payload_len : 0;
+    s->infl_bytes += f->bytes;
+    return 0;
+}
+
+/* Make room for one more queue entry (the ring becomes linear). */
+static void queue_grow(struct session *s)
+{
+    size_t ncap = s->q_cap ? s->q_cap * 2 : 8;
+    struct qitem *nq = xcalloc(ncap, sizeof(*nq));
+
+    for (size_t i = 0; i < s->q_n; i++)
+        nq[i] = s->q[(s->q_head + i) % s->q_cap];
+    free(s->q);
+    s->q = nq;
+    s->q_cap = ncap;
+    s->q_head = 0;
+}
+
+void session_restore_queued(struct session *s, const struct session_item *it)
+{
+    struct qitem *qi;
+
+    if (s->q_n == s->q_cap)
+        queue_grow(s);
+    qi = &s->q[(s->q_head + s->q_n) % s->q_cap];
+    qi->m = it->m;
+    qi->qos = it->qos;
+    qi->retain = it->retain;
+    qi->nsub_ids = it->nsub_ids;
+    memcpy(qi->sub_ids, it->sub_ids, sizeof(qi->sub_ids));
+    s->q_n++;
+    s->q_bytes += msg_size(it->m);
+}
+
+void session_restore_rx_qos2(struct session *s, uint16_t pid)
+{
+    if (s->rx_qos2_n == s->rx_qos2_cap) {
+        uint32_t ncap = s->rx_qos2_cap ? (uint32_t)s->rx_qos2_cap * 2 : 4;
+        if (ncap > 65535)
+            ncap = 65535;
+        if (ncap <= s->rx_qos2_cap)
+            return; /* cannot happen: ids are unique u16 values */
+        s->rx_qos2 = xreallocarray(s->rx_qos2, ncap, sizeof(uint16_t));
+        s->rx_qos2_cap = (uint16_t)ncap;
+    }
+    s->rx_qos2[s->rx_qos2_n++] = pid;
+}
+
+void session_drop(struct session *s)
+{
+    broker_session_remove(s->b, s);
+    session_free(s);
 }

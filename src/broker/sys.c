@@ -12,14 +12,12 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <ev.h>
 
-#include "broker_int.h"
-#include "hub.h"
+#include "broker.h"
 #include "conf.h"
+#include "hub.h"
 #include "msg.h"
 #include "retain.h"
-#include "router.h"
 #include "util.h"
 
 /* Counters with 1/5/15 minute load averages (per minute, as Mosquitto). */
@@ -62,8 +60,7 @@ static void put(struct broker *b, const char *topic, const char *value)
         msg_new(topic, strlen(topic), NULL, 0, (const uint8_t *)value,
                 (uint32_t)strlen(value), 0, true, 0);
 
-    retain_set(b->retain, m, 0, 0);
-    broker_publish(b, NULL, m);
+    broker_publish_sys(b, m);
     msg_unref(m);
 }
 
@@ -83,40 +80,19 @@ static void put_dbl(struct broker *b, const char *topic, double v)
     put(b, topic, buf);
 }
 
-void sys_totals_local(struct broker *b, struct hub_totals *t)
-{
-    memset(t, 0, sizeof(*t));
-    t->st = b->st;
-    t->clients = b->nclients;
-    t->subscriptions = router_count(b->router);
-    for (size_t i = 0; i < b->sessions.cap; i++) {
-        struct session *se = b->sessions.slots[i];
-        if (se == NULL || se == (struct session *)(uintptr_t)1)
-            continue;
-        t->sessions++;
-        if (se->client == NULL)
-            t->sessions_offline++;
-        t->store_msgs += se->q_n + se->infl_n;
-        t->store_bytes += se->q_bytes;
-    }
-}
-
 void sys_update(struct sys *s, struct broker *b, double interval)
 {
     struct hub_totals t;
     const struct broker_stats *st = &t.st;
     static const double windows[3] = {60.0, 300.0, 900.0};
     char topic[160], buf[160];
-    long uptime = (long)(ev_now(b->loop) - b->started);
+    const struct conf *cf = broker_conf(b);
+    long uptime = (long)broker_uptime(b);
     cJSON *j, *load;
     char *js;
 
     /* every thread's counters when there are several */
-    sys_totals_local(b, &t);
-    if (b->hub) {
-        hub_totals_put(b->hub, b->shard, &t);
-        hub_totals_sum(b->hub, &t);
-    }
+    broker_totals(b, true, &t);
     uint64_t now_v[L_COUNT] = {
         st->msgs_received, st->msgs_sent,     st->pub_msgs_received,
         st->pub_msgs_sent, st->pub_dropped,   st->bytes_received,
@@ -153,7 +129,8 @@ void sys_update(struct sys *s, struct broker *b, double interval)
     put_u64(b, "$SYS/broker/bytes/received", st->bytes_received);
     put_u64(b, "$SYS/broker/bytes/sent", st->bytes_sent);
     put_u64(b, "$SYS/broker/subscriptions/count", t.subscriptions);
-    put_u64(b, "$SYS/broker/retained messages/count", retain_count(b->retain));
+    put_u64(b, "$SYS/broker/retained messages/count",
+            retain_count(broker_retain(b)));
     put_u64(b, "$SYS/broker/store/messages/count", t.store_msgs);
     put_u64(b, "$SYS/broker/store/messages/bytes", t.store_bytes);
     put_u64(b, "$SYS/broker/limits/hits", st->limit_hits);
@@ -169,8 +146,8 @@ void sys_update(struct sys *s, struct broker *b, double interval)
         }
     }
     /* TLS certificate dates (from the last expiry check) */
-    for (size_t i = 0; i < b->nlisteners; i++) {
-        time_t na = b->tls_not_after ? b->tls_not_after[i] : 0;
+    for (size_t i = 0; i < cf->nlisteners; i++) {
+        time_t na = broker_tls_not_after(b, i);
         struct tm tm;
         if (na <= 0)
             continue;
@@ -178,11 +155,11 @@ void sys_update(struct sys *s, struct broker *b, double interval)
         strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
         snprintf(topic, sizeof(topic),
                  "$SYS/broker/tls/listener/%u/server_not_after",
-                 (unsigned)b->conf->listeners[i].port);
+                 (unsigned)cf->listeners[i].port);
         put(b, topic, buf);
         snprintf(topic, sizeof(topic),
                  "$SYS/broker/tls/listener/%u/server_days_left",
-                 (unsigned)b->conf->listeners[i].port);
+                 (unsigned)cf->listeners[i].port);
         put_u64(b, topic,
                 na > time(NULL) ? (uint64_t)(na - time(NULL)) / 86400 : 0);
     }
@@ -204,7 +181,7 @@ void sys_update(struct sys *s, struct broker *b, double interval)
     cJSON_AddNumberToObject(j, "bytes_sent", (double)st->bytes_sent);
     cJSON_AddNumberToObject(j, "subscriptions", (double)t.subscriptions);
     cJSON_AddNumberToObject(j, "retained_messages",
-                            (double)retain_count(b->retain));
+                            (double)retain_count(broker_retain(b)));
     cJSON_AddNumberToObject(j, "store_messages", (double)t.store_msgs);
     cJSON_AddNumberToObject(j, "store_bytes", (double)t.store_bytes);
     cJSON_AddNumberToObject(j, "limit_hits", (double)st->limit_hits);

@@ -65,7 +65,8 @@
 #include <ev.h>
 
 #include "broker.h"
-#include "broker_int.h"
+#include "broker.h"
+#include "client.h"
 #include "conf.h"
 #include "conn.h"
 #include "log.h"
@@ -171,7 +172,7 @@ static void check_packet(struct slot *s, const struct client *cli,
                          const uint8_t *p, size_t n)
 {
     struct mqtt_packet pkt;
-    uint8_t rc = 0, v = cli->version ? cli->version : MQTT_V311;
+    uint8_t rc = 0, v = client_version(cli) ? client_version(cli) : MQTT_V311;
     const char *why = NULL;
     int r = mqtt_decode(p, n, v, false, &pkt, &rc, &why);
 
@@ -180,11 +181,11 @@ static void check_packet(struct slot *s, const struct client *cli,
         FAIL("broker sent an undecodable %s (v%u): %s (rc 0x%02x)",
              mqtt_type_name(p[0] >> 4), v, why ? why : "?", rc);
     }
-    if (cli->max_packet && n > cli->max_packet) {
+    if (client_max_packet(cli) && n > client_max_packet(cli)) {
         dump_hex(p, n);
         FAIL("broker sent a %zu-byte %s over the client's Maximum Packet "
              "Size %u [MQTT-3.1.2-24]",
-             n, mqtt_type_name(pkt.type), cli->max_packet);
+             n, mqtt_type_name(pkt.type), client_max_packet(cli));
     }
     if (g_trace)
         fprintf(stderr, "  slot %d <- %s %zu bytes\n", s->k,
@@ -299,8 +300,8 @@ static const uint32_t payload_sizes[] = {0,    1,    16,    200,
 
 static uint8_t slot_version(const struct slot *s)
 {
-    if (s->cli && s->cli->version)
-        return s->cli->version;
+    if (s->cli && client_version(s->cli))
+        return client_version(s->cli);
     return s->version ? s->version : MQTT_V311;
 }
 
@@ -314,6 +315,7 @@ static uint16_t new_pid(struct slot *s)
 static void op_open(struct fz *f, struct slot *s, int k)
 {
     struct sockaddr_in sa;
+    struct client *cli;
 
     if (s->c)
         return;
@@ -322,15 +324,18 @@ static void op_open(struct fz *f, struct slot *s, int k)
     sa.sin_port = htons((uint16_t)(40000 + k));
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     f->last_new = NULL;
-    broker_accept(f->b, 0, -1, (const struct sockaddr *)&sa, sizeof(sa));
-    if (f->last_new == NULL)
+    cli = broker_accept(f->b, 0, -1, (const struct sockaddr *)&sa, sizeof(sa));
+    if (cli == NULL) {
+        if (f->last_new != NULL)
+            FAIL("broker_accept refused a connection it created");
         return; /* refused: max_connections */
+    }
+    if (f->last_new == NULL)
+        FAIL("broker_accept returned a client without a connection");
     slot_reset(s);
     s->k = k;
     s->c = f->last_new;
-    s->cli = f->b->clients; /* client_new links at the head */
-    if (s->cli == NULL || s->cli->conn != s->c)
-        FAIL("the new client is not at the head of the broker's list");
+    s->cli = cli;
 }
 
 static void op_connect(struct fz *f, struct slot *s)
@@ -617,12 +622,12 @@ static void run_op(struct fz *f)
     if (g_trace)
         fprintf(stderr, "op %u at %zu\n", op, f->off - 1);
     if (op == 11) {
-        memconn_run(f->b->cl);
+        memconn_run(broker_conn_loop(f->b));
         /* persistence_sync always: server.c saves and releases the held
          * acknowledgements once per loop iteration (group commit) */
         if (broker_pending_acks(f->b)) {
             broker_flush_acks(f->b, true);
-            memconn_run(f->b->cl);
+            memconn_run(broker_conn_loop(f->b));
         }
         return;
     }
@@ -756,7 +761,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     f.b = broker_new(ev_default_loop(0), c, g_log, err, sizeof(err));
     if (f.b == NULL)
         FAIL("broker_new: %s", err);
-    memconn_set_hooks(f.b->cl, &hooks, &f);
+    memconn_set_hooks(broker_conn_loop(f.b), &hooks, &f);
     while (more(&f))
         run_op(&f);
 
@@ -767,11 +772,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             conn_close(f.slots[i].c, "harness teardown");
         }
     }
-    memconn_run(f.b->cl);
-    if (conn_loop_count(f.b->cl) != 0 || broker_client_count(f.b) != 0 ||
-        f.b->clients != NULL)
+    memconn_run(broker_conn_loop(f.b));
+    if (conn_loop_count(broker_conn_loop(f.b)) != 0 ||
+        broker_client_count(f.b) != 0)
         FAIL("after teardown: %zu connections, %zu clients left",
-             conn_loop_count(f.b->cl), broker_client_count(f.b));
+             conn_loop_count(broker_conn_loop(f.b)), broker_client_count(f.b));
     broker_free(f.b);
     for (int i = 0; i < NSLOTS; i++)
         slot_reset(&f.slots[i]);

@@ -3,7 +3,7 @@
 import json
 import unittest
 
-from harness import BrokerTest, Raw, Sub, pub
+from harness import BrokerTest, Raw, Sub, pub, pub_done
 
 
 class Sys(BrokerTest):
@@ -33,6 +33,39 @@ class Sys(BrokerTest):
         s.ready()
         pub(self.b.port, ["-t", "$SYS/broker/fake", "-m", "forged"])
         self.assertEqual(s.messages(timeout=3), [])
+
+
+class SysOutsideRetainedQuota(BrokerTest):
+    """The broker's own retained $SYS messages do not use the users'
+    max_retained_messages (they once did, so a client could retain fewer
+    messages than configured, or none, once $SYS was published)."""
+    CONF = "sys_interval 1\nmax_retained_messages 2\n"
+
+    def test_users_keep_their_whole_quota(self):
+        # the $SYS tree (dozens of retained topics) is in the store: a new
+        # subscriber gets it as retained (the first one may see it live)
+        self.wait_retained("$SYS/broker/version")
+        pub_done(self.b, ["-t", "q/1", "-m", "one", "-r", "-q", "1"])
+        pub_done(self.b, ["-t", "q/2", "-m", "two", "-r", "-q", "1"])
+        self.assertNotIn("refused: retained", self.b.log_text())
+        # the third is refused as over the limit: routed, not stored
+        m = self.b.mark()
+        pub_done(self.b, ["-t", "q/3", "-m", "three", "-r", "-q", "1"])
+        self.b.wait_log(r"Retained message on 'q/3' from \S+ refused: "
+                        r"retained store limit reached", start=m)
+        s = Sub(self.b.port, ["-t", "q/#", "-v"], count=3, timeout=3)
+        self.assertEqual(sorted(s.messages()), ["q/1 one", "q/2 two"])
+        # $SYS itself is still stored past the users' limit
+        self.wait_retained("$SYS/broker/uptime")
+
+    def wait_retained(self, topic):
+        for _ in range(10):
+            s = Sub(self.b.port, ["-t", topic], count=1)
+            line = s.wait_for(r"received PUBLISH")
+            s.messages()
+            if ", r1, " in line:
+                return
+        self.fail("%s never arrived as a retained message" % topic)
 
 
 class JsonLogs(BrokerTest):
