@@ -283,5 +283,21 @@ class V5Properties(Base):
                          [42, 4242])
 
 
+class KeepaliveZero(Base):
+    """FAIL today for v3.1.1: the default max_keepalive 65535 makes mqttd
+    refuse keepalive 0 ("identifier rejected"); fixed with the default
+    max_keepalive 0 (off) in another branch."""
+
+    def test_keepalive_0(self):
+        for proto in (V3, V5):
+            with self.subTest(proto=proto):
+                c = self.client("ka0-%d" % proto, proto, keepalive=0)
+                flags, rc, props = c.connack()
+                self.assertEqual(rc, 0, "CONNACK %r" % (rc,))
+                if proto == V5 and props is not None:
+                    # no Server Keep Alive forcing it on
+                    self.assertFalse(hasattr(props, "ServerKeepAlive"))
+
+
 if __name__ == "__main__":
     unittest.main()
