@@ -1,11 +1,13 @@
 /*
  * listener.h - the listening sockets (TCP v4/v6, unix, or inherited from
  * systemd socket activation) and the accept loops that hand accepted
- * connections to a broker.
+ * connections to their owner through a callback. The net layer knows no
+ * broker: the daemon (src/daemon) passes an adapter that calls
+ * broker_accept.
  *
  *   listeners (one set, bound once)
- *     +-- acceptor of thread 0 --accept4--> broker_accept(shard 0)
- *     +-- acceptor of thread 1 --accept4--> broker_accept(shard 1) ...
+ *     +-- acceptor of thread 0 --accept4--> fn(ud = shard 0's broker, ...)
+ *     +-- acceptor of thread 1 --accept4--> fn(ud = shard 1's broker, ...)
  *
  * Every thread watches every listening socket and takes up to 'batch'
  * connections per wake-up. Out of file descriptors (EMFILE/ENFILE), an
@@ -17,9 +19,9 @@
 #define MQTTD_LISTENER_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 struct acceptor;
-struct broker;
 struct conf;
 struct ev_loop;
 struct listeners;
@@ -39,12 +41,24 @@ struct listeners *listeners_bind(const struct conf *c, struct log *lg,
 void listeners_free(struct listeners *ls);
 
 /*
- * acceptor_new: watch every socket of ls on loop and hand each accepted
- * connection to b (broker_accept), at most batch per wake-up; lg
- * (borrowed) for errors. ls and b must outlive it. Never NULL.
+ * listener_accept_fn: one accepted connection, called on the acceptor's
+ * loop thread. fd is non-blocking and close-on-exec (TCP_NODELAY already
+ * set when the configuration asks for it) and belongs to the callee from
+ * then on: it must keep it or close it. li is the index of the listener in
+ * the configuration (conf->listeners[li]); sa/salen, the peer address, are
+ * valid during the call only. ud is the pointer given to acceptor_new.
+ */
+typedef void (*listener_accept_fn)(void *ud, size_t li, int fd,
+                                   const struct sockaddr *sa, socklen_t salen);
+
+/*
+ * acceptor_new: watch every socket of ls on loop and call fn(ud, ...) for
+ * each accepted connection, at most batch per wake-up; lg (borrowed) for
+ * errors. ls and whatever ud points to must outlive it. Never NULL.
  */
 struct acceptor *acceptor_new(struct ev_loop *loop, const struct listeners *ls,
-                              struct broker *b, struct log *lg, unsigned batch);
+                              listener_accept_fn fn, void *ud, struct log *lg,
+                              unsigned batch);
 
 /* acceptor_stop: accept no more (the sockets stay open). */
 void acceptor_stop(struct acceptor *a);

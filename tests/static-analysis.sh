@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# static-analysis.sh - run cppcheck and clang-tidy over src/ and fail on any
+# static-analysis.sh - check that every layer of src/ includes only the
+# layers below it, run cppcheck and clang-tidy over src/, and fail on any
 # finding. Part of the test command; installs nothing (tests/install-deps.sh
 # does). About a minute on two cores.
 #
+#   layers     the #include "..." lines of src/*/ and include/ against the
+#              layer order (below).
 #   cppcheck   warning, performance and portability checks; false positives
 #              are listed, each with its reason, in
 #              tests/cppcheck-suppressions.txt.
@@ -64,6 +67,79 @@ mapfile -t sources < <(find src -name '*.c' -printf '%s %p\n' |
 [ ${#sources[@]} -gt 0 ] || die "no sources in src/"
 
 status=0
+
+# ---- layers ----------------------------------------------------------------
+# Each directory of src/ includes only its own headers and those of the
+# layers below it (README.md, "Layout"):
+#   daemon > broker > net, auth > mqtt, conf > util
+# A header belongs to the directory holding the .c of its name
+# (include/conn.h: src/net/conn.c) or holding the header itself (the
+# private src/net/tls_ssl.h). include/*.h are held to their module's
+# layer too. The tools at the top of src/ may include anything.
+echo "== layers"
+start=$SECONDS
+declare -A allowed=(
+    [util]="util"
+    [conf]="conf util"
+    [mqtt]="mqtt util"
+    [net]="net conf util"
+    [auth]="auth mqtt conf util"
+    [broker]="broker net auth mqtt conf util"
+    [daemon]="daemon broker net auth mqtt conf util"
+)
+layer_status=0
+layer_of() { # header file name -> its layer, or nothing
+    local d
+    for d in src/*/; do
+        d=${d%/}
+        if [ -f "$d/${1%.h}.c" ] || [ -f "$d/$1" ]; then
+            echo "${d#src/}"
+            return
+        fi
+    done
+}
+check_includes() { # file layer
+    local h hl
+    while read -r h; do
+        h=${h##*/}
+        hl=$(layer_of "$h")
+        if [ -z "$hl" ]; then
+            echo "$1: includes \"$h\", which belongs to no layer" \
+                "(no src/*/${h%.h}.c)"
+            layer_status=1
+        elif [[ " ${allowed[$2]} " != *" $hl "* ]]; then
+            echo "$1: layer $2 includes \"$h\" of layer $hl"
+            layer_status=1
+        fi
+    done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$1")
+}
+for d in src/*/; do
+    l=$(basename "$d")
+    if [ -z "${allowed[$l]:-}" ]; then
+        echo "src/$l: not a known layer (add it to tests/static-analysis.sh)"
+        layer_status=1
+        continue
+    fi
+    for f in "$d"*.[ch]; do
+        check_includes "$f" "$l"
+    done
+done
+for f in include/*.h; do
+    l=$(layer_of "$(basename "$f")")
+    if [ -z "$l" ]; then
+        echo "$f: belongs to no layer (no src/*/$(basename "$f" .h).c)"
+        layer_status=1
+    else
+        check_includes "$f" "$l"
+    fi
+done
+if [ $layer_status -ne 0 ]; then
+    echo "layers: FAILED (move the code to the right layer, or pass a" \
+        "callback down as src/net/listener.c does)"
+    status=1
+else
+    echo "layers: clean ($((SECONDS - start)) s)"
+fi
 
 # ---- cppcheck --------------------------------------------------------------
 echo "== cppcheck ($("$CPPCHECK" --version))"

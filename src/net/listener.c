@@ -1,7 +1,7 @@
 /*
  * listener.c - binding the listening sockets (or taking them from systemd)
- * and the accept4 loops that hand connections to a broker (see
- * listener.h).
+ * and the accept4 loops that hand connections to the acceptor's callback
+ * (see listener.h).
  */
 #include "listener.h"
 
@@ -20,7 +20,6 @@
 
 #include <ev.h>
 
-#include "broker.h"
 #include "conf.h"
 #include "log.h"
 #include "sysd.h"
@@ -49,7 +48,8 @@ struct awatch {
 
 struct acceptor {
     struct ev_loop *loop;
-    struct broker *broker;
+    listener_accept_fn fn; /* takes every accepted fd */
+    void *ud;
     struct log *log;
     int reserve_fd; /* spare fd, released on EMFILE */
     unsigned batch; /* connections accepted per wake-up */
@@ -354,17 +354,19 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         }
-        broker_accept(a->broker, ls->li, fd, (struct sockaddr *)&ss, sl);
+        a->fn(a->ud, ls->li, fd, (const struct sockaddr *)&ss, sl);
     }
 }
 
 struct acceptor *acceptor_new(struct ev_loop *loop, const struct listeners *ls,
-                              struct broker *b, struct log *lg, unsigned batch)
+                              listener_accept_fn fn, void *ud, struct log *lg,
+                              unsigned batch)
 {
     struct acceptor *a = xcalloc(1, sizeof(*a));
 
     a->loop = loop;
-    a->broker = b;
+    a->fn = fn;
+    a->ud = ud;
     a->log = lg;
     a->batch = batch;
     a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -23,12 +23,12 @@ build fuzz_topic src/mqtt/topic.c src/broker/router.c src/broker/retain.c src/br
 build fuzz_passwd src/auth/passwd.c src/util/util.c src/broker/msg.c
 build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
 build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
-# The broker library's sources (CORE_SRCS in CMakeLists.txt) less conn.c
-# and server.c, which mem_conn.c replaces: read from CMakeLists.txt so a
-# new module cannot be left out here (tests/CMakeLists.txt does the same
-# for the replay test).
+# The core library's sources (CORE_SRCS in CMakeLists.txt: every layer
+# below src/daemon) less src/net/conn.c, which mem_conn.c replaces: read
+# from CMakeLists.txt so a new module cannot be left out here
+# (tests/CMakeLists.txt does the same for the replay test).
 mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
-    grep -o 'src/[a-z_0-9/]*\.c' | grep -v -x -e src/net/conn.c -e src/net/server.c)
+    grep -o 'src/[a-z_0-9/]*\.c' | grep -v -x -e src/net/conn.c)
 [ "${#SESSION_CORE[@]}" -gt 10 ] || { echo "run-fuzz.sh: CORE_SRCS not found"; exit 1; }
 "$CC" "${CFLAGS[@]}" -Isrc/broker tests/fuzz/fuzz_session.c tests/fuzz/mem_conn.c \
     "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread

@@ -239,6 +239,13 @@ static void tls_sync_cb(void *ud)
         threads_sync(s->threads, THREADS_TLS);
 }
 
+/* accept_cb: the acceptor's listener_accept_fn; ud is the broker. */
+static void accept_cb(void *ud, size_t li, int fd, const struct sockaddr *sa,
+                      socklen_t salen)
+{
+    broker_accept(ud, li, fd, sa, salen);
+}
+
 static unsigned threads_wanted(const struct conf *c)
 {
     long n = c->threads;
@@ -289,7 +296,7 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     }
     if (s->ps)
         persist_sched_start(s->ps);
-    s->acc = acceptor_new(s->loop, s->ls, s->broker, lg, s->batch);
+    s->acc = acceptor_new(s->loop, s->ls, accept_cb, s->broker, lg, s->batch);
     ev_signal_init(&s->sig_term, stop_cb, SIGTERM);
     ev_signal_init(&s->sig_int, stop_cb, SIGINT);
     ev_signal_init(&s->sig_hup, hup_cb, SIGHUP);

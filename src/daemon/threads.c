@@ -175,6 +175,14 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* accept_cb: the acceptor's listener_accept_fn; ud is the worker's
+ * broker shard. */
+static void accept_cb(void *ud, size_t li, int fd, const struct sockaddr *sa,
+                      socklen_t salen)
+{
+    broker_accept(ud, li, fd, sa, salen);
+}
+
 /* Build worker idx (on the main thread; its loop runs later on its own). */
 static int worker_init(struct threads *t, struct worker *w, unsigned idx,
                        struct hub *h, uint16_t port, const struct listeners *ls,
@@ -201,7 +209,7 @@ static int worker_init(struct threads *t, struct worker *w, unsigned idx,
     if (w->broker == NULL)
         return -1;
     broker_set_hub(w->broker, h, idx);
-    w->acc = acceptor_new(w->loop, ls, w->broker, w->log, batch);
+    w->acc = acceptor_new(w->loop, ls, accept_cb, w->broker, w->log, batch);
     ev_timer_init(&w->tick, worker_tick_cb, 1.0, 1.0);
     w->tick.data = w;
     ev_timer_start(w->loop, &w->tick);
