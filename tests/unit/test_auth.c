@@ -245,19 +245,22 @@ static void test_load_errors(void **state)
     struct fixture f;
     char err[512] = "", want[600];
     const char bad[] = "# ok\nalice:$7$0$AAAA$BBBB\n";
+    static const struct ccase skipped[] = {
+        {"alice", "secret1", NULL, NULL, AUTH_DENY, "unknown user", false},
+    };
+    struct auth *a;
 
     (void)state;
     assert_true(fd >= 0);
     assert_int_equal(write(fd, bad, sizeof(bad) - 1), (ssize_t)sizeof(bad) - 1);
     close(fd);
 
-    init_conf(&f, 1, tmpl, NULL);
-    assert_null(auth_new(&f.c, 0, err, sizeof(err)));
-    snprintf(want, sizeof(want),
-             "%s:2: iteration count out of range 1..10000000 "
-             "(password_file at mqttd.conf:7)",
-             tmpl);
-    assert_string_equal(err, want);
+    /* an unusable password-file line is skipped (Mosquitto 2.0.11): the
+     * file loads and the user on that line is denied */
+    init_conf(&f, 0, tmpl, NULL);
+    a = must_new(&f.c, 0);
+    run(a, skipped, ARRAY_LEN(skipped));
+    auth_free(a);
 
     init_conf(&f, 1, NULL, tmpl); /* not an ACL file */
     assert_null(auth_new(&f.c, 0, err, sizeof(err)));

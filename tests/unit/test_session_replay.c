@@ -14,7 +14,7 @@
  * compile definition or an environment variable), else from __FILE__.
  *
  * Build: link with tests/fuzz/mem_conn.c and every core source except
- * src/conn.c, main.c, mqttd_passwd.c and server.c; -Iinclude -Isrc;
+ * src/net/conn.c, src/daemon/*.c and src/mqttd_passwd.c; -Iinclude -Isrc;
  * -lcmocka -lssl -lcrypto -lev -lcjson -lm -lpthread.
  */
 #include <setjmp.h>
