@@ -18,6 +18,7 @@
 #include "authq.h"
 #include "broker_int.h"
 #include "conf.h"
+#include "hashmap.h"
 #include "hub.h"
 #include "log.h"
 #include "msg.h"
@@ -27,105 +28,53 @@
 #include "tls.h"
 #include "util.h"
 
-#define TOMB ((struct session *)(uintptr_t)1)
+/* ---- session registry (hashmap.h: keyed SipHash over client ids) ------- */
 
-/* ---- session map (open addressing, FNV-1a) ---------------------------- */
+/*
+ * Client ids are chosen by peers, so the map hashes them under a random
+ * per-broker key (b->reg.seed): nobody can pick ids that pile up on one
+ * probe sequence. Each session's entry is keyed by its own client_id
+ * string, which does not change while the session lives.
+ */
 
-static uint64_t hash_str(const char *s)
+static struct session *session_of(struct hashmap_entry *e)
 {
-    return util_fnv1a(s, strlen(s));
-}
-
-static void map_grow(struct session_map *m)
-{
-    size_t ocap = m->cap, ncap = ocap ? ocap * 2 : 64;
-    struct session **old = m->slots;
-
-    if (ocap && m->n * 2 < ocap)
-        ncap = ocap; /* only tombstones: rehash at the same size */
-    m->slots = xcalloc(ncap, sizeof(*m->slots));
-    m->cap = ncap;
-    m->tombs = 0;
-    for (size_t i = 0; i < ocap; i++) {
-        struct session *s = old[i];
-        if (s && s != TOMB) {
-            size_t j = hash_str(s->client_id) & (ncap - 1);
-            while (m->slots[j])
-                j = (j + 1) & (ncap - 1);
-            m->slots[j] = s;
-        }
-    }
-    free(old);
+    return e != NULL ? hashmap_item(e, struct session, he) : NULL;
 }
 
 struct session *broker_session_find(struct broker *b, const char *id)
 {
-    struct session_map *m = &b->reg.sessions;
-
-    if (m->cap == 0)
-        return NULL;
-    for (size_t j = hash_str(id) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
-        struct session *s = m->slots[j];
-        if (s == NULL)
-            return NULL;
-        if (s != TOMB && strcmp(s->client_id, id) == 0)
-            return s;
-    }
+    return session_of(hashmap_find_str(&b->reg.sessions, &b->reg.seed, id));
 }
 
 void broker_session_add(struct broker *b, struct session *s)
 {
-    struct session_map *m = &b->reg.sessions;
-    size_t j;
-
-    if ((m->n + m->tombs + 1) * 4 >= m->cap * 3)
-        map_grow(m);
-    j = hash_str(s->client_id) & (m->cap - 1);
-    while (m->slots[j] && m->slots[j] != TOMB)
-        j = (j + 1) & (m->cap - 1);
-    if (m->slots[j] == TOMB)
-        m->tombs--;
-    m->slots[j] = s;
-    m->n++;
-    s->in_map = true;
+    hashmap_entry_init(&s->he, &b->reg.seed, s->client_id,
+                       strlen(s->client_id));
+    hashmap_insert(&b->reg.sessions, &s->he);
     b->st.changes++;
 }
 
 void broker_session_remove(struct broker *b, struct session *s)
 {
-    struct session_map *m = &b->reg.sessions;
-
-    if (!s->in_map)
-        return;
-    for (size_t j = hash_str(s->client_id) & (m->cap - 1);;
-         j = (j + 1) & (m->cap - 1)) {
-        if (m->slots[j] == s) {
-            m->slots[j] = TOMB;
-            m->n--;
-            b->st.changes++;
-            m->tombs++;
-            s->in_map = false;
-            return;
-        }
-        if (m->slots[j] == NULL)
-            return;
-    }
+    if (hashmap_remove(&b->reg.sessions, &s->he) == 0)
+        b->st.changes++;
 }
 
 size_t broker_session_count(const struct broker *b)
 {
-    return b->reg.sessions.n;
+    return hashmap_count(&b->reg.sessions);
 }
 
 void broker_session_foreach(struct broker *b,
                             void (*fn)(struct session *s, void *arg), void *arg)
 {
+    struct hashmap_entry *e;
+    size_t it = 0;
+
     /* removal leaves a tombstone in place, so the walk stays valid */
-    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
-        struct session *s = b->reg.sessions.slots[i];
-        if (s && s != TOMB)
-            fn(s, arg);
-    }
+    while ((e = hashmap_next(&b->reg.sessions, &it)) != NULL)
+        fn(session_of(e), arg);
 }
 
 static void clear_one(struct session *s, void *arg)
@@ -212,6 +161,7 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     err[0] = '\0';
     b->loop = loop;
     b->log = lg;
+    hashmap_seed_init(&b->reg.seed);
     if (build_contexts(b, c, &b->auth, &b->tls, err, errlen) < 0) {
         free(b);
         return NULL;
@@ -234,17 +184,19 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
 
 void broker_free(struct broker *b)
 {
+    struct hashmap_entry *e;
+    size_t it = 0;
+
     if (b == NULL)
         return;
-    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
-        struct session *s = b->reg.sessions.slots[i];
-        if (s && s != TOMB) {
-            if (s->client)
-                s->client->s = NULL;
-            session_free(s);
-        }
+    /* the walk reads only the table, never a freed entry */
+    while ((e = hashmap_next(&b->reg.sessions, &it)) != NULL) {
+        struct session *s = session_of(e);
+        if (s->client)
+            s->client->s = NULL;
+        session_free(s);
     }
-    free(b->reg.sessions.slots);
+    hashmap_clear(&b->reg.sessions);
     shard_free(b->shard); /* after the sessions: they tell the hub */
     authq_free(b->authq);
     sys_free(b->sys);
@@ -843,10 +795,10 @@ void broker_tick(struct broker *b)
     /* expire offline sessions; give up on subscribers that stopped
      * draining while publishers waited for them */
     bool resume = false;
-    for (size_t i = 0; i < b->reg.sessions.cap; i++) {
-        struct session *s = b->reg.sessions.slots[i];
-        if (s == NULL || s == TOMB)
-            continue;
+    struct hashmap_entry *e;
+    size_t it = 0;
+    while ((e = hashmap_next(&b->reg.sessions, &it)) != NULL) {
+        struct session *s = session_of(e);
         if (flow_sub_tick(&s->flow, s->client != NULL, now)) {
             resume = true;
             if (s->flow.stuck)
@@ -867,6 +819,7 @@ void broker_tick(struct broker *b)
             session_free(s);
         }
     }
+    hashmap_shrink(&b->reg.sessions); /* not during the walk */
     if (resume && flow_held(b->flow))
         broker_resume_paused(b);
 }

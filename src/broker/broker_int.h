@@ -23,6 +23,7 @@
 #include "client.h"
 #include "conn.h"
 #include "flow.h"
+#include "hashmap.h"
 #include "shard.h"
 #include "log.h"
 #include "mqtt_codec.h"
@@ -39,15 +40,11 @@ struct client;
 
 /* ---- broker ---------------------------------------------------------- */
 
-struct session_map {
-    struct session **slots; /* open addressing, NULL = empty */
-    size_t cap, n, tombs;
-};
-
 /* The registry: sessions by client id and the live clients. */
 struct registry {
-    struct session_map sessions;
-    struct client *clients; /* all live clients (doubly linked) */
+    struct hashmap sessions;  /* session.he, keyed by client_id */
+    struct hashmap_seed seed; /* random: peers choose the client ids */
+    struct client *clients;   /* all live clients (doubly linked) */
     size_t nclients;
     uint64_t auto_id; /* next assigned client id */
 };
@@ -243,8 +240,8 @@ struct session {
     /* dedupe mark for broker_publish */
     uint32_t mark;
     uint32_t mark_idx;
-    /* map slot bookkeeping */
-    bool in_map;
+    /* in b->reg.sessions (keyed by client_id) */
+    struct hashmap_entry he;
 };
 
 struct session *session_new(struct broker *b, const char *client_id);
