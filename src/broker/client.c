@@ -748,8 +748,16 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
             c->aliases[a] = xstrndup(topic, tlen);
         }
     }
-    if (!topic_name_valid(topic, tlen)) {
-        protocol_fail(c, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
+    switch (topic_name_check(topic, tlen)) {
+    case TOPIC_OK:
+        break;
+    case TOPIC_TOO_DEEP: /* well-formed, over a limit: 0x90 */
+        protocol_fail(c, MQTT_RC_TOPIC_NAME_INVALID,
+                      "topic name has too many levels");
+        return false;
+    case TOPIC_MALFORMED: /* the codec refuses these; kept as a guard */
+    default:
+        protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "invalid topic name");
         return false;
     }
     if (p->qos > l->max_qos) {
@@ -843,6 +851,38 @@ static void deliver_retained(struct msg *m, void *arg)
                     rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0);
 }
 
+/*
+ * filters_check: the first malformed filter of SUBSCRIBE / UNSUBSCRIBE p
+ * ('#' not the whole last level, '+' not a whole level [MQTT-4.7.1-2,
+ * MQTT-4.7.1-3], a malformed "$share/" filter [MQTT-4.8.2-1, -2]) makes
+ * the whole packet malformed (v5 4.13: DISCONNECT 0x81, then close;
+ * v3: close), before any of its filters takes effect. Returns true when
+ * all are well-formed (one too deep is: it is refused per filter).
+ */
+static bool filters_check(struct client *c, const struct mqtt_subscribe *p,
+                          bool sub)
+{
+    uint32_t off = 0;
+    struct mqtt_str f;
+    struct mqtt_sub_opts o;
+    char why[160];
+
+    while (sub ? mqtt_sub_next(p, &off, &f, &o)
+               : mqtt_unsub_next(p, &off, &f)) {
+        const char *g, *inner = f.p;
+        size_t glen, ilen = f.len;
+
+        if (topic_share_parse(f.p, f.len, &g, &glen, &inner, &ilen) >= 0 &&
+            topic_filter_check(inner, ilen) != TOPIC_MALFORMED)
+            continue;
+        snprintf(why, sizeof(why), "malformed topic filter '%.*s'",
+                 (int)(f.len < 100 ? f.len : 100), f.p);
+        protocol_fail(c, MQTT_RC_MALFORMED, why);
+        return false;
+    }
+    return true;
+}
+
 static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
 {
     struct broker *b = c->b;
@@ -863,6 +903,8 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
      * delivered to the new subscription as a live one */
     if (b->shard)
         shard_drain(b->shard);
+    if (!filters_check(c, p, true))
+        return;
     if (p->count > ARRAY_LEN(codes_stack)) {
         codes = xmalloc(p->count);
         send = xmalloc(p->count * sizeof(bool));
@@ -875,10 +917,15 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
         uint8_t flags = 0, qos;
 
         send[i] = false;
-        if (sh < 0 || !topic_filter_valid(inner, ilen)) {
+        if (topic_filter_check(inner, ilen) != TOPIC_OK) {
+            /* well-formed (filters_check) but over TOPIC_MAX_LEVELS: a
+             * limit, refused for this filter only */
             codes[i++] = v5 ? MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
-            LOG_N(b->log, "Client %s: invalid subscription filter '%.*s'.",
-                  cid(c), (int)f.len, f.p);
+            LOG_N(b->log,
+                  "Client %s: subscription filter '%.*s' refused: more "
+                  "than %u levels.",
+                  cid(c), (int)(f.len < 100 ? f.len : 100), f.p,
+                  TOPIC_MAX_LEVELS);
             continue;
         }
         if (sh == 1 && o.no_local) {
@@ -964,6 +1011,8 @@ static void handle_unsubscribe(struct client *c, const struct mqtt_subscribe *p)
     uint8_t buf[128];
     size_t n;
 
+    if (!filters_check(c, p, false))
+        return;
     if (p->count > ARRAY_LEN(codes_stack))
         codes = xmalloc(p->count);
     while (mqtt_unsub_next(p, &off, &f)) {
