@@ -364,6 +364,23 @@ static void make_client_id(struct client *c, const char *prefix)
     c->client_id = xstrdup(buf);
 }
 
+/*
+ * receive_maximum: the QoS 2 PUBLISHes a v5 client may have unreleased
+ * towards us (the CONNACK Receive Maximum, 3.2.2.3.3; [MQTT-3.3.4-7]):
+ * max_inflight_messages as in Mosquitto (0 = 65535), bounded by
+ * max_receive_maximum. v3 clients are never told a limit, so only
+ * max_receive_maximum bounds theirs.
+ */
+static uint16_t receive_maximum(const struct conf *cf, uint8_t version)
+{
+    uint16_t rm = cf->max_receive_maximum ? cf->max_receive_maximum : 65535;
+
+    if (version == MQTT_V5 && cf->max_inflight_messages &&
+        cf->max_inflight_messages < rm)
+        rm = cf->max_inflight_messages;
+    return rm;
+}
+
 static void connack_props(struct client *c, struct mqtt_pb *pb, bool assigned,
                           uint16_t server_keepalive)
 {
@@ -375,8 +392,10 @@ static void connack_props(struct client *c, struct mqtt_pb *pb, bool assigned,
                     (uint16_t)strlen(c->client_id));
     if (server_keepalive)
         mqtt_pb_u16(pb, MQTT_PROP_SERVER_KEEP_ALIVE, c->keepalive);
-    if (cf->max_receive_maximum && cf->max_receive_maximum < 65535)
-        mqtt_pb_u16(pb, MQTT_PROP_RECEIVE_MAXIMUM, cf->max_receive_maximum);
+    /* absent means 65535 (3.2.2.3.3): sent only below that */
+    if (receive_maximum(cf, MQTT_V5) < 65535)
+        mqtt_pb_u16(pb, MQTT_PROP_RECEIVE_MAXIMUM,
+                    receive_maximum(cf, MQTT_V5));
     if (l->max_qos < 2)
         mqtt_pb_byte(pb, MQTT_PROP_MAXIMUM_QOS, l->max_qos);
     if (!cf->retain_available)
@@ -792,12 +811,17 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
         return false;
     }
     if (p->qos == 2) {
-        uint16_t max =
-            cf->max_receive_maximum ? cf->max_receive_maximum : 65535;
+        uint16_t max = receive_maximum(cf, c->version);
         int seen = session_rx_qos2_add(c->s, p->packet_id, max);
         if (seen < 0) {
-            protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
-                          "too many QoS 2 messages in flight");
+            /* the client broke [MQTT-3.3.4-7]: more unreleased QoS 2
+             * PUBLISHes than our Receive Maximum: DISCONNECT 0x93 (3.3.4) */
+            char why[96];
+            snprintf(why, sizeof(why),
+                     "more than %u QoS 2 messages in flight (Receive "
+                     "Maximum)",
+                     max);
+            protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, why);
             return false;
         }
         if (seen == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
