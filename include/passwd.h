@@ -14,8 +14,13 @@
  *     +-- lines[0..n)   entries and comment lines in file order
  *     +-- index         open-addressing table: username -> line
  *
- * Any malformed line makes the whole load fail with "FILE:LINE: reason";
- * a partial list is never returned.
+ * Like Mosquitto 2.0.11, a line that cannot be used (no ':', bad
+ * username, malformed hash) does not fail the load: it is reported as
+ * "<why>; entry ignored" for FILE:LINE through a passwd_warn_fn, kept
+ * verbatim for passwd_serialise(), and gives no entry, so its user is
+ * denied. A username on two lines is denied too (the second line is kept
+ * as a shadow). Only file-level problems fail the load: I/O errors, size
+ * limits, over-long lines and NUL bytes ("FILE:LINE: reason").
  */
 #ifndef MQTTD_PASSWD_H
 #define MQTTD_PASSWD_H
@@ -56,16 +61,32 @@ struct passwd;
 struct passwd *passwd_new(void);
 
 /*
- * passwd_load: read and parse the file at 'path'. Returns a new table, or
- * NULL with "PATH:LINE: reason" (or "PATH: reason" for I/O errors and size
+ * passwd_warn_fn: a skipped line: the file name, its 1-based line and
+ * "<why>; entry ignored". The same shape as conf_err_fn.
+ */
+typedef void (*passwd_warn_fn)(void *arg, const char *file, int line,
+                               const char *msg);
+
+/*
+ * passwd_load_warn: read and parse the file at 'path'; each skipped line
+ * goes to warn(arg, ...) (warn may be NULL). Returns a new table, or NULL
+ * with "PATH:LINE: reason" (or "PATH: reason" for I/O errors and size
  * limits) in err. The caller owns the result (passwd_free).
  */
+struct passwd *passwd_load_warn(const char *path, passwd_warn_fn warn,
+                                void *arg, char *err, size_t errlen);
+
+/* passwd_load: passwd_load_warn() without a warning sink. */
 struct passwd *passwd_load(const char *path, char *err, size_t errlen);
 
 /*
- * passwd_parse: the same over buf[0..len) named 'name' in messages (for
- * tests and the fuzzer). buf need not be NUL-terminated.
+ * passwd_parse_warn / passwd_parse: the same over buf[0..len) named 'name'
+ * in messages (for tests, the fuzzer and mqttd-passwd). buf need not be
+ * NUL-terminated.
  */
+struct passwd *passwd_parse_warn(const char *name, const char *buf, size_t len,
+                                 passwd_warn_fn warn, void *arg, char *err,
+                                 size_t errlen);
 struct passwd *passwd_parse(const char *name, const char *buf, size_t len,
                             char *err, size_t errlen);
 
@@ -85,8 +106,10 @@ uint64_t passwd_user_stamp(const struct passwd *pw, const char *user);
 
 /*
  * passwd_check: verify a CONNECT. The hash comparison is constant-time
- * (util_ct_memeq). password NULL (none sent) gives PASSWD_BAD for a known
- * user. A $7$ check costs 'iterations' HMAC-SHA512 rounds.
+ * (util_ct_memeq). An empty or missing password (NULL or length 0) gives
+ * PASSWD_BAD for a known user before any hashing, even when the entry is
+ * a hash of "" (Mosquitto 2.0); so does a user denied for appearing on
+ * two lines. A $7$ check costs 'iterations' HMAC-SHA512 rounds.
  */
 enum passwd_result passwd_check(const struct passwd *pw, const char *user,
                                 const uint8_t *password, size_t password_len);
@@ -113,13 +136,15 @@ int passwd_hash_verify(const char *hash, const uint8_t *password,
 
 /*
  * passwd_set: add 'user' with hash text 'hash' at the end, or replace the
- * hash of an existing user in place. Returns 0, or -1 with a reason in err
- * (empty/invalid username, username with ':', malformed hash).
+ * hash of an existing user in place (dropping the user's repeated lines).
+ * Returns 0, or -1 with a reason in err (empty/invalid username, username
+ * with ':', malformed hash).
  */
 int passwd_set(struct passwd *pw, const char *user, const char *hash, char *err,
                size_t errlen);
 
-/* passwd_remove: delete 'user'. Returns 0, or -1 when not present. */
+/* passwd_remove: delete 'user' (and its repeated lines). Returns 0, or -1
+ * when not present. */
 int passwd_remove(struct passwd *pw, const char *user);
 
 /*

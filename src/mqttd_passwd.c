@@ -10,10 +10,13 @@
  *
  * Differences from mosquitto_passwd: the default $7$ iteration count is
  * PASSWD_DEFAULT_ITERATIONS (210,000) instead of 101; an existing file is
- * parsed strictly first and left untouched when it has an error; comment
- * and blank lines are kept; -U keeps lines that already hold a valid hash;
- * files are replaced atomically (temp + fsync + rename), created 0600, an
- * existing file's mode is kept minus world bits and its owner kept.
+ * parsed first and left untouched when it cannot be read; lines the broker
+ * would skip are named as warnings and written back unchanged; comment
+ * and blank lines are kept; an empty password is stored with a warning
+ * that it can never authenticate (the broker denies empty passwords); -U keeps
+ * lines that already hold a valid hash; files are replaced atomically (temp +
+ * fsync + rename), created 0600, an existing file's mode is kept minus world
+ * bits and its owner kept.
  *
  * Exit status as mosquitto_passwd: 0 success, 1 error, 2 when the two
  * typed passwords differ.
@@ -166,6 +169,9 @@ static int make_hash(const struct opts *o, const char *password, char *out,
                 MAX_PASSWORD);
         return -1;
     }
+    if (n == 0)
+        fprintf(stderr, "Warning: empty password: mqttd never authenticates "
+                        "an empty password.\n");
     if (passwd_hash_make(o->type, o->iterations, (const uint8_t *)password, n,
                          out, outlen) == -1) {
         fprintf(stderr, "Error: Unable to hash password.\n");
@@ -202,10 +208,21 @@ static int save(const char *path, const char *text, size_t len)
     return 0;
 }
 
+/* warn_stderr: a passwd_warn_fn; *arg (an int, may be NULL) counts. */
+static void warn_stderr(void *arg, const char *file, int line, const char *msg)
+{
+    int *n = arg;
+
+    fprintf(stderr, "Warning: %s:%d: %s.\n", file, line, msg);
+    if (n != NULL)
+        (*n)++;
+}
+
 static struct passwd *load(const char *path)
 {
     char err[512];
-    struct passwd *pw = passwd_load(path, err, sizeof(err));
+    struct passwd *pw =
+        passwd_load_warn(path, warn_stderr, NULL, err, sizeof(err));
 
     if (pw == NULL)
         fprintf(stderr, "Error: %s\n", err);
@@ -259,7 +276,7 @@ static int do_update(const struct opts *o, const char *path)
     size_t len = 0, pos = 0, olen = 0, ocap = 0;
     char *in = read_all(path, &len), *out = NULL, err[512];
     struct passwd *check;
-    int line = 0, rc = 1;
+    int line = 0, rc = 1, skipped = 0;
 
     if (in == NULL)
         return 1;
@@ -319,13 +336,21 @@ static int do_update(const struct opts *o, const char *path)
         }
         out[olen++] = '\n';
     }
-    /* Never write a file the broker would refuse. */
-    check = passwd_parse(path, out ? out : "", olen, err, sizeof(err));
+    /* Never write a file the broker would refuse or partly skip. */
+    check = passwd_parse_warn(path, out ? out : "", olen, warn_stderr, &skipped,
+                              err, sizeof(err));
     if (check == NULL) {
         fprintf(stderr, "Error: %s\n", err);
         goto fail;
     }
     passwd_free(check);
+    if (skipped > 0) {
+        fprintf(stderr,
+                "Error: %s: %d line(s) the broker would skip; file "
+                "left unchanged.\n",
+                path, skipped);
+        goto fail;
+    }
     rc = save(path, out ? out : "", olen) == 0 ? 0 : 1;
 fail:
     if (in != NULL)

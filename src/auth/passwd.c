@@ -1,8 +1,8 @@
 /*
- * passwd.c - Mosquitto-compatible password files (see passwd.h): strict
- * loader with FILE:LINE errors, username index, PBKDF2-HMAC-SHA512 ($7$)
- * and salted SHA-512 ($6$) verification in constant time, hash generation
- * and serialisation for mqttd-passwd.
+ * passwd.c - Mosquitto-compatible password files (see passwd.h): loader
+ * that skips unusable lines with a FILE:LINE warning, username index,
+ * PBKDF2-HMAC-SHA512 ($7$) and salted SHA-512 ($6$) verification in constant
+ * time, hash generation and serialisation for mqttd-passwd.
  *
  * Hash text grammar (as mosquitto_passwd 2.0 writes it):
  *
@@ -38,6 +38,8 @@ struct pw_line {
     char *user;
     char *text; /* hash text of an entry, or the whole comment line */
     struct pw_hash h;
+    bool denied; /* a later line repeats the user: never authenticates */
+    bool shadow; /* that later line: kept for serialisation, not indexed */
 };
 
 struct passwd {
@@ -359,7 +361,7 @@ static void rebuild_index(struct passwd *pw)
     pw->nslots = want;
     pw->slots = xcalloc(want, sizeof(*pw->slots));
     for (size_t i = 0; i < pw->nlines; i++) {
-        if (pw->lines[i].user != NULL)
+        if (pw->lines[i].user != NULL && !pw->lines[i].shadow)
             pw->slots[find_slot(pw, pw->lines[i].user)] = i + 1;
     }
 }
@@ -445,6 +447,8 @@ uint64_t passwd_user_stamp(const struct passwd *pw, const char *user)
     if (l == NULL)
         return 0;
     h = util_fnv1a(l->text, strlen(l->text));
+    if (l->denied)
+        h = ~h;
     return h ? h : 1;
 }
 
@@ -453,9 +457,11 @@ enum passwd_result passwd_check(const struct passwd *pw, const char *user,
 {
     const struct pw_line *l = lookup(pw, user);
 
+    /* Before any hashing: an empty or missing password never matches,
+     * even a hash of "" (Mosquitto 2.0, CVE-2021-34434 class). */
     if (l == NULL)
         return PASSWD_NO_USER;
-    if (password == NULL)
+    if (password == NULL || password_len == 0 || l->denied)
         return PASSWD_BAD;
     return verify(&l->h, password, password_len) ? PASSWD_OK : PASSWD_BAD;
 }
@@ -499,6 +505,25 @@ static int check_username(const char *u, size_t len, const char **why)
     return 0;
 }
 
+/* drop_shadows: delete the repeated (shadow) lines of user; reindex. */
+static void drop_shadows(struct passwd *pw, const char *user)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < pw->nlines; i++) {
+        struct pw_line *l = &pw->lines[i];
+        if (l->shadow && strcmp(l->user, user) == 0) {
+            free(l->user);
+            free(l->text);
+            OPENSSL_cleanse(&l->h, sizeof(l->h));
+            continue;
+        }
+        pw->lines[o++] = *l;
+    }
+    pw->nlines = o;
+    rebuild_index(pw);
+}
+
 int passwd_set(struct passwd *pw, const char *user, const char *hash, char *err,
                size_t errlen)
 {
@@ -517,6 +542,11 @@ int passwd_set(struct passwd *pw, const char *user, const char *hash, char *err,
         free(l->text);
         l->text = xstrdup(hash);
         l->h = h;
+        if (l->denied) {
+            /* one entry again: drop the repeated lines */
+            l->denied = false;
+            drop_shadows(pw, user);
+        }
         return 0;
     }
     add_user(pw, user, strlen(user), hash, strlen(hash), &h);
@@ -537,7 +567,7 @@ int passwd_remove(struct passwd *pw, const char *user)
             (pw->nlines - i - 1) * sizeof(*pw->lines));
     pw->nlines--;
     pw->nusers--;
-    rebuild_index(pw);
+    drop_shadows(pw, user); /* reindexes */
     return 0;
 }
 
@@ -573,31 +603,44 @@ char *passwd_serialise(const struct passwd *pw, size_t *len)
 
 /* ---- loading ---- */
 
-/* parse_line: one line (no newline) into pw. 0, or -1 with *why. */
-static int parse_line(struct passwd *pw, const char *s, size_t len,
-                      const char **why)
-{
-    const char *colon, *u, *h;
-    size_t ul, hl, i = 0;
-    struct pw_hash hash;
+struct loader {
+    struct passwd *pw;
+    const char *name; /* file name for warnings */
+    int line;         /* 1-based number of the line being parsed */
+    passwd_warn_fn warn;
+    void *arg;
+};
 
-    while (len > 0 && (is_blank(s[len - 1]) || s[len - 1] == '\r'))
-        len--;
-    while (i < len && is_blank(s[i]))
-        i++;
-    if (i == len || s[i] == '#') {
-        struct pw_line *l = push_line(pw);
-        l->text = xstrndup(s, len);
-        return 0;
-    }
+/* keep_line: store s[0..len) verbatim (comments, blank and skipped lines),
+ * so that mqttd-passwd writes back what it could not use. */
+static void keep_line(struct passwd *pw, const char *s, size_t len)
+{
+    struct pw_line *l = push_line(pw);
+
+    l->text = xstrndup(s, len);
+}
+
+/*
+ * parse_entry: the "user:hash" line s[0..len) (trimmed, not a comment).
+ * Returns 0 with the entry added; 1 with *why for a repeated user (the
+ * line is kept as a shadow, the user denied); -1 with *why when the line
+ * is unusable.
+ */
+static int parse_entry(struct passwd *pw, const char *s, size_t len,
+                       const char **why)
+{
+    const char *colon, *h;
+    size_t ul, hl;
+    struct pw_hash hash;
+    struct pw_line *dup;
+
     colon = memchr(s, ':', len);
     if (colon == NULL) {
         *why = "no ':' between username and password hash";
         return -1;
     }
-    u = s + i;
-    ul = (size_t)(colon - u);
-    while (ul > 0 && is_blank(u[ul - 1]))
+    ul = (size_t)(colon - s);
+    while (ul > 0 && is_blank(s[ul - 1]))
         ul--;
     h = colon + 1;
     hl = len - (size_t)(h - s);
@@ -605,7 +648,7 @@ static int parse_line(struct passwd *pw, const char *s, size_t len,
         h++;
         hl--;
     }
-    if (check_username(u, ul, why) == -1)
+    if (check_username(s, ul, why) == -1)
         return -1;
     if (hl == 0) {
         *why = "no password hash";
@@ -614,46 +657,97 @@ static int parse_line(struct passwd *pw, const char *s, size_t len,
     if (parse_hash(h, hl, &hash, why) == -1)
         return -1;
     {
-        char *name = xstrndup(u, ul);
-        bool dup = lookup(pw, name) != NULL;
+        char *name = xstrndup(s, ul);
+        dup = lookup(pw, name);
         free(name);
-        if (dup) {
-            *why = "duplicate username";
-            return -1;
-        }
     }
-    add_user(pw, u, ul, h, hl, &hash);
+    if (dup != NULL) {
+        /* Which of the two was meant is unknown: deny the user. */
+        struct pw_line *l;
+        dup->denied = true;
+        l = push_line(pw); /* may move dup */
+        l->user = xstrndup(s, ul);
+        l->text = xstrndup(h, hl);
+        l->shadow = true;
+        *why = "duplicate username, user denied";
+        OPENSSL_cleanse(&hash, sizeof(hash));
+        return 1;
+    }
+    add_user(pw, s, ul, h, hl, &hash);
     return 0;
 }
 
-/* parse_line_cb: util_line_fn over parse_line. */
-static int parse_line_cb(void *ud, const char *s, size_t len, const char **why)
+/*
+ * parse_line: one line (no newline). Comments and blank lines are kept;
+ * an unusable line is kept verbatim, reported through the warning sink as
+ * "<why>; entry ignored" and gives no entry (its user is denied). Never
+ * fails: Mosquitto 2.0.11 also starts with such a file.
+ */
+static int parse_line(void *ud, const char *s, size_t len, const char **why)
 {
-    return parse_line(ud, s, len, why);
+    struct loader *ld = ud;
+    const char *w = NULL;
+    size_t i = 0, end = len;
+    int rc;
+
+    (void)why;
+    ld->line++;
+    while (end > 0 && (is_blank(s[end - 1]) || s[end - 1] == '\r'))
+        end--;
+    while (i < end && is_blank(s[i]))
+        i++;
+    if (i == end || s[i] == '#') {
+        keep_line(ld->pw, s, end);
+        return 0;
+    }
+    rc = parse_entry(ld->pw, s + i, end - i, &w);
+    if (rc == -1)
+        keep_line(ld->pw, s, end);
+    if (rc != 0) {
+        if (ld->warn != NULL) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%s; entry ignored", w);
+            ld->warn(ld->arg, ld->name, ld->line, msg);
+        }
+    }
+    return 0;
+}
+
+struct passwd *passwd_parse_warn(const char *name, const char *buf, size_t len,
+                                 passwd_warn_fn warn, void *arg, char *err,
+                                 size_t errlen)
+{
+    struct loader ld = {passwd_new(), name, 0, warn, arg};
+
+    if (util_parse_lines(name, buf, len, PASSWD_MAX_FILE, PASSWD_MAX_LINE,
+                         parse_line, &ld, err, errlen) == -1) {
+        passwd_free(ld.pw);
+        return NULL;
+    }
+    return ld.pw;
 }
 
 struct passwd *passwd_parse(const char *name, const char *buf, size_t len,
                             char *err, size_t errlen)
 {
-    struct passwd *pw = passwd_new();
+    return passwd_parse_warn(name, buf, len, NULL, NULL, err, errlen);
+}
 
-    if (util_parse_lines(name, buf, len, PASSWD_MAX_FILE, PASSWD_MAX_LINE,
-                         parse_line_cb, pw, err, errlen) == -1) {
-        passwd_free(pw);
+struct passwd *passwd_load_warn(const char *path, passwd_warn_fn warn,
+                                void *arg, char *err, size_t errlen)
+{
+    struct loader ld = {passwd_new(), path, 0, warn, arg};
+
+    /* util_read_lines wipes its copy of the file (the hashes) */
+    if (util_read_lines(path, PASSWD_MAX_FILE, PASSWD_MAX_LINE, parse_line, &ld,
+                        err, errlen) == -1) {
+        passwd_free(ld.pw);
         return NULL;
     }
-    return pw;
+    return ld.pw;
 }
 
 struct passwd *passwd_load(const char *path, char *err, size_t errlen)
 {
-    struct passwd *pw = passwd_new();
-
-    /* util_read_lines wipes its copy of the file (the hashes) */
-    if (util_read_lines(path, PASSWD_MAX_FILE, PASSWD_MAX_LINE, parse_line_cb,
-                        pw, err, errlen) == -1) {
-        passwd_free(pw);
-        return NULL;
-    }
-    return pw;
+    return passwd_load_warn(path, NULL, NULL, err, errlen);
 }

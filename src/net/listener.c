@@ -259,12 +259,66 @@ void listeners_free(struct listeners *ls)
 
 /* ---- accepting ---------------------------------------------------------- */
 
+/* At most this many backlog connections are dropped per EMFILE, so a
+ * flood cannot hold the loop; the rest wait for the next round. */
+#define SHED_MAX 4096
+
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct awatch *aw = w->data;
+    struct acceptor *a = aw->acc;
 
     (void)revents;
+    if (a->reserve_fd < 0) /* lost the race for it last time */
+        a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ev_io_start(loop, &aw->w);
+}
+
+/* log_shed: one closed connection (dropped) or one EMFILE with nothing
+ * to close, rate-limited to one line per 5 s with the count suppressed. */
+static void log_shed(struct acceptor *a, int e, bool dropped)
+{
+    unsigned sup;
+
+    if (!log_ratelimit_ok(&a->emfile_rl, 1, 5.0, &sup))
+        return;
+    LOG_W(a->log,
+          "Out of file descriptors (%s, %u similar suppressed): %s; "
+          "refusing new connections for 100 ms.",
+          strerror(e), sup,
+          dropped ? "closed a waiting connection at once"
+                  : "no waiting connection");
+}
+
+/*
+ * shed_backlog: out of descriptors (errno e). Free the reserve fd, then
+ * accept and close every connection waiting in ls's backlog (until
+ * EAGAIN, at most SHED_MAX) so no peer is left hanging without an answer,
+ * and take the reserve fd again. The caller pauses accepting: EMFILE is
+ * level-triggered and must never make the loop spin.
+ */
+static void shed_backlog(struct acceptor *a, const struct lsock *ls, int e)
+{
+    unsigned n = 0;
+
+    if (a->reserve_fd >= 0) {
+        close(a->reserve_fd);
+        a->reserve_fd = -1;
+        while (n < SHED_MAX) {
+            int fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (errno == EINTR || errno == ECONNABORTED)
+                    continue;
+                break; /* EAGAIN, or EMFILE: another thread took the fd */
+            }
+            close(fd);
+            n++;
+            log_shed(a, e, true);
+        }
+        a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    if (n == 0)
+        log_shed(a, e, false);
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -283,29 +337,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl,
                      SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            unsigned sup;
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
                 errno == ECONNABORTED)
                 return;
             if (errno == EMFILE || errno == ENFILE) {
-                /* Free the reserve fd, accept and drop one connection so
-                 * the peer is not left hanging, then pause accepting for a
-                 * moment: never spin on a level-triggered EMFILE. */
-                int e = errno; /* close/accept4/open below clobber it */
-
-                if (a->reserve_fd >= 0) {
-                    close(a->reserve_fd);
-                    a->reserve_fd = -1;
-                    fd = accept4(ls->fd, NULL, NULL, SOCK_CLOEXEC);
-                    if (fd >= 0)
-                        close(fd);
-                    a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                }
-                if (log_ratelimit_ok(&a->emfile_rl, 1, 5.0, &sup))
-                    LOG_W(a->log,
-                          "Out of file descriptors (%s): refusing new "
-                          "connections for 100 ms.",
-                          strerror(e));
+                shed_backlog(a, ls, errno);
                 ev_io_stop(loop, &aw->w);
                 ev_timer_set(&aw->retry, 0.1, 0.0);
                 ev_timer_start(loop, &aw->retry);

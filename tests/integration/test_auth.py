@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import PASSWD, Broker, Raw, Sub, pub, subscribe_pkt
+from harness import MQTTD, PASSWD, Broker, Raw, Sub, pub, subscribe_pkt
 
 
 def make_pwfile(path, users, tool=None):
@@ -184,15 +184,54 @@ class MosquittoPasswdFiles(AuthTest):
         r = pub(self.b.port, ["-u", "carol", "-P", "nope", "-t", "t", "-m", "x"], check=False)
         self.assertNotEqual(r.returncode, 0)
 
-    def test_malformed_password_file_is_config_error(self):
+    def test_malformed_lines_skipped_with_warning(self):
+        """Mosquitto 2.0.11: a line it cannot use is skipped, its user
+        denied, the broker starts; mqttd names FILE:LINE as a warning."""
         d = tempfile.mkdtemp()
         pw = os.path.join(d, "passwd")
-        with open(pw, "w") as f:
+        make_pwfile(pw, [("carol", "singer")])
+        with open(pw, "a") as f:
             f.write("dave:$7$notvalid\n")
+        self.start("listener {port} 127.0.0.1\npassword_file %s\n" % pw).start()
+        self.b.wait_log(r"%s:2: warning: malformed \$7\$ hash .*; entry ignored"
+                        % pw)
+        pub(self.b.port, ["-u", "carol", "-P", "singer", "-t", "t", "-m", "x"])
+        r = pub(self.b.port, ["-u", "dave", "-P", "notvalid", "-t", "t", "-m", "x"],
+                check=False)
+        self.assertNotEqual(r.returncode, 0)
+        # mqttd -t: a warning, exit status 0
+        t = subprocess.run([MQTTD, "-t", "-c", self.b.conf_path],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(t.returncode, 0, t.stderr)
+        self.assertRegex(t.stderr, r"%s:2: warning: .*; entry ignored" % pw)
+
+    def test_reload_logs_skipped_lines_as_warnings(self):
+        """On SIGHUP the skipped lines are logged at warning level (JSON
+        log: "level":"warning") and the reload goes on."""
+        d = tempfile.mkdtemp()
+        pw = os.path.join(d, "passwd")
+        make_pwfile(pw, [("carol", "singer")])
+        self.start("listener {port} 127.0.0.1\npassword_file %s\n"
+                   "log_format json\n" % pw).start()
+        with open(pw, "a") as f:
+            f.write("no-colon-here\n")
+        m = self.b.mark()
+        self.b.signal(signal.SIGHUP)
+        self.b.wait_log(r"Configuration reloaded", start=m)
+        line = self.b.wait_log(r"%s:2: warning: no ':'" % pw, start=m)
+        self.assertIn('"level":"warning"', line)
+        pub(self.b.port, ["-u", "carol", "-P", "singer", "-t", "t", "-m", "x"])
+
+    def test_unreadable_password_file_is_config_error(self):
+        """File-level problems (here a NUL byte) still refuse the start."""
+        d = tempfile.mkdtemp()
+        pw = os.path.join(d, "passwd")
+        with open(pw, "wb") as f:
+            f.write(b"da\0ve:$7$notvalid\n")
         self.start("listener {port} 127.0.0.1\npassword_file %s\n" % pw)
         self.b.start(expect_ready=False)
         self.assertNotEqual(self.b.proc.wait(timeout=10), 0)
-        self.b.wait_log(r"%s:1:" % pw)
+        self.b.wait_log(r"%s:1: NUL byte" % pw)
         self.b.proc = None  # already exited; tearDown must not expect it alive
         self.b.alive = lambda: True
 

@@ -1,8 +1,8 @@
 /*
  * test_passwd.c - password files: vectors written by Debian's
- * mosquitto_passwd 2.0.11 (tests/unit/auth/mosquitto.passwd), strict
- * loading with FILE:LINE errors, hash generation, editing and
- * serialisation.
+ * mosquitto_passwd 2.0.11 (tests/unit/auth/mosquitto.passwd), empty
+ * passwords, unusable lines skipped with FILE:LINE warnings, file-level
+ * errors, hash generation, editing and serialisation.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -56,7 +56,9 @@ static void test_mosquitto_vectors(void **state)
         {"bob", "passwort", PASSWD_BAD},
         {"carol", "hunter2", PASSWD_OK},
         {"carol", "hunter3", PASSWD_BAD},
-        {"dave", "", PASSWD_OK},
+        /* dave's entry is the hash of "": empty never authenticates */
+        {"dave", "", PASSWD_BAD},
+        {"dave", NULL, PASSWD_BAD},
         {"dave", "x", PASSWD_BAD},
         {"erin", "correct horse battery staple", PASSWD_OK},
         {"frank", "p", PASSWD_OK},
@@ -87,6 +89,21 @@ static void test_mosquitto_vectors(void **state)
     assert_false(passwd_has_user(pw, "heid"));
     assert_false(passwd_has_user(pw, NULL));
     passwd_free(pw);
+}
+
+/* A passwd_warn_fn collecting "FILE:LINE: MSG". */
+struct warnings {
+    int n;
+    char first[300], last[300];
+};
+
+static void collect(void *arg, const char *file, int line, const char *msg)
+{
+    struct warnings *w = arg;
+
+    snprintf(w->last, sizeof(w->last), "%s:%d: %s", file, line, msg);
+    if (w->n++ == 0)
+        memcpy(w->first, w->last, sizeof(w->first));
 }
 
 static void test_bad_lines(void **state)
@@ -133,29 +150,126 @@ static void test_bad_lines(void **state)
          "eC2+mKNIs0RMZqRcnyaLPvT8MEDFzyhqdiiT1snvbxw=\n",
          "t:1: hash is not valid base64"},
         {"alice:$6$" SALT12 "$" HASH64 "x\n", "t:1: hash is not valid base64"},
-        {"alice:" ALICE_HASH "\nbob:" CAROL_HASH "\nalice:" CAROL_HASH "\n",
-         "t:3: duplicate username"},
         {"al\xff:" ALICE_HASH "\n", "t:1: username is not valid UTF-8"},
-        {"alice:" ALICE_HASH "\nb\0b:" CAROL_HASH "\n",
-         "t:2: NUL byte in line"},
     };
     char err[256];
 
     (void)state;
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         const char *t = cases[i].text;
-        /* strlen stops at an embedded NUL: measure the NUL case by hand */
-        size_t len = strlen(t);
+        struct warnings w = {0};
         struct passwd *pw;
-        if (strstr(cases[i].err, "NUL") != NULL)
-            len += 1 + strlen(t + len + 1);
+        char want[300], *out;
+
         err[0] = '\0';
-        pw = passwd_parse("t", t, len, err, sizeof(err));
-        if (pw != NULL)
-            fail_msg("case %zu loaded: %s", i, t);
-        if (strcmp(err, cases[i].err) != 0)
-            fail_msg("case %zu: got '%s' want '%s'", i, err, cases[i].err);
+        pw =
+            passwd_parse_warn("t", t, strlen(t), collect, &w, err, sizeof(err));
+        if (pw == NULL)
+            fail_msg("case %zu failed the load: %s", i, err);
+        snprintf(want, sizeof(want), "%s; entry ignored", cases[i].err);
+        if (w.n != 1 || strcmp(w.last, want) != 0)
+            fail_msg("case %zu: %d warnings, last '%s' want '%s'", i, w.n,
+                     w.last, want);
+        /* the user of a skipped line is denied */
+        assert_int_equal(passwd_count(pw), 0);
+        assert_int_equal(check(pw, "alice", "secret1"), PASSWD_NO_USER);
+        /* mqttd-passwd writes the skipped line back unchanged */
+        out = passwd_serialise(pw, NULL);
+        assert_string_equal(out, t);
+        free(out);
+        passwd_free(pw);
     }
+}
+
+static void test_skipped_lines_keep_the_rest(void **state)
+{
+    /* the PasswordFileLines case of test_conformance.py */
+    const char *t = "carol:" CAROL_HASH "\n\nbadline-without-colon\n"
+                    "broken:$7$notahash\nalice:" ALICE_HASH "\n";
+    struct warnings w = {0};
+    char err[256] = "";
+    struct passwd *pw =
+        passwd_parse_warn("pw", t, strlen(t), collect, &w, err, sizeof(err));
+
+    (void)state;
+    assert_non_null(pw);
+    assert_int_equal(w.n, 2);
+    assert_string_equal(w.first, "pw:3: no ':' between username and password "
+                                 "hash; entry ignored");
+    assert_string_equal(w.last, "pw:4: malformed $7$ hash (no iteration "
+                                "count); entry ignored");
+    assert_int_equal(passwd_count(pw), 2);
+    assert_int_equal(check(pw, "carol", "hunter2"), PASSWD_OK);
+    assert_int_equal(check(pw, "alice", "secret1"), PASSWD_OK);
+    assert_int_equal(check(pw, "broken", "x"), PASSWD_NO_USER);
+    passwd_free(pw);
+
+    /* without a sink the same file loads the same way */
+    pw = passwd_parse("pw", t, strlen(t), err, sizeof(err));
+    assert_non_null(pw);
+    assert_int_equal(passwd_count(pw), 2);
+    passwd_free(pw);
+}
+
+static void test_duplicate_user_denied(void **state)
+{
+    const char *t = "alice:" ALICE_HASH "\ncarol:" CAROL_HASH
+                    "\nalice:" CAROL_HASH "\nalice:" CAROL_HASH "\n";
+    struct warnings w = {0};
+    char err[256] = "", h[PASSWD_HASH_TEXT_MAX], *out;
+    struct passwd *pw =
+        passwd_parse_warn("t", t, strlen(t), collect, &w, err, sizeof(err));
+    uint64_t stamp;
+
+    (void)state;
+    assert_non_null(pw);
+    assert_int_equal(w.n, 2);
+    assert_string_equal(w.first, "t:3: duplicate username, user denied; "
+                                 "entry ignored");
+    assert_string_equal(w.last, "t:4: duplicate username, user denied; "
+                                "entry ignored");
+    /* neither line authenticates: which one was meant is unknown */
+    assert_int_equal(check(pw, "alice", "secret1"), PASSWD_BAD);
+    assert_int_equal(check(pw, "alice", "hunter2"), PASSWD_BAD);
+    assert_int_equal(check(pw, "carol", "hunter2"), PASSWD_OK);
+    assert_int_equal(passwd_count(pw), 2);
+    stamp = passwd_user_stamp(pw, "alice");
+    assert_true(stamp != 0);
+    out = passwd_serialise(pw, NULL);
+    assert_string_equal(out, t);
+    free(out);
+
+    /* setting the password again leaves one line and allows the user */
+    assert_int_equal(passwd_hash_make(PASSWD_SHA512_PBKDF2, 3,
+                                      (const uint8_t *)"new", 3, h, sizeof(h)),
+                     0);
+    assert_int_equal(passwd_set(pw, "alice", h, err, sizeof(err)), 0);
+    assert_int_equal(check(pw, "alice", "new"), PASSWD_OK);
+    assert_true(passwd_user_stamp(pw, "alice") != stamp);
+    out = passwd_serialise(pw, NULL);
+    assert_non_null(strstr(out, "alice:$7$3$"));
+    assert_null(strstr(out, "alice:$6$"));
+    free(out);
+
+    /* removing a denied user removes every line of it */
+    passwd_free(pw);
+    pw = passwd_parse("t", t, strlen(t), err, sizeof(err));
+    assert_int_equal(passwd_remove(pw, "alice"), 0);
+    out = passwd_serialise(pw, NULL);
+    assert_string_equal(out, "carol:" CAROL_HASH "\n");
+    free(out);
+    passwd_free(pw);
+}
+
+static void test_file_errors_fail(void **state)
+{
+    /* file-level problems still fail the load */
+    const char t[] = "alice:" ALICE_HASH "\nb\0b:" CAROL_HASH "\n";
+    char err[256] = "";
+
+    (void)state;
+    assert_null(passwd_parse("t", t, sizeof(t) - 1, err, sizeof(err)));
+    assert_string_equal(err, "t:2: NUL byte in line");
 }
 
 static void test_good_syntax(void **state)
@@ -320,6 +434,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mosquitto_vectors),
         cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_skipped_lines_keep_the_rest),
+        cmocka_unit_test(test_duplicate_user_denied),
+        cmocka_unit_test(test_file_errors_fail),
         cmocka_unit_test(test_good_syntax),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_make_and_verify),
