@@ -711,13 +711,11 @@ static void connect_finish(struct client *c, struct connect_req *req,
 
 /* ---- PUBLISH ---------------------------------------------------------- */
 
-/* PUBACK/PUBREC for an accepted message: with persistence_sync always it
- * is held until the state that holds the message is on disk. */
-static void ack_durable(struct client *c, uint8_t type, uint16_t pid,
-                        uint8_t rc)
+void client_ack_accepted(struct client *c, uint8_t type, uint16_t pid,
+                         uint8_t rc)
 {
     if (c->b->conf->persistence && c->b->conf->persistence_sync)
-        broker_defer_ack(c->b, c, type, pid);
+        broker_defer_ack(c->b, c, type, pid, rc);
     else
         client_send_ack(c, type, pid, rc);
 }
@@ -744,6 +742,7 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
     const struct conf_listener *l = &cf->listeners[c->listener];
     const char *topic = p->topic.p;
     size_t tlen = p->topic.len;
+    struct publish_ack ack;
     enum publish_result r;
     struct msg *m;
 
@@ -825,13 +824,17 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
             return false;
         }
         if (seen == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
-            ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
+            client_ack_accepted(c, MQTT_PUBREC, p->packet_id, 0);
             return false;
         }
     }
     m = make_msg(topic, tlen, &p->props, p->payload, p->payload_len, p->qos,
                  p->retain);
-    r = broker_publish(b, c, NULL, m);
+    /* QoS 1/2: broker_publish writes the PUBACK/PUBREC once it knows the
+     * subscribers, before their copies (Mosquitto's order) */
+    ack.type = p->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK;
+    ack.pid = p->packet_id;
+    r = broker_publish(b, c, NULL, m, p->qos ? &ack : NULL);
     msg_unref(m);
     if (r == PUBLISH_DENIED) {
         char tb[512];
@@ -844,10 +847,6 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
             session_rx_qos2_del(c->s, p->packet_id);
         return false;
     }
-    if (p->qos == 1)
-        ack_durable(c, MQTT_PUBACK, p->packet_id, 0);
-    else if (p->qos == 2)
-        ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
     return r == PUBLISH_WAIT;
 }
 

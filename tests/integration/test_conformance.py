@@ -373,6 +373,124 @@ class NoMatchingSubscribers(ConfBase):
         p = r.recv_packet()
         self.assertEqual(ack_rc(p[1]), (5, 0))
 
+    def test_v3_puback_carries_no_reason_code(self):
+        r = self.raw311()
+        r.connect(client_id="nms-v3")
+        r.send(publish_pkt("nobody/here", "x", qos=1, pid=5))
+        self.assertEqual(r.recv_packet(), (0x40, b"\x00\x05"))
+
+    def test_own_no_local_subscription_is_no_subscriber(self):
+        """The only matching subscription is the publisher's own with No
+        Local: nobody receives the message, so 0x10."""
+        r = self.raw()
+        r.connect5("nms-nl")
+        r.subscribe5("nl/t", opts=OPT_NO_LOCAL | 1)
+        r.send(publish_pkt("nl/t", "x", qos=1, pid=5, version=5))
+        p = r.recv_packet()
+        self.assertEqual(ack_rc(p[1]), (5, RC_NO_MATCHING_SUBSCRIBERS))
+        r.expect_nothing_more()
+
+    def test_puback_0_for_an_offline_session(self):
+        """A persistent session offline queues the message: a subscriber."""
+        s = self.raw()
+        s.connect5("nms-off", clean=False, props=p_u32(P_SESSION_EXPIRY, 60))
+        s.subscribe5("off/t", opts=1)
+        s.send(packet(0xE0, b""))
+        self.assertTrue(s.closed())
+        r = self.raw()
+        r.connect5("nms-off-pub")
+        r.send(publish_pkt("off/t", "x", qos=1, pid=5, version=5))
+        self.assertEqual(ack_rc(r.recv_packet()[1]), (5, 0))
+
+
+class NoMatchingSubscribersReadAcl(ConfBase):
+    """A subscriber whose read ACL refuses the topic receives nothing: it
+    does not count (Mosquitto 2.0 counts any subscription in the trie)."""
+
+    def setUp(self):
+        self.aclfile = "/tmp/mqttd-conf-acl-%d" % os.getpid()
+        with open(self.aclfile, "w") as f:
+            f.write("user pub\ntopic write acl/#\n"
+                    "user sub\ntopic read acl/#\ntopic deny acl/secret\n")
+        self.CONF = ("listener {port} 127.0.0.1\nallow_anonymous true\n"
+                     "acl_file %s\n" % self.aclfile)
+        super().setUp()
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+        finally:
+            os.unlink(self.aclfile)
+
+    def test_read_denied_subscriber_is_no_subscriber(self):
+        s = self.raw()
+        s.connect5("acl-sub", username="sub")
+        self.assertEqual(s.subscribe5("acl/#", opts=1), [1])
+        r = self.raw()
+        r.connect5("acl-pub", username="pub")
+        r.send(publish_pkt("acl/secret", "x", qos=1, pid=5, version=5))
+        self.assertEqual(ack_rc(r.recv_packet()[1]),
+                         (5, RC_NO_MATCHING_SUBSCRIBERS))
+        r.send(publish_pkt("acl/open", "y", qos=1, pid=6, version=5))
+        self.assertEqual(ack_rc(r.recv_packet()[1]), (6, 0))
+        self.assertEqual(s.next_publish().payload, b"y")
+        s.expect_nothing_more()
+
+
+class NoMatchingSubscribersSync(ConfBase):
+    """persistence_sync always: the deferred PUBACK/PUBREC keeps its reason
+    code; it follows the copies (sent once the save is durable)."""
+    CONF = ("persistence true\npersistence_location {dir}/\n"
+            "persistence_sync always\nautosave_interval 3600\n")
+
+    def test_deferred_acks_carry_0x10(self):
+        r = self.raw()
+        r.connect5("nms-sync")
+        r.send(publish_pkt("nobody/here", "x", qos=1, pid=5, version=5))
+        p = r.recv_packet()
+        self.assertEqual((p[0], ack_rc(p[1])),
+                         (0x40, (5, RC_NO_MATCHING_SUBSCRIBERS)))
+        r.send(publish_pkt("nobody/here", "x", qos=2, pid=6, version=5))
+        p = r.recv_packet()
+        self.assertEqual((p[0], ack_rc(p[1])),
+                         (0x50, (6, RC_NO_MATCHING_SUBSCRIBERS)))
+
+    def test_deferred_ack_0_with_a_subscriber(self):
+        r = self.raw()
+        r.connect5("nms-sync2")
+        r.subscribe5("sync/t", opts=1)
+        r.send(publish_pkt("sync/t", "x", qos=1, pid=5, version=5))
+        got = sorted([r.recv_packet(), r.recv_packet()], key=lambda p: p[0])
+        self.assertEqual(got[0][0], 0x32)
+        self.assertEqual(got[1], (0x40, b"\x00\x05"))
+
+
+class NoMatchingSubscribersThreads(ConfBase):
+    """threads 2: no subscription on any thread means 0x10; a matching
+    subscriber on either thread means 0 (a thread cannot see another's
+    subscriptions: while another holds any, the answer is 0). Sixteen
+    publishers, so that some (all but with probability 2^-16) live on the
+    thread without the subscriber."""
+    CONF = "threads 2\n"
+
+    def test_subscribers_on_any_thread(self):
+        pubs = []
+        for i in range(16):
+            r = self.raw()
+            r.connect5("thr-pub-%d" % i)
+            r.send(publish_pkt("thr/t", "x", qos=1, pid=5, version=5))
+            self.assertEqual(ack_rc(r.recv_packet()[1]),
+                             (5, RC_NO_MATCHING_SUBSCRIBERS), i)
+            pubs.append(r)
+        s = self.raw()
+        s.connect5("thr-sub")
+        s.subscribe5("thr/t", opts=0)
+        for i, r in enumerate(pubs):
+            r.send(publish_pkt("thr/t", "x", qos=1, pid=6, version=5))
+            self.assertEqual(ack_rc(r.recv_packet()[1]), (6, 0), i)
+        for _ in pubs:
+            self.assertEqual(s.next_publish().payload, b"x")
+
 
 class AckBeforeForward(ConfBase):
     """FAIL today: handle_publish() routes (broker_publish) before it writes
