@@ -636,8 +636,16 @@ static void connect_finish(struct client *c, struct connect_req *req,
         old->taken_over = true;
         old->s = NULL;
         s->client = NULL;
-        if (req->clean_start && s->will && !old->clean_disconnect)
+        /* [MQTT-3.1.4-3]: the old will goes as for any close (3.1.2.5):
+         * published when the session ends here (clean start, or it had
+         * expiry 0), at once whatever its delay; discarded when the
+         * session goes on, since the new connection came before the
+         * delay ran out. Mosquitto 2.0.11 does the same, except that it
+         * discards a delayed will in the first case. */
+        if ((req->clean_start || s->expiry == 0) && !old->clean_disconnect)
             broker_publish_will(b, s);
+        else
+            session_will_set(s, NULL, 0);
         client_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER,
                           "session taken over");
     }

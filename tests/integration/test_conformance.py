@@ -561,33 +561,90 @@ class WillLimits(ConfBase):
 
 
 class WillTakeover(ConfBase):
-    """FAIL today: a takeover with clean start 1 publishes the old
-    connection's will (connect_finish(): 'if (req->clean_start && s->will
-    && !old->clean_disconnect) broker_publish_will'); Mosquitto 2.0.11
-    publishes none on a takeover (will__clear() on the old context; read
-    in its source, not run here)."""
+    """A takeover treats the old connection's will as any close does
+    ([MQTT-3.1.4-3] -> 3.1.2.5): published when the old session ends with
+    the takeover (clean start 1, or the old session had expiry 0 / v3 clean
+    session 1), discarded when the session goes on. Run against Debian's
+    Mosquitto 2.0.11 on this machine (raw sockets, the cases below): it
+    publishes the will in exactly those cases, except a will with a Will
+    Delay Interval, which it discards when the session ends (mqttd publishes
+    it: "or the Session ends, whichever happens first", 3.1.3.2.2).
 
-    def takeover(self, clean):
+    The first version of this class expected no will at all on a takeover
+    (from reading will__clear() in Mosquitto's handle_connect; its
+    context__send_will() just before publishes the will): corrected after
+    the measurement."""
+
+    def takeover(self, name, old_connect, new_clean, new_expiry=60,
+                 v3=False):
+        """Connect 'old' with old_connect, take it over; returns the
+        observer subscribed to wt/<name> and the new connection."""
         o = self.raw()
-        o.connect5("obs-to-%d" % clean)
-        o.subscribe5("wt/%d" % clean, opts=1)
-        c = self.raw()
-        c.send(connect5_will("wt-%d" % clean, "wt/%d" % clean, "will",
-                             props=p_u32(P_SESSION_EXPIRY, 60)))
+        o.connect5("obs-" + name)
+        o.subscribe5("wt/" + name, opts=1)
+        c = self.raw311() if v3 else self.raw()
+        c.send(old_connect)
         self.assertEqual(c.recv_packet()[0], 0x20)
-        c2 = self.raw()
-        c2.connect5("wt-%d" % clean, clean=bool(clean),
-                    props=p_u32(P_SESSION_EXPIRY, 60))
-        p = c.recv_packet()
-        self.assertEqual(p[0], 0xE0)
-        self.assertEqual(parse_disconnect(p[1])[0], 0x8E)
-        o.expect_nothing_more()
+        if v3:
+            c2 = self.raw311()
+            c2.connect(client_id="wt-" + name, clean=new_clean)
+            self.assertIsNone(c.recv_packet())  # closed, no DISCONNECT
+        else:
+            c2 = self.raw()
+            c2.connect5("wt-" + name, clean=new_clean,
+                        props=p_u32(P_SESSION_EXPIRY, new_expiry))
+            p = c.recv_packet()
+            self.assertEqual(p[0], 0xE0)
+            self.assertEqual(parse_disconnect(p[1])[0], 0x8E)
+        return o, c2
+
+    def will5(self, name, expiry=60, will_props=b""):
+        props = p_u32(P_SESSION_EXPIRY, expiry) if expiry else b""
+        return connect5_will("wt-" + name, "wt/" + name, "will",
+                             will_props=will_props, props=props)
 
     def test_takeover_clean_start_0_no_will(self):
-        self.takeover(0)
+        o, _ = self.takeover("c0", self.will5("c0"), False)
+        o.expect_nothing_more()
 
-    def test_takeover_clean_start_1_no_will(self):
-        self.takeover(1)
+    def test_takeover_clean_start_0_discards_the_old_will(self):
+        """The session goes on without a will: a later unexpected close of
+        the new connection publishes nothing."""
+        o, c2 = self.takeover("c0d", self.will5("c0d"), False,
+                              new_expiry=0)
+        m = self.b.mark()
+        c2.abort()
+        self.b.wait_log(r"Client wt-c0d closed its connection", start=m)
+        o.expect_nothing_more()
+
+    def test_takeover_clean_start_1_publishes_will(self):
+        o, _ = self.takeover("c1", self.will5("c1"), True)
+        m = o.next_publish()
+        self.assertEqual((m.topic, m.payload), ("wt/c1", b"will"))
+        o.expect_nothing_more()
+
+    def test_takeover_of_expiry_0_session_publishes_will(self):
+        o, _ = self.takeover("e0", self.will5("e0", expiry=0), False)
+        self.assertEqual(o.next_publish().payload, b"will")
+        o.expect_nothing_more()
+
+    def test_takeover_clean_start_1_publishes_delayed_will_at_once(self):
+        o, _ = self.takeover("d1", self.will5(
+            "d1", will_props=p_u32(P_WILL_DELAY, 30)), True)
+        self.assertEqual(o.next_publish(timeout=5).payload, b"will")
+        o.expect_nothing_more()
+
+    def test_v3_takeover_of_clean_session_publishes_will(self):
+        o, _ = self.takeover("v3", connect_pkt(
+            "wt-v3", will=("wt/v3", "will", 0, False)), False, v3=True)
+        self.assertEqual(o.next_publish().payload, b"will")
+        o.expect_nothing_more()
+
+    def test_v3_takeover_of_persistent_session_no_will(self):
+        o, _ = self.takeover("v3p", connect_pkt(
+            "wt-v3p", clean=False, will=("wt/v3p", "will", 0, False)), False,
+            v3=True)
+        o.expect_nothing_more()
 
 
 class LargeClientId(ConfBase):
