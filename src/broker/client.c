@@ -25,9 +25,15 @@
 #include "topic.h"
 #include "util.h"
 
-/* A client that has not completed CONNECT may send at most this much in
- * one packet (CVE-2023-0809 class: no large allocation before auth). */
-#define PRECONNECT_MAX (64u * 1024u)
+/*
+ * A client that has not completed CONNECT may send at most this much in
+ * one packet (CVE-2023-0809 class: nothing unbounded is allocated before
+ * authentication): the largest CONNECT whose six length-prefixed fields
+ * (client id, will topic, will payload, user name, password,
+ * authentication data) are all 65,535 bytes long, plus 1 KiB for the
+ * headers and the smaller properties.
+ */
+#define PRECONNECT_MAX (6u * 65537u + 1024u)
 
 /* At most this many outgoing topic aliases per connection (lookup is a
  * linear scan). */
@@ -509,6 +515,19 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
     if (p->has_will && p->will_qos > l->max_qos) {
         refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_QOS_NOT_SUPPORTED,
                "will QoS not supported");
+        goto refused;
+    }
+    if (p->has_will && cf->message_size_limit &&
+        p->will_payload.len > cf->message_size_limit) {
+        /* as a PUBLISH would be refused; Mosquitto: v5 0x95, v3 CONNACK 5 */
+        b->st.limit_hits++;
+        LOG_N(b->log,
+              "Client %s refused: will payload of %u bytes over "
+              "message_size_limit %u.",
+              c->client_id, (unsigned)p->will_payload.len,
+              cf->message_size_limit);
+        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_PACKET_TOO_LARGE,
+               "will payload over message_size_limit");
         goto refused;
     }
     /* MQTT 5 connection properties */
@@ -1144,6 +1163,40 @@ static bool handle_packet(struct client *c, const struct mqtt_packet *pkt)
     }
 }
 
+/*
+ * The first packet declares more than PRECONNECT_MAX or max_packet_size
+ * bytes: refused at once, before any of it is buffered, with a log line.
+ * A v5 CONNECT gets CONNACK 0x95 when its protocol level came with the
+ * fixed header (buf[0..n) is what arrived, hdr the fixed header's length);
+ * anything else is closed (v3 has no code for it).
+ */
+static void refuse_large_first(struct client *c, const uint8_t *buf, size_t n,
+                               size_t hdr, size_t total)
+{
+    struct broker *b = c->b;
+    const struct conf *cf = b->conf;
+    bool over_mps = cf->max_packet_size && total > cf->max_packet_size;
+    char why[128];
+
+    if (over_mps)
+        b->st.limit_hits++;
+    snprintf(why, sizeof(why),
+             "packet before CONNECT too large (%zu bytes, over %s %u)", total,
+             over_mps ? "max_packet_size" : "the pre-CONNECT limit",
+             over_mps ? cf->max_packet_size : PRECONNECT_MAX);
+    LOG_N(b->log, "Client from %s:%d refused: %s.", conn_peer_ip(c->conn),
+          conn_peer_port(c->conn), why);
+    /* CONNECT: protocol name (u16 length, "MQTT"), then the level */
+    if ((buf[0] >> 4) == MQTT_CONNECT && n >= hdr + 7 && buf[hdr] == 0 &&
+        buf[hdr + 1] == 4 && memcmp(buf + hdr + 2, "MQTT", 4) == 0 &&
+        buf[hdr + 6] == MQTT_V5) {
+        refuse(c, MQTT_V5, 0, MQTT_RC_PACKET_TOO_LARGE, why);
+        return;
+    }
+    b->st.clients_rejected++;
+    conn_close(c->conn, why);
+}
+
 static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
                               size_t len)
 {
@@ -1171,9 +1224,10 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
             return -1;
         }
         total = (size_t)h + rem;
-        if (!c->connected && total > PRECONNECT_MAX) {
-            protocol_fail(c, MQTT_RC_PACKET_TOO_LARGE,
-                          "packet before CONNECT too large");
+        if (!c->connected &&
+            (total > PRECONNECT_MAX ||
+             (cf->max_packet_size && total > cf->max_packet_size))) {
+            refuse_large_first(c, buf + off, len - off, (size_t)h, total);
             return -1;
         }
         if (cf->max_packet_size && total > cf->max_packet_size) {

@@ -551,6 +551,24 @@ class WillLimits(ConfBase):
         self.assertEqual(p[0], 0x20)
         self.assertIn(p[1][1], (RC_PACKET_TOO_LARGE, 0x99))
 
+    CONF_test_will_at_message_size_limit_accepted = "message_size_limit 100\n"
+    CONF_test_connect_over_max_packet_size_v3 = "max_packet_size 200\n"
+
+    def test_will_at_message_size_limit_accepted(self):
+        r = self.raw()
+        r.send(connect5_will("wl100", "wl/t", "x" * 100))
+        p = r.recv_packet()
+        self.assertEqual((p[0], p[1][1]), (0x20, 0))
+
+    def test_connect_over_max_packet_size_v3(self):
+        """v3 has no CONNACK code for it: closed, with a log line."""
+        m = self.b.mark()
+        r = self.raw311()
+        r.send(connect_pkt("wp3", will=("wp/t", "x" * 300, 0, False)))
+        self.assertIsNone(r.recv_packet())
+        self.b.wait_log(r"refused: packet before CONNECT too large \(\d+ "
+                        r"bytes, over max_packet_size 200\)", start=m)
+
     def test_connect_over_max_packet_size_v5(self):
         r = self.raw()
         r.send(connect5_will("wp5", "wp/t", "x" * 300))
@@ -648,9 +666,11 @@ class WillTakeover(ConfBase):
 
 
 class LargeClientId(ConfBase):
-    """FAIL today: a 65,535-byte client id makes the CONNECT larger than
-    PRECONNECT_MAX (64 KiB) in client.c, and client_on_data() closes the
-    connection silently."""
+    """A CONNECT with every length-prefixed field at 65,535 bytes is legal
+    and answered; one declaring more than the pre-CONNECT limit
+    (6 * 65,537 + 1,024 bytes) is refused before it is buffered: v5 CONNACK
+    0x95, v3 (no such code) and any other first packet a close; each with
+    a log line."""
 
     def test_v5_client_id_65535(self):
         r = self.raw()
@@ -659,6 +679,51 @@ class LargeClientId(ConfBase):
         self.assertIsNotNone(p, "silent close instead of CONNACK")
         self.assertEqual(p[0], 0x20)
         self.assertIn(p[1][1], (0, RC_CLIENT_ID_INVALID))
+
+    def test_v5_every_field_65535(self):
+        r = self.raw()
+        r.send(connect_pkt("c" * 65535, version=5,
+                           will=("w" * 65535, b"p" * 65535, 0, False),
+                           username="u" * 65535, password="s" * 65535))
+        p = r.recv_packet()
+        self.assertIsNotNone(p, "silent close instead of CONNACK")
+        self.assertEqual(p[0], 0x20)
+        self.assertIn(p[1][1], (0, RC_CLIENT_ID_INVALID))
+
+    LIMIT = 6 * 65537 + 1024
+
+    def declare_connect(self, r, version):
+        """A CONNECT header declaring one byte more than the limit, and
+        the start of its variable header (the rest never comes)."""
+        rem = self.LIMIT + 1 - 4  # 1 + 3 length bytes of fixed header
+        r.send(b"\x10" + varint(rem) + mstr(b"MQTT") +
+               bytes([version, 0x02, 0, 60]))
+
+    def test_v5_over_the_limit_gets_connack_0x95(self):
+        m = self.b.mark()
+        r = self.raw()
+        self.declare_connect(r, 5)
+        p = r.recv_packet()
+        self.assertIsNotNone(p, "silent close instead of CONNACK")
+        self.assertEqual((p[0], p[1][1]), (0x20, RC_PACKET_TOO_LARGE))
+        self.assertTrue(r.closed())
+        self.b.wait_log(r"refused: packet before CONNECT too large \(%d "
+                        r"bytes, over the pre-CONNECT limit %d\)"
+                        % (self.LIMIT + 1, self.LIMIT), start=m)
+
+    def test_v3_over_the_limit_closes(self):
+        m = self.b.mark()
+        r = self.raw311()
+        self.declare_connect(r, 4)
+        self.assertIsNone(r.recv_packet())
+        self.b.wait_log(r"refused: packet before CONNECT too large \(%d "
+                        r"bytes, over the pre-CONNECT limit %d\)"
+                        % (self.LIMIT + 1, self.LIMIT), start=m)
+
+    def test_other_first_packet_over_the_limit_closes(self):
+        r = self.raw()
+        r.send(b"\x30" + varint(self.LIMIT) + mstr(b"t"))
+        self.assertIsNone(r.recv_packet())
 
 
 class PasswordFileLines(unittest.TestCase):
