@@ -33,6 +33,7 @@ from test_mqtt5 import (Base, P_CORRELATION_DATA, P_RECEIVE_MAXIMUM,
                         parse_disconnect, prop, wait_until_wallclock)
 
 P_WILL_DELAY = 0x18
+P_MAXIMUM_QOS = 0x24
 
 RC_NO_MATCHING_SUBSCRIBERS = 0x10
 RC_MALFORMED = 0x81
@@ -40,6 +41,7 @@ RC_PROTOCOL_ERROR = 0x82
 RC_RECEIVE_MAX_EXCEEDED = 0x93
 RC_PACKET_TOO_LARGE = 0x95
 RC_QUOTA_EXCEEDED = 0x97
+RC_QOS_NOT_SUPPORTED = 0x9B
 RC_TOPIC_FILTER_INVALID = 0x8F
 RC_TOPIC_NAME_INVALID = 0x90
 RC_CLIENT_ID_INVALID = 0x85
@@ -523,6 +525,54 @@ class AckBeforeForward(ConfBase):
         r.send(publish_pkt("abf/t3", "x", qos=1, pid=3))
         p = r.recv_packet()
         self.assertEqual(p[0], 0x40, "expected PUBACK first, got %r" % (p,))
+
+
+class MaximumQosRuntime(ConfBase):
+    """max_qos at run time, as Debian's Mosquitto 2.0.11 answers on this
+    machine (max_qos 1, raw sockets): v5 CONNACK Maximum QoS 1; a v5
+    PUBLISH above it gets DISCONNECT 0x9B, a v3 one a close; SUBSCRIBE is
+    granted at most the limit; a v5 will above it CONNACK 0x9B (v3: mqttd
+    answers CONNACK 5 where Mosquitto closes; both refuse)."""
+    CONF = "max_qos 1\n"
+    CONF_test_max_qos_0_connack = "max_qos 0\n"
+
+    def test_connack_maximum_qos(self):
+        _, rc, props = self.raw().connect5("mq-c")
+        self.assertEqual((rc, prop(props, P_MAXIMUM_QOS)), (0, 1))
+
+    def test_max_qos_0_connack(self):
+        _, rc, props = self.raw().connect5("mq-c0")
+        self.assertEqual((rc, prop(props, P_MAXIMUM_QOS)), (0, 0))
+
+    def test_v5_publish_above_disconnects_0x9b(self):
+        r = self.raw()
+        r.connect5("mq-p5")
+        r.send(publish_pkt("mq/t", "x", qos=2, pid=1, version=5))
+        self.expect_close_v5(r, (RC_QOS_NOT_SUPPORTED,))
+
+    def test_v5_publish_at_limit_accepted(self):
+        r = self.raw()
+        r.connect5("mq-p5ok")
+        r.send(publish_pkt("mq/t", "x", qos=1, pid=1, version=5))
+        self.assertEqual(r.recv_packet()[0], 0x40)
+
+    def test_v3_publish_above_closes(self):
+        r = self.raw311()
+        r.connect(client_id="mq-p3")
+        r.send(publish_pkt("mq/t", "x", qos=2, pid=1))
+        self.assertIsNone(r.recv_packet())
+
+    def test_subscribe_granted_at_most_the_limit(self):
+        r = self.raw()
+        r.connect5("mq-s")
+        self.assertEqual(r.subscribe5("mq/t", opts=2), [1])
+
+    def test_v5_will_above_refused(self):
+        r = self.raw()
+        r.send(connect_pkt("mq-w5", version=5, will=("mq/w", "x", 2, False)))
+        p = r.recv_packet()
+        self.assertEqual((p[0], p[1][1]), (0x20, RC_QOS_NOT_SUPPORTED))
+        self.assertTrue(r.closed())
 
 
 class WillLimits(ConfBase):
