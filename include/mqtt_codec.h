@@ -253,8 +253,9 @@ struct mqtt_ack {
 /*
  * SUBSCRIBE / UNSUBSCRIBE: the entries were validated by mqtt_decode();
  * walk them with mqtt_sub_next() / mqtt_unsub_next(). Filters are checked
- * for UTF-8 and non-emptiness only; wildcard placement is checked by
- * topic_filter_valid() so the session can answer per filter.
+ * for UTF-8 and non-emptiness only; wildcard placement and depth are
+ * checked by topic_filter_check(): the broker closes the connection on a
+ * malformed filter and refuses one over the depth limit per filter.
  */
 struct mqtt_subscribe {
     uint16_t packet_id;

@@ -34,18 +34,30 @@ static inline size_t topic_level_end(const char *s, size_t len, size_t pos)
     return slash != NULL ? (size_t)(slash - s) : len;
 }
 
+/* What topic_name_check / topic_filter_check found. */
+enum topic_check {
+    TOPIC_OK = 0,
+    TOPIC_MALFORMED, /* breaks the syntax: a malformed packet [MQTT-4.7] */
+    TOPIC_TOO_DEEP,  /* well-formed, over TOPIC_MAX_LEVELS: a limit */
+};
+
 /*
- * topic_name_valid: a PUBLISH topic: non-empty [MQTT-4.7.3-1], no '+' or
- * '#' [MQTT-3.3.2-2], at most TOPIC_MAX_LEVELS levels.
+ * topic_name_check: a PUBLISH topic: non-empty [MQTT-4.7.3-1] and no '+'
+ * or '#' [MQTT-3.3.2-2], else TOPIC_MALFORMED; more than TOPIC_MAX_LEVELS
+ * levels: TOPIC_TOO_DEEP. topic_name_valid: topic_name_check == TOPIC_OK.
  */
+enum topic_check topic_name_check(const char *t, size_t len);
 bool topic_name_valid(const char *t, size_t len);
 
 /*
- * topic_filter_valid: a SUBSCRIBE/UNSUBSCRIBE filter: non-empty; '#' only as
- * the whole last level [MQTT-4.7.1-2]; '+' only as a whole level
- * [MQTT-4.7.1-3]; at most TOPIC_MAX_LEVELS levels. A "$share/..." filter is
+ * topic_filter_check: a SUBSCRIBE/UNSUBSCRIBE filter: non-empty
+ * [MQTT-4.7.3-1]; '#' only as the whole last level [MQTT-4.7.1-2]; '+'
+ * only as a whole level [MQTT-4.7.1-3]; else TOPIC_MALFORMED. More than
+ * TOPIC_MAX_LEVELS levels: TOPIC_TOO_DEEP. A "$share/..." filter is
  * checked by topic_share_parse() first, then its inner filter here.
+ * topic_filter_valid: topic_filter_check == TOPIC_OK.
  */
+enum topic_check topic_filter_check(const char *f, size_t len);
 bool topic_filter_valid(const char *f, size_t len);
 
 /*

@@ -294,7 +294,7 @@ void broker_publish_will(struct broker *b, struct session *s)
         msg_unref(w);
         return;
     }
-    if (broker_publish(b, NULL, s, w) == PUBLISH_DENIED)
+    if (broker_publish(b, NULL, s, w, NULL) == PUBLISH_DENIED)
         LOG_N(b->log, "Will of client %s on '%s' denied by the ACL.",
               s->client_id, w->topic);
     msg_unref(w);
@@ -303,7 +303,7 @@ void broker_publish_will(struct broker *b, struct session *s)
 /* ---- persistence_sync always ------------------------------------------ */
 
 void broker_defer_ack(struct broker *b, struct client *c, uint8_t type,
-                      uint16_t pid)
+                      uint16_t pid, uint8_t rc)
 {
     if (b->nacks == b->acks_cap) {
         b->acks_cap = b->acks_cap ? b->acks_cap * 2 : 64;
@@ -312,6 +312,7 @@ void broker_defer_ack(struct broker *b, struct client *c, uint8_t type,
     b->acks[b->nacks].c = c;
     b->acks[b->nacks].type = type;
     b->acks[b->nacks].pid = pid;
+    b->acks[b->nacks].rc = rc;
     b->nacks++;
 }
 
@@ -337,7 +338,7 @@ void broker_flush_acks(struct broker *b, bool ok)
         if (c == NULL)
             continue;
         if (ok)
-            client_send_ack(c, b->acks[i].type, b->acks[i].pid, 0);
+            client_send_ack(c, b->acks[i].type, b->acks[i].pid, b->acks[i].rc);
         else
             client_disconnect(c, MQTT_RC_UNSPECIFIED,
                               "message could not be stored");
@@ -409,19 +410,24 @@ static struct target *target_slot(struct broker *b, size_t n)
     return &b->targets[n];
 }
 
-/* Route m to this shard's subscribers (origin: the publishing session
- * when it lives here, for No Local). may_hold: the publisher can be held
- * back. Returns true when a subscriber asks for that. */
-static bool route_local(struct broker *b, struct session *origin, struct msg *m,
-                        bool may_hold)
+/* Marks a session whose read ACL refused the message being routed. */
+#define MARK_DENIED UINT32_MAX
+
+/*
+ * Step 3 of broker_publish: collect m's targets on this shard into
+ * b->targets (origin: the publishing session when it lives here, for No
+ * Local): overlapping subscriptions merged, the read ACL checked once per
+ * session. Returns the number of targets.
+ */
+static size_t route_collect(struct broker *b, struct session *origin,
+                            struct msg *m)
 {
     size_t nt = 0;
     uint32_t gen;
-    unsigned hold = may_hold ? DELIVER_MAY_HOLD : 0, done = 0;
 
     router_match(b->router, m->topic, m->topic_len, &b->hits);
     if (b->hits.n == 0)
-        return false;
+        return 0;
     gen = ++b->mark_gen;
     if (gen == 0)
         gen = ++b->mark_gen;
@@ -437,6 +443,8 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
             !shard_serves(b->shard, m, h->share_key, h->share_len))
             continue;
         if (s->mark == gen) {
+            if (s->mark_idx == MARK_DENIED)
+                continue;
             t = &b->targets[s->mark_idx];
             if (h->qos > t->qos)
                 t->qos = h->qos;
@@ -444,6 +452,12 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
                 t->rap = true;
         } else {
             s->mark = gen;
+            if (!auth_acl(b->auth[s->listener], s->client_id, s->username,
+                          m->topic, m->topic_len, AUTH_READ)) {
+                b->st.acl_denied++;
+                s->mark_idx = MARK_DENIED;
+                continue;
+            }
             s->mark_idx = (uint32_t)nt;
             t = target_slot(b, nt++);
             t->s = s;
@@ -454,6 +468,16 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
         if (h->sub_id && t->nsub_ids < ARRAY_LEN(t->sub_ids))
             t->sub_ids[t->nsub_ids++] = h->sub_id;
     }
+    return nt;
+}
+
+/* Step 5: deliver m to the nt collected targets. may_hold: the publisher
+ * can be held back. Returns true when a subscriber asks for that. */
+static bool route_deliver(struct broker *b, struct session *origin,
+                          struct msg *m, size_t nt, bool may_hold)
+{
+    unsigned hold = may_hold ? DELIVER_MAY_HOLD : 0, done = 0;
+
     for (size_t i = 0; i < nt; i++) {
         struct target *t = &b->targets[i];
         struct session *s = t->s;
@@ -462,17 +486,38 @@ static bool route_local(struct broker *b, struct session *origin, struct msg *m,
                                                     : t->qos;
         unsigned flags;
 
-        if (!auth_acl(b->auth[s->listener], s->client_id, s->username, m->topic,
-                      m->topic_len, AUTH_READ)) {
-            b->st.acl_denied++;
-            continue;
-        }
         /* [MQTT-3.3.1-9]: retain is 0 on normal delivery unless RAP */
         flags = (t->rap && m->retain ? DELIVER_RETAIN : 0) |
                 (s != origin ? hold : 0);
         done |= session_deliver(s, m, qos, flags, t->sub_ids, t->nsub_ids);
     }
     return (done & DELIVER_WAIT) != 0;
+}
+
+/* A remote publisher's message from the hub: route it here. */
+static bool route_remote(struct broker *b, struct msg *m)
+{
+    bool wait;
+
+    b->routing = true;
+    wait = route_deliver(b, NULL, m, route_collect(b, NULL, m), true);
+    b->routing = false;
+    return wait;
+}
+
+/* threads > 1: whether another shard holds subscriptions (a hint, as for
+ * shard_forward). */
+static bool remote_subs(const struct broker *b)
+{
+    unsigned me;
+
+    if (b->hub == NULL)
+        return false;
+    me = shard_index(b->shard);
+    for (unsigned i = 0; i < hub_size(b->hub); i++)
+        if (i != me && hub_has_subs(b->hub, i))
+            return true;
+    return false;
 }
 
 /* Step 2 of broker_publish: the retained store. */
@@ -500,11 +545,20 @@ static void publish_retain(struct broker *b, struct client *c,
 }
 
 enum publish_result broker_publish(struct broker *b, struct client *c,
-                                   struct session *s, struct msg *m)
+                                   struct session *s, struct msg *m,
+                                   const struct publish_ack *ack)
 {
     struct session *origin = c ? c->s : s;
     bool may_hold = c != NULL, wait;
+    size_t nt;
 
+    if (b->routing) {
+        /* a publish from inside delivery would reuse hits/targets under
+         * the outer loop: a bug, refused loudly rather than corrupting */
+        LOG_W(b->log, "Nested publish on '%s' refused (internal error).",
+              m->topic);
+        return PUBLISH_DENIED;
+    }
     if (c || s) {
         bool ok = c ? auth_acl(b->auth[c->listener], c->client_id, c->username,
                                m->topic, m->topic_len, AUTH_WRITE)
@@ -520,7 +574,18 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
     b->st.pub_msgs_received++;
     if (b->shard) /* before any other thread sees m */
         shard_stamp(b->shard, m);
-    wait = route_local(b, origin, m, may_hold);
+    b->routing = true;
+    nt = route_collect(b, origin, m);
+    if (ack != NULL && c != NULL) {
+        /* [MQTT-3.4.2.1] / 3.5.2.1: 0x10 "No matching subscribers" (v5);
+         * written before the copies (same output buffer: wire order) */
+        uint8_t rc = c->version == MQTT_V5 && nt == 0 && !remote_subs(b)
+                         ? MQTT_RC_NO_MATCHING_SUBSCRIBERS
+                         : MQTT_RC_SUCCESS;
+        client_ack_accepted(c, ack->type, ack->pid, rc);
+    }
+    wait = route_deliver(b, origin, m, nt, may_hold);
+    b->routing = false;
     /* other shards route it to their subscribers and keep their own copy
      * of the retained store (every retained publish reaches this point
      * after the retained step) */
@@ -531,7 +596,7 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
 
 void broker_publish_sys(struct broker *b, struct msg *m)
 {
-    broker_publish(b, NULL, NULL, m);
+    broker_publish(b, NULL, NULL, m, NULL);
 }
 
 void broker_flush_out(struct broker *b)
@@ -557,7 +622,7 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
         /* the remote publisher can be held back: a subscriber over its
          * high-water mark holds this inbox (and, once it fills, the
          * publishers of the other shards) */
-        if (route_local(b, NULL, m, true))
+        if (route_remote(b, m))
             flow_hold_inbox(b->flow);
         msg_unref(m);
         it->m = NULL;
@@ -578,6 +643,7 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
 
 void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
 {
+    b->hub = h;
     b->shard = shard_new(b->loop, h, idx, hub_item_cb, b);
     free(b->listener_clients);
     b->listener_clients = shard_listener_counts(b->shard, b->nlisteners);

@@ -84,6 +84,7 @@ struct broker {
         struct client *c; /* NULL once that client closed */
         uint16_t pid;
         uint8_t type;
+        uint8_t rc; /* reason code (v5) */
     } * acks;
     size_t nacks, acks_cap;
     size_t nlisteners;
@@ -92,6 +93,8 @@ struct broker {
     struct target *targets;
     size_t ntargets_cap;
     uint32_t mark_gen;
+    bool routing;    /* hits/targets/mark_gen in use (no nesting) */
+    struct hub *hub; /* threads > 1 */
     uint64_t msg_seq;
     double started;
     double last_expiry_report;
@@ -105,6 +108,14 @@ struct broker {
 /* Add / remove sessions by client id (broker.c; find is in broker.h). */
 void broker_session_add(struct broker *b, struct session *s);
 void broker_session_remove(struct broker *b, struct session *s);
+
+/* The acknowledgement of a client's QoS 1/2 PUBLISH (PUBACK or PUBREC
+ * with its packet id), written by broker_publish once it knows whether
+ * the message has subscribers, before any copy is delivered. */
+struct publish_ack {
+    uint8_t type;
+    uint16_t pid;
+};
 
 /* What broker_publish did. */
 enum publish_result {
@@ -127,9 +138,21 @@ enum publish_result {
  *      stored outside those limits.
  *   3. routing to this shard's subscribers: No Local against the origin
  *      session (c->s or s), merged overlapping subscriptions, read ACL
- *      per subscriber, session_deliver.
- *   4. threads > 1: the hand-off to the other shards (outboxes, posted
+ *      per subscriber, collected into the targets.
+ *   4. ack (c's QoS 1/2 PUBLISH, else NULL): client_ack_accepted
+ *      with reason 0x10 "No matching subscribers" for v5 when no target
+ *      here and no other shard holds subscriptions, else 0; written
+ *      before the copies below, so a publisher subscribed to its own
+ *      topic reads the ack first (Mosquitto's order).
+ *   5. session_deliver to each target.
+ *   6. threads > 1: the hand-off to the other shards (outboxes, posted
  *      once per loop iteration by broker_flush_out).
+ *
+ * Not re-entrant: steps 3-5 use the shard's routing scratch (hits,
+ * targets, marks), so nothing they call may publish (closes are deferred
+ * by conn.c: a will is published after the loop). A nested call is a bug;
+ * it is refused (logged as an internal error, PUBLISH_DENIED) rather than
+ * corrupt the outer routing.
  *
  * Returns PUBLISH_WAIT when client c is to be read no more until
  * broker_resume_paused (a subscriber, or another shard's inbox, is over
@@ -137,7 +160,8 @@ enum publish_result {
  * no ownership of m.
  */
 enum publish_result broker_publish(struct broker *b, struct client *c,
-                                   struct session *s, struct msg *m);
+                                   struct session *s, struct msg *m,
+                                   const struct publish_ack *ack);
 
 /* broker_pause / broker_resume_paused: publisher flow control. pause
  * stops reading from c until broker_resume_paused (a queue drained, or
@@ -150,10 +174,11 @@ void broker_unpause(struct broker *b, struct client *c);
  * when flagged) and clear it. */
 void broker_publish_will(struct broker *b, struct session *s);
 
-/* broker_defer_ack / broker_drop_acks: hold a PUBACK/PUBREC until the
- * next durable save (broker_flush_acks); forget a closing client's. */
+/* broker_defer_ack / broker_drop_acks: hold a PUBACK/PUBREC (reason rc)
+ * until the next durable save (broker_flush_acks); forget a closing
+ * client's. */
 void broker_defer_ack(struct broker *b, struct client *c, uint8_t type,
-                      uint16_t pid);
+                      uint16_t pid, uint8_t rc);
 void broker_drop_acks(struct broker *b, struct client *c);
 
 /* broker_migrate: hand c's connection (its CONNECT at rest[0..n)) to the
@@ -345,6 +370,11 @@ int client_send_publish(struct client *c, struct msg *m, uint8_t qos,
 int client_send_publish_force(struct client *c, struct msg *m, bool retain,
                               const uint32_t *sub_ids, uint8_t nsub_ids);
 void client_send_ack(struct client *c, uint8_t type, uint16_t pid, uint8_t rc);
+/* client_ack_accepted: PUBACK/PUBREC (reason rc, v5) for a PUBLISH the
+ * broker took: now, or with persistence_sync always once the state that
+ * holds it is on disk (broker_defer_ack). */
+void client_ack_accepted(struct client *c, uint8_t type, uint16_t pid,
+                         uint8_t rc);
 /* client_disconnect: v5: DISCONNECT with rc first; then close. */
 void client_disconnect(struct client *c, uint8_t rc, const char *reason);
 /* client_can_send: true when c's output is below the high-water mark. */

@@ -25,9 +25,15 @@
 #include "topic.h"
 #include "util.h"
 
-/* A client that has not completed CONNECT may send at most this much in
- * one packet (CVE-2023-0809 class: no large allocation before auth). */
-#define PRECONNECT_MAX (64u * 1024u)
+/*
+ * A client that has not completed CONNECT may send at most this much in
+ * one packet (CVE-2023-0809 class: nothing unbounded is allocated before
+ * authentication): the largest CONNECT whose six length-prefixed fields
+ * (client id, will topic, will payload, user name, password,
+ * authentication data) are all 65,535 bytes long, plus 1 KiB for the
+ * headers and the smaller properties.
+ */
+#define PRECONNECT_MAX (6u * 65537u + 1024u)
 
 /* At most this many outgoing topic aliases per connection (lookup is a
  * linear scan). */
@@ -364,6 +370,23 @@ static void make_client_id(struct client *c, const char *prefix)
     c->client_id = xstrdup(buf);
 }
 
+/*
+ * receive_maximum: the QoS 2 PUBLISHes a v5 client may have unreleased
+ * towards us (the CONNACK Receive Maximum, 3.2.2.3.3; [MQTT-3.3.4-7]):
+ * max_inflight_messages as in Mosquitto (0 = 65535), bounded by
+ * max_receive_maximum. v3 clients are never told a limit, so only
+ * max_receive_maximum bounds theirs.
+ */
+static uint16_t receive_maximum(const struct conf *cf, uint8_t version)
+{
+    uint16_t rm = cf->max_receive_maximum ? cf->max_receive_maximum : 65535;
+
+    if (version == MQTT_V5 && cf->max_inflight_messages &&
+        cf->max_inflight_messages < rm)
+        rm = cf->max_inflight_messages;
+    return rm;
+}
+
 static void connack_props(struct client *c, struct mqtt_pb *pb, bool assigned,
                           uint16_t server_keepalive)
 {
@@ -375,8 +398,10 @@ static void connack_props(struct client *c, struct mqtt_pb *pb, bool assigned,
                     (uint16_t)strlen(c->client_id));
     if (server_keepalive)
         mqtt_pb_u16(pb, MQTT_PROP_SERVER_KEEP_ALIVE, c->keepalive);
-    if (cf->max_receive_maximum && cf->max_receive_maximum < 65535)
-        mqtt_pb_u16(pb, MQTT_PROP_RECEIVE_MAXIMUM, cf->max_receive_maximum);
+    /* absent means 65535 (3.2.2.3.3): sent only below that */
+    if (receive_maximum(cf, MQTT_V5) < 65535)
+        mqtt_pb_u16(pb, MQTT_PROP_RECEIVE_MAXIMUM,
+                    receive_maximum(cf, MQTT_V5));
     if (l->max_qos < 2)
         mqtt_pb_byte(pb, MQTT_PROP_MAXIMUM_QOS, l->max_qos);
     if (!cf->retain_available)
@@ -490,6 +515,19 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
     if (p->has_will && p->will_qos > l->max_qos) {
         refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_QOS_NOT_SUPPORTED,
                "will QoS not supported");
+        goto refused;
+    }
+    if (p->has_will && cf->message_size_limit &&
+        p->will_payload.len > cf->message_size_limit) {
+        /* as a PUBLISH would be refused; Mosquitto: v5 0x95, v3 CONNACK 5 */
+        b->st.limit_hits++;
+        LOG_N(b->log,
+              "Client %s refused: will payload of %u bytes over "
+              "message_size_limit %u.",
+              c->client_id, (unsigned)p->will_payload.len,
+              cf->message_size_limit);
+        refuse(c, v, MQTT_V3_REFUSED_NOT_AUTHORIZED, MQTT_RC_PACKET_TOO_LARGE,
+               "will payload over message_size_limit");
         goto refused;
     }
     /* MQTT 5 connection properties */
@@ -617,8 +655,16 @@ static void connect_finish(struct client *c, struct connect_req *req,
         old->taken_over = true;
         old->s = NULL;
         s->client = NULL;
-        if (req->clean_start && s->will && !old->clean_disconnect)
+        /* [MQTT-3.1.4-3]: the old will goes as for any close (3.1.2.5):
+         * published when the session ends here (clean start, or it had
+         * expiry 0), at once whatever its delay; discarded when the
+         * session goes on, since the new connection came before the
+         * delay ran out. Mosquitto 2.0.11 does the same, except that it
+         * discards a delayed will in the first case. */
+        if ((req->clean_start || s->expiry == 0) && !old->clean_disconnect)
             broker_publish_will(b, s);
+        else
+            session_will_set(s, NULL, 0);
         client_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER,
                           "session taken over");
     }
@@ -692,13 +738,11 @@ static void connect_finish(struct client *c, struct connect_req *req,
 
 /* ---- PUBLISH ---------------------------------------------------------- */
 
-/* PUBACK/PUBREC for an accepted message: with persistence_sync always it
- * is held until the state that holds the message is on disk. */
-static void ack_durable(struct client *c, uint8_t type, uint16_t pid,
-                        uint8_t rc)
+void client_ack_accepted(struct client *c, uint8_t type, uint16_t pid,
+                         uint8_t rc)
 {
     if (c->b->conf->persistence && c->b->conf->persistence_sync)
-        broker_defer_ack(c->b, c, type, pid);
+        broker_defer_ack(c->b, c, type, pid, rc);
     else
         client_send_ack(c, type, pid, rc);
 }
@@ -725,6 +769,7 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
     const struct conf_listener *l = &cf->listeners[c->listener];
     const char *topic = p->topic.p;
     size_t tlen = p->topic.len;
+    struct publish_ack ack;
     enum publish_result r;
     struct msg *m;
 
@@ -748,8 +793,16 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
             c->aliases[a] = xstrndup(topic, tlen);
         }
     }
-    if (!topic_name_valid(topic, tlen)) {
-        protocol_fail(c, MQTT_RC_TOPIC_NAME_INVALID, "invalid topic name");
+    switch (topic_name_check(topic, tlen)) {
+    case TOPIC_OK:
+        break;
+    case TOPIC_TOO_DEEP: /* well-formed, over a limit: 0x90 */
+        protocol_fail(c, MQTT_RC_TOPIC_NAME_INVALID,
+                      "topic name has too many levels");
+        return false;
+    case TOPIC_MALFORMED: /* the codec refuses these; kept as a guard */
+    default:
+        protocol_fail(c, MQTT_RC_PROTOCOL_ERROR, "invalid topic name");
         return false;
     }
     if (p->qos > l->max_qos) {
@@ -784,22 +837,31 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
         return false;
     }
     if (p->qos == 2) {
-        uint16_t max =
-            cf->max_receive_maximum ? cf->max_receive_maximum : 65535;
+        uint16_t max = receive_maximum(cf, c->version);
         int seen = session_rx_qos2_add(c->s, p->packet_id, max);
         if (seen < 0) {
-            protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED,
-                          "too many QoS 2 messages in flight");
+            /* the client broke [MQTT-3.3.4-7]: more unreleased QoS 2
+             * PUBLISHes than our Receive Maximum: DISCONNECT 0x93 (3.3.4) */
+            char why[96];
+            snprintf(why, sizeof(why),
+                     "more than %u QoS 2 messages in flight (Receive "
+                     "Maximum)",
+                     max);
+            protocol_fail(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, why);
             return false;
         }
         if (seen == 1) { /* duplicate of one not yet released [MQTT-4.3.3] */
-            ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
+            client_ack_accepted(c, MQTT_PUBREC, p->packet_id, 0);
             return false;
         }
     }
     m = make_msg(topic, tlen, &p->props, p->payload, p->payload_len, p->qos,
                  p->retain);
-    r = broker_publish(b, c, NULL, m);
+    /* QoS 1/2: broker_publish writes the PUBACK/PUBREC once it knows the
+     * subscribers, before their copies (Mosquitto's order) */
+    ack.type = p->qos == 2 ? MQTT_PUBREC : MQTT_PUBACK;
+    ack.pid = p->packet_id;
+    r = broker_publish(b, c, NULL, m, p->qos ? &ack : NULL);
     msg_unref(m);
     if (r == PUBLISH_DENIED) {
         char tb[512];
@@ -812,10 +874,6 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
             session_rx_qos2_del(c->s, p->packet_id);
         return false;
     }
-    if (p->qos == 1)
-        ack_durable(c, MQTT_PUBACK, p->packet_id, 0);
-    else if (p->qos == 2)
-        ack_durable(c, MQTT_PUBREC, p->packet_id, 0);
     return r == PUBLISH_WAIT;
 }
 
@@ -843,6 +901,38 @@ static void deliver_retained(struct msg *m, void *arg)
                     rc->sub_id ? &rc->sub_id : NULL, rc->sub_id ? 1 : 0);
 }
 
+/*
+ * filters_check: the first malformed filter of SUBSCRIBE / UNSUBSCRIBE p
+ * ('#' not the whole last level, '+' not a whole level [MQTT-4.7.1-2,
+ * MQTT-4.7.1-3], a malformed "$share/" filter [MQTT-4.8.2-1, -2]) makes
+ * the whole packet malformed (v5 4.13: DISCONNECT 0x81, then close;
+ * v3: close), before any of its filters takes effect. Returns true when
+ * all are well-formed (one too deep is: it is refused per filter).
+ */
+static bool filters_check(struct client *c, const struct mqtt_subscribe *p,
+                          bool sub)
+{
+    uint32_t off = 0;
+    struct mqtt_str f;
+    struct mqtt_sub_opts o;
+    char why[160];
+
+    while (sub ? mqtt_sub_next(p, &off, &f, &o)
+               : mqtt_unsub_next(p, &off, &f)) {
+        const char *g, *inner = f.p;
+        size_t glen, ilen = f.len;
+
+        if (topic_share_parse(f.p, f.len, &g, &glen, &inner, &ilen) >= 0 &&
+            topic_filter_check(inner, ilen) != TOPIC_MALFORMED)
+            continue;
+        snprintf(why, sizeof(why), "malformed topic filter '%.*s'",
+                 (int)(f.len < 100 ? f.len : 100), f.p);
+        protocol_fail(c, MQTT_RC_MALFORMED, why);
+        return false;
+    }
+    return true;
+}
+
 static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
 {
     struct broker *b = c->b;
@@ -863,6 +953,8 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
      * delivered to the new subscription as a live one */
     if (b->shard)
         shard_drain(b->shard);
+    if (!filters_check(c, p, true))
+        return;
     if (p->count > ARRAY_LEN(codes_stack)) {
         codes = xmalloc(p->count);
         send = xmalloc(p->count * sizeof(bool));
@@ -875,10 +967,15 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
         uint8_t flags = 0, qos;
 
         send[i] = false;
-        if (sh < 0 || !topic_filter_valid(inner, ilen)) {
+        if (topic_filter_check(inner, ilen) != TOPIC_OK) {
+            /* well-formed (filters_check) but over TOPIC_MAX_LEVELS: a
+             * limit, refused for this filter only */
             codes[i++] = v5 ? MQTT_RC_TOPIC_FILTER_INVALID : 0x80;
-            LOG_N(b->log, "Client %s: invalid subscription filter '%.*s'.",
-                  cid(c), (int)f.len, f.p);
+            LOG_N(b->log,
+                  "Client %s: subscription filter '%.*s' refused: more "
+                  "than %u levels.",
+                  cid(c), (int)(f.len < 100 ? f.len : 100), f.p,
+                  TOPIC_MAX_LEVELS);
             continue;
         }
         if (sh == 1 && o.no_local) {
@@ -964,6 +1061,8 @@ static void handle_unsubscribe(struct client *c, const struct mqtt_subscribe *p)
     uint8_t buf[128];
     size_t n;
 
+    if (!filters_check(c, p, false))
+        return;
     if (p->count > ARRAY_LEN(codes_stack))
         codes = xmalloc(p->count);
     while (mqtt_unsub_next(p, &off, &f)) {
@@ -1064,6 +1163,40 @@ static bool handle_packet(struct client *c, const struct mqtt_packet *pkt)
     }
 }
 
+/*
+ * The first packet declares more than PRECONNECT_MAX or max_packet_size
+ * bytes: refused at once, before any of it is buffered, with a log line.
+ * A v5 CONNECT gets CONNACK 0x95 when its protocol level came with the
+ * fixed header (buf[0..n) is what arrived, hdr the fixed header's length);
+ * anything else is closed (v3 has no code for it).
+ */
+static void refuse_large_first(struct client *c, const uint8_t *buf, size_t n,
+                               size_t hdr, size_t total)
+{
+    struct broker *b = c->b;
+    const struct conf *cf = b->conf;
+    bool over_mps = cf->max_packet_size && total > cf->max_packet_size;
+    char why[128];
+
+    if (over_mps)
+        b->st.limit_hits++;
+    snprintf(why, sizeof(why),
+             "packet before CONNECT too large (%zu bytes, over %s %u)", total,
+             over_mps ? "max_packet_size" : "the pre-CONNECT limit",
+             over_mps ? cf->max_packet_size : PRECONNECT_MAX);
+    LOG_N(b->log, "Client from %s:%d refused: %s.", conn_peer_ip(c->conn),
+          conn_peer_port(c->conn), why);
+    /* CONNECT: protocol name (u16 length, "MQTT"), then the level */
+    if ((buf[0] >> 4) == MQTT_CONNECT && n >= hdr + 7 && buf[hdr] == 0 &&
+        buf[hdr + 1] == 4 && memcmp(buf + hdr + 2, "MQTT", 4) == 0 &&
+        buf[hdr + 6] == MQTT_V5) {
+        refuse(c, MQTT_V5, 0, MQTT_RC_PACKET_TOO_LARGE, why);
+        return;
+    }
+    b->st.clients_rejected++;
+    conn_close(c->conn, why);
+}
+
 static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
                               size_t len)
 {
@@ -1091,9 +1224,10 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
             return -1;
         }
         total = (size_t)h + rem;
-        if (!c->connected && total > PRECONNECT_MAX) {
-            protocol_fail(c, MQTT_RC_PACKET_TOO_LARGE,
-                          "packet before CONNECT too large");
+        if (!c->connected &&
+            (total > PRECONNECT_MAX ||
+             (cf->max_packet_size && total > cf->max_packet_size))) {
+            refuse_large_first(c, buf + off, len - off, (size_t)h, total);
             return -1;
         }
         if (cf->max_packet_size && total > cf->max_packet_size) {

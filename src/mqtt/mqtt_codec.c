@@ -278,7 +278,10 @@ static int props_store(struct rd *r, struct mqtt_props *pr, uint8_t id,
         break;
     case MQTT_PROP_RESPONSE_TOPIC:
         pr->response_topic = *s;
-        /* A topic name, not a filter [MQTT-3.3.2-14]. */
+        /* A topic name, not a filter, and not empty [MQTT-3.3.2-14],
+         * [MQTT-4.7.3-1]: a Protocol Error otherwise. */
+        if (s->len == 0)
+            return fail(r, MQTT_RC_PROTOCOL_ERROR, "empty response topic");
         if (has_wildcard(s))
             return fail(r, MQTT_RC_PROTOCOL_ERROR,
                         "wildcard in response topic");
@@ -650,8 +653,10 @@ static int dec_publish(struct rd *r, struct mqtt_publish *p, uint8_t flags,
                     "PUBLISH with DUP set on QoS 0"); /* [MQTT-3.3.1-2] */
     if (RD_STR(r, &p->topic, "topic name") < 0)
         return -1;
-    if (has_wildcard(&p->topic)) /* [MQTT-3.3.2-2] */
-        return fail(r, MQTT_RC_TOPIC_NAME_INVALID, "wildcard in topic name");
+    /* [MQTT-3.3.2-2]: a malformed packet; 0x90 "Topic Name invalid" is
+     * for a well-formed name the server refuses */
+    if (has_wildcard(&p->topic))
+        return fail(r, MQTT_RC_MALFORMED, "wildcard in topic name");
     if (p->qos > 0) {
         if (rd_u16(r, &p->packet_id, "packet identifier missing") < 0)
             return -1;
@@ -661,9 +666,12 @@ static int dec_publish(struct rd *r, struct mqtt_publish *p, uint8_t flags,
     if (v5 &&
         rd_props(r, &p->props, from_client ? PC_PUBLISH_C : PC_PUBLISH_S) < 0)
         return -1;
+    /* empty topic: v3 malformed [MQTT-4.7.3-1]; v5 a Protocol Error
+     * without a Topic Alias (3.3.2.3.4) */
     if (p->topic.len == 0 &&
         !(v5 && MQTT_HAS_PROP(&p->props, MQTT_PROP_TOPIC_ALIAS)))
-        return fail(r, MQTT_RC_TOPIC_NAME_INVALID, "empty topic name");
+        return fail(r, v5 ? MQTT_RC_PROTOCOL_ERROR : MQTT_RC_MALFORMED,
+                    "empty topic name");
     p->payload = r->p;
     p->payload_len = (uint32_t)rd_left(r);
     r->p = r->end;

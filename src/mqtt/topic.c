@@ -13,55 +13,67 @@
 #define SHARE_PREFIX "$share/"
 #define SHARE_PREFIX_LEN (sizeof(SHARE_PREFIX) - 1)
 
-bool topic_name_valid(const char *t, size_t len)
+enum topic_check topic_name_check(const char *t, size_t len)
 {
     size_t levels = 1;
+    bool deep = false;
 
     if (len == 0) /* [MQTT-4.7.3-1] */
-        return false;
+        return TOPIC_MALFORMED;
     for (size_t i = 0; i < len; i++) {
         switch (t[i]) {
         case '+':
         case '#': /* [MQTT-3.3.2-2] */
-            return false;
+            return TOPIC_MALFORMED;
         case '/':
             if (++levels > TOPIC_MAX_LEVELS)
-                return false;
+                deep = true;
             break;
         default:
             break;
         }
     }
-    return true;
+    return deep ? TOPIC_TOO_DEEP : TOPIC_OK;
 }
 
-bool topic_filter_valid(const char *f, size_t len)
+bool topic_name_valid(const char *t, size_t len)
+{
+    return topic_name_check(t, len) == TOPIC_OK;
+}
+
+enum topic_check topic_filter_check(const char *f, size_t len)
 {
     size_t levels = 1;
+    bool deep = false;
 
     if (len == 0) /* [MQTT-4.7.3-1] */
-        return false;
+        return TOPIC_MALFORMED;
     for (size_t i = 0; i < len; i++) {
         bool starts = i == 0 || f[i - 1] == '/';
 
         switch (f[i]) {
         case '/':
             if (++levels > TOPIC_MAX_LEVELS)
-                return false;
+                deep = true;
             break;
         case '+': /* a whole level [MQTT-4.7.1-3] */
             if (!starts || (i + 1 < len && f[i + 1] != '/'))
-                return false;
+                return TOPIC_MALFORMED;
             break;
         case '#': /* the whole last level [MQTT-4.7.1-2] */
             if (!starts || i + 1 != len)
-                return false;
+                return TOPIC_MALFORMED;
             break;
         default:
             break;
         }
     }
-    return true;
+    return deep ? TOPIC_TOO_DEEP : TOPIC_OK;
+}
+
+bool topic_filter_valid(const char *f, size_t len)
+{
+    return topic_filter_check(f, len) == TOPIC_OK;
 }
 
 int topic_share_parse(const char *f, size_t len, const char **group,

@@ -123,6 +123,45 @@ static void test_level_limit(void **state)
     free(s);
 }
 
+/* A limit is not a syntax error: too deep is reported apart from
+ * malformed (SUBACK 0x8F / PUBLISH 0x90 versus closing the connection),
+ * and a syntax error anywhere wins over depth. */
+static void test_check_kinds(void **state)
+{
+    static const struct {
+        const char *s;
+        enum topic_check name, filter;
+    } cases[] = {
+        {"a/b", TOPIC_OK, TOPIC_OK},
+        {"", TOPIC_MALFORMED, TOPIC_MALFORMED},
+        {"a/+", TOPIC_MALFORMED, TOPIC_OK},
+        {"a/#", TOPIC_MALFORMED, TOPIC_OK},
+        {"a/#/b", TOPIC_MALFORMED, TOPIC_MALFORMED},
+        {"a#", TOPIC_MALFORMED, TOPIC_MALFORMED},
+        {"sport/tennis#", TOPIC_MALFORMED, TOPIC_MALFORMED},
+        {"a+/b", TOPIC_MALFORMED, TOPIC_MALFORMED},
+        {"++", TOPIC_MALFORMED, TOPIC_MALFORMED},
+    };
+    size_t len;
+    char *s;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = strlen(cases[i].s);
+        assert_int_equal(topic_name_check(cases[i].s, n), cases[i].name);
+        assert_int_equal(topic_filter_check(cases[i].s, n), cases[i].filter);
+    }
+    s = build("a", TOPIC_MAX_LEVELS + 1, &len);
+    assert_int_equal(topic_name_check(s, len), TOPIC_TOO_DEEP);
+    assert_int_equal(topic_filter_check(s, len), TOPIC_TOO_DEEP);
+    s[len - 1] = '#'; /* last level "#": still a well-formed filter */
+    assert_int_equal(topic_filter_check(s, len), TOPIC_TOO_DEEP);
+    assert_int_equal(topic_name_check(s, len), TOPIC_MALFORMED);
+    s[0] = '#'; /* '#' not last: malformed however deep */
+    assert_int_equal(topic_filter_check(s, len), TOPIC_MALFORMED);
+    free(s);
+}
+
 struct share_case {
     const char *f;
     int rc;
@@ -286,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_name_valid),
         cmocka_unit_test(test_length_respected),
         cmocka_unit_test(test_level_limit),
+        cmocka_unit_test(test_check_kinds),
         cmocka_unit_test(test_share_parse),
         cmocka_unit_test(test_matches),
         cmocka_unit_test(test_matches_deep),
