@@ -657,11 +657,12 @@ static void connect_finish(struct client *c, struct connect_req *req,
         s->client = NULL;
         /* [MQTT-3.1.4-3]: the old will goes as for any close (3.1.2.5):
          * published when the session ends here (clean start, or it had
-         * expiry 0), at once whatever its delay; discarded when the
-         * session goes on, since the new connection came before the
-         * delay ran out. Mosquitto 2.0.11 does the same, except that it
-         * discards a delayed will in the first case. */
-        if ((req->clean_start || s->expiry == 0) && !old->clean_disconnect)
+         * expiry 0); discarded when the session goes on. A will with a
+         * Will Delay Interval is discarded in both cases: the new
+         * connection came before the delay ran out [MQTT-3.1.3-9]
+         * (Mosquitto 2.0.11 does the same). */
+        if ((req->clean_start || s->expiry == 0) && !old->clean_disconnect &&
+            s->will_delay == 0)
             broker_publish_will(b, s);
         else
             session_will_set(s, NULL, 0);

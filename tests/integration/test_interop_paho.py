@@ -284,9 +284,9 @@ class V5Properties(Base):
 
 
 class KeepaliveZero(Base):
-    """FAIL today for v3.1.1: the default max_keepalive 65535 makes mqttd
-    refuse keepalive 0 ("identifier rejected"); fixed with the default
-    max_keepalive 0 (off) in another branch."""
+    """Keepalive 0 (off) with the default configuration, v3.1.1 and v5
+    (max_keepalive is off by default, as in Mosquitto 2.0; until issue 14
+    a v3.1.1 client got "identifier rejected")."""
 
     def test_keepalive_0(self):
         for proto in (V3, V5):
