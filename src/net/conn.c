@@ -52,7 +52,8 @@ struct conn_loop {
     struct log *log;
     ev_prepare prepare;
     uint8_t *scratch;
-    struct conn *pending;  /* singly linked via next_pending */
+    struct conn *pending;  /* FIFO via next_pending: flushed in the order */
+    struct conn **pending_tail; /* output was first queued (acks first) */
     struct conn *closing;  /* singly linked via next_close */
     struct conn *replay;   /* resumed with buffered input (next_replay) */
     size_t count;
@@ -96,6 +97,8 @@ static void timer_arm(struct conn *c);
 struct conn_loop *conn_loop_new(struct ev_loop *loop, struct log *lg)
 {
     struct conn_loop *cl = xcalloc(1, sizeof(*cl));
+
+    cl->pending_tail = &cl->pending;
 
     cl->loop = loop;
     cl->log = lg;
@@ -383,8 +386,9 @@ static void mark_pending(struct conn *c)
 {
     if (!(c->flags & CF_PENDING)) {
         c->flags |= CF_PENDING;
-        c->next_pending = c->cl->pending;
-        c->cl->pending = c;
+        c->next_pending = NULL;
+        *c->cl->pending_tail = c;
+        c->cl->pending_tail = &c->next_pending;
     }
 }
 
@@ -573,8 +577,11 @@ static void unlink_lists(struct conn *c)
         struct conn **pp = &cl->pending;
         while (*pp && *pp != c)
             pp = &(*pp)->next_pending;
-        if (*pp)
+        if (*pp) {
             *pp = c->next_pending;
+            if (cl->pending_tail == &c->next_pending)
+                cl->pending_tail = pp;
+        }
         c->flags &= ~CF_PENDING;
     }
     if (c->flags & CF_REPLAY) {
@@ -913,6 +920,8 @@ again:
     while (cl->pending) {
         struct conn *c = cl->pending;
         cl->pending = c->next_pending;
+        if (cl->pending == NULL)
+            cl->pending_tail = &cl->pending;
         c->flags &= ~CF_PENDING;
         if (!(c->flags & CF_CLOSING))
             conn_flush(c);
