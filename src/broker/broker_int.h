@@ -199,14 +199,18 @@ struct auth *broker_auth(struct broker *b, size_t li);
 
 /* ---- session ---------------------------------------------------------- */
 
-/* One subscription as the session remembers it (persistence, cleanup). */
+/* One subscription as the session remembers it (persistence, cleanup):
+ * one allocation each, so that its entry in the session's index stays put
+ * (session.c). */
 struct sub {
-    char *filter;
+    struct hashmap_entry he; /* in session.ix, keyed by filter */
+    size_t pos;              /* its place in session.subs */
+    uint32_t sub_id;
     uint16_t len;
     uint8_t qos;
     uint8_t flags; /* ROUTER_* */
     uint8_t rh;    /* retain handling */
-    uint32_t sub_id;
+    char filter[]; /* len bytes and a NUL */
 };
 
 struct inflight {
@@ -237,11 +241,10 @@ struct session {
     uint8_t version;
     uint32_t expiry;      /* seconds; UINT32_MAX = never */
     double offline_since; /* ev time when detached */
-    /* subscriptions */
-    struct sub *subs;
+    /* subscriptions: in snapshot order, and by filter (session.c) */
+    struct sub **subs;
     size_t nsubs, subs_cap;
-    uint32_t *ix; /* hash index over subs (session.c) */
-    size_t ix_cap, ix_tombs;
+    struct hashmap ix; /* sub.he, keyed under b->reg.seed */
     /* outgoing QoS 1/2 window */
     struct inflight *infl;
     uint16_t infl_cap, infl_n;

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "broker_int.h"
 #include "conf.h"
+#include "hashmap.h"
 #include "log.h"
 #include "msg.h"
 #include "router.h"
@@ -32,6 +33,7 @@ struct session *session_new(struct broker *b, const char *client_id)
     s->client_id = xstrdup(client_id);
     s->next_pid = 1;
     s->expiry = 0;
+    hashmap_init(&s->ix);
     return s;
 }
 
@@ -56,13 +58,14 @@ void session_free(struct session *s)
 {
     if (s == NULL)
         return;
+    hashmap_clear(&s->ix);
     for (size_t i = 0; i < s->nsubs; i++) {
-        router_unsubscribe(s->b->router, s->subs[i].filter, s->subs[i].len, s);
-        note_sub(s, s->subs[i].filter, s->subs[i].len, -1);
-        free(s->subs[i].filter);
+        router_unsubscribe(s->b->router, s->subs[i]->filter, s->subs[i]->len,
+                           s);
+        note_sub(s, s->subs[i]->filter, s->subs[i]->len, -1);
+        free(s->subs[i]);
     }
     free(s->subs);
-    free(s->ix);
     for (uint16_t i = 0; i < s->infl_cap; i++)
         msg_unref(s->infl[i].m);
     free(s->infl);
@@ -84,107 +87,93 @@ void session_will_set(struct session *s, struct msg *will, uint32_t delay)
     s->will_at = 0;
 }
 
-/* ---- the session's own subscription list, with a hash index ---------
- * ix[] holds index+1 into subs[], 0 = empty, IX_TOMB = deleted; linear
- * probing. Subscribe and unsubscribe stay O(1) however many filters one
- * client holds (100,000 subscriptions must not be quadratic). */
-#define IX_TOMB UINT32_MAX
+/* ---- the session's own subscriptions -----------------------------------
+ * Each subscription is one record (struct sub, its filter inline) that two
+ * structures point to: subs[], in the order snapshots write them (order of
+ * subscription; a removal moves the last pointer into the hole), and the
+ * index ix, which finds a record by its filter (hashmap.h). Records never
+ * move: growing or reordering subs[] moves pointers only, so the intrusive
+ * entries in ix stay valid without re-linking, and each record keeps its
+ * place in subs[] (pos) for an O(1) removal. Subscribe and unsubscribe are
+ * O(1) however many filters one client holds (100,000 must not be
+ * quadratic). The peer chooses the filters, so ix hashes them with SipHash
+ * under the broker's random key (the registry's seed): nobody can aim
+ * thousands of filters at one probe sequence. */
 
-static void ix_rebuild(struct session *s, size_t cap)
+static struct sub *sub_find(const struct session *s, const char *filter,
+                            size_t len)
 {
-    free(s->ix);
-    s->ix = xcalloc(cap, sizeof(*s->ix));
-    s->ix_cap = cap;
-    s->ix_tombs = 0;
-    for (size_t i = 0; i < s->nsubs; i++) {
-        size_t k = util_fnv1a(s->subs[i].filter, s->subs[i].len) & (cap - 1);
-        while (s->ix[k] != 0)
-            k = (k + 1) & (cap - 1);
-        s->ix[k] = (uint32_t)(i + 1);
-    }
+    struct hashmap_entry *e =
+        hashmap_find(&s->ix, &s->b->reg.seed, filter, len);
+
+    return e != NULL ? hashmap_item(e, struct sub, he) : NULL;
 }
 
-/* Slot of the index entry for filter f, or SIZE_MAX. */
-static size_t ix_find(const struct session *s, const char *f, size_t len)
+/* A new record for filter (not held yet), last in subs[] and in ix. */
+static struct sub *sub_add(struct session *s, const char *filter, size_t len)
 {
-    if (s->ix_cap == 0)
-        return SIZE_MAX;
-    for (size_t k = util_fnv1a(f, len) & (s->ix_cap - 1);;
-         k = (k + 1) & (s->ix_cap - 1)) {
-        uint32_t v = s->ix[k];
-        if (v == 0)
-            return SIZE_MAX;
-        if (v != IX_TOMB && s->subs[v - 1].len == len &&
-            memcmp(s->subs[v - 1].filter, f, len) == 0)
-            return k;
+    struct sub *sb = xcalloc(1, sizeof(*sb) + len + 1);
+
+    memcpy(sb->filter, filter, len);
+    sb->len = (uint16_t)len;
+    hashmap_entry_init(&sb->he, &s->b->reg.seed, sb->filter, len);
+    hashmap_insert(&s->ix, &sb->he);
+    if (s->nsubs == s->subs_cap) {
+        s->subs_cap = s->subs_cap ? s->subs_cap * 2 : 4;
+        s->subs = xreallocarray(s->subs, s->subs_cap, sizeof(*s->subs));
     }
+    sb->pos = s->nsubs;
+    s->subs[s->nsubs++] = sb;
+    return sb;
+}
+
+/* Take record sb out of ix and subs[] (the last one fills its place) and
+ * free it. */
+static void sub_del(struct session *s, struct sub *sb)
+{
+    struct sub *last = s->subs[--s->nsubs];
+
+    hashmap_remove(&s->ix, &sb->he);
+    hashmap_shrink(&s->ix);
+    last->pos = sb->pos;
+    s->subs[sb->pos] = last;
+    free(sb);
 }
 
 int session_subscribe(struct session *s, const char *filter, size_t len,
                       uint8_t qos, uint8_t flags, uint8_t rh, uint32_t sub_id,
                       bool *existed)
 {
-    size_t k = ix_find(s, filter, len), i;
+    struct sub *sb = sub_find(s, filter, len);
 
     router_subscribe(s->b->router, filter, len, s, qos, flags, sub_id, existed);
     s->b->st.changes++;
-    if (k != SIZE_MAX) {
-        i = s->ix[k] - 1;
-    } else {
+    if (sb == NULL) {
         note_sub(s, filter, len, 1);
-        if (s->nsubs == s->subs_cap) {
-            s->subs_cap = s->subs_cap ? s->subs_cap * 2 : 4;
-            s->subs = xreallocarray(s->subs, s->subs_cap, sizeof(*s->subs));
-        }
-        i = s->nsubs++;
-        s->subs[i].filter = xstrndup(filter, len);
-        s->subs[i].len = (uint16_t)len;
-        if ((s->nsubs + s->ix_tombs) * 2 > s->ix_cap) {
-            size_t cap = 8;
-            while (cap < s->nsubs * 4)
-                cap *= 2;
-            ix_rebuild(s, cap);
-        } else {
-            size_t h = util_fnv1a(filter, len) & (s->ix_cap - 1);
-            while (s->ix[h] != 0 && s->ix[h] != IX_TOMB)
-                h = (h + 1) & (s->ix_cap - 1);
-            if (s->ix[h] == IX_TOMB)
-                s->ix_tombs--;
-            s->ix[h] = (uint32_t)(i + 1);
-        }
+        sb = sub_add(s, filter, len);
     }
-    s->subs[i].qos = qos;
-    s->subs[i].flags = flags;
-    s->subs[i].rh = rh;
-    s->subs[i].sub_id = sub_id;
+    sb->qos = qos;
+    sb->flags = flags;
+    sb->rh = rh;
+    sb->sub_id = sub_id;
     return 0;
 }
 
 bool session_has_sub(const struct session *s, const char *filter, size_t len)
 {
-    return ix_find(s, filter, len) != SIZE_MAX;
+    return sub_find(s, filter, len) != NULL;
 }
 
 int session_unsubscribe(struct session *s, const char *filter, size_t len)
 {
-    size_t k = ix_find(s, filter, len), i, last;
+    struct sub *sb = sub_find(s, filter, len);
 
-    if (k == SIZE_MAX)
+    if (sb == NULL)
         return -1;
-    i = s->ix[k] - 1;
     router_unsubscribe(s->b->router, filter, len, s);
     note_sub(s, filter, len, -1);
     s->b->st.changes++;
-    s->ix[k] = IX_TOMB;
-    s->ix_tombs++;
-    free(s->subs[i].filter);
-    last = --s->nsubs;
-    if (i != last) {
-        /* move the last entry into the hole and re-point its index slot */
-        size_t m = ix_find(s, s->subs[last].filter, s->subs[last].len);
-        s->subs[i] = s->subs[last];
-        s->ix[m] = (uint32_t)(i + 1);
-    }
+    sub_del(s, sb);
     return 0;
 }
 
@@ -590,7 +579,7 @@ void session_subs_foreach(const struct session *s,
                           void *arg)
 {
     for (size_t i = 0; i < s->nsubs; i++) {
-        const struct sub *sb = &s->subs[i];
+        const struct sub *sb = s->subs[i];
         struct session_sub out = {sb->filter, sb->len, sb->qos,
                                   sb->flags,  sb->rh,  sb->sub_id};
         fn(&out, arg);

@@ -5,7 +5,10 @@ removal by clean start, by expiry (the once-a-second walk) and by churn
 that leaves tombstones behind, takeover, and a persistence restart. Every
 session is checked by what only it can hold: its Session Present flag and
 the one message queued for it, whose payload is its own client id. The
-number of sessions is read from $SYS/broker/stats/json (clients_total)."""
+number of sessions is read from $SYS/broker/stats/json (clients_total).
+FilterIndex checks one session's index of its own subscription filters:
+3000 of them, added, updated, removed and added again, then restored from
+the persistence file."""
 
 import json
 import os
@@ -249,9 +252,10 @@ class SessionRegistry(Registry, BrokerTest):
         self.resume(1, ids[1], present=True, queued=False)
 
 
-class SessionRegistryRestart(Registry, unittest.TestCase):
-    """Every session comes back after a restart from the persistence
-    file (session_restore fills the registry in file order)."""
+class PersistentBroker:
+    """setUp/start/stop/tearDown for tests that restart one broker on one
+    persistence directory (CONF is added to its configuration)."""
+    CONF = ""
 
     def setUp(self):
         self.pdir = tempfile.mkdtemp(prefix="mqttd-registry-")
@@ -259,7 +263,7 @@ class SessionRegistryRestart(Registry, unittest.TestCase):
 
     def start(self):
         self.b = Broker("persistence true\npersistence_location %s/\n"
-                        "sys_interval 1\n" % self.pdir).start()
+                        "sys_interval 1\n%s" % (self.pdir, self.CONF)).start()
         self.brokers.append(self.b)
 
     def stop(self):
@@ -277,6 +281,11 @@ class SessionRegistryRestart(Registry, unittest.TestCase):
                 b.stop()
         shutil.rmtree(self.pdir, ignore_errors=True)
 
+
+class SessionRegistryRestart(Registry, PersistentBroker, unittest.TestCase):
+    """Every session comes back after a restart from the persistence
+    file (session_restore fills the registry in file order)."""
+
     def test_restart_restores_every_session(self):
         ids = client_ids()
         self.start()
@@ -293,6 +302,216 @@ class SessionRegistryRestart(Registry, unittest.TestCase):
             self.resume(i, cid, present=True)
         self.stop()
 
+
+# ---- one client's subscription index -------------------------------------
+
+NFILTERS = 3000
+EXPIRY = b"\x11" + struct.pack("!I", 3600)   # Session Expiry Interval
+
+
+def filters():
+    """NFILTERS distinct filters: plain, each a prefix of the next, with
+    wildcards, shared, long ones that differ only in their last byte."""
+    fs = ["p" * k for k in range(1, 60)]
+    fs += ["w/%d/+" % i for i in range(100)]
+    fs += ["h/%d/#" % i for i in range(100)]
+    fs += ["$share/g/s/%d" % i for i in range(20)]
+    fs += ["L" * 900 + c for c in "abcdefghij"]
+    fs += ["ix/%d" % i for i in range(NFILTERS - len(fs))]
+    assert len(set(fs)) == len(fs) == NFILTERS
+    return fs
+
+
+def topic_of(f):
+    """A topic that f matches and no other filter of filters() does."""
+    if f.startswith("$share/g/"):
+        f = f[len("$share/g/"):]
+    return f.replace("+", "x").replace("#", "x")
+
+
+def read_varint(b, i):
+    n, mult = 0, 1
+    while True:
+        n += (b[i] & 0x7F) * mult
+        mult *= 128
+        i += 1
+        if not b[i - 1] & 0x80:
+            return n, i
+
+
+def parse_publish_v5(first, body):
+    """(topic, qos, pid, [subscription identifiers]) of a v5 PUBLISH."""
+    assert first & 0xF0 == 0x30, "expected a PUBLISH, got %#x" % first
+    qos = (first >> 1) & 3
+    tlen = struct.unpack("!H", body[:2])[0]
+    topic = body[2:2 + tlen].decode()
+    i, pid = 2 + tlen, 0
+    if qos:
+        pid = struct.unpack("!H", body[i:i + 2])[0]
+        i += 2
+    plen, i = read_varint(body, i)
+    end, ids = i + plen, []
+    while i < end:
+        if body[i] == 0x0B:
+            sid, i = read_varint(body, i + 1)
+            ids.append(sid)
+        else:
+            raise AssertionError("unexpected property %#x" % body[i])
+    return topic, qos, pid, ids
+
+
+class FilterIndex(PersistentBroker, unittest.TestCase):
+    """One client holding its quota of 3000 filters: the session's index
+    of its own filters (subscribe adds or updates, unsubscribe finds and
+    removes, the quota counts) checked filter by filter through SUBACK and
+    UNSUBACK reason codes, through what a sample of publications delivers
+    (granted QoS, Subscription Identifier) and again after a restart from
+    the persistence file, which holds the session's own records."""
+    CONF = "max_subscriptions_per_client %d\n" % NFILTERS
+
+    def connect(self, present):
+        r = Raw(self.b.port)
+        ack = r.connect(client_id="ix-sub", clean=False, version=5,
+                        keepalive=600, props=EXPIRY)
+        self.assertEqual(session_present(ack), present, "CONNACK %r" % ack)
+        return r
+
+    def send_all(self, r, pkts, want_type):
+        """Send the packets in one write, then return the reason codes of
+        their acknowledgements (type want_type), in packet order."""
+        r.send(b"".join(p for _, p in pkts))
+        codes = []
+        for pid, _ in pkts:
+            p = r.recv_packet()
+            self.assertIsNotNone(p, "closed")
+            self.assertEqual(p[0], want_type)
+            self.assertEqual(struct.unpack("!H", p[1][:2])[0], pid)
+            plen, i = read_varint(p[1], 2)
+            codes.append(p[1][i + plen:])
+        return codes
+
+    def subscribe(self, r, groups):
+        """groups: [(sub_id or 0, [(filter, qos), ...])], one SUBSCRIBE
+        each. Returns the concatenated SUBACK reason codes."""
+        pkts = []
+        for k, (sid, fq) in enumerate(groups):
+            pid = k % 65535 + 1
+            props = b"\x0b" + varint(sid) if sid else b""
+            body = struct.pack("!H", pid) + varint(len(props)) + props
+            body += b"".join(mstr(f) + bytes([q]) for f, q in fq)
+            pkts.append((pid, packet(0x82, body)))
+        return b"".join(self.send_all(r, pkts, 0x90))
+
+    def unsubscribe(self, r, fs, per=100):
+        pkts = []
+        for k in range(0, len(fs), per):
+            pid = k // per + 1
+            body = struct.pack("!H", pid) + b"\x00"
+            body += b"".join(mstr(f) for f in fs[k:k + per])
+            pkts.append((pid, packet(0xA2, body)))
+        return b"".join(self.send_all(r, pkts, 0xB0))
+
+    def check_delivery(self, r, fs, want):
+        """Publish QoS 1 to the topic of a sample of fs (and to one that no
+        filter matches); each must arrive once, at the QoS and with the
+        Subscription Identifier that want[filter] = (qos, sid) says, and
+        only for the filters that are in want."""
+        sample = sorted(set(range(0, len(fs), 7)) | set(range(40)) |
+                        set(range(len(fs) - 40, len(fs))))
+        p = Raw(self.b.port)
+        p.connect(client_id="ix-pub")
+        pubs = [publish_pkt("ix/none", b"-", qos=1, pid=1)]
+        pubs += [publish_pkt(topic_of(fs[i]), b"%d" % i, qos=1, pid=k + 2)
+                 for k, i in enumerate(sample)]
+        p.send(b"".join(pubs))
+        for _ in pubs:
+            self.assertEqual(p.recv_packet()[0], 0x40)
+        p.send(DISCONNECT)
+        self.assertTrue(p.closed())
+        expect = {topic_of(fs[i]): want[fs[i]] for i in sample if fs[i] in want}
+        self.assertGreater(len(expect), 200)
+        # all of them went out before the publisher's last PUBACK, but
+        # QoS 1 ones past the window wait for a PUBACK: a PINGRESP after
+        # none came since the last one means there is no more
+        got, progress = {}, False
+        r.send(PINGREQ)
+        while True:
+            pk = r.recv_packet()
+            self.assertIsNotNone(pk, "subscriber closed")
+            if pk[0] == 0xD0:
+                if not progress:
+                    break
+                progress = False
+                r.send(PINGREQ)
+                continue
+            topic, qos, pid, ids = parse_publish_v5(*pk)
+            progress = True
+            if qos:
+                r.send(packet(0x40, struct.pack("!H", pid)))
+            self.assertNotIn(topic, got, "delivered twice")
+            got[topic] = (qos, ids[0] if ids else 0)
+        self.assertEqual(got, expect)
+
+    def test_thousands_of_filters_one_client(self):
+        fs = filters()
+        n = len(fs)
+        self.start()
+        r = self.connect(present=False)
+        # all of them at QoS 1, 100 per SUBSCRIBE; then the quota is full
+        codes = self.subscribe(r, [(0, [(f, 1) for f in fs[k:k + 100]])
+                                   for k in range(0, n, 100)])
+        self.assertEqual(codes, b"\x01" * n)
+        self.assertEqual(self.subscribe(r, [(0, [("ix/over", 1)])]), b"\x97")
+        # every third again, alone, at QoS 0 with its own identifier:
+        # an update, so it fits in the full quota
+        want = {f: (1, 0) for f in fs}
+        upd = [(i + 1, [(fs[i], 0)]) for i in range(0, n, 3)]
+        self.assertEqual(self.subscribe(r, upd), b"\x00" * len(upd))
+        for i in range(0, n, 3):
+            want[fs[i]] = (0, i + 1)
+        # one SUBSCRIBE naming a filter twice: the second wins
+        self.assertEqual(self.subscribe(r, [(7, [(fs[1], 0), (fs[1], 1)])]),
+                         b"\x00\x01")
+        want[fs[1]] = (1, 7)
+        # unsubscribe every even one (each removal moves the last record
+        # into the hole), then again: none of them exists any more
+        evens = fs[0::2]
+        self.assertEqual(self.unsubscribe(r, evens), b"\x00" * len(evens))
+        self.assertEqual(self.unsubscribe(r, evens), b"\x11" * len(evens))
+        for f in evens:
+            del want[f]
+        self.check_delivery(r, fs, want)
+        # back again, alone, at QoS 1 or 0 with a new identifier: the
+        # quota is full once more, and a re-subscribe still replaces
+        back = [(100000 + i, [(fs[i], i % 4 // 2)]) for i in range(0, n, 2)]
+        self.assertEqual(self.subscribe(r, back),
+                         b"".join(bytes([i % 4 // 2]) for i in range(0, n, 2)))
+        for i in range(0, n, 2):
+            want[fs[i]] = (i % 4 // 2, 100000 + i)
+        self.assertEqual(self.subscribe(r, [(0, [("ix/over", 1)])]), b"\x97")
+        self.assertEqual(self.subscribe(r, [(9, [(fs[5], 1)])]), b"\x01")
+        want[fs[5]] = (1, 9)
+        self.check_delivery(r, fs, want)
+        r.send(DISCONNECT)
+        self.assertTrue(r.closed())
+
+        # the persistence file holds the session's records: the same
+        # filters, QoS and identifiers after a restart
+        self.stop()
+        self.start()
+        self.b.wait_log(r"Loaded the persistence file .*: \d+ retained "
+                        r"messages, 1 sessions\.")
+        r = self.connect(present=True)
+        self.check_delivery(r, fs, want)
+        self.assertEqual(self.subscribe(r, [(0, [("ix/over", 1)])]), b"\x97")
+        last = fs[-50:]
+        self.assertEqual(self.unsubscribe(r, last), b"\x00" * 50)
+        self.assertEqual(self.unsubscribe(r, fs),
+                         b"\x00" * (n - 50) + b"\x11" * 50)
+        self.assertEqual(self.subscribe(r, [(0, [("ix/over", 1)])]), b"\x01")
+        r.send(DISCONNECT)
+        self.assertTrue(r.closed())
+        self.stop()
 
 if __name__ == "__main__":
     unittest.main()
