@@ -286,7 +286,7 @@ BAD_FILTERS = ["a/#/b", "a#", "sport/tennis#", "a+/b", "++", "$share/p",
 
 class MalformedFilters(ConfBase):
     """A malformed filter closes the connection (v5: DISCONNECT 0x81/0x82
-    first) [MQTT-4.7.1-1, -2, 4.8.2]; until issue 14 it got SUBACK
+    first) [MQTT-4.7.1-2, -3, 4.8.2]; until issue 14 it got SUBACK
     0x80/0x8F and the connection stayed."""
 
     def test_v3_closes(self):
