@@ -90,13 +90,13 @@ struct conf {
     struct conf_security sec;
 
     /* limits (Mosquitto defaults in brackets) */
-    int max_connections;         /* -1 [-1]: applies to the default listener */
+    int max_connections; /* -1 [-1]: applies to the default listener */
     /* max_keepalive: 0 = off (mqttd default; Mosquitto 2.0.11: 65535,
      * 10..65535). N > 0: a v3 client whose keepalive is 0 or above N is
      * refused (CONNACK 2), a v5 one is sent Server Keep Alive N. */
     uint16_t max_keepalive;
-    uint32_t max_packet_size;    /* 0 = protocol max [0] */
-    uint32_t message_size_limit; /* 0 = none [0] */
+    uint32_t max_packet_size;       /* 0 = protocol max [0] */
+    uint32_t message_size_limit;    /* 0 = none [0] */
     uint16_t max_inflight_messages; /* [20]; 0 = unlimited */
     uint64_t max_inflight_bytes;    /* [0] */
     uint32_t max_queued_messages;   /* [1000]; 0 = unlimited */
@@ -105,7 +105,7 @@ struct conf {
     bool retain_available;          /* [true] */
     bool set_tcp_nodelay;           /* mqttd default true (Mosquitto false) */
     uint8_t max_qos; /* max_qos / maximum_qos [2]: default for listeners */
-    uint16_t max_topic_alias;       /* [10] default for listeners */
+    uint16_t max_topic_alias;              /* [10] default for listeners */
     uint32_t max_subscriptions_per_client; /* mqttd [10000]; 0 = unlimited */
     uint32_t max_retained_messages;        /* mqttd [100000]; 0 = unlimited */
     uint64_t max_retained_bytes;           /* mqttd [256 MiB]; 0 = unlimited */

@@ -52,10 +52,12 @@ struct conn_loop {
     struct log *log;
     ev_prepare prepare;
     uint8_t *scratch;
-    struct conn *pending;  /* FIFO via next_pending: flushed in the order */
-    struct conn **pending_tail; /* output was first queued (acks first) */
-    struct conn *closing;  /* singly linked via next_close */
-    struct conn *replay;   /* resumed with buffered input (next_replay) */
+    /* FIFO via next_pending: written in the order output was first
+     * queued (a publisher's ack before its subscribers' copies) */
+    struct conn *pending;
+    struct conn **pending_tail;
+    struct conn *closing; /* singly linked via next_close */
+    struct conn *replay;  /* resumed with buffered input (next_replay) */
     size_t count;
     struct log_ratelimit hs_rl;
 };
