@@ -5,7 +5,7 @@ max_keepalive, over raw sockets so the CONNACK bytes are checked exactly."""
 import struct
 import unittest
 
-from harness import Broker, Raw
+from harness import BrokerTest, Raw
 
 P_SERVER_KEEP_ALIVE = 0x13
 P_MAXIMUM_QOS = 0x24
@@ -40,17 +40,9 @@ def connack_props(body):
     return flags, rc, props
 
 
-class Keepalive(unittest.TestCase):
-    CONF = ""
-
-    def setUp(self):
-        self.b = Broker(self.CONF).start()
-
+class Keepalive(BrokerTest):
     def tearDown(self):
-        alive = self.b.alive()
-        rc = self.b.stop()
-        self.assertTrue(alive, "mqttd died:\n" + self.b.log_text())
-        self.assertEqual(rc, 0, self.b.log_text())
+        super().tearDown()
         self.assertNotIn("ERROR: AddressSanitizer", self.b.log_text())
         self.assertNotIn("runtime error:", self.b.log_text())
 
