@@ -65,7 +65,6 @@
 #include <ev.h>
 
 #include "broker.h"
-#include "broker.h"
 #include "client.h"
 #include "conf.h"
 #include "conn.h"
