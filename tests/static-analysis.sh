@@ -146,7 +146,7 @@ echo "== cppcheck ($("$CPPCHECK" --version))"
 start=$SECONDS
 if ! "$CPPCHECK" --enable=warning,performance,portability --inline-suppr \
     --suppressions-list=tests/cppcheck-suppressions.txt \
-    --error-exitcode=1 --std=c11 -D_GNU_SOURCE -Iinclude -Isrc/broker \
+    --error-exitcode=1 --std=c11 -D_GNU_SOURCE -Iinclude \
     --library=posix --library=openssl -j"$jobs" -q \
     --template='{file}:{line}:{column}: {severity}: {message} [{id}]\n{code}' \
     "${sources[@]}"; then
