@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct conf;
+#include "conf.h" /* conf_err_fn */
 
 enum auth_result {
     AUTH_NOT_MINE = 0,
@@ -81,6 +81,18 @@ struct auth;
  */
 struct auth *auth_new(const struct conf *c, size_t li, char *err,
                       size_t errlen);
+
+/*
+ * auth_check_password_files: load each distinct password_file of c once
+ * (conf_load only checks that they are readable) and report what the
+ * broker will do with them: every line it will skip goes to warn(arg,
+ * FILE, LINE, CONF_WARNING_PREFIX "<why>; entry ignored"); a file that
+ * cannot be loaded at all goes to fail(arg, "FILE[:LINE]: reason") when
+ * fail is not NULL. Returns -1 when a file cannot be loaded, else 0.
+ */
+int auth_check_password_files(const struct conf *c, conf_err_fn warn,
+                              void (*fail)(void *arg, const char *err),
+                              void *arg);
 
 /* auth_free: drop the creator's reference; the chain and ACL are freed
  * with the last reference. Accepts NULL. */

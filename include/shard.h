@@ -65,6 +65,11 @@ bool shard_serves(const struct shard *sh, const struct msg *m, const char *key,
  */
 bool shard_forward(struct shard *sh, struct msg *m, bool may_hold);
 
+/* shard_others_have_subs: true when another shard holds subscriptions
+ * (a hint, the same one shard_forward goes by). sh may be NULL (one
+ * thread): false. */
+bool shard_others_have_subs(const struct shard *sh);
+
 /* shard_owns: true when this shard owns client id (id, len). */
 bool shard_owns(const struct shard *sh, const char *id, size_t len);
 

@@ -238,3 +238,52 @@ bool auth_has_method(const struct auth *a, const char *m, size_t len)
     }
     return false;
 }
+
+/* ---- password files, checked ahead of a (re)load ------------------------ */
+
+struct pw_check {
+    conf_err_fn warn;
+    void *arg;
+};
+
+/* pw_check_warn: a passwd_warn_fn handing a skipped line on as a
+ * configuration warning. */
+static void pw_check_warn(void *arg, const char *file, int line,
+                          const char *msg)
+{
+    const struct pw_check *pc = arg;
+    char buf[512];
+
+    snprintf(buf, sizeof(buf), "%s%s", CONF_WARNING_PREFIX, msg);
+    pc->warn(pc->arg, file, line, buf);
+}
+
+int auth_check_password_files(const struct conf *c, conf_err_fn warn,
+                              void (*fail)(void *arg, const char *err),
+                              void *arg)
+{
+    struct pw_check pc = {warn, arg};
+    char err[512];
+    int rc = 0;
+
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        const char *f = conf_listener_sec(c, i)->password_file;
+        struct passwd *pw;
+        bool seen = false;
+
+        for (size_t j = 0; f != NULL && j < i && !seen; j++) {
+            const char *g = conf_listener_sec(c, j)->password_file;
+            seen = g != NULL && strcmp(f, g) == 0;
+        }
+        if (f == NULL || seen)
+            continue;
+        pw = passwd_load_warn(f, pw_check_warn, &pc, err, sizeof(err));
+        if (pw == NULL) {
+            if (fail != NULL)
+                fail(arg, err);
+            rc = -1;
+        }
+        passwd_free(pw);
+    }
+    return rc;
+}

@@ -505,21 +505,6 @@ static bool route_remote(struct broker *b, struct msg *m)
     return wait;
 }
 
-/* threads > 1: whether another shard holds subscriptions (a hint, as for
- * shard_forward). */
-static bool remote_subs(const struct broker *b)
-{
-    unsigned me;
-
-    if (b->hub == NULL)
-        return false;
-    me = shard_index(b->shard);
-    for (unsigned i = 0; i < hub_size(b->hub); i++)
-        if (i != me && hub_has_subs(b->hub, i))
-            return true;
-    return false;
-}
-
 /* Step 2 of broker_publish: the retained store. */
 static void publish_retain(struct broker *b, struct client *c,
                            struct session *s, struct msg *m)
@@ -579,7 +564,8 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
     if (ack != NULL && c != NULL) {
         /* [MQTT-3.4.2.1] / 3.5.2.1: 0x10 "No matching subscribers" (v5);
          * written before the copies (same output buffer: wire order) */
-        uint8_t rc = c->version == MQTT_V5 && nt == 0 && !remote_subs(b)
+        uint8_t rc = c->version == MQTT_V5 && nt == 0 &&
+                             !shard_others_have_subs(b->shard)
                          ? MQTT_RC_NO_MATCHING_SUBSCRIBERS
                          : MQTT_RC_SUCCESS;
         client_ack_accepted(c, ack->type, ack->pid, rc);
@@ -643,7 +629,6 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
 
 void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
 {
-    b->hub = h;
     b->shard = shard_new(b->loop, h, idx, hub_item_cb, b);
     free(b->listener_clients);
     b->listener_clients = shard_listener_counts(b->shard, b->nlisteners);

@@ -93,8 +93,7 @@ struct broker {
     struct target *targets;
     size_t ntargets_cap;
     uint32_t mark_gen;
-    bool routing;    /* hits/targets/mark_gen in use (no nesting) */
-    struct hub *hub; /* threads > 1 */
+    bool routing; /* hits/targets/mark_gen in use (no nesting) */
     uint64_t msg_seq;
     double started;
     double last_expiry_report;

@@ -138,6 +138,16 @@ bool shard_forward(struct shard *sh, struct msg *m, bool may_hold)
     return wait;
 }
 
+bool shard_others_have_subs(const struct shard *sh)
+{
+    if (sh == NULL)
+        return false;
+    for (unsigned i = 0; i < hub_size(sh->hub); i++)
+        if (i != sh->idx && hub_has_subs(sh->hub, i))
+            return true;
+    return false;
+}
+
 bool shard_owns(const struct shard *sh, const char *id, size_t len)
 {
     return hub_owner(sh->hub, id, len) == sh->idx;

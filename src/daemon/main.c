@@ -14,9 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "conf.h"
 #include "log.h"
-#include "passwd.h"
 #include "server.h"
 #include "util.h"
 
@@ -92,45 +92,11 @@ static void raise_nofile(void)
     }
 }
 
-/* pw_warn: a passwd_warn_fn forwarding to conf_err_stderr as a warning. */
-static void pw_warn(void *arg, const char *file, int line, const char *msg)
+/* print_err: auth_check_password_files' fail callback. */
+static void print_err(void *arg, const char *err)
 {
-    char buf[512];
-
-    snprintf(buf, sizeof(buf), "%s%s", CONF_WARNING_PREFIX, msg);
-    conf_err_stderr(arg, file, line, buf);
-}
-
-/*
- * check_password_files: parse each password file of c once, printing the
- * lines the broker will skip as configuration warnings (conf_load only
- * checks that the file is readable). Returns -1 when a file cannot be
- * loaded at all (the broker would refuse to start), else 0.
- */
-static int check_password_files(const struct conf *c)
-{
-    char err[512];
-    int rc = 0;
-
-    for (size_t i = 0; i < c->nlisteners; i++) {
-        const char *f = conf_listener_sec(c, i)->password_file;
-        struct passwd *pw;
-        bool seen = false;
-
-        for (size_t j = 0; f != NULL && j < i && !seen; j++) {
-            const char *g = conf_listener_sec(c, j)->password_file;
-            seen = g != NULL && strcmp(f, g) == 0;
-        }
-        if (f == NULL || seen)
-            continue;
-        pw = passwd_load_warn(f, pw_warn, NULL, err, sizeof(err));
-        if (pw == NULL) {
-            fprintf(stderr, "%s\n", err);
-            rc = -1;
-        }
-        passwd_free(pw);
-    }
-    return rc;
+    (void)arg;
+    fprintf(stderr, "%s\n", err);
 }
 
 int main(int argc, char **argv)
@@ -181,7 +147,8 @@ int main(int argc, char **argv)
     }
     if (conf_path) {
         c = conf_load(conf_path, conf_err_stderr, NULL);
-        if (c != NULL && check_password_files(c) == -1) {
+        if (c != NULL && auth_check_password_files(c, conf_err_stderr,
+                                                   print_err, NULL) == -1) {
             conf_free(c);
             c = NULL;
         }

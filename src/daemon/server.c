@@ -17,12 +17,12 @@
 
 #include <ev.h>
 
+#include "auth.h"
 #include "broker.h"
 #include "conf.h"
 #include "hub.h"
 #include "listener.h"
 #include "log.h"
-#include "passwd.h"
 #include "persist_sched.h"
 #include "sysd.h"
 #include "threads.h"
@@ -79,41 +79,6 @@ static void reload_err(void *arg, const char *file, int line, const char *msg)
         LOGF(s->log, level, "%s: %s", file, msg);
 }
 
-/* reload_pw_warn: a passwd_warn_fn forwarding to reload_err as a
- * warning. */
-static void reload_pw_warn(void *arg, const char *file, int line,
-                           const char *msg)
-{
-    char buf[512];
-
-    snprintf(buf, sizeof(buf), "%s%s", CONF_WARNING_PREFIX, msg);
-    reload_err(arg, file, line, buf);
-}
-
-/*
- * reload_check_passwords: log the lines of c's password files that the
- * reloaded broker will skip (conf_load only checks that the files are
- * readable; a file that cannot be loaded fails broker_reload, which says
- * why).
- */
-static void reload_check_passwords(struct server *s, const struct conf *c)
-{
-    char err[512];
-
-    for (size_t i = 0; i < c->nlisteners; i++) {
-        const char *f = conf_listener_sec(c, i)->password_file;
-        bool seen = false;
-
-        for (size_t j = 0; f != NULL && j < i && !seen; j++) {
-            const char *g = conf_listener_sec(c, j)->password_file;
-            seen = g != NULL && strcmp(f, g) == 0;
-        }
-        if (f != NULL && !seen)
-            passwd_free(
-                passwd_load_warn(f, reload_pw_warn, s, err, sizeof(err)));
-    }
-}
-
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct server *s = w->data;
@@ -137,7 +102,9 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     }
     threads_log_apply(s->log, c);
-    reload_check_passwords(s, c);
+    /* lines the reloaded broker will skip; a file that cannot be loaded
+     * fails broker_reload, which says why */
+    (void)auth_check_password_files(c, reload_err, NULL, s);
     if (broker_reload(s->broker, c, err, sizeof(err)) < 0) {
         char *line = err, *nl;
         for (; line && *line; line = nl ? nl + 1 : NULL) {
