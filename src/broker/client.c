@@ -392,6 +392,7 @@ static void connack_props(struct client *c, struct mqtt_pb *pb, bool assigned,
 {
     const struct conf *cf = c->b->conf;
     const struct conf_listener *l = &cf->listeners[c->listener];
+    uint16_t rm = receive_maximum(cf, MQTT_V5);
 
     if (assigned)
         mqtt_pb_str(pb, MQTT_PROP_ASSIGNED_CLIENT_ID, c->client_id,
@@ -399,9 +400,8 @@ static void connack_props(struct client *c, struct mqtt_pb *pb, bool assigned,
     if (server_keepalive)
         mqtt_pb_u16(pb, MQTT_PROP_SERVER_KEEP_ALIVE, c->keepalive);
     /* absent means 65535 (3.2.2.3.3): sent only below that */
-    if (receive_maximum(cf, MQTT_V5) < 65535)
-        mqtt_pb_u16(pb, MQTT_PROP_RECEIVE_MAXIMUM,
-                    receive_maximum(cf, MQTT_V5));
+    if (rm < 65535)
+        mqtt_pb_u16(pb, MQTT_PROP_RECEIVE_MAXIMUM, rm);
     if (l->max_qos < 2)
         mqtt_pb_byte(pb, MQTT_PROP_MAXIMUM_QOS, l->max_qos);
     if (!cf->retain_available)
