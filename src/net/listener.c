@@ -5,6 +5,7 @@
  */
 #include "listener.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -157,10 +158,68 @@ static int bind_listener(struct listeners *ls, const struct conf *c, size_t li,
     return 0;
 }
 
+/* inherited_score: how well the inherited socket 'ss' fits listener 'l':
+ * 0 no match (other port or path), 1 same port, 2 same port and the
+ * listener's address is the socket's own (so two sockets on one port, say
+ * 127.0.0.1:1883 and [::1]:1883, go to the two listeners with those
+ * addresses), 3 same unix path. */
+static int inherited_score(const struct conf_listener *l,
+                           const struct sockaddr_storage *ss)
+{
+    unsigned char want[sizeof(struct in6_addr)];
+    uint16_t port;
+
+    if (ss->ss_family == AF_UNIX) {
+        const struct sockaddr_un *su = (const struct sockaddr_un *)ss;
+        return l->unix_path && strcmp(l->unix_path, su->sun_path) == 0 ? 3 : 0;
+    }
+    if (l->unix_path)
+        return 0;
+    port = ss->ss_family == AF_INET
+               ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+               : ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    if (port != l->port)
+        return 0;
+    if (l->address == NULL)
+        return 1;
+    if (ss->ss_family == AF_INET && inet_pton(AF_INET, l->address, want) == 1 &&
+        memcmp(want, &((const struct sockaddr_in *)ss)->sin_addr, 4) == 0)
+        return 2;
+    if (ss->ss_family == AF_INET6 &&
+        inet_pton(AF_INET6, l->address, want) == 1 &&
+        memcmp(want, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16) == 0)
+        return 2;
+    return 1;
+}
+
+/* match_inherited: the listener an inherited socket belongs to: the best
+ * inherited_score, and among equals one that has no inherited socket yet
+ * (else the first). Returns c->nlisteners when none matches. */
+static size_t match_inherited(const struct conf *c,
+                              const struct sockaddr_storage *ss,
+                              const bool *taken)
+{
+    size_t best = c->nlisteners;
+    int best_score = 0;
+
+    for (size_t li = 0; li < c->nlisteners; li++) {
+        /* a free listener ranks above a taken one of the same score */
+        int sc = inherited_score(&c->listeners[li], ss) * 2;
+        if (sc > 0 && !taken[li])
+            sc++;
+        if (sc > best_score) {
+            best_score = sc;
+            best = li;
+        }
+    }
+    return best;
+}
+
 /*
  * systemd socket activation: LISTEN_PID/LISTEN_FDS name inherited listening
  * sockets starting at fd 3. Each is matched to the listener with the same
- * port (TCP) or path (unix); those listeners are not bound again. Returns
+ * port (TCP; preferring the same address, then a listener not matched yet)
+ * or path (unix); those listeners are not bound again. Returns
  * the number of sockets taken, or -1 (err filled) when one matches no
  * listener.
  */
@@ -194,21 +253,7 @@ static int take_inherited(struct listeners *ls, const struct conf *c,
             snprintf(err, errlen, "inherited fd %d: %s", fd, strerror(errno));
             return -1;
         }
-        for (li = 0; li < c->nlisteners; li++) {
-            const struct conf_listener *l = &c->listeners[li];
-            if (ss.ss_family == AF_UNIX) {
-                const struct sockaddr_un *su = (const struct sockaddr_un *)&ss;
-                if (l->unix_path && strcmp(l->unix_path, su->sun_path) == 0)
-                    break;
-            } else if (!l->unix_path) {
-                uint16_t port =
-                    ss.ss_family == AF_INET
-                        ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                        : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-                if (port == l->port)
-                    break;
-            }
-        }
+        li = match_inherited(c, &ss, taken);
         if (li == c->nlisteners) {
             snprintf(err, errlen,
                      "inherited socket (fd %d) matches no listener in the "

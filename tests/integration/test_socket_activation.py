@@ -53,6 +53,47 @@ class SocketActivation(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("matches no listener", r.stderr)
 
+    def test_two_sockets_on_one_port_go_to_their_addresses(self):
+        """127.0.0.1:P and [::1]:P (what mqttd.socket passes for the
+        packaged configuration's two implicit listeners) each go to the
+        listener with that address, whatever the order of the lines:
+        neither listener is bound again (which would fail with
+        EADDRINUSE)."""
+        v4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        v4.bind(("127.0.0.1", 0))
+        port = v4.getsockname()[1]
+        v6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        v6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        v6.bind(("::1", port))
+        v4.listen(16)
+        v6.listen(16)
+        b = Broker("listener %d ::1\nlistener %d 127.0.0.1\n"
+                   "allow_anonymous true\n" % (port, port))
+        b.port = port
+        fds = (v4.fileno(), v6.fileno())
+
+        def child():
+            os.dup2(fds[0], 3)
+            os.dup2(fds[1], 4)
+            os.set_inheritable(3, True)
+            os.set_inheritable(4, True)
+
+        b.proc = subprocess.Popen(
+            ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" -c "$1"', MQTTD,
+             b.conf_path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            text=True, preexec_fn=child, close_fds=False)
+        b.reader = threading.Thread(target=b._read, daemon=True)
+        b.reader.start()
+        try:
+            b.wait_log(r"Using socket-activated listener \(fd 4\) for port %d" % port)
+            b.wait_log(r"mqttd version .* starting")
+            v4.close()
+            v6.close()
+            pub(port, ["-t", "sa", "-m", "x"], host="127.0.0.1")
+            pub(port, ["-t", "sa", "-m", "x"], host="::1")
+        finally:
+            self.assertEqual(b.stop(), 0, b.log_text())
+
 
 if __name__ == "__main__":
     unittest.main()
