@@ -62,6 +62,14 @@ void log_free(struct log *lg);
 int log_configure(struct log *lg, const struct log_settings *s, char *err,
                   size_t errlen);
 
+/*
+ * log_reopen: close and reopen the log file (append mode) with the current
+ * settings, for logrotate; a SIGHUP whose reload fails still does this.
+ * Returns 0 (also when no file is configured) or -1 with err filled, the
+ * old file still in use.
+ */
+int log_reopen(struct log *lg, char *err, size_t errlen);
+
 /* log_enabled: true when messages of 'level' are written. */
 bool log_enabled(const struct log *lg, unsigned level);
 

@@ -26,6 +26,7 @@ struct threads;
 enum threads_req {
     THREADS_RELOAD = 2, /* re-read the configuration (broker_reload) */
     THREADS_TLS = 4,    /* broker_tls_check */
+    THREADS_LOG = 8,    /* log_reopen (a SIGHUP whose reload failed) */
 };
 
 /*
@@ -72,5 +73,10 @@ void threads_free(struct threads *t);
  * timestamps, JSON) to lg; an error is logged and the old settings stay.
  * For the main thread's log and every worker's. */
 void threads_log_apply(struct log *lg, const struct conf *c);
+
+/* threads_log_reopen: reopen lg's log file with its current settings (a
+ * SIGHUP whose reload failed still lets logrotate move the file); an error
+ * is logged and the old file stays in use. */
+void threads_log_reopen(struct log *lg);
 
 #endif

@@ -96,6 +96,10 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         c = conf_load(s->conf_path, reload_err, s);
     }
     if (c == NULL) {
+        /* the log file is reopened anyway: logrotate relies on SIGHUP */
+        threads_log_reopen(s->log);
+        if (s->threads)
+            threads_sync(s->threads, THREADS_LOG);
         LOG_E(s->log, "Reload failed: configuration has errors; keeping the "
                       "running configuration.");
         sysd_notify("READY=1\nSTATUS=reload failed, old configuration kept");
@@ -115,6 +119,8 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         }
         LOG_E(s->log, "Reload failed; keeping the running configuration.");
         threads_log_apply(s->log, broker_conf(s->broker));
+        if (s->threads)
+            threads_sync(s->threads, THREADS_LOG);
         sysd_notify("READY=1\nSTATUS=reload failed, old configuration kept");
         return;
     }

@@ -75,6 +75,14 @@ void threads_log_apply(struct log *lg, const struct conf *c)
         LOG_E(lg, "%s", err);
 }
 
+void threads_log_reopen(struct log *lg)
+{
+    char err[512];
+
+    if (log_reopen(lg, err, sizeof(err)) < 0)
+        LOG_E(lg, "%s", err);
+}
+
 static void worker_request(struct worker *w, unsigned req)
 {
     if (!w->started)
@@ -104,6 +112,7 @@ static void worker_reload(struct worker *w)
         return;
     c = conf_load(w->t->conf_path, NULL, NULL);
     if (c == NULL) {
+        threads_log_reopen(w->log);
         LOG_E(w->log, "thread %u: reload failed; keeping its configuration.",
               w->idx);
         return;
@@ -123,7 +132,9 @@ static void worker_ctl_cb(struct ev_loop *loop, ev_async *a, int revents)
         worker_reload(w);
     if (req & THREADS_TLS)
         broker_tls_check(w->broker);
-    if (req & (THREADS_RELOAD | THREADS_TLS)) {
+    if (req & THREADS_LOG)
+        threads_log_reopen(w->log);
+    if (req & (THREADS_RELOAD | THREADS_TLS | THREADS_LOG)) {
         struct threads *t = w->t;
         pthread_mutex_lock(&t->sync_mu);
         if (t->sync_left > 0)

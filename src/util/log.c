@@ -94,6 +94,25 @@ int log_configure(struct log *lg, const struct log_settings *s, char *err,
     return 0;
 }
 
+int log_reopen(struct log *lg, char *err, size_t errlen)
+{
+    FILE *f;
+
+    if (!(lg->dests & LOGD_FILE) || lg->file_path == NULL)
+        return 0;
+    f = fopen(lg->file_path, "ae");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot reopen log file '%s': %s", lg->file_path,
+                 strerror(errno));
+        return -1;
+    }
+    setvbuf(f, NULL, _IOLBF, 0);
+    if (lg->file)
+        fclose(lg->file);
+    lg->file = f;
+    return 0;
+}
+
 bool log_enabled(const struct log *lg, unsigned level)
 {
     return lg != NULL && (lg->types & level) != 0 && lg->dests != 0;
