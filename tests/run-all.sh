@@ -37,6 +37,10 @@ cmake --build build-tsan -j"$jobs" --target mqttd mqttd-passwd test_hub
     ctest --output-on-failure -j2 -R 'unit_hub|integ_test_threads|integ_threads2_') \
     || status=1
 
+echo "== Debian package: build, lintian, install, run, upgrade, remove, purge"
+# (in a mount namespace over an overlay of /: the machine is not changed)
+/usr/bin/python3 tests/package/test_package.py || status=1
+
 echo "== fault tests (kill -9, disk full, reload storm)"
 MQTTD_BIN=build/mqttd bash tests/fault/run-faults.sh || status=1
 
