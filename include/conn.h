@@ -119,7 +119,8 @@ void conn_start(struct conn *c);
 void conn_insert_layer(struct conn *c, struct transport *layer);
 
 /* conn_proxy: the PROXY header the conn was opened with (borrowed), or
- * NULL when it has no PROXY layer or the header is not read yet. */
+ * NULL when it has no PROXY layer or the header is not read yet. Once
+ * on_open ran, the header also passed the listener's policy. */
 const struct proxy_hdr *conn_proxy(const struct conn *c);
 
 /*

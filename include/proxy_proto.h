@@ -34,10 +34,10 @@ struct transport;
 #define PROXY_INCOMPLETE (-2)
 #define PROXY_MALFORMED (-1)
 
-#define PROXY_V1_MAX 107u        /* the spec's longest v1 line */
-#define PROXY_V2_HEAD 16u        /* signature, ver/cmd, family, length */
-#define PROXY_V2_MAX_LEN 2048u   /* mqttd's bound on what follows */
-#define PROXY_CN_MAX 256u        /* longest PP2_SUBTYPE_SSL_CN kept */
+#define PROXY_V1_MAX 107u      /* the spec's longest v1 line */
+#define PROXY_V2_HEAD 16u      /* signature, ver/cmd, family, length */
+#define PROXY_V2_MAX_LEN 2048u /* mqttd's bound on what follows */
+#define PROXY_CN_MAX 256u      /* longest PP2_SUBTYPE_SSL_CN kept */
 #define PROXY_SSL_VERSION_MAX 31u
 
 /* PP2_TYPE_SSL client bits (proxy-protocol.txt 2.2.5) */
@@ -51,11 +51,11 @@ struct proxy_hdr {
     /* no client address: a v2 LOCAL command (the proxy's own connection,
      * e.g. a health check) or a v1 "PROXY UNKNOWN" */
     bool local;
-    int family; /* AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC */
+    int family;                  /* AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC */
     char src_ip[46], dst_ip[46]; /* "unix" for AF_UNIX, "" for UNSPEC */
     uint16_t src_port, dst_port;
-    bool has_ssl;       /* a PP2_TYPE_SSL TLV was present */
-    uint8_t ssl_client; /* its PROXY_CLIENT_* bits */
+    bool has_ssl;        /* a PP2_TYPE_SSL TLV was present */
+    uint8_t ssl_client;  /* its PROXY_CLIENT_* bits */
     uint32_t ssl_verify; /* its verify field: 0 = certificate verified */
     bool has_cn;
     char ssl_cn[PROXY_CN_MAX + 1]; /* PP2_SUBTYPE_SSL_CN, no NUL inside */
@@ -132,8 +132,9 @@ int proxy_cert_identity(const struct proxy_hdr *h, char *out, size_t outlen,
  */
 struct transport *transport_proxy_new(const struct proxy_policy *p);
 
-/* proxy_stack_hdr: the header read by the PROXY layer of the stack whose
- * top is t, or NULL (no such layer, or not read yet). */
+/* proxy_stack_hdr: the well-formed header read by the PROXY layer of the
+ * stack whose top is t (also when the policy then refused it, so that the
+ * refusal names the client), or NULL (no such layer, not read yet). */
 const struct proxy_hdr *proxy_stack_hdr(const struct transport *t);
 
 #endif

@@ -6,6 +6,9 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libssl-dev openssl libev-dev
       libcjson-dev libcmocka-dev mosquitto mosquitto-clients python3
       clang libclang-rt-14-dev systemd cppcheck clang-tidy python3-paho-mqtt)
+# HAProxy 2.6 in front of mqttd for tests/integration/test_proxy_protocol.py
+# (run there as a child on ephemeral ports, never as the system service)
+PKGS+=(haproxy)
 
 # node and npm: whatever is on PATH (e.g. a newer nodejs that bundles npm),
 # Debian's packages otherwise

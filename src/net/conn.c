@@ -272,8 +272,10 @@ static void apply_proxy(struct conn *c)
     if (h == NULL)
         return;
     c->flags &= ~CF_PROXY;
-    if (!h->local &&
-        (h->family == AF_INET || h->family == AF_INET6)) {
+    if (!h->local && (h->family == AF_INET || h->family == AF_INET6)) {
+        LOG_D(c->cl->log, "PROXY v%u header from %s:%d: client %s:%u",
+              (unsigned)h->version, c->peer, c->port, h->src_ip,
+              (unsigned)h->src_port);
         snprintf(c->peer, sizeof(c->peer), "%s", h->src_ip);
         c->port = h->src_port;
     }

@@ -472,7 +472,8 @@ void proxy_policy_for(const struct conf *cf, const struct conf_listener *l,
 struct xprt_proxy {
     struct transport base;
     struct proxy_policy pol;
-    bool done;
+    bool parsed; /* a well-formed header was read (hdr holds it) */
+    bool done;   /* ... and the policy accepted it */
     size_t have; /* header bytes read so far, in buf */
     struct proxy_hdr hdr;
     uint8_t buf[PROXY_V2_HEAD + PROXY_V2_MAX_LEN];
@@ -549,14 +550,16 @@ static enum xprt_io proxy_handshake(struct transport *t, char *why,
         snprintf(why, whylen, "socket read error");
         return XPRT_ERROR;
     }
+    x->parsed = true; /* a refusal below is logged with the client address */
     if (proxy_check(&x->pol, &x->hdr, &reason) < 0) {
         snprintf(why, whylen, "%s", reason);
         return XPRT_ERROR;
     }
     x->done = true;
     if (x->hdr.local) {
-        snprintf(why, whylen, "PROXY protocol: %s connection (health check) "
-                              "closed",
+        snprintf(why, whylen,
+                 "PROXY protocol: %s connection (health check) "
+                 "closed",
                  x->hdr.version == 2 ? "LOCAL" : "UNKNOWN");
         return XPRT_CLOSED;
     }
@@ -609,7 +612,7 @@ const struct proxy_hdr *proxy_stack_hdr(const struct transport *t)
     for (; t != NULL; t = t->lower)
         if (t->ops == &proxy_ops) {
             const struct xprt_proxy *x = (const struct xprt_proxy *)t;
-            return x->done ? &x->hdr : NULL;
+            return x->parsed ? &x->hdr : NULL;
         }
     return NULL;
 }

@@ -401,7 +401,8 @@ static void test_layer_reads_header_only(void **state)
     assert_int_equal(px->ops->handshake(px, why, sizeof(why), &st),
                      XPRT_WANT_READ);
     assert_null(proxy_stack_hdr(px));
-    assert_int_equal(write(sv[1], hdr + 10, strlen(hdr) - 10), strlen(hdr) - 10);
+    assert_int_equal(write(sv[1], hdr + 10, strlen(hdr) - 10),
+                     strlen(hdr) - 10);
     assert_int_equal(write(sv[1], "\x10\x0c", 2), 2);
     assert_int_equal(px->ops->handshake(px, why, sizeof(why), &st), XPRT_OK);
     assert_string_equal(st->what, "PROXY protocol");
@@ -423,8 +424,7 @@ static void test_layer_reads_header_only(void **state)
     assert_int_equal(px->ops->handshake(px, why, sizeof(why), &st),
                      XPRT_WANT_READ);
     close(sv[1]);
-    assert_int_equal(px->ops->handshake(px, why, sizeof(why), &st),
-                     XPRT_ERROR);
+    assert_int_equal(px->ops->handshake(px, why, sizeof(why), &st), XPRT_ERROR);
     assert_string_equal(why, "connection closed in the middle of the header");
     transport_free_stack(px);
     close(sv[0]);
