@@ -476,8 +476,10 @@ struct xprt_proxy {
     bool done;   /* ... and the policy accepted it */
     size_t have; /* header bytes read so far, in buf */
     struct proxy_hdr hdr;
-    uint8_t buf[PROXY_V2_HEAD + PROXY_V2_MAX_LEN];
+    uint8_t *buf; /* PROXY_BUF bytes while the header is read, then NULL */
 };
+
+#define PROXY_BUF (PROXY_V2_HEAD + PROXY_V2_MAX_LEN)
 
 static const struct xprt_stage proxy_stage = {
     .event = "proxy_rejected",
@@ -520,7 +522,9 @@ static enum xprt_io proxy_handshake(struct transport *t, char *why,
     }
     if (x->done)
         return XPRT_OK;
-    r = recv(t->fd, x->buf + x->have, sizeof(x->buf) - x->have, MSG_PEEK);
+    if (x->buf == NULL)
+        x->buf = xmalloc(PROXY_BUF);
+    r = recv(t->fd, x->buf + x->have, PROXY_BUF - x->have, MSG_PEEK);
     if (r < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return XPRT_WANT_READ;
@@ -556,6 +560,8 @@ static enum xprt_io proxy_handshake(struct transport *t, char *why,
         return XPRT_ERROR;
     }
     x->done = true;
+    free(x->buf); /* an established connection keeps only hdr */
+    x->buf = NULL;
     if (x->hdr.local) {
         snprintf(why, whylen,
                  "PROXY protocol: %s connection (health check) "
@@ -586,6 +592,7 @@ static enum xprt_io proxy_write(struct transport *t, const void *buf,
 
 static void proxy_free(struct transport *t)
 {
+    free(((struct xprt_proxy *)t)->buf);
     free(t);
 }
 
