@@ -31,7 +31,8 @@ static size_t v2(uint8_t *out, uint8_t cmd, uint8_t fam, const uint8_t *body,
     out[13] = fam;
     out[14] = (uint8_t)(n >> 8);
     out[15] = (uint8_t)n;
-    memcpy(out + 16, body, n);
+    if (n > 0)
+        memcpy(out + 16, body, n);
     return 16 + n;
 }
 
@@ -40,7 +41,8 @@ static size_t v2_tcp4(uint8_t *out, const uint8_t *extra, size_t en)
 {
     uint8_t body[512] = {192, 0, 2, 1, 198, 51, 100, 2, 0xdc, 0x04, 0x07, 0x5b};
 
-    memcpy(body + 12, extra, en);
+    if (en > 0)
+        memcpy(body + 12, extra, en);
     return v2(out, 1, 0x11, body, 12 + en);
 }
 
