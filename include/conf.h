@@ -76,6 +76,8 @@ struct conf_listener {
     bool tls_enabled;         /* certfile given */
     struct conf_tls tls;
     struct conf_security sec; /* used when conf.per_listener_settings */
+    uint8_t proxy_protocol;   /* enable_proxy_protocol: 0 (off), 1, 2 */
+    bool proxy_v2_require_tls; /* proxy_protocol_v2_require_tls */
     const char *src;
     int line; /* where the listener line is */
 };

@@ -33,6 +33,7 @@
 
 struct ev_loop;
 struct log;
+struct proxy_hdr;
 struct tls_ctx;
 struct tls_info;
 struct transport;
@@ -106,6 +107,21 @@ struct conn *conn_create(struct conn_loop *cl, int fd, struct tls_ctx *tls,
                          void *ud);
 void conn_push_layer(struct conn *c, struct transport *layer);
 void conn_start(struct conn *c);
+
+/*
+ * conn_insert_layer: like conn_push_layer, but put layer right above the
+ * bottom (socket) transport, below TLS: for a layer that consumes a
+ * prefix before the first TLS byte, the PROXY header (proxy_proto.h).
+ * Call between conn_create and conn_start. Once that layer's header is
+ * read, conn_peer_ip/conn_peer_port give the client address it carried,
+ * before the handshakes above it run (their log lines name the client).
+ */
+void conn_insert_layer(struct conn *c, struct transport *layer);
+
+/* conn_proxy: the PROXY header the conn was opened with (borrowed), or
+ * NULL when it has no PROXY layer or the header is not read yet. Once
+ * on_open ran, the header also passed the listener's policy. */
+const struct proxy_hdr *conn_proxy(const struct conn *c);
 
 /*
  * conn_connect: an outgoing connection (a bridge) to host:port. host is

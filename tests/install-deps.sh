@@ -8,6 +8,9 @@ PKGS=(build-essential cmake pkg-config libssl-dev openssl libev-dev
       clang libclang-rt-14-dev systemd cppcheck clang-tidy python3-paho-mqtt)
 # the Debian package test (tests/package/test_package.py)
 PKGS+=(debhelper dpkg-dev lintian logrotate)
+# HAProxy 2.6 in front of mqttd for tests/integration/test_proxy_protocol.py
+# (run there as a child on ephemeral ports, never as the system service)
+PKGS+=(haproxy)
 
 # node and npm: whatever is on PATH (e.g. a newer nodejs that bundles npm),
 # Debian's packages otherwise

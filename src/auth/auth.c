@@ -98,7 +98,7 @@ struct auth *auth_new(const struct conf *c, size_t li, char *err, size_t errlen)
     /* conf_listener_sec() without depending on conf.c. */
     sec = (c->per_listener_settings && l != NULL) ? &l->sec : &c->sec;
 
-    if (l != NULL && l->tls_enabled &&
+    if (l != NULL && (l->tls_enabled || l->proxy_protocol == 2) &&
         (l->tls.use_identity_as_username || l->tls.use_subject_as_username)) {
         auth_mtls_authenticator(&a->chain[a->n++]);
         a->mtls = true;

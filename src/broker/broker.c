@@ -22,6 +22,7 @@
 #include "hub.h"
 #include "log.h"
 #include "msg.h"
+#include "proxy_proto.h"
 #include "retain.h"
 #include "router.h"
 #include "sys.h"
@@ -392,6 +393,17 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
     c = client_new(b, li);
     __atomic_add_fetch(&b->listener_clients[li], 1, __ATOMIC_RELAXED);
     b->st.clients_total++;
+    if (l->proxy_protocol != 0) {
+        /* the PROXY header first, under TLS (proxy_proto.h) */
+        struct proxy_policy pol;
+        double deadline;
+        proxy_policy_for(b->conf, l, &pol, &deadline);
+        c->conn = conn_create(b->cl, fd, b->tls[li], deadline, sa, salen,
+                              &client_handler, c);
+        conn_insert_layer(c->conn, transport_proxy_new(&pol));
+        conn_start(c->conn);
+        return c;
+    }
     c->conn =
         conn_new(b->cl, fd, b->tls[li], (double)b->conf->tls_handshake_timeout,
                  sa, salen, &client_handler, c);

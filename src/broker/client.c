@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "log.h"
 #include "msg.h"
+#include "proxy_proto.h"
 #include "retain.h"
 #include "tls.h"
 #include "topic.h"
@@ -582,15 +583,21 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
     }
     ac.peer_ip = conn_peer_ip(c->conn);
     ac.peer_port = conn_peer_port(c->conn);
-    if (l->tls_enabled &&
+    if ((l->tls_enabled || l->proxy_protocol == 2) &&
         (l->tls.use_identity_as_username || l->tls.use_subject_as_username)) {
         const char *why = NULL;
         const struct tls_info *ti = conn_tls_info(c->conn);
-        if (ti && !tls_info_verified(ti))
+        int got = -1;
+        if (!l->tls_enabled) /* TLS at the proxy: its PROXY v2 header's CN */
+            got = proxy_cert_identity(conn_proxy(c->conn), identity,
+                                      sizeof(identity), &why);
+        else if (ti && !tls_info_verified(ti))
             why = "certificate not verified";
-        else if (ti && auth_mtls_identity(
-                           tls_info_peer(ti), l->tls.use_subject_as_username,
-                           identity, sizeof(identity), &why) == 0) {
+        else if (ti)
+            got = auth_mtls_identity(tls_info_peer(ti),
+                                     l->tls.use_subject_as_username, identity,
+                                     sizeof(identity), &why);
+        if (got == 0) {
             ac.cert_identity = identity;
             free(c->username);
             c->username = xstrdup(identity);

@@ -81,6 +81,10 @@ struct lmeta {
     const char *uid_src; /* use_identity/subject_as_username true */
     int uid_line;
     const char *uid_key;
+    const char *pp_src; /* enable_proxy_protocol */
+    int pp_line;
+    const char *pprt_src; /* proxy_protocol_v2_require_tls true */
+    int pprt_line;
     bool cert_mode_set;
     bool azlc_set; /* allow_zero_length_clientid given for this listener */
     bool bad;      /* the listener line itself was wrong: skip checks */
@@ -815,6 +819,34 @@ static void h_use_as_username(struct parser *ps, const struct key *k, char *val)
     }
 }
 
+static void h_proxy_protocol(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val);
+    long long v;
+    struct lmeta *m;
+
+    if (tok == NULL || parse_num(ps, k->name, tok, 1, 2, &v) < 0)
+        return;
+    cur_listener(ps)->proxy_protocol = (uint8_t)v;
+    m = cur_meta(ps);
+    m->pp_src = ps->file;
+    m->pp_line = ps->line;
+}
+
+static void h_proxy_require_tls(struct parser *ps, const struct key *k,
+                                char *val)
+{
+    bool b;
+    struct lmeta *m;
+
+    if (parse_bool(ps, k->name, val, &b) < 0)
+        return;
+    cur_listener(ps)->proxy_v2_require_tls = b;
+    m = cur_meta(ps);
+    m->pprt_src = b ? ps->file : NULL;
+    m->pprt_line = b ? ps->line : 0;
+}
+
 static void h_allow_anonymous(struct parser *ps, const struct key *k, char *val)
 {
     bool b;
@@ -1312,6 +1344,7 @@ static const struct key keys[] = {
     BOOLG("connection_messages", connection_messages),
     STRL("crlfile", tls.crlfile, FK_CRL),
     STRL("dhparamfile", tls.dhparamfile, FK_DH),
+    FN("enable_proxy_protocol", h_proxy_protocol, SC_LISTENER),
     WARN("http_dir", 0, WHY_WS),
     BRIDGE("idle_timeout"),
     FN("include_dir", h_include_dir, SC_GLOBAL),
@@ -1365,6 +1398,7 @@ static const struct key keys[] = {
     UNSUP("plugin", WHY_PLUGIN),
     FN("port", h_port, SC_LISTENER),
     FN("protocol", h_protocol, SC_LISTENER),
+    FN("proxy_protocol_v2_require_tls", h_proxy_require_tls, SC_LISTENER),
     UNSUP("psk_file", WHY_PSK),
     UNSUP("psk_hint", WHY_PSK),
     BOOLG("queue_qos0_messages", queue_qos0_messages),
@@ -1681,10 +1715,17 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
     char name[160];
     const char *msrc;
     int mline;
+    bool pp_tls; /* PROXY v2 without certfile: TLS held by the proxy */
 
     if (m->bad)
         return;
     listener_name(l, name, sizeof(name));
+    pp_tls = l->proxy_protocol == 2 && !l->tls.certfile && !l->tls.keyfile;
+    if (m->pprt_src && l->proxy_protocol != 2)
+        perr(ps, m->pprt_src, m->pprt_line,
+             "proxy_protocol_v2_require_tls needs enable_proxy_protocol 2 "
+             "on %s",
+             name);
     /* client_cert_mode (mqttd) overrides require_certificate */
     if (!m->cert_mode_set)
         l->tls.cert_mode =
@@ -1705,7 +1746,7 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
                 perr(ps, m->fsrc[i], m->fline[i],
                      "'%s' has no effect: %s has no certfile and keyfile",
                      fknames[i], name);
-        if (l->tls.cert_mode != CONF_CERT_NONE && msrc)
+        if (l->tls.cert_mode != CONF_CERT_NONE && msrc && !pp_tls)
             perr(ps, msrc, mline,
                  "client certificates need TLS: %s has no certfile and "
                  "keyfile",
@@ -1718,7 +1759,13 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
              m->cert_mode_set ? "client_cert_mode" : "require_certificate");
     }
     /* Mosquitto starts with these; so does mqttd, with a warning */
-    if (m->uid_src && !l->tls.certfile && !l->tls.keyfile)
+    if (m->uid_src && pp_tls && l->tls.use_subject_as_username)
+        perr(ps, m->uid_src, m->uid_line,
+             "'use_subject_as_username' on %s: a PROXY v2 header carries "
+             "the certificate's CN only, not its subject; use "
+             "use_identity_as_username",
+             name);
+    else if (m->uid_src && !l->tls.certfile && !l->tls.keyfile && !pp_tls)
         pwarn(ps, m->uid_src, m->uid_line,
               "'%s' has no effect on %s: it has no certfile and keyfile, "
               "so clients are authenticated as if it were not set",

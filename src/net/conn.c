@@ -23,6 +23,7 @@
 #include <ev.h>
 
 #include "log.h"
+#include "proxy_proto.h"
 #include "transport.h"
 #include "util.h"
 
@@ -42,6 +43,7 @@ enum {
     CF_USER_PAUSED = 1u << 9, /* reading paused by the upper layer */
     CF_REPLAY = 1u << 10,     /* on the replay list (buffered input) */
     CF_DETACHED = 1u << 11,   /* between loops (conn_detach/conn_attach) */
+    CF_PROXY = 1u << 12,      /* a PROXY layer whose header is not applied */
     CF_WIO = 1u << 5,         /* write watcher active */
     CF_READ_WANTS_WRITE = 1u << 6,
     CF_WRITE_WANTS_READ = 1u << 7,
@@ -244,6 +246,53 @@ void conn_push_layer(struct conn *c, struct transport *layer)
     c->xprt = layer;
 }
 
+void conn_insert_layer(struct conn *c, struct transport *layer)
+{
+    struct transport **pp = &c->xprt;
+
+    while ((*pp)->lower != NULL)
+        pp = &(*pp)->lower;
+    layer->lower = *pp;
+    layer->fd = c->fd;
+    *pp = layer;
+    c->flags |= CF_PROXY; /* apply_proxy looks for a header after steps */
+}
+
+const struct proxy_hdr *conn_proxy(const struct conn *c)
+{
+    return c->xprt != NULL ? proxy_stack_hdr(c->xprt) : NULL;
+}
+
+/* The PROXY header arrived: the client's address replaces the proxy's
+ * (a LOCAL or UNIX-family header keeps the socket's). */
+static void apply_proxy(struct conn *c)
+{
+    const struct proxy_hdr *h = proxy_stack_hdr(c->xprt);
+
+    if (h == NULL)
+        return;
+    c->flags &= ~CF_PROXY;
+    if (!h->local && (h->family == AF_INET || h->family == AF_INET6)) {
+        LOG_D(c->cl->log, "PROXY v%u header from %s:%d: client %s:%u",
+              (unsigned)h->version, c->peer, c->port, h->src_ip,
+              (unsigned)h->src_port);
+        snprintf(c->peer, sizeof(c->peer), "%s", h->src_ip);
+        c->port = h->src_port;
+    }
+}
+
+/* The stage of the first handshake to run: the lowest transport of the
+ * stack that has one (handshakes complete bottom-up). */
+static const struct xprt_stage *first_stage(const struct transport *t)
+{
+    const struct xprt_stage *st = NULL;
+
+    for (; t != NULL; t = t->lower)
+        if (t->ops->handshake != NULL && t->ops->stage != NULL)
+            st = t->ops->stage;
+    return st;
+}
+
 /* Open c: the transport stack is established. */
 static void conn_open(struct conn *c)
 {
@@ -267,7 +316,7 @@ void conn_start(struct conn *c)
     }
     /* the first step runs when the peer's first bytes arrive */
     c->flags |= CF_HANDSHAKE;
-    c->stage = c->xprt->ops->stage;
+    c->stage = first_stage(c->xprt);
     if (c->hs_timeout > 0)
         c->deadline_at = ev_now(cl->loop) + c->hs_timeout;
     timer_arm(c);
@@ -679,6 +728,8 @@ static void conn_handshake(struct conn *c)
     r = c->xprt->ops->handshake(c->xprt, why, sizeof(why), &st);
     if (st != NULL)
         c->stage = st;
+    if (c->flags & CF_PROXY)
+        apply_proxy(c);
     switch (r) {
     case XPRT_OK:
         c->deadline_at = 0;
@@ -696,6 +747,8 @@ static void conn_handshake(struct conn *c)
         wio_start(c);
         return;
     case XPRT_CLOSED:
+        LOG_D(c->cl->log, "Connection from %s:%d closed in handshake: %s",
+              c->peer, c->port, why[0] ? why : "closed by peer");
         close_fmt(c, "%s", why[0] ? why : "connection closed in handshake");
         return;
     case XPRT_ERROR:

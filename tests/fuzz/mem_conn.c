@@ -33,7 +33,7 @@
  *
  * TLS, transport layers and outgoing connections are not modelled:
  * conn_new() with a TLS context and conn_connect() close the conn,
- * conn_push_layer() aborts.
+ * conn_push_layer() and conn_insert_layer() abort; conn_proxy() is NULL.
  */
 #include "conn.h"
 #include "mem_conn.h"
@@ -189,6 +189,19 @@ void conn_push_layer(struct conn *c, struct transport *layer)
     (void)c;
     (void)layer;
     mc_fail("transport layers are not modelled by mem_conn");
+}
+
+void conn_insert_layer(struct conn *c, struct transport *layer)
+{
+    (void)c;
+    (void)layer;
+    mc_fail("transport layers are not modelled by mem_conn");
+}
+
+const struct proxy_hdr *conn_proxy(const struct conn *c)
+{
+    (void)c;
+    return NULL;
 }
 
 void conn_start(struct conn *c)

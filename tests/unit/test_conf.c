@@ -530,6 +530,21 @@ static const struct err_case err_cases[] = {
     {"listener 8883\nrequire_certificate true",
      "t.conf:2: client certificates need TLS: listener 8883 has no certfile "
      "and keyfile\n"},
+    {"listener 8883\nenable_proxy_protocol 1\nrequire_certificate true",
+     "t.conf:3: client certificates need TLS: listener 8883 has no certfile "
+     "and keyfile\n"},
+    {"listener 8883\nenable_proxy_protocol 3",
+     "t.conf:2: value 3 for 'enable_proxy_protocol' is too large: the range "
+     "is 1 to 2\n"},
+    {"listener 8883\nenable_proxy_protocol 1\nproxy_protocol_v2_require_tls "
+     "true",
+     "t.conf:3: proxy_protocol_v2_require_tls needs enable_proxy_protocol 2 "
+     "on listener 8883\n"},
+    {"listener 8883\nenable_proxy_protocol 2\nrequire_certificate true\n"
+     "use_subject_as_username true",
+     "t.conf:4: 'use_subject_as_username' on listener 8883: a PROXY v2 "
+     "header carries the certificate's CN only, not its subject; use "
+     "use_identity_as_username\n"},
     {"listener 8883\ncertfile /c\nkeyfile /k\nrequire_certificate true",
      "t.conf:4: listener 8883: require_certificate needs cafile or capath to "
      "verify client certificates\n"},
@@ -557,6 +572,24 @@ static const struct err_case err_cases[] = {
      "t.conf:1: invalid value '1?' for 'max_qos': expected an integer from 0 "
      "to 2\n"},
 };
+
+/* PROXY v2 without certfile: the proxy holds TLS, so client certificate
+ * keys load without one (Mosquitto 2.1) */
+static void test_proxy_listener(void **state)
+{
+    struct conf *c = load_ok("listener 8883\nenable_proxy_protocol 2\n"
+                             "proxy_protocol_v2_require_tls true\n"
+                             "require_certificate true\n"
+                             "use_identity_as_username true\n");
+
+    (void)state;
+    assert_int_equal(c->listeners[0].proxy_protocol, 2);
+    assert_true(c->listeners[0].proxy_v2_require_tls);
+    assert_false(c->listeners[0].tls_enabled);
+    assert_int_equal(c->listeners[0].tls.cert_mode, CONF_CERT_REQUIRED);
+    assert_true(c->listeners[0].tls.use_identity_as_username);
+    conf_free(c);
+}
 
 static void test_error_table(void **state)
 {
@@ -1416,6 +1449,7 @@ int main(void)
         cmocka_unit_test(test_empty_file_is_local_only),
         cmocka_unit_test(test_scalar_table),
         cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_proxy_listener),
         cmocka_unit_test(test_warning_table),
         cmocka_unit_test(test_unsupported_keys),
         cmocka_unit_test(test_many_errors_all_reported),
