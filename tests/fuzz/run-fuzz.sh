@@ -18,7 +18,7 @@ build() { # name sources...
     "$CC" "${CFLAGS[@]}" "$@" "tests/fuzz/$name.c" -o "$out/$name" "${SSL[@]}"
 }
 build fuzz_codec src/mqtt/mqtt_codec.c src/util/util.c
-build fuzz_conf src/conf/conf.c src/util/util.c src/broker/msg.c
+build fuzz_conf src/conf/conf.c src/util/util.c src/util/cidr.c src/broker/msg.c
 build fuzz_topic src/mqtt/topic.c src/broker/router.c src/broker/retain.c src/broker/msg.c src/util/util.c src/util/hashmap.c
 build fuzz_passwd src/auth/passwd.c src/util/util.c src/broker/msg.c
 build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
