@@ -783,6 +783,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
         const struct conf_listener *n = &c->listeners[i],
                                    *o = &b->conf->listeners[i];
         if (n->port != o->port || n->tls_enabled != o->tls_enabled ||
+            n->http != o->http ||
             (n->address == NULL) != (o->address == NULL) ||
             (n->address && strcmp(n->address, o->address) != 0)) {
             append_err(err, errlen,

@@ -481,13 +481,23 @@ class DefaultDeny(unittest.TestCase):
             self.assertNotIn(b"mqttd_", body)
             b.wait_log(r"HTTP connection from 127\.0\.0\.1:\d+ on port %d refused: "
                        r"not in http_allow_from \(403\)" % hport, start=mark)
-        finally:
-            self.assertEqual(b.stop(), 0)
-        b = Broker("listener {port} 127.0.0.1\nallow_anonymous true\n"
-                   "listener %d 0.0.0.0\nprotocol http\nhttp_allow_from 127.0.0.0/8\n"
-                   % hport).start()
-        try:
+            # a reload takes the new list
+            with open(b.conf_path) as f:
+                conf = f.read()
+            with open(b.conf_path, "w") as f:
+                f.write(conf.replace("192.0.2.0/24", "127.0.0.0/8"))
+            mark = b.mark()
+            b.signal(signal.SIGHUP)
+            b.wait_log(r"Configuration reloaded\.", start=mark)
             self.assertEqual(http(hport, "/metrics")[0], 200)
+            # turning the listener into an MQTT one needs a restart
+            with open(b.conf_path, "w") as f:
+                f.write(conf.replace("protocol http\nhttp_allow_from 10.0.0.0/8 "
+                                     "192.0.2.0/24\n", ""))
+            mark = b.mark()
+            b.signal(signal.SIGHUP)
+            b.wait_log(r"listener changes need a restart", start=mark)
+            self.assertEqual(http(hport, "/healthz")[0], 200)
         finally:
             self.assertEqual(b.stop(), 0)
 
