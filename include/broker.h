@@ -23,7 +23,41 @@ struct retain;
 struct session;
 struct broker;
 
-/* Counters exposed through $SYS and the stats JSON. */
+/* Why a message was dropped (mqttd_messages_dropped_total{reason}). */
+enum stats_drop {
+    STATS_DROP_QUEUE_FULL,    /* max_queued_messages / max_queued_bytes */
+    STATS_DROP_SLOW_CONSUMER, /* QoS 0 to a client whose output is full */
+    STATS_DROP_TOO_LARGE,     /* over the receiver's Maximum Packet Size */
+    STATS_DROP_MEMORY_LIMIT,  /* refused while over memory_limit */
+    STATS_DROP_N
+};
+
+/* Why a TLS handshake failed (metrics_tls_fail_class). */
+enum stats_tls_fail {
+    STATS_TLS_TIMEOUT,
+    STATS_TLS_NO_CLIENT_CERT,
+    STATS_TLS_CERT_EXPIRED,
+    STATS_TLS_CERT_REVOKED,
+    STATS_TLS_UNKNOWN_CA,
+    STATS_TLS_VERIFY_FAILED,
+    STATS_TLS_PROTOCOL_VERSION,
+    STATS_TLS_NOT_TLS,
+    STATS_TLS_CLIENT_REJECTED,
+    STATS_TLS_CLOSED,
+    STATS_TLS_OTHER,
+    STATS_TLS_N
+};
+
+/* Why a CONNECT failed authentication. */
+enum stats_auth_fail {
+    STATS_AUTH_BAD_CREDENTIALS, /* bad user name or password */
+    STATS_AUTH_NOT_AUTHORIZED,  /* refused by the authenticator chain */
+    STATS_AUTH_BAD_METHOD,      /* unsupported v5 authentication method */
+    STATS_AUTH_N
+};
+
+/* Counters exposed through $SYS and the stats JSON. Only uint64_t members
+ * (hub_totals_sum adds them up as an array). */
 struct broker_stats {
     uint64_t msgs_received, msgs_sent;
     uint64_t bytes_received, bytes_sent;
@@ -36,6 +70,9 @@ struct broker_stats {
     uint64_t acl_denied;
     uint64_t limit_hits;
     uint64_t changes; /* durable-state changes (autosave) */
+    uint64_t dropped[STATS_DROP_N];     /* pub_dropped by reason */
+    uint64_t tls_failed[STATS_TLS_N];   /* TLS handshakes that failed */
+    uint64_t auth_failed[STATS_AUTH_N]; /* CONNECTs refused by auth */
 };
 
 /*
@@ -149,6 +186,15 @@ double broker_uptime(const struct broker *b);
 /* broker_tls_not_after: the certificate expiry of listener li as of the
  * last expiry check (0: none or not TLS). */
 time_t broker_tls_not_after(const struct broker *b, size_t li);
+
+/* broker_tls_ctx: listener li's TLS context in force (borrowed; take a
+ * reference to keep it), NULL for a plain listener. */
+struct tls_ctx;
+struct tls_ctx *broker_tls_ctx(const struct broker *b, size_t li);
+
+/* broker_listener_clients: MQTT connections open on listener li now
+ * (every thread's: the counters are shared). */
+size_t broker_listener_clients(const struct broker *b, size_t li);
 
 /*
  * broker_totals: the $SYS figures of b (counters, clients, sessions,

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cidr;
+
 /* Client-certificate policy of a TLS listener. */
 enum conf_cert_mode {
     CONF_CERT_NONE = 0, /* no CertificateRequest is sent */
@@ -80,6 +82,10 @@ struct conf_listener {
     bool proxy_v2_require_tls; /* proxy_protocol_v2_require_tls */
     const char *src;
     int line; /* where the listener line is */
+    /* protocol http: operations endpoints (/metrics, /healthz, ...) */
+    bool http;
+    struct cidr *http_allow; /* http_allow_from ranges (owned) */
+    size_t nhttp_allow;
 };
 
 struct conf {
@@ -144,6 +150,10 @@ struct conf {
     uint32_t tls_reload_interval;     /* [0] = only on SIGHUP */
     uint32_t tls_expiry_warning_days; /* [30] */
     uint32_t tls_handshake_timeout;   /* [10] seconds */
+
+    /* protocol http (mqttd): seconds /readyz answers 503 after SIGTERM
+     * before the process stops [0] */
+    uint32_t http_shutdown_grace;
 
     /* MQTT 5 */
     uint16_t max_receive_maximum; /* mqttd [65535]: server Receive Max */

@@ -183,6 +183,13 @@ void conn_reserve_input(struct conn *c, size_t n);
  */
 void conn_close(struct conn *c, const char *reason);
 
+/*
+ * conn_close_flushed: close once every queued byte is written (an HTTP
+ * response of any size), or at once when nothing is queued; reading goes
+ * on meanwhile, and the deadline still applies. reason must be static.
+ */
+void conn_close_flushed(struct conn *c, const char *reason);
+
 /* conn_closing: true once conn_close() was called. */
 bool conn_closing(const struct conn *c);
 

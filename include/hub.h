@@ -66,6 +66,9 @@ struct hub_totals {
     uint64_t sessions, sessions_offline;
     uint64_t subscriptions;
     uint64_t store_msgs, store_bytes; /* queued and in flight */
+    /* connected clients with a certificate, and the soonest notAfter
+     * among them (Unix time, 0 = none; the minimum over the shards) */
+    uint64_t client_certs, client_cert_soonest;
 };
 
 /* hub_new: n shards (2..64). Never NULL. hub_free: after every shard has

@@ -60,6 +60,10 @@ struct acceptor *acceptor_new(struct ev_loop *loop, const struct listeners *ls,
                               listener_accept_fn fn, void *ud, struct log *lg,
                               unsigned batch);
 
+/* acceptor_skip: stop watching the sockets of listener li (another loop
+ * accepts on them: protocol http is served by the main thread only). */
+void acceptor_skip(struct acceptor *a, size_t li);
+
 /* acceptor_stop: accept no more (the sockets stay open). */
 void acceptor_stop(struct acceptor *a);
 

@@ -65,6 +65,13 @@ void threads_join(struct threads *t);
 unsigned threads_stale(const struct threads *t, int64_t stale_ms,
                        int64_t *age_ms);
 
+/* threads_busy_ns: the time worker i (1..n-1) spent handling events
+ * since it started, in ns (0 for another i); any thread may ask.
+ * threads_beat_age_ms: ms since worker i's last one-second tick, -1 when
+ * it does not run. */
+uint64_t threads_busy_ns(const struct threads *t, unsigned i);
+int64_t threads_beat_age_ms(const struct threads *t, unsigned i);
+
 /* threads_free: join, then free every worker's acceptor, broker, log and
  * loop. Accepts NULL. */
 void threads_free(struct threads *t);

@@ -79,6 +79,22 @@ void tls_ctx_expiry_report(const struct tls_ctx *c, struct log *lg,
                            time_t *server_not_after);
 
 /*
+ * tls_ctx_certs: fn(ud, ci) for every certificate the context loaded: the
+ * server certificate ("server"), the rest of its chain ("chain"), each CA
+ * of cafile ("ca") and each CRL of crlfile ("crl", subject = issuer,
+ * not_after = nextUpdate, 0 when it has none). ci and its strings are
+ * valid during the call only. Nothing when c is NULL.
+ */
+struct tls_cert_info {
+    const char *kind; /* "server", "chain", "ca", "crl" */
+    const char *file; /* the file it came from ("" if unknown) */
+    const char *subject;
+    time_t not_after;
+};
+typedef void (*tls_cert_fn)(void *ud, const struct tls_cert_info *ci);
+void tls_ctx_certs(const struct tls_ctx *c, tls_cert_fn fn, void *ud);
+
+/*
  * What an established TLS connection is (version, suite, resumption, the
  * client certificate and whether it was verified), kept after the SSL is
  * freed. The TLS transport takes the snapshot when the handshake has

@@ -251,6 +251,18 @@ double broker_uptime(const struct broker *b)
     return ev_now(b->loop) - b->started;
 }
 
+struct tls_ctx *broker_tls_ctx(const struct broker *b, size_t li)
+{
+    return li < b->nlisteners ? b->tls[li] : NULL;
+}
+
+size_t broker_listener_clients(const struct broker *b, size_t li)
+{
+    return li < b->nlisteners
+               ? __atomic_load_n(&b->listener_clients[li], __ATOMIC_RELAXED)
+               : 0;
+}
+
 time_t broker_tls_not_after(const struct broker *b, size_t li)
 {
     return li < b->nlisteners ? b->tls_not_after[li] : 0;
@@ -265,6 +277,16 @@ static void totals_one(struct session *s, void *arg)
         t->sessions_offline++;
     t->store_msgs += s->q_n + s->infl_n;
     t->store_bytes += s->q_bytes;
+    if (s->client && s->client->conn) {
+        const struct tls_info *ti = conn_tls_info(s->client->conn);
+        time_t na = ti ? tls_peer_not_after(ti) : 0;
+        if (na > 0) {
+            t->client_certs++;
+            if (!t->client_cert_soonest ||
+                (uint64_t)na < t->client_cert_soonest)
+                t->client_cert_soonest = (uint64_t)na;
+        }
+    }
 }
 
 void broker_totals(struct broker *b, bool all, struct hub_totals *t)
@@ -773,6 +795,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
         const struct conf_listener *n = &c->listeners[i],
                                    *o = &b->conf->listeners[i];
         if (n->port != o->port || n->tls_enabled != o->tls_enabled ||
+            n->http != o->http ||
             (n->address == NULL) != (o->address == NULL) ||
             (n->address && strcmp(n->address, o->address) != 0)) {
             append_err(err, errlen,

@@ -19,6 +19,7 @@
 #include "broker_int.h"
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg.h"
 #include "proxy_proto.h"
 #include "retain.h"
@@ -553,6 +554,7 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
                   "Client %s refused: unsupported authentication "
                   "method.",
                   c->client_id);
+            b->st.auth_failed[STATS_AUTH_BAD_METHOD]++;
             refuse(c, v, 0, MQTT_RC_BAD_AUTH_METHOD,
                    "unsupported authentication method");
             goto refused;
@@ -639,6 +641,8 @@ static void connect_finish(struct client *c, struct connect_req *req,
 
     if (r != AUTH_ALLOW) {
         auth_failed_log(c, c->username, reason ? reason : "denied");
+        b->st.auth_failed[bad_creds ? STATS_AUTH_BAD_CREDENTIALS
+                                    : STATS_AUTH_NOT_AUTHORIZED]++;
         if (bad_creds)
             refuse(c, v, MQTT_V3_REFUSED_BAD_USER_PASS,
                    MQTT_RC_BAD_USER_OR_PASS, "authentication failed");
@@ -840,6 +844,7 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
         /* memory_limit: refuse new messages until the heap shrinks */
         b->st.limit_hits++;
         b->st.pub_dropped++;
+        b->st.dropped[STATS_DROP_MEMORY_LIMIT]++;
         ack_refused(c, p, MQTT_RC_QUOTA_EXCEEDED);
         return false;
     }
@@ -1268,8 +1273,12 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
             c->client_id == NULL && c->pending == NULL &&
             pkt.u.connect.client_id.len > 0 &&
             broker_migrate(b, c, pkt.u.connect.client_id.p,
-                           pkt.u.connect.client_id.len, buf + off, len - off))
-            return -1; /* the owning shard takes it from the CONNECT on */
+                           pkt.u.connect.client_id.len, buf + off, len - off)) {
+            /* the owning shard takes it from the CONNECT on, and counts
+             * those bytes when it reads them */
+            b->st.bytes_received -= len - off;
+            return -1;
+        }
         b->st.msgs_received++;
         hold = handle_packet(c, &pkt);
         off += total;
@@ -1373,6 +1382,11 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     struct session *s = c->s;
 
     (void)conn;
+    {
+        int tf = metrics_tls_fail_class(reason);
+        if (tf >= 0)
+            b->st.tls_failed[tf]++;
+    }
     if (c->paused)
         broker_unpause(b, c);
     broker_drop_acks(b, c);

@@ -474,6 +474,11 @@ void hub_totals_sum(struct hub *h, struct hub_totals *out)
         out->subscriptions += t->subscriptions;
         out->store_msgs += t->store_msgs;
         out->store_bytes += t->store_bytes;
+        out->client_certs += t->client_certs;
+        if (t->client_cert_soonest &&
+            (!out->client_cert_soonest ||
+             t->client_cert_soonest < out->client_cert_soonest))
+            out->client_cert_soonest = t->client_cert_soonest;
     }
     pthread_mutex_unlock(&h->tmu);
 }

@@ -255,6 +255,7 @@ static void send_inflight(struct session *s, struct inflight *f, bool dup)
         memset(f, 0, sizeof(*f));
         s->infl_n--;
         s->b->st.pub_dropped++;
+        s->b->st.dropped[STATS_DROP_TOO_LARGE]++;
     }
 }
 
@@ -268,6 +269,7 @@ static bool queue_push(struct session *s, struct msg *m, uint8_t qos,
     if ((cf->max_queued_messages && s->q_n >= cf->max_queued_messages) ||
         (cf->max_queued_bytes && s->q_bytes + sz > cf->max_queued_bytes)) {
         s->b->st.pub_dropped++;
+        s->b->st.dropped[STATS_DROP_QUEUE_FULL]++;
         if (!s->drop_logged) {
             s->drop_logged = true;
             LOG_N(s->b->log,
@@ -367,14 +369,18 @@ enum deliver_result session_deliver(struct session *s, struct msg *m,
             /* a reading-but-slow subscriber: keep the message (output may
              * go past the high-water mark up to the client's hard limit)
              * and hold the publisher back instead of dropping */
-            if (client_send_publish_force(c, m, retain, sub_ids, nsub_ids) < 0)
+            if (client_send_publish_force(c, m, retain, sub_ids, nsub_ids) <
+                0) {
                 s->b->st.pub_dropped++;
+                s->b->st.dropped[STATS_DROP_TOO_LARGE]++;
+            }
             return hold_publisher(s);
         }
         if (online) {
             if (client_send_publish(c, m, 0, retain, false, 0, sub_ids,
                                     nsub_ids) < 0) {
                 s->b->st.pub_dropped++;
+                s->b->st.dropped[STATS_DROP_SLOW_CONSUMER]++;
                 if (!c->dropping) {
                     /* once per congestion episode, reset on drain */
                     c->dropping = true;

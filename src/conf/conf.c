@@ -48,6 +48,7 @@
 
 #include <openssl/tls1.h>
 
+#include "cidr.h"
 #include "log.h"
 #include "util.h"
 
@@ -692,11 +693,48 @@ static void h_protocol(struct parser *ps, const struct key *k, char *val)
         return;
     if (strcmp(tok, "mqtt") == 0)
         return;
+    if (strcmp(tok, "http") == 0) {
+        cur_listener(ps)->http = true;
+        return;
+    }
     if (strcmp(tok, "websockets") == 0)
         LERR(ps, "'protocol websockets' is not supported by mqttd: %s", WHY_WS);
     else
-        LERR(ps, "invalid protocol '%s': expected mqtt",
+        LERR(ps, "invalid protocol '%s': expected mqtt or http",
              shown(sb, sizeof(sb), tok, false));
+}
+
+/* http_allow_from CIDR...: may be given more than once (ranges add up). */
+static void h_http_allow_from(struct parser *ps, const struct key *k, char *val)
+{
+    struct conf_listener *l = cur_listener(ps);
+    char *save = NULL, sb[80];
+    bool any = false;
+
+    for (char *tok = strtok_r(val, " \t", &save); tok && *tok != '#';
+         tok = strtok_r(NULL, " \t", &save)) {
+        struct cidr r;
+        any = true;
+        if (cidr_parse(tok, &r) < 0) {
+            LERR(ps,
+                 "invalid address range '%s' in '%s': expected ADDRESS or "
+                 "ADDRESS/PREFIX (IPv4 or IPv6, no host names)",
+                 shown(sb, sizeof(sb), tok, true), k->name);
+            continue;
+        }
+        if (l->nhttp_allow >= 1024) {
+            LERR(ps, "too many ranges in '%s' (at most 1024)", k->name);
+            return;
+        }
+        l->http_allow = xreallocarray(l->http_allow, l->nhttp_allow + 1,
+                                      sizeof(*l->http_allow));
+        l->http_allow[l->nhttp_allow++] = r;
+    }
+    if (!any)
+        LERR(ps,
+             "missing value for '%s': expected one or more address "
+             "ranges such as 10.0.0.0/8",
+             k->name);
 }
 
 static void h_tls_version(struct parser *ps, const struct key *k, char *val)
@@ -1345,7 +1383,9 @@ static const struct key keys[] = {
     STRL("crlfile", tls.crlfile, FK_CRL),
     STRL("dhparamfile", tls.dhparamfile, FK_DH),
     FN("enable_proxy_protocol", h_proxy_protocol, SC_LISTENER),
+    FN("http_allow_from", h_http_allow_from, SC_LISTENER),
     WARN("http_dir", 0, WHY_WS),
+    INTG("http_shutdown_grace", K_U32, http_shutdown_grace, 0, 3600),
     BRIDGE("idle_timeout"),
     FN("include_dir", h_include_dir, SC_GLOBAL),
     BRIDGE("keepalive_interval"),
@@ -1704,6 +1744,30 @@ static void check_sec_files(struct parser *ps, const struct conf_security *s,
                        s->acl_file_line, false);
 }
 
+/*
+ * check_http: protocol http is default-deny: a listener other clients can
+ * reach (not loopback, not a unix socket) needs http_allow_from or TLS with
+ * required client certificates.
+ */
+static void check_http(struct parser *ps, const struct conf_listener *l,
+                       const char *name)
+{
+    if (!l->http) {
+        if (l->nhttp_allow > 0)
+            perr(ps, l->src, l->line,
+                 "'http_allow_from' on %s, which is not 'protocol http'", name);
+        return;
+    }
+    if (l->unix_path || cidr_is_loopback(l->address) || l->nhttp_allow > 0 ||
+        (l->tls_enabled && l->tls.cert_mode == CONF_CERT_REQUIRED))
+        return;
+    perr(ps, l->src, l->line,
+         "%s is 'protocol http' on %s: refusing to expose the operations "
+         "endpoints without 'http_allow_from CIDR...' or TLS with "
+         "'require_certificate true'",
+         name, l->address ? "a non-loopback address" : "every address");
+}
+
 static void check_listener(struct parser *ps, struct conf_listener *l,
                            struct lmeta *m)
 {
@@ -1777,6 +1841,7 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
               "Mosquitto; set require_certificate true or client_cert_mode "
               "optional or required",
               m->uid_key, name);
+    check_http(ps, l, name);
     if (ps->check_files) {
         for (int i = 0; i < FK_N; i++)
             if (fkval[i])
@@ -1950,6 +2015,7 @@ static void free_listener(struct conf_listener *l)
     free(l->tls.ciphers);
     free(l->tls.ciphers_tls13);
     free(l->tls.tls_groups);
+    free(l->http_allow);
     free_sec(&l->sec);
 }
 

@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "broker.h"
 #include "conf.h"
+#include "http_ops.h"
 #include "hub.h"
 #include "listener.h"
 #include "log.h"
@@ -42,6 +43,9 @@ struct server {
     struct persist_sched *ps; /* NULL when persistence is off */
     int64_t wd_stale_ms;      /* a worker silent this long withholds the ping */
     bool wd_withheld;
+    struct http_ops *http; /* protocol http listeners, else NULL */
+    bool stopping;         /* in http_shutdown_grace */
+    ev_timer grace;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
     ev_timer watchdog; /* WATCHDOG=1 at half of WATCHDOG_USEC */
@@ -49,11 +53,50 @@ struct server {
 
 /* ---- signals and timers ------------------------------------------------ */
 
+static void stop_now(struct server *s);
+
+/* http_shutdown_grace over (or a second signal): stop for real. */
+static void grace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    stop_now(w->data);
+}
+
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct server *s = w->data;
+    uint32_t grace = broker_conf(s->broker)->http_shutdown_grace;
 
+    (void)loop;
     (void)revents;
+    if (s->http && grace > 0 && !s->stopping) {
+        /* /readyz answers 503 while everything else goes on, so that a
+         * load balancer stops sending clients before they are cut */
+        s->stopping = true;
+        http_ops_shutdown(s->http);
+        sysd_notify("STOPPING=1");
+        LOG_N(s->log,
+              "Shutting down in %u s (http_shutdown_grace): /readyz "
+              "answers 503; a second signal stops at once.",
+              grace);
+        ev_timer_init(&s->grace, grace_cb, (double)grace, 0.0);
+        s->grace.data = s;
+        ev_timer_start(s->loop, &s->grace);
+        return;
+    }
+    stop_now(s);
+}
+
+static void stop_now(struct server *s)
+{
+    struct ev_loop *loop = s->loop;
+
+    ev_timer_stop(loop, &s->grace);
+    if (s->http) {
+        http_ops_shutdown(s->http);
+        http_ops_close_all(s->http);
+    }
     LOG_N(s->log, "mqttd version %s terminating", MQTTD_VERSION);
     sysd_notify("STOPPING=1");
     acceptor_stop(s->acc);
@@ -212,11 +255,18 @@ static void tls_sync_cb(void *ud)
         threads_sync(s->threads, THREADS_TLS);
 }
 
-/* accept_cb: the acceptor's listener_accept_fn; ud is the broker. */
+/* accept_cb: the acceptor's listener_accept_fn; ud is the server.
+ * protocol http listeners go to the operations server. */
 static void accept_cb(void *ud, size_t li, int fd, const struct sockaddr *sa,
                       socklen_t salen)
 {
-    broker_accept(ud, li, fd, sa, salen);
+    struct server *s = ud;
+    const struct conf *c = broker_conf(s->broker);
+
+    if (s->http && li < c->nlisteners && c->listeners[li].http)
+        http_ops_accept(s->http, li, fd, sa, salen);
+    else
+        broker_accept(s->broker, li, fd, sa, salen);
 }
 
 static unsigned threads_wanted(const struct conf *c)
@@ -269,7 +319,9 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     }
     if (s->ps)
         persist_sched_start(s->ps);
-    s->acc = acceptor_new(s->loop, s->ls, accept_cb, s->broker, lg, s->batch);
+    if (http_ops_wanted(broker_conf(s->broker)))
+        s->http = http_ops_new(s->loop, s->broker, s->threads, s->nthreads, lg);
+    s->acc = acceptor_new(s->loop, s->ls, accept_cb, s, lg, s->batch);
     ev_signal_init(&s->sig_term, stop_cb, SIGTERM);
     ev_signal_init(&s->sig_int, stop_cb, SIGINT);
     ev_signal_init(&s->sig_hup, hup_cb, SIGHUP);
@@ -302,7 +354,10 @@ int server_run(struct server *s)
             LOG_N(s->log, "Opening unix listen socket on %s.", l->unix_path);
         else
             LOG_N(s->log, "Opening %s listen socket on %s port %u%s.",
-                  l->tls_enabled ? "TLS" : "plain",
+                  l->http          ? (l->tls_enabled ? "HTTPS (operations)"
+                                                     : "HTTP (operations)")
+                  : l->tls_enabled ? "TLS"
+                                   : "plain",
                   l->address ? l->address : "all addresses", l->port,
                   l->tls_enabled
                       ? (l->tls.min_version == 0x0304 ? " (TLS 1.3)"
@@ -328,6 +383,8 @@ int server_run(struct server *s)
         }
     }
     sysd_notify("READY=1\nSTATUS=running");
+    if (s->http)
+        http_ops_set_ready(s->http, true); /* bound, loaded, running */
     watchdog_start(s);
     ev_run(s->loop, 0);
     /* let the final DISCONNECTs and closes run */
@@ -344,7 +401,9 @@ void server_free(struct server *s)
     if (s == NULL)
         return;
     acceptor_free(s->acc);
+    http_ops_free(s->http);
     ev_timer_stop(s->loop, &s->tick);
+    ev_timer_stop(s->loop, &s->grace);
     if (ev_is_active(&s->watchdog)) {
         ev_ref(s->loop);
         ev_timer_stop(s->loop, &s->watchdog);

@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "listener.h"
 #include "log.h"
+#include "loopstat.h"
 #include "util.h"
 
 enum { W_STOP = 1u }; /* besides enum threads_req */
@@ -32,6 +33,7 @@ struct worker {
     struct log *log;
     struct broker *broker;
     struct acceptor *acc;
+    struct loopstat *stat; /* busy time of its loop */
     ev_timer tick;
     ev_async ctl;
     unsigned ctl_req; /* W_STOP | enum threads_req (atomic) */
@@ -221,6 +223,10 @@ static int worker_init(struct threads *t, struct worker *w, unsigned idx,
         return -1;
     broker_set_hub(w->broker, h, idx);
     w->acc = acceptor_new(w->loop, ls, accept_cb, w->broker, w->log, batch);
+    for (size_t li = 0; li < broker_conf(w->broker)->nlisteners; li++)
+        if (broker_conf(w->broker)->listeners[li].http)
+            acceptor_skip(w->acc, li); /* the main thread's (http_ops.c) */
+    w->stat = loopstat_new(w->loop);
     ev_timer_init(&w->tick, worker_tick_cb, 1.0, 1.0);
     w->tick.data = w;
     ev_timer_start(w->loop, &w->tick);
@@ -310,11 +316,25 @@ unsigned threads_stale(const struct threads *t, int64_t stale_ms,
     return 0;
 }
 
+uint64_t threads_busy_ns(const struct threads *t, unsigned i)
+{
+    return i >= 1 && i < t->n && t->w[i].stat ? loopstat_busy_ns(t->w[i].stat)
+                                              : 0;
+}
+
+int64_t threads_beat_age_ms(const struct threads *t, unsigned i)
+{
+    if (i < 1 || i >= t->n || !t->w[i].started)
+        return -1;
+    return mono_ms() - __atomic_load_n(&t->w[i].beat_ms, __ATOMIC_RELAXED);
+}
+
 static void worker_free(struct worker *w)
 {
     if (w->loop == NULL)
         return;
     acceptor_free(w->acc);
+    loopstat_free(w->stat);
     ev_timer_stop(w->loop, &w->tick);
     ev_async_stop(w->loop, &w->ctl);
     broker_free(w->broker);

@@ -44,6 +44,7 @@ enum {
     CF_REPLAY = 1u << 10,     /* on the replay list (buffered input) */
     CF_DETACHED = 1u << 11,   /* between loops (conn_detach/conn_attach) */
     CF_PROXY = 1u << 12,      /* a PROXY layer whose header is not applied */
+    CF_LINGER = 1u << 13,     /* close once the output is written */
     CF_WIO = 1u << 5,         /* write watcher active */
     CF_READ_WANTS_WRITE = 1u << 6,
     CF_WRITE_WANTS_READ = 1u << 7,
@@ -84,6 +85,7 @@ struct conn {
     size_t out_head, out_len, out_cap;
     struct conn *next_pending, *next_close, *next_replay;
     const char *close_reason;
+    const char *linger_reason; /* conn_close_flushed */
     char *close_why; /* owned copy of a formatted reason, or NULL */
     uint16_t port;
     char peer[INET6_ADDRSTRLEN];
@@ -522,6 +524,18 @@ void conn_close(struct conn *c, const char *reason)
     c->cl->closing = c;
 }
 
+void conn_close_flushed(struct conn *c, const char *reason)
+{
+    if (c->flags & (CF_CLOSING | CF_LINGER))
+        return;
+    if (conn_out_pending(c) == 0) {
+        conn_close(c, reason);
+        return;
+    }
+    c->flags |= CF_LINGER;
+    c->linger_reason = reason;
+}
+
 /* Start or stop the read watcher to match the flags. */
 static void update_read(struct conn *c)
 {
@@ -822,6 +836,11 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void after_drain(struct conn *c)
 {
+    if ((c->flags & CF_LINGER) && conn_out_pending(c) == 0 &&
+        !(c->flags & CF_CLOSING)) {
+        conn_close(c, c->linger_reason);
+        return;
+    }
     if (c->out_head == c->out_len) {
         c->out_head = c->out_len = 0;
         if (c->out_cap > OUT_KEEP_CAP) {

@@ -430,6 +430,15 @@ struct acceptor *acceptor_new(struct ev_loop *loop, const struct listeners *ls,
     return a;
 }
 
+void acceptor_skip(struct acceptor *a, size_t li)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (a->w[i].ls->li == li) {
+            ev_io_stop(a->loop, &a->w[i].w);
+            ev_timer_stop(a->loop, &a->w[i].retry);
+        }
+}
+
 void acceptor_stop(struct acceptor *a)
 {
     for (size_t i = 0; i < a->n; i++) {

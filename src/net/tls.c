@@ -1018,6 +1018,60 @@ void tls_ctx_expiry_report(const struct tls_ctx *c, struct log *lg,
     ERR_clear_error();
 }
 
+/* cert_one: hand one certificate (or a CRL's nextUpdate) to fn. */
+static void cert_one(tls_cert_fn fn, void *ud, const char *kind,
+                     const char *file, const X509_NAME *name,
+                     const ASN1_TIME *t)
+{
+    struct tls_cert_info ci;
+    char subj[TLS_NAME_MAX];
+
+    name_str(name, subj, sizeof(subj));
+    ci.kind = kind;
+    ci.file = file ? file : "";
+    ci.subject = subj;
+    ci.not_after = t ? asn1_time_t(t) : 0;
+    fn(ud, &ci);
+}
+
+void tls_ctx_certs(const struct tls_ctx *c, tls_cert_fn fn, void *ud)
+{
+    STACK_OF(X509) *chain = NULL;
+    X509 *srv;
+    int i;
+
+    if (c == NULL)
+        return;
+    srv = SSL_CTX_get0_certificate(c->ssl);
+    if (srv != NULL)
+        cert_one(fn, ud, "server", c->files[TF_CERT].path,
+                 X509_get_subject_name(srv), X509_get0_notAfter(srv));
+    if (SSL_CTX_get0_chain_certs(c->ssl, &chain) == 1)
+        for (i = 0; i < sk_X509_num(chain); i++) {
+            X509 *x = sk_X509_value(chain, i);
+            bool ca = false;
+
+            for (int k = 0; !ca && k < sk_X509_num(c->cas); k++)
+                ca = X509_cmp(x, sk_X509_value(c->cas, k)) == 0;
+            if (!ca)
+                cert_one(fn, ud, "chain", c->files[TF_CERT].path,
+                         X509_get_subject_name(x), X509_get0_notAfter(x));
+        }
+    for (i = 0; i < sk_X509_num(c->cas); i++) {
+        X509 *x = sk_X509_value(c->cas, i);
+
+        cert_one(fn, ud, "ca", c->files[TF_CA].path, X509_get_subject_name(x),
+                 X509_get0_notAfter(x));
+    }
+    for (i = 0; c->crls != NULL && i < sk_X509_CRL_num(c->crls); i++) {
+        X509_CRL *crl = sk_X509_CRL_value(c->crls, i);
+
+        cert_one(fn, ud, "crl", c->files[TF_CRL].path, X509_CRL_get_issuer(crl),
+                 X509_CRL_get0_nextUpdate(crl));
+    }
+    ERR_clear_error();
+}
+
 /* ------------------------------------------------------------------------ */
 /* Connections                                                               */
 

@@ -437,8 +437,27 @@ static const struct err_case err_cases[] = {
      "expected true or false\n"},
     {"websockets_log_level",
      "t.conf:1: missing value for 'websockets_log_level'\n"},
+    {"listener 1883\nprotocol gopher",
+     "t.conf:2: invalid protocol 'gopher': expected mqtt or http\n"},
+    /* protocol http is default-deny beyond loopback */
     {"listener 1883\nprotocol http",
-     "t.conf:2: invalid protocol 'http': expected mqtt\n"},
+     "t.conf:1: listener 1883 is 'protocol http' on every address: refusing "
+     "to expose the operations endpoints without 'http_allow_from CIDR...' "
+     "or TLS with 'require_certificate true'\n"},
+    {"listener 1883 192.0.2.1\nprotocol http",
+     "t.conf:1: listener 1883 192.0.2.1 is 'protocol http' on a "
+     "non-loopback address: refusing to expose the operations endpoints "
+     "without 'http_allow_from CIDR...' or TLS with 'require_certificate "
+     "true'\n"},
+    {"listener 1883 127.0.0.1\nprotocol http\nhttp_allow_from 10.0.0.0/33 "
+     "x",
+     "t.conf:3: invalid address range '10.0.0.0/33' in 'http_allow_from': "
+     "expected ADDRESS or ADDRESS/PREFIX (IPv4 or IPv6, no host names)\n"
+     "t.conf:3: invalid address range 'x' in 'http_allow_from': expected "
+     "ADDRESS or ADDRESS/PREFIX (IPv4 or IPv6, no host names)\n"},
+    {"listener 1883 127.0.0.1\nhttp_allow_from 10.0.0.0/8",
+     "t.conf:1: 'http_allow_from' on listener 1883 127.0.0.1, which is not "
+     "'protocol http'\n"},
     {"log_dest topic",
      "t.conf:1: 'log_dest topic' is not supported by mqttd\n"},
     {"log_dest printer",
