@@ -588,8 +588,8 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         const struct tls_info *ti = conn_tls_info(c->conn);
         if (ti && !tls_info_verified(ti))
             why = "certificate not verified";
-        else if (ti && auth_mtls_identity(
-                           tls_info_peer(ti), l->tls.use_subject_as_username,
+        else if (ti && auth_mtls_identity_from(
+                           tls_info_peer(ti), auth_mtls_source_of(&l->tls),
                            identity, sizeof(identity), &why) == 0) {
             ac.cert_identity = identity;
             free(c->username);

@@ -81,6 +81,8 @@ struct lmeta {
     const char *uid_src; /* use_identity/subject_as_username true */
     int uid_line;
     const char *uid_key;
+    const char *ids_src; /* tls_identity_source other than cn */
+    int ids_line;
     bool cert_mode_set;
     bool azlc_set; /* allow_zero_length_clientid given for this listener */
     bool bad;      /* the listener line itself was wrong: skip checks */
@@ -777,6 +779,36 @@ static void h_tls_keyform(struct parser *ps, const struct key *k, char *val)
              shown(sb, sizeof(sb), tok, false));
 }
 
+static void h_tls_identity_source(struct parser *ps, const struct key *k,
+                                  char *val)
+{
+    static const struct {
+        const char *name;
+        enum conf_identity_source v;
+    } srcs[] = {{"cn", CONF_ID_CN},
+                {"san_uri", CONF_ID_SAN_URI},
+                {"san_dns", CONF_ID_SAN_DNS},
+                {"san_email", CONF_ID_SAN_EMAIL}};
+    char *tok = one_token(ps, k->name, val), sb[80];
+    struct lmeta *m;
+
+    if (tok == NULL)
+        return;
+    for (size_t i = 0; i < ARRAY_LEN(srcs); i++) {
+        if (strcmp(tok, srcs[i].name) != 0)
+            continue;
+        cur_listener(ps)->tls.identity_source = srcs[i].v;
+        m = cur_meta(ps);
+        m->ids_src = srcs[i].v != CONF_ID_CN ? ps->file : NULL;
+        m->ids_line = ps->line;
+        return;
+    }
+    LERR(ps,
+         "invalid tls_identity_source '%s': expected cn, san_uri, san_dns "
+         "or san_email",
+         shown(sb, sizeof(sb), tok, false));
+}
+
 static void h_require_certificate(struct parser *ps, const struct key *k,
                                   char *val)
 {
@@ -1387,6 +1419,7 @@ static const struct key keys[] = {
     INTG("tls_expiry_warning_days", K_U32, tls_expiry_warning_days, 0, 3650),
     STRL("tls_groups", tls.tls_groups, -1),
     INTG("tls_handshake_timeout", K_U32, tls_handshake_timeout, 1, 3600),
+    FN("tls_identity_source", h_tls_identity_source, SC_LISTENER),
     FN("tls_keyform", h_tls_keyform, SC_LISTENER),
     FN("tls_record_layer", h_tls_record_layer, SC_LISTENER),
     INTG("tls_reload_interval", K_U32, tls_reload_interval, 0, INT32_MAX),
@@ -1730,6 +1763,16 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
               "Mosquitto; set require_certificate true or client_cert_mode "
               "optional or required",
               m->uid_key, name);
+    if (m->ids_src && !l->tls.use_identity_as_username)
+        pwarn(ps, m->ids_src, m->ids_line,
+              "'tls_identity_source' has no effect on %s without "
+              "'use_identity_as_username true'",
+              name);
+    else if (m->ids_src && l->tls.use_subject_as_username)
+        pwarn(ps, m->ids_src, m->ids_line,
+              "'tls_identity_source' on %s, which also sets "
+              "'use_subject_as_username true': the subject is the username",
+              name);
     if (ps->check_files) {
         for (int i = 0; i < FK_N; i++)
             if (fkval[i])
