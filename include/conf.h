@@ -69,6 +69,10 @@ struct conf_tls {
     bool use_identity_as_username;
     bool use_subject_as_username;
     enum conf_identity_source identity_source; /* [CONF_ID_CN] */
+    /* tls_engine ID (NULL = none) and tls_keyform engine: keyfile is then
+     * a key id for that engine, e.g. a PKCS#11 URI (pkcs11_uri.h) */
+    char *engine;
+    bool keyform_engine;
     /* source location of the certfile line, for FILE:LINE errors on load */
     const char *src;
     int line;
