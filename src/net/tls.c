@@ -91,6 +91,7 @@ struct tls_ctx {
     STACK_OF(X509) * cas;      /* certificates of cafile, may be empty */
     STACK_OF(X509_CRL) * crls; /* NULL when no crlfile */
     bool insecure;             /* client: no server certificate check */
+    void *engine;              /* tls_keyform engine: tls_engine_release */
 };
 
 /* The first certificate verification failure of a handshake. */
@@ -328,6 +329,7 @@ static void tls_ctx_free(struct tls_ctx *c)
     if (c == NULL)
         return;
     SSL_CTX_free(c->ssl);
+    tls_engine_release(c->engine); /* after the key's last user */
     sk_X509_pop_free(c->cas, X509_free);
     sk_X509_CRL_pop_free(c->crls, X509_CRL_free);
     for (i = 0; i < TF_COUNT; i++)
@@ -540,11 +542,13 @@ static int check_readable(const struct conf_tls *t, const char *what,
 }
 
 /* use_engine_key: the private key from t->engine (tls_engine.c). */
-static int use_engine_key(SSL_CTX *ssl, const struct conf_tls *t, char *err,
-                          size_t errlen)
+static int use_engine_key(struct tls_ctx *c, const struct conf_tls *t,
+                          char *err, size_t errlen)
 {
     char why[1024];
-    EVP_PKEY *k = tls_engine_load_key(t->engine, t->keyfile, why, sizeof(why));
+    SSL_CTX *ssl = c->ssl;
+    EVP_PKEY *k = tls_engine_load_key(t->engine, t->keyfile, &c->engine, why,
+                                      sizeof(why));
     int rc = -1;
 
     if (k == NULL) {
@@ -674,7 +678,7 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
         goto fail;
     }
     if (t->keyform_engine) {
-        if (use_engine_key(c->ssl, t, err, errlen) != 0)
+        if (use_engine_key(c, t, err, errlen) != 0)
             goto fail;
     } else if (SSL_CTX_use_PrivateKey_file(c->ssl, t->keyfile,
                                            SSL_FILETYPE_PEM) != 1) {

@@ -21,8 +21,10 @@
  *     v
  *   ENGINE_by_id("pkcs11") -> QUIET -> ENGINE_init -> "PIN" command
  *     -> ENGINE_load_private_key("pkcs11:token=t;object=k;type=private")
- *     -> EVP_PKEY (holds its own reference on the engine)
- *   ENGINE_finish + ENGINE_free   (ours; the key keeps the engine alive)
+ *     -> EVP_PKEY
+ *   the functional reference stays with the caller's context as long as
+ *   the key is in use (tls_engine_release): libp11 finalises the module,
+ *   ending the token session, when the last one goes
  */
 #include "tls_engine.h"
 
@@ -132,7 +134,8 @@ static int no_prompt(UI *ui, UI_STRING *uis)
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 /* engine_load: the ENGINE_* part (deprecated API, see the file comment). */
 static EVP_PKEY *engine_load(const char *engine_id, const char *key_id,
-                             const char *pin, char *why, size_t whylen)
+                             const char *pin, ENGINE **ref, char *why,
+                             size_t whylen)
 {
     ENGINE *e = NULL;
     UI_METHOD *ui = NULL;
@@ -195,23 +198,43 @@ static EVP_PKEY *engine_load(const char *engine_id, const char *key_id,
     }
 fail:
     UI_destroy_method(ui);
-    if (inited)
-        ENGINE_finish(e);
-    ENGINE_free(e);
+    if (k != NULL) {
+        *ref = e; /* functional + structural reference, for the key */
+    } else {
+        if (inited)
+            ENGINE_finish(e);
+        ENGINE_free(e);
+    }
     ERR_clear_error();
     return k;
 }
+
+void tls_engine_release(void *engine_ref)
+{
+    ENGINE *e = engine_ref;
+
+    if (e == NULL)
+        return;
+    ENGINE_finish(e);
+    ENGINE_free(e);
+}
 #pragma GCC diagnostic pop
+#else
+void tls_engine_release(void *engine_ref)
+{
+    (void)engine_ref;
+}
 #endif
 
 EVP_PKEY *tls_engine_load_key(const char *engine_id, const char *keyfile,
-                              char *err, size_t errlen)
+                              void **engine_ref, char *err, size_t errlen)
 {
     char shown[512], why[512];
     char clean[PKCS11_URI_MAX + 1], pin[PKCS11_PIN_MAX + 1], pinfile[PATH_MAX];
     const char *key_id = keyfile;
     EVP_PKEY *k = NULL;
 
+    *engine_ref = NULL;
     pin[0] = '\0';
     why[0] = '\0';
     pkcs11_uri_redact(keyfile, shown, sizeof(shown));
@@ -225,7 +248,12 @@ EVP_PKEY *tls_engine_load_key(const char *engine_id, const char *keyfile,
         key_id = clean;
     }
 #ifndef OPENSSL_NO_ENGINE
-    k = engine_load(engine_id, key_id, pin, why, sizeof(why));
+    {
+        ENGINE *ref = NULL;
+
+        k = engine_load(engine_id, key_id, pin, &ref, why, sizeof(why));
+        *engine_ref = ref;
+    }
     /* belt and braces: no message may carry the PIN */
     if (k == NULL && pin[0] != '\0' && strstr(why, pin) != NULL)
         snprintf(why, sizeof(why), "the engine cannot load the key");
