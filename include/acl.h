@@ -20,7 +20,8 @@
  * write/readwrite (WRITE) rule must match (or cover). A client id or
  * username holding '+', '#' or '/' never satisfies an allow pattern that
  * uses it, and makes a deny pattern that uses it act as if that level
- * were '+' (CVE-2017-7650: fail closed).
+ * were '+' (CVE-2017-7650: fail closed); acl_check_levels lets a
+ * certificate SAN identity's '/' through as several levels.
  */
 #ifndef MQTTD_ACL_H
 #define MQTTD_ACL_H
@@ -58,6 +59,17 @@ void acl_free(struct acl *a);
  */
 bool acl_check(const struct acl *a, const char *client_id, const char *username,
                const char *topic, size_t topic_len, enum auth_access access);
+
+/*
+ * acl_check_levels: acl_check, and with user_levels a username holding
+ * '/' (a certificate SAN identity such as spiffe://example.org/sensor/7,
+ * which the CA assigns, not the client) is substituted for %u as the
+ * several levels it spans, as Mosquitto substitutes; '+' and '#' in it
+ * still never satisfy an allow pattern. acl_check is user_levels false.
+ */
+bool acl_check_levels(const struct acl *a, const char *client_id,
+                      const char *username, bool user_levels, const char *topic,
+                      size_t topic_len, enum auth_access access);
 
 /*
  * acl_filter_covers: true when every topic name matched by filter f is

@@ -121,7 +121,8 @@ enum auth_result auth_connect(const struct auth *a, const struct auth_client *c,
  * allowed except writing to $SYS; with one, the anonymous section (or the
  * user's section) plus pattern rules with %c/%u substituted, deny rules
  * win, and a client id or username holding '+', '#' or '/' never matches a
- * pattern rule. Clients may never write to "$SYS/...".
+ * pattern rule ('/' does in a SAN identity, tls_identity_source other
+ * than cn: acl_check_levels). Clients may never write to "$SYS/...".
  */
 bool auth_acl(const struct auth *a, const char *client_id, const char *username,
               const char *topic, size_t topic_len, enum auth_access access);

@@ -14,6 +14,8 @@
 
 #include "auth.h"
 
+struct conf_tls;
+
 /* Longest DER certificate auth_mtls_identity_der accepts. */
 #define AUTH_MTLS_MAX_DER (64u * 1024u)
 
@@ -36,6 +38,37 @@
 int auth_mtls_identity(X509 *cert, bool subject, char *out, size_t outlen,
                        const char **why);
 
+/* Where a certificate identity comes from. */
+enum auth_mtls_source {
+    AUTH_MTLS_CN,        /* the first commonName (auth_mtls_identity) */
+    AUTH_MTLS_SUBJECT,   /* the RFC 2253 subject (auth_mtls_identity) */
+    AUTH_MTLS_SAN_URI,   /* the first uniformResourceIdentifier SAN */
+    AUTH_MTLS_SAN_DNS,   /* the first dNSName SAN */
+    AUTH_MTLS_SAN_EMAIL, /* the first rfc822Name SAN */
+};
+
+/*
+ * auth_mtls_source_of: the source a listener's TLS settings select:
+ * SUBJECT with use_subject_as_username, else per tls_identity_source.
+ */
+enum auth_mtls_source auth_mtls_source_of(const struct conf_tls *t);
+
+/*
+ * auth_mtls_identity_from: the username 'cert' maps to from 'src'. CN and
+ * SUBJECT as auth_mtls_identity. For the SAN sources, the first
+ * subjectAltName entry of that kind (e.g. the SPIFFE ID
+ * "spiffe://example.org/sensor/7" for SAN_URI), with the CN's checks:
+ * refused when the certificate has none ("no URI SAN", "no DNS SAN",
+ * "no email SAN"; there is no fallback to the CN), when that first entry
+ * is empty ("empty URI SAN", ...), holds a NUL byte ("URI SAN contains
+ * NUL", ...) or is not valid UTF-8 ("URI SAN not valid UTF-8", ...); also
+ * "several subjectAltName extensions" and "bad subjectAltName extension"
+ * (does not decode). Writes the NUL-terminated identity to out[outlen]
+ * and returns 0, or returns -1 with *why set to a static reason.
+ */
+int auth_mtls_identity_from(X509 *cert, enum auth_mtls_source src, char *out,
+                            size_t outlen, const char **why);
+
 /*
  * auth_mtls_identity_der: the same for a DER-encoded certificate
  * der[0..len) (len <= AUTH_MTLS_MAX_DER); "bad certificate" when it does
@@ -43,6 +76,12 @@ int auth_mtls_identity(X509 *cert, bool subject, char *out, size_t outlen,
  */
 int auth_mtls_identity_der(const uint8_t *der, size_t len, bool subject,
                            char *out, size_t outlen, const char **why);
+
+/* auth_mtls_identity_der_from: auth_mtls_identity_from over DER (the
+ * limits and "bad certificate" of auth_mtls_identity_der). */
+int auth_mtls_identity_der_from(const uint8_t *der, size_t len,
+                                enum auth_mtls_source src, char *out,
+                                size_t outlen, const char **why);
 
 /*
  * auth_mtls_authenticator: fill *out with the mTLS authenticator (no

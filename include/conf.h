@@ -36,6 +36,15 @@ enum conf_cert_mode {
     CONF_CERT_REQUIRED, /* handshake fails without a valid certificate */
 };
 
+/* tls_identity_source: which part of the client certificate
+ * use_identity_as_username takes (mqttd; Mosquitto always takes the CN). */
+enum conf_identity_source {
+    CONF_ID_CN = 0,    /* the first commonName (Mosquitto's rule) */
+    CONF_ID_SAN_URI,   /* the first URI subjectAltName (SPIFFE ID) */
+    CONF_ID_SAN_DNS,   /* the first DNS subjectAltName */
+    CONF_ID_SAN_EMAIL, /* the first rfc822Name (email) subjectAltName */
+};
+
 /* Authentication / authorisation settings (global or per listener). */
 struct conf_security {
     int allow_anonymous; /* -1 = not set (Mosquitto 2.0 default rule), 0, 1 */
@@ -61,6 +70,11 @@ struct conf_tls {
                                       unless client_cert_mode is set */
     bool use_identity_as_username;
     bool use_subject_as_username;
+    enum conf_identity_source identity_source; /* [CONF_ID_CN] */
+    /* tls_engine ID (NULL = none) and tls_keyform engine: keyfile is then
+     * a key id for that engine, e.g. a PKCS#11 URI (pkcs11_uri.h) */
+    char *engine;
+    bool keyform_engine;
     /* source location of the certfile line, for FILE:LINE errors on load */
     const char *src;
     int line;

@@ -120,8 +120,14 @@ static bool walk(const char *r, size_t rlen, bool pattern,
         if (rl.kind == LV_LIT) {
             if (cover && sl == 1 && s[sp] == '+')
                 return false;
-            if (rl.len != sl || memcmp(rl.s, s + sp, sl) != 0)
+            /* A literal spans one level, or several for a %u holding '/'
+             * (acl_check_levels): it must end where a level of s ends.
+             * It holds no '+' or '#', so a filter level equal to a part
+             * of it is a literal too. */
+            if (rl.len > slen - sp || memcmp(rl.s, s + sp, rl.len) != 0 ||
+                (sp + rl.len < slen && s[sp + rl.len] != '/'))
                 return false;
+            se = sp + rl.len;
         }
         if (se == slen) {
             struct lv nl;
@@ -205,6 +211,14 @@ static int scan(const struct acl_list *l, const struct subst *sb, const char *t,
 bool acl_check(const struct acl *a, const char *client_id, const char *username,
                const char *topic, size_t topic_len, enum auth_access access)
 {
+    return acl_check_levels(a, client_id, username, false, topic, topic_len,
+                            access);
+}
+
+bool acl_check_levels(const struct acl *a, const char *client_id,
+                      const char *username, bool user_levels, const char *topic,
+                      size_t topic_len, enum auth_access access)
+{
     struct subst sb;
     unsigned need;
     bool cover = access == AUTH_SUBSCRIBE;
@@ -236,7 +250,9 @@ bool acl_check(const struct acl *a, const char *client_id, const char *username,
     sb.cid_ok = safe_value(client_id);
     sb.user = username;
     sb.userlen = username ? strlen(username) : 0;
-    sb.user_ok = safe_value(username);
+    sb.user_ok = user_levels
+                     ? username != NULL && strpbrk(username, "+#") == NULL
+                     : safe_value(username);
 
     r1 = scan(user_rules(a, username), &sb, topic, topic_len, need, cover);
     if (r1 < 0)

@@ -37,6 +37,9 @@ struct auth {
     struct acl *acl; /* NULL = no acl_file: allow all but $SYS writes */
     bool has_password_file;
     bool mtls; /* the chain starts with the mTLS authenticator */
+    /* usernames are SAN identities (URIs such as SPIFFE IDs): '/' in them
+     * is substituted for %u as several levels (acl_check_levels) */
+    bool user_levels;
 };
 
 struct anon_state {
@@ -102,6 +105,8 @@ struct auth *auth_new(const struct conf *c, size_t li, char *err, size_t errlen)
         (l->tls.use_identity_as_username || l->tls.use_subject_as_username)) {
         auth_mtls_authenticator(&a->chain[a->n++]);
         a->mtls = true;
+        a->user_levels = !l->tls.use_subject_as_username &&
+                         l->tls.identity_source != CONF_ID_CN;
     }
     if (sec->password_file != NULL) {
         char perr[512];
@@ -209,7 +214,8 @@ bool auth_acl(const struct auth *a, const char *client_id, const char *username,
         return false;
     if (a == NULL || a->acl == NULL)
         return true;
-    return acl_check(a->acl, client_id, username, topic, topic_len, access);
+    return acl_check_levels(a->acl, client_id, username, a->user_levels, topic,
+                            topic_len, access);
 }
 
 bool auth_has_password_file(const struct auth *a)

@@ -6,6 +6,12 @@
  * refused when its ASN1 length differs from strlen() (embedded NUL); mqttd
  * also insists the bytes are valid UTF-8 (MQTT usernames must be,
  * [MQTT-1.5.4-1]) and identical to the string's UTF-8 conversion.
+ *
+ * SAN identities (tls_identity_source, mqttd): the first subjectAltName
+ * entry of the chosen kind, an IA5String, with the same NUL and UTF-8
+ * checks; only that first entry counts (a bad first URI is refused even
+ * when a good second one follows), and no SAN of that kind is a refusal,
+ * never a fall back to the CN.
  */
 #include "auth_mtls.h"
 
@@ -15,8 +21,11 @@
 #include <openssl/bio.h>
 #include <openssl/buffer.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/objects.h>
+#include <openssl/x509v3.h>
 
+#include "conf.h"
 #include "util.h"
 
 static int first_cn(X509_NAME *name, char *out, size_t outlen, const char **why)
@@ -103,6 +112,120 @@ fail:
     return rc;
 }
 
+/* The reasons of one SAN kind. */
+struct san_kind {
+    int gen_type; /* GEN_URI, GEN_DNS, GEN_EMAIL */
+    const char *none, *empty, *nul, *utf8;
+};
+
+static const struct san_kind san_uri = {GEN_URI, "no URI SAN", "empty URI SAN",
+                                        "URI SAN contains NUL",
+                                        "URI SAN not valid UTF-8"};
+static const struct san_kind san_dns = {GEN_DNS, "no DNS SAN", "empty DNS SAN",
+                                        "DNS SAN contains NUL",
+                                        "DNS SAN not valid UTF-8"};
+static const struct san_kind san_email = {
+    GEN_EMAIL, "no email SAN", "empty email SAN", "email SAN contains NUL",
+    "email SAN not valid UTF-8"};
+
+/* first_san: the first subjectAltName entry of kind k (see
+ * auth_mtls_identity_from). */
+static int first_san(X509 *cert, const struct san_kind *k, char *out,
+                     size_t outlen, const char **why)
+{
+    GENERAL_NAMES *gens;
+    const ASN1_IA5STRING *s = NULL;
+    const unsigned char *raw;
+    int crit = -1, len, i, rc = -1;
+
+    gens = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
+    if (gens == NULL) {
+        /* -1: no extension; -2: more than one; else it did not decode */
+        *why = crit == -1   ? k->none
+               : crit == -2 ? "several subjectAltName extensions"
+                            : "bad subjectAltName extension";
+        ERR_clear_error();
+        return -1;
+    }
+    for (i = 0; i < sk_GENERAL_NAME_num(gens) && s == NULL; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+
+        if (g != NULL && g->type == k->gen_type)
+            s = g->d.ia5; /* uniformResourceIdentifier, dNSName, rfc822Name */
+    }
+    if (s == NULL) {
+        *why = k->none;
+        goto fail;
+    }
+    raw = ASN1_STRING_get0_data(s);
+    len = ASN1_STRING_length(s);
+    if (raw == NULL || len <= 0) {
+        *why = k->empty;
+        goto fail;
+    }
+    if (memchr(raw, '\0', (size_t)len) != NULL) {
+        *why = k->nul;
+        goto fail;
+    }
+    if (!util_utf8_valid(raw, (size_t)len)) {
+        *why = k->utf8;
+        goto fail;
+    }
+    if ((size_t)len >= outlen) {
+        *why = "identity too long";
+        goto fail;
+    }
+    memcpy(out, raw, (size_t)len);
+    out[len] = '\0';
+    rc = 0;
+fail:
+    GENERAL_NAMES_free(gens);
+    return rc;
+}
+
+enum auth_mtls_source auth_mtls_source_of(const struct conf_tls *t)
+{
+    if (t->use_subject_as_username)
+        return AUTH_MTLS_SUBJECT;
+    switch (t->identity_source) {
+    case CONF_ID_SAN_URI:
+        return AUTH_MTLS_SAN_URI;
+    case CONF_ID_SAN_DNS:
+        return AUTH_MTLS_SAN_DNS;
+    case CONF_ID_SAN_EMAIL:
+        return AUTH_MTLS_SAN_EMAIL;
+    case CONF_ID_CN:
+    default:
+        return AUTH_MTLS_CN;
+    }
+}
+
+int auth_mtls_identity_from(X509 *cert, enum auth_mtls_source src, char *out,
+                            size_t outlen, const char **why)
+{
+    if (cert == NULL) {
+        *why = "no certificate";
+        return -1;
+    }
+    if (out == NULL || outlen == 0) {
+        *why = "identity too long";
+        return -1;
+    }
+    switch (src) {
+    case AUTH_MTLS_SAN_URI:
+        return first_san(cert, &san_uri, out, outlen, why);
+    case AUTH_MTLS_SAN_DNS:
+        return first_san(cert, &san_dns, out, outlen, why);
+    case AUTH_MTLS_SAN_EMAIL:
+        return first_san(cert, &san_email, out, outlen, why);
+    case AUTH_MTLS_SUBJECT:
+        return auth_mtls_identity(cert, true, out, outlen, why);
+    case AUTH_MTLS_CN:
+    default:
+        return auth_mtls_identity(cert, false, out, outlen, why);
+    }
+}
+
 int auth_mtls_identity(X509 *cert, bool subject, char *out, size_t outlen,
                        const char **why)
 {
@@ -128,6 +251,14 @@ int auth_mtls_identity(X509 *cert, bool subject, char *out, size_t outlen,
 int auth_mtls_identity_der(const uint8_t *der, size_t len, bool subject,
                            char *out, size_t outlen, const char **why)
 {
+    return auth_mtls_identity_der_from(
+        der, len, subject ? AUTH_MTLS_SUBJECT : AUTH_MTLS_CN, out, outlen, why);
+}
+
+int auth_mtls_identity_der_from(const uint8_t *der, size_t len,
+                                enum auth_mtls_source src, char *out,
+                                size_t outlen, const char **why)
+{
     const unsigned char *p = der;
     X509 *x;
     int rc;
@@ -141,7 +272,7 @@ int auth_mtls_identity_der(const uint8_t *der, size_t len, bool subject,
         *why = "bad certificate";
         return -1;
     }
-    rc = auth_mtls_identity(x, subject, out, outlen, why);
+    rc = auth_mtls_identity_from(x, src, out, outlen, why);
     X509_free(x);
     return rc;
 }

@@ -46,10 +46,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/tls1.h>
 
 #include "cidr.h"
 #include "log.h"
+#include "pkcs11_uri.h"
 #include "util.h"
 
 #define CONF_MAX_FILE_BYTES (16u << 20) /* one config file */
@@ -86,6 +88,12 @@ struct lmeta {
     int pp_line;
     const char *pprt_src; /* proxy_protocol_v2_require_tls true */
     int pprt_line;
+    const char *ids_src; /* tls_identity_source other than cn */
+    int ids_line;
+    const char *eng_src; /* tls_engine */
+    int eng_line;
+    const char *kf_src; /* tls_keyform engine */
+    int kf_line;
     bool cert_mode_set;
     bool azlc_set; /* allow_zero_length_clientid given for this listener */
     bool bad;      /* the listener line itself was wrong: skip checks */
@@ -160,9 +168,6 @@ struct key {
     "silently did not load would let clients in"
 #define WHY_PSK                                                                \
     "TLS-PSK is not supported; the listener would refuse every PSK client"
-#define WHY_ENGINE                                                             \
-    "OpenSSL engines are not supported (deprecated in OpenSSL 3); the key "    \
-    "must be a PEM file"
 #define WHY_WS "mqttd has no WebSockets listeners yet"
 
 static void perr(struct parser *ps, const char *file, int line, const char *fmt,
@@ -809,14 +814,72 @@ static void h_tls_keyform(struct parser *ps, const struct key *k, char *val)
 
     if (tok == NULL)
         return;
-    if (strcmp(tok, "pem") == 0)
+    if (strcmp(tok, "pem") == 0 || strcmp(tok, "engine") == 0) {
+        struct lmeta *m = cur_meta(ps);
+        bool eng = tok[0] == 'e';
+
+        cur_listener(ps)->tls.keyform_engine = eng;
+        m->kf_src = eng ? ps->file : NULL;
+        m->kf_line = ps->line;
         return;
-    if (strcmp(tok, "engine") == 0)
-        LERR(ps, "'tls_keyform engine' is not supported by mqttd: %s",
-             WHY_ENGINE);
-    else
-        LERR(ps, "invalid tls_keyform '%s': expected pem",
-             shown(sb, sizeof(sb), tok, false));
+    }
+    LERR(ps, "invalid tls_keyform '%s': expected pem or engine",
+         shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_tls_engine(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val);
+    struct lmeta *m;
+
+    if (tok == NULL ||
+        set_str(ps, k->name, &cur_listener(ps)->tls.engine, tok, false, true))
+        return;
+    m = cur_meta(ps);
+    m->eng_src = ps->file;
+    m->eng_line = ps->line;
+}
+
+static void h_tls_engine_kpass_sha1(struct parser *ps, const struct key *k,
+                                    char *val)
+{
+    (void)k;
+    (void)val; /* a SHA-1 of the PIN: never shown */
+    LERR(ps, "'tls_engine_kpass_sha1' cannot work: the pkcs11 engine "
+             "(libp11) logs into the token with the PIN itself, and a "
+             "SHA-1 of the PIN is not the PIN (Mosquitto fails with it "
+             "too); put the PIN in the keyfile URI with pin-value= or "
+             "pin-source=file:");
+}
+
+static void h_tls_identity_source(struct parser *ps, const struct key *k,
+                                  char *val)
+{
+    static const struct {
+        const char *name;
+        enum conf_identity_source v;
+    } srcs[] = {{"cn", CONF_ID_CN},
+                {"san_uri", CONF_ID_SAN_URI},
+                {"san_dns", CONF_ID_SAN_DNS},
+                {"san_email", CONF_ID_SAN_EMAIL}};
+    char *tok = one_token(ps, k->name, val), sb[80];
+    struct lmeta *m;
+
+    if (tok == NULL)
+        return;
+    for (size_t i = 0; i < ARRAY_LEN(srcs); i++) {
+        if (strcmp(tok, srcs[i].name) != 0)
+            continue;
+        cur_listener(ps)->tls.identity_source = srcs[i].v;
+        m = cur_meta(ps);
+        m->ids_src = srcs[i].v != CONF_ID_CN ? ps->file : NULL;
+        m->ids_line = ps->line;
+        return;
+    }
+    LERR(ps,
+         "invalid tls_identity_source '%s': expected cn, san_uri, san_dns "
+         "or san_email",
+         shown(sb, sizeof(sb), tok, false));
 }
 
 static void h_require_certificate(struct parser *ps, const struct key *k,
@@ -1456,11 +1519,12 @@ static const struct key keys[] = {
     INTG("sys_interval", K_U32, sys_interval, 0, 65535),
     FN("threads", h_threads, SC_GLOBAL),
     BRIDGE("threshold"),
-    UNSUP("tls_engine", WHY_ENGINE),
-    UNSUP("tls_engine_kpass_sha1", WHY_ENGINE),
+    FN("tls_engine", h_tls_engine, SC_LISTENER),
+    FN("tls_engine_kpass_sha1", h_tls_engine_kpass_sha1, SC_LISTENER),
     INTG("tls_expiry_warning_days", K_U32, tls_expiry_warning_days, 0, 3650),
     STRL("tls_groups", tls.tls_groups, -1),
     INTG("tls_handshake_timeout", K_U32, tls_handshake_timeout, 1, 3600),
+    FN("tls_identity_source", h_tls_identity_source, SC_LISTENER),
     FN("tls_keyform", h_tls_keyform, SC_LISTENER),
     FN("tls_record_layer", h_tls_record_layer, SC_LISTENER),
     INTG("tls_reload_interval", K_U32, tls_reload_interval, 0, INT32_MAX),
@@ -1768,6 +1832,60 @@ static void check_http(struct parser *ps, const struct conf_listener *l,
          name, l->address ? "a non-loopback address" : "every address");
 }
 
+/*
+ * check_engine: tls_engine / tls_keyform engine / a PKCS#11 keyfile. The
+ * keyfile is shown with its PIN redacted (pkcs11_uri_redact) in every
+ * message; the PIN file of pin-source must be readable. Returns true when
+ * the keyfile is no file to check (an engine key id, or a URI reported
+ * here).
+ */
+static bool check_engine(struct parser *ps, const struct conf_listener *l,
+                         const struct lmeta *m)
+{
+    const char *kf = l->tls.keyfile;
+    char shownkf[512], clean[PKCS11_URI_MAX + 1], pin[PKCS11_PIN_MAX + 1];
+    char pinfile[PATH_MAX], why[160];
+
+    if (m->kf_src && l->tls.engine == NULL)
+        perr(ps, m->kf_src, m->kf_line,
+             "'tls_keyform engine' needs 'tls_engine' (e.g. 'tls_engine "
+             "pkcs11')");
+    if (m->eng_src && !l->tls.keyform_engine)
+        pwarn(ps, m->eng_src, m->eng_line,
+              "'tls_engine' has no effect without 'tls_keyform engine': "
+              "mqttd uses an engine only to load the keyfile");
+    if (kf == NULL)
+        return false;
+    pkcs11_uri_redact(kf, shownkf, sizeof(shownkf));
+    if (!pkcs11_uri_is(kf)) {
+        if ((kf[0] != '"' && kf[0] != '\'') || strstr(kf, "pkcs11:") == NULL)
+            return l->tls.keyform_engine; /* an engine's own key id */
+        perr(ps, m->fsrc[FK_KEY], m->fline[FK_KEY],
+             "keyfile %s: remove the quotes (mosquitto.conf values are not "
+             "quoted)",
+             shownkf);
+        return true;
+    }
+    if (!l->tls.keyform_engine) {
+        perr(ps, m->fsrc[FK_KEY], m->fline[FK_KEY],
+             "keyfile '%s' is a PKCS#11 URI: it needs 'tls_engine pkcs11' "
+             "and 'tls_keyform engine'",
+             shownkf);
+        return true;
+    }
+    if (pkcs11_uri_split(kf, clean, sizeof(clean), pin, sizeof(pin), pinfile,
+                         sizeof(pinfile), why, sizeof(why)) != 0) {
+        perr(ps, m->fsrc[FK_KEY], m->fline[FK_KEY], "keyfile '%s': %s", shownkf,
+             why);
+        return true;
+    }
+    OPENSSL_cleanse(pin, sizeof(pin));
+    if (ps->check_files && pinfile[0] != '\0')
+        check_readable(ps, "keyfile pin-source", pinfile, m->fsrc[FK_KEY],
+                       m->fline[FK_KEY], false);
+    return true;
+}
+
 static void check_listener(struct parser *ps, struct conf_listener *l,
                            struct lmeta *m)
 {
@@ -1780,6 +1898,7 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
     const char *msrc;
     int mline;
     bool pp_tls; /* PROXY v2 without certfile: TLS held by the proxy */
+    bool key_not_file;
 
     if (m->bad)
         return;
@@ -1842,9 +1961,20 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
               "optional or required",
               m->uid_key, name);
     check_http(ps, l, name);
+    if (m->ids_src && !l->tls.use_identity_as_username)
+        pwarn(ps, m->ids_src, m->ids_line,
+              "'tls_identity_source' has no effect on %s without "
+              "'use_identity_as_username true'",
+              name);
+    else if (m->ids_src && l->tls.use_subject_as_username)
+        pwarn(ps, m->ids_src, m->ids_line,
+              "'tls_identity_source' on %s, which also sets "
+              "'use_subject_as_username true': the subject is the username",
+              name);
+    key_not_file = check_engine(ps, l, m);
     if (ps->check_files) {
         for (int i = 0; i < FK_N; i++)
-            if (fkval[i])
+            if (fkval[i] && !(i == FK_KEY && key_not_file))
                 check_readable(ps, fknames[i], fkval[i], m->fsrc[i],
                                m->fline[i], i == FK_CAPATH);
     }
@@ -2016,6 +2146,7 @@ static void free_listener(struct conf_listener *l)
     free(l->tls.ciphers_tls13);
     free(l->tls.tls_groups);
     free(l->http_allow);
+    free(l->tls.engine);
     free_sec(&l->sec);
 }
 

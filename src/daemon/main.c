@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "conf.h"
+#include "daemonize.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -181,7 +182,18 @@ int main(int argc, char **argv)
         bool explicit_user = strcmp(user, "mqttd") != 0;
         char *pid_file = c->pid_file ? xstrdup(c->pid_file) : NULL;
         char *user_copy = xstrdup(user);
+        int notify = -1;
 
+        /* detach first: keys in a token (tls_keyform engine) are loaded by
+         * server_new in the process that serves with them; errors still
+         * reach the terminal and the exit status (daemonize.h) */
+        if (daemonize && daemonize_start(&notify, err, sizeof(err)) < 0) {
+            fprintf(stderr, "Error: %s\n", err);
+            free(pid_file);
+            free(user_copy);
+            log_free(lg);
+            return 1;
+        }
         srv = server_new(conf_path, c, lg, err, sizeof(err));
         if (srv == NULL) {
             fprintf(stderr, "Error: %s\n", err);
@@ -190,10 +202,8 @@ int main(int argc, char **argv)
             log_free(lg);
             return 1;
         }
-        if (daemonize && daemon(0, 0) < 0) {
-            fprintf(stderr, "Error: cannot daemonize: %s\n", strerror(errno));
-            return 1;
-        }
+        if (notify >= 0)
+            daemonize_chdir();
         if (pid_file && write_pid_file(pid_file) < 0) {
             server_free(srv);
             log_free(lg);
@@ -204,6 +214,8 @@ int main(int argc, char **argv)
             log_free(lg);
             return 1;
         }
+        if (notify >= 0)
+            daemonize_ready(notify);
         rc = server_run(srv);
         server_free(srv);
         if (pid_file)

@@ -37,6 +37,8 @@
 
 #include "conf.h"
 #include "log.h"
+#include "pkcs11_uri.h"
+#include "tls_engine.h"
 #include "util.h"
 
 /* TLS <= 1.2: forward-secret AEAD suites only (no CBC, no RSA key exchange,
@@ -89,6 +91,7 @@ struct tls_ctx {
     STACK_OF(X509) * cas;      /* certificates of cafile, may be empty */
     STACK_OF(X509_CRL) * crls; /* NULL when no crlfile */
     bool insecure;             /* client: no server certificate check */
+    void *engine;              /* tls_keyform engine: tls_engine_release */
 };
 
 /* The first certificate verification failure of a handshake. */
@@ -326,6 +329,7 @@ static void tls_ctx_free(struct tls_ctx *c)
     if (c == NULL)
         return;
     SSL_CTX_free(c->ssl);
+    tls_engine_release(c->engine); /* after the key's last user */
     sk_X509_pop_free(c->cas, X509_free);
     sk_X509_CRL_pop_free(c->crls, X509_CRL_free);
     for (i = 0; i < TF_COUNT; i++)
@@ -537,6 +541,32 @@ static int check_readable(const struct conf_tls *t, const char *what,
     return 0;
 }
 
+/* use_engine_key: the private key from t->engine (tls_engine.c). */
+static int use_engine_key(struct tls_ctx *c, const struct conf_tls *t,
+                          char *err, size_t errlen)
+{
+    char why[1024];
+    SSL_CTX *ssl = c->ssl;
+    EVP_PKEY *k = tls_engine_load_key(t->engine, t->keyfile, &c->engine, why,
+                                      sizeof(why));
+    int rc = -1;
+
+    if (k == NULL) {
+        set_err(err, errlen, t, "%s", why);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey(ssl, k) == 1)
+        rc = 0;
+    else
+        set_err(err, errlen, t,
+                "keyfile: the engine key does not fit certfile "
+                "'%s'",
+                t->certfile);
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return rc;
+}
+
 struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
                             size_t errlen)
 {
@@ -571,7 +601,8 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
     /* Remember the files first: a change during loading is then seen by
      * the next tls_ctx_changed() instead of being missed. */
     paths[TF_CERT] = t->certfile;
-    paths[TF_KEY] = t->keyfile;
+    /* an engine key (tls_keyform engine) is no file: nothing to stat */
+    paths[TF_KEY] = t->keyform_engine ? NULL : t->keyfile;
     paths[TF_CA] = t->cafile;
     paths[TF_CAPATH] = t->capath;
     paths[TF_CRL] = t->crlfile;
@@ -646,26 +677,35 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
         set_err(err, errlen, t, "certfile '%s': %s", t->certfile, reason);
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(c->ssl, t->keyfile, SSL_FILETYPE_PEM) !=
-        1) {
+    if (t->keyform_engine) {
+        if (use_engine_key(c, t, err, errlen) != 0)
+            goto fail;
+    } else if (SSL_CTX_use_PrivateKey_file(c->ssl, t->keyfile,
+                                           SSL_FILETYPE_PEM) != 1) {
+        char shown[512];
+
+        pkcs11_uri_redact(t->keyfile, shown, sizeof(shown));
         ossl_reason(reason, sizeof(reason));
         if (encrypted)
             set_err(err, errlen, t,
                     "keyfile '%s': the key is encrypted; mqttd needs an "
                     "unencrypted key (protect it with file permissions)",
-                    t->keyfile);
+                    shown);
         else if (strstr(reason, "values mismatch") != NULL)
             set_err(err, errlen, t,
-                    "keyfile '%s' does not match certfile '%s': %s", t->keyfile,
+                    "keyfile '%s' does not match certfile '%s': %s", shown,
                     t->certfile, reason);
         else
-            set_err(err, errlen, t, "keyfile '%s': %s", t->keyfile, reason);
+            set_err(err, errlen, t, "keyfile '%s': %s", shown, reason);
         goto fail;
     }
     if (SSL_CTX_check_private_key(c->ssl) != 1) {
+        char shown[512];
+
         ossl_reason(reason, sizeof(reason));
         set_err(err, errlen, t, "keyfile '%s' does not match certfile '%s': %s",
-                t->keyfile, t->certfile, reason);
+                pkcs11_uri_redact(t->keyfile, shown, sizeof(shown)),
+                t->certfile, reason);
         goto fail;
     }
     SSL_CTX_set_default_passwd_cb(c->ssl, NULL);

@@ -18,13 +18,14 @@ build() { # name sources...
     "$CC" "${CFLAGS[@]}" "$@" "tests/fuzz/$name.c" -o "$out/$name" "${SSL[@]}"
 }
 build fuzz_codec src/mqtt/mqtt_codec.c src/util/util.c
-build fuzz_conf src/conf/conf.c src/util/util.c src/util/cidr.c src/broker/msg.c
+build fuzz_conf src/conf/conf.c src/conf/pkcs11_uri.c src/util/util.c src/util/cidr.c src/broker/msg.c
 build fuzz_topic src/mqtt/topic.c src/broker/router.c src/broker/retain.c src/broker/msg.c src/util/util.c src/util/hashmap.c
 build fuzz_passwd src/auth/passwd.c src/util/util.c src/broker/msg.c
 build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
 build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
 build fuzz_proxy_proto src/net/proxy_proto.c src/util/util.c src/broker/msg.c
 build fuzz_http_parse src/net/http_parse.c
+build fuzz_pkcs11_uri src/conf/pkcs11_uri.c
 # The core library's sources (CORE_SRCS in CMakeLists.txt: every layer
 # below src/daemon) less src/net/conn.c, which mem_conn.c replaces: read
 # from CMakeLists.txt so a new module cannot be left out here
@@ -39,7 +40,7 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
-    fuzz_session fuzz_proxy_proto fuzz_http_parse; do
+    fuzz_pkcs11_uri fuzz_session fuzz_proxy_proto fuzz_http_parse; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then

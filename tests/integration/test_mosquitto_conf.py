@@ -67,7 +67,7 @@ CLASS.update({
     "queue_qos0_messages": "ok", "require_certificate": "ok",
     "retain_available": "ok", "retry_interval": "warn",
     "set_tcp_nodelay": "ok", "socket_domain": "ok", "sys_interval": "ok",
-    "tls_engine": "refused", "tls_engine_kpass_sha1": "refused",
+    "tls_engine": "warn", "tls_engine_kpass_sha1": "refused",
     "tls_keyform": "ok", "tls_version": "ok", "upgrade_outgoing_qos": "ok",
     "use_identity_as_username": "ok", "use_subject_as_username": "ok",
     "use_username_as_clientid": "refused", "user": "ok",

@@ -374,6 +374,72 @@ static void test_matches_agree_with_topic(void **state)
     }
 }
 
+/* acl_check_levels: a SAN identity with '/' is substituted for %u as
+ * several levels; without user_levels it never satisfies %u. */
+static void test_user_levels(void **state)
+{
+    static const char text[] = "pattern readwrite devices/%u/#\n"
+                               "pattern write telemetry/%u\n"
+                               "pattern deny devices/%u/locked\n"
+                               "user spiffe://example.org/sensor/7\n"
+                               "topic read fleet/#\n";
+    static const struct {
+        const char *user, *topic;
+        enum auth_access acc;
+        bool levels, want;
+    } cases[] = {
+        {"spiffe://example.org/sensor/7",
+         "devices/spiffe://example.org/sensor/7/t", W, true, true},
+        {"spiffe://example.org/sensor/7",
+         "devices/spiffe://example.org/sensor/7", R, true, true},
+        {"spiffe://example.org/sensor/7",
+         "telemetry/spiffe://example.org/sensor/7", W, true, true},
+        /* one level more or less, or another identity: no */
+        {"spiffe://example.org/sensor/7",
+         "telemetry/spiffe://example.org/sensor/7/x", W, true, false},
+        {"spiffe://example.org/sensor/7",
+         "telemetry/spiffe://example.org/sensor", W, true, false},
+        {"spiffe://example.org/sensor/7",
+         "devices/spiffe://example.org/sensor/8/t", W, true, false},
+        {"spiffe://example.org/sensor/7",
+         "devices/spiffe://example.org/sensor/70/t", W, true, false},
+        /* a filter over several levels of the identity */
+        {"spiffe://example.org/sensor/7",
+         "devices/spiffe://example.org/sensor/7/#", S, true, true},
+        {"spiffe://example.org/sensor/7", "devices/spiffe://example.org/+/7/#",
+         S, true, false},
+        /* the deny pattern with the identity */
+        {"spiffe://example.org/sensor/7",
+         "devices/spiffe://example.org/sensor/7/locked", W, true, false},
+        /* the user section matches the exact identity */
+        {"spiffe://example.org/sensor/7", "fleet/a", R, true, true},
+        {"spiffe://example.org/sensor/8", "fleet/a", R, true, false},
+        /* without user_levels (password usernames): '/' never matches */
+        {"spiffe://example.org/sensor/7",
+         "devices/spiffe://example.org/sensor/7/t", W, false, false},
+        /* '+' and '#' never match, even from a certificate */
+        {"spiffe://x/+", "devices/spiffe://x/+/t", W, true, false},
+        {"a#", "devices/a#/t", W, true, false},
+        /* a name without '/' works as before */
+        {"plain", "devices/plain/t", W, true, true},
+    };
+    char err[256] = "";
+    struct acl *a = acl_parse("acl", text, sizeof(text) - 1, err, sizeof(err));
+
+    (void)state;
+    if (a == NULL)
+        fail_msg("%s", err);
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        bool got = acl_check_levels(a, "cid", cases[i].user, cases[i].levels,
+                                    cases[i].topic, strlen(cases[i].topic),
+                                    cases[i].acc);
+        if (got != cases[i].want)
+            fail_msg("case %zu: user=%s topic=%s: got %d", i, cases[i].user,
+                     cases[i].topic, got);
+    }
+    acl_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_syntax_details),
         cmocka_unit_test(test_deny_pattern_fails_closed),
         cmocka_unit_test(test_matches_agree_with_topic),
+        cmocka_unit_test(test_user_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "auth_mtls.h"
 #include "util.h"
@@ -312,6 +313,163 @@ static void test_authenticator(void **state)
     assert_null(reason);
 }
 
+/* One subjectAltName entry: kind + raw IA5 bytes. */
+struct san {
+    int type; /* GEN_URI, GEN_DNS, GEN_EMAIL */
+    const char *val;
+    int len; /* -1 = strlen */
+};
+
+/* add_san: add a subjectAltName extension with sans[0..n) (appended even
+ * when the certificate already has one, for the duplicate case). */
+static void add_san(X509 *x, const struct san *sans, size_t n)
+{
+    GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
+
+    assert_non_null(gens);
+    for (size_t i = 0; i < n; i++) {
+        GENERAL_NAME *g = GENERAL_NAME_new();
+        ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+        int len = sans[i].len >= 0 ? sans[i].len : (int)strlen(sans[i].val);
+
+        assert_non_null(g);
+        assert_non_null(ia5);
+        assert_int_equal(ASN1_STRING_set(ia5, sans[i].val, len), 1);
+        GENERAL_NAME_set0_value(g, sans[i].type, ia5);
+        assert_true(sk_GENERAL_NAME_push(gens, g) > 0);
+    }
+    assert_int_equal(
+        X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0, X509V3_ADD_APPEND),
+        1);
+    GENERAL_NAMES_free(gens);
+}
+
+static void test_san_cases(void **state)
+{
+    static const struct attr cn[] = {{NID_commonName, MBSTRING_UTF8, "cn", -1}};
+    static const struct {
+        struct san s[3];
+        size_t n;
+        enum auth_mtls_source src;
+        int rc;
+        const char *want; /* identity or reason */
+    } cases[] = {
+        {{{GEN_URI, "spiffe://example.org/sensor/7", -1}},
+         1,
+         AUTH_MTLS_SAN_URI,
+         0,
+         "spiffe://example.org/sensor/7"},
+        /* the first of its kind, after names of other kinds */
+        {{{GEN_DNS, "a.example", -1},
+          {GEN_URI, "spiffe://x/1", -1},
+          {GEN_URI, "spiffe://x/2", -1}},
+         3,
+         AUTH_MTLS_SAN_URI,
+         0,
+         "spiffe://x/1"},
+        {{{GEN_URI, "spiffe://x/1", -1}, {GEN_DNS, "a.example", -1}},
+         2,
+         AUTH_MTLS_SAN_DNS,
+         0,
+         "a.example"},
+        {{{GEN_EMAIL, "dev@example.org", -1}},
+         1,
+         AUTH_MTLS_SAN_EMAIL,
+         0,
+         "dev@example.org"},
+        /* no SAN of that kind: refused, never the CN */
+        {{{GEN_DNS, "a.example", -1}}, 1, AUTH_MTLS_SAN_URI, -1, "no URI SAN"},
+        {{{GEN_URI, "spiffe://x/1", -1}},
+         1,
+         AUTH_MTLS_SAN_EMAIL,
+         -1,
+         "no email SAN"},
+        {{{GEN_URI, "spiffe://x/1", -1}},
+         1,
+         AUTH_MTLS_SAN_DNS,
+         -1,
+         "no DNS SAN"},
+        /* only the first counts: a bad first one is not skipped */
+        {{{GEN_URI, "spiffe://x/\0evil", 16}, {GEN_URI, "spiffe://x/2", -1}},
+         2,
+         AUTH_MTLS_SAN_URI,
+         -1,
+         "URI SAN contains NUL"},
+        {{{GEN_URI, "spiffe://x/\xff", -1}},
+         1,
+         AUTH_MTLS_SAN_URI,
+         -1,
+         "URI SAN not valid UTF-8"},
+        {{{GEN_DNS, "b\xc0\xaf", -1}},
+         1,
+         AUTH_MTLS_SAN_DNS,
+         -1,
+         "DNS SAN not valid UTF-8"},
+        {{{GEN_EMAIL, "", 0}}, 1, AUTH_MTLS_SAN_EMAIL, -1, "empty email SAN"},
+        /* the CN source ignores SANs */
+        {{{GEN_URI, "spiffe://x/1", -1}}, 1, AUTH_MTLS_CN, 0, "cn"},
+    };
+    char out[256];
+    const char *why;
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        X509 *x = make_cert(cn, 1);
+        unsigned char *der = NULL;
+        int len;
+
+        add_san(x, cases[i].s, cases[i].n);
+        why = NULL;
+        out[0] = '\0';
+        assert_int_equal(
+            auth_mtls_identity_from(x, cases[i].src, out, sizeof(out), &why),
+            cases[i].rc);
+        assert_string_equal(cases[i].rc == 0 ? out : why, cases[i].want);
+        /* the DER entry point agrees */
+        len = i2d_X509(x, &der);
+        assert_true(len > 0);
+        assert_int_equal(auth_mtls_identity_der_from(der, (size_t)len,
+                                                     cases[i].src, out,
+                                                     sizeof(out), &why),
+                         cases[i].rc);
+        OPENSSL_free(der);
+        X509_free(x);
+    }
+}
+
+static void test_san_edge(void **state)
+{
+    static const struct attr cn[] = {{NID_commonName, MBSTRING_UTF8, "cn", -1}};
+    static const struct san one = {GEN_URI, "spiffe://x/1", -1};
+    X509 *x = make_cert(cn, 1);
+    char out[256], tiny[8];
+    const char *why = NULL;
+
+    (void)state;
+    /* no subjectAltName extension at all */
+    assert_int_equal(
+        auth_mtls_identity_from(x, AUTH_MTLS_SAN_URI, out, sizeof(out), &why),
+        -1);
+    assert_string_equal(why, "no URI SAN");
+    /* too long for the buffer */
+    add_san(x, &one, 1);
+    assert_int_equal(
+        auth_mtls_identity_from(x, AUTH_MTLS_SAN_URI, tiny, sizeof(tiny), &why),
+        -1);
+    assert_string_equal(why, "identity too long");
+    /* two subjectAltName extensions: ambiguous, refused */
+    add_san(x, &one, 1);
+    assert_int_equal(
+        auth_mtls_identity_from(x, AUTH_MTLS_SAN_URI, out, sizeof(out), &why),
+        -1);
+    assert_string_equal(why, "several subjectAltName extensions");
+    X509_free(x);
+    assert_int_equal(auth_mtls_identity_from(NULL, AUTH_MTLS_SAN_URI, out,
+                                             sizeof(out), &why),
+                     -1);
+    assert_string_equal(why, "no certificate");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +478,8 @@ int main(void)
         cmocka_unit_test(test_der),
         cmocka_unit_test(test_der_invalid_utf8),
         cmocka_unit_test(test_authenticator),
+        cmocka_unit_test(test_san_cases),
+        cmocka_unit_test(test_san_edge),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 
