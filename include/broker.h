@@ -36,6 +36,7 @@ struct broker_stats {
     uint64_t acl_denied;
     uint64_t limit_hits;
     uint64_t changes; /* durable-state changes (autosave) */
+    uint64_t ocsp_refused; /* clients refused or cut off by OCSP */
 };
 
 /*

@@ -48,6 +48,14 @@ struct conf_security {
     int acl_file_line;
 };
 
+/* tls_ocsp_check: off, soft (only "revoked" refuses), hard (anything but
+ * "good" refuses). */
+enum conf_ocsp_check {
+    CONF_OCSP_OFF = 0,
+    CONF_OCSP_SOFT,
+    CONF_OCSP_HARD,
+};
+
 struct conf_tls {
     char *certfile, *keyfile, *cafile, *capath, *crlfile, *dhparamfile;
     char *ciphers;       /* TLS <= 1.2 list; NULL = mqttd's strong default */
@@ -59,6 +67,12 @@ struct conf_tls {
                                       unless client_cert_mode is set */
     bool use_identity_as_username;
     bool use_subject_as_username;
+    /* client-certificate OCSP (docs/tls.md) and stapling */
+    enum conf_ocsp_check ocsp_check; /* tls_ocsp_check [off] */
+    char *ocsp_responder;            /* URL overriding the AIA, or NULL */
+    uint32_t ocsp_cache_seconds;     /* [3600] */
+    bool ocsp_stapling;              /* tls_ocsp_stapling [false] */
+    char *ocsp_stapling_file;        /* DER kept fresh outside, or NULL */
     /* source location of the certfile line, for FILE:LINE errors on load */
     const char *src;
     int line;

@@ -22,6 +22,7 @@
 #include "hub.h"
 #include "log.h"
 #include "msg.h"
+#include "ocsp_cache.h"
 #include "retain.h"
 #include "router.h"
 #include "sys.h"
@@ -179,6 +180,9 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     b->retain = retain_new();
     b->flow = flow_new();
     b->started = ev_now(loop);
+    for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
+        if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF)
+            b->ocsp = ocsp_cache_new(loop);
     return b;
 }
 
@@ -210,6 +214,9 @@ void broker_free(struct broker *b)
     free(b->acks);
     if (b->shard == NULL)
         free(b->listener_clients); /* else the hub's, shared */
+    for (struct client *c = b->reg.clients; c; c = c->next)
+        c->ocsp_wait = NULL; /* freed with the cache */
+    ocsp_cache_free(b->ocsp);
     conn_loop_free(b->cl);
     conf_free(b->conf);
     free(b);
@@ -616,7 +623,10 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
     }
     case HUB_CONN: {
         struct client *c = client_new(b, it->li);
+        const struct conf_tls *t = &b->conf->listeners[it->li].tls;
         c->conn = it->c;
+        if (t->ocsp_check != CONF_OCSP_OFF) /* checked on the first shard */
+            c->ocsp_next = ev_now(b->loop) + (double)t->ocsp_cache_seconds;
         conn_attach(it->c, b->cl, c);
         return true;
     }
@@ -779,6 +789,9 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     b->tls = tls;
     conf_free(b->conf);
     b->conf = c;
+    for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
+        if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF)
+            b->ocsp = ocsp_cache_new(b->loop);
     revoke_check(b);
     report_expiry(b);
     /* clients whose password-file entry was removed or changed */
@@ -871,6 +884,14 @@ void broker_tick(struct broker *b)
         }
     }
     hashmap_shrink(&b->reg.sessions); /* not during the walk */
+    if (b->ocsp != NULL) {            /* OCSP re-checks of connected clients */
+        for (struct client *cl = b->reg.clients, *nx; cl; cl = nx) {
+            nx = cl->next;
+            if (cl->ocsp_next > 0 && now >= cl->ocsp_next)
+                client_ocsp_recheck(cl);
+        }
+        ocsp_cache_sweep(b->ocsp);
+    }
     if (resume && flow_held(b->flow))
         broker_resume_paused(b);
 }
