@@ -147,18 +147,18 @@ class Responder:
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.x509 import ocsp
 
+        def read(name):
+            with open(self._p(name), "rb") as f:
+                return f.read()
+
         req = ocsp.load_der_ocsp_request(req_der)
-        issuer = x509.load_pem_x509_certificate(
-            open(self._p("ca.crt"), "rb").read())
-        signer = x509.load_pem_x509_certificate(
-            open(self._p("ocsp-signer.crt"), "rb").read())
-        key = serialization.load_pem_private_key(
-            open(self._p("ocsp-signer.key"), "rb").read(), None)
+        issuer = x509.load_pem_x509_certificate(read("ca.crt"))
+        signer = x509.load_pem_x509_certificate(read("ocsp-signer.crt"))
+        key = serialization.load_pem_private_key(read("ocsp-signer.key"), None)
         cert = None
         for name in os.listdir(self.pki):
             if name.endswith(".crt"):
-                c = x509.load_pem_x509_certificate(
-                    open(self._p(name), "rb").read())
+                c = x509.load_pem_x509_certificate(read(name))
                 if c.serial_number == req.serial_number:
                     cert = c
         if cert is None:
