@@ -27,6 +27,7 @@
 #include "router.h"
 #include "sys.h"
 #include "tls.h"
+#include "tls_staple.h"
 #include "util.h"
 
 /* ---- session registry (hashmap.h: keyed SipHash over client ids) ------- */
@@ -154,6 +155,31 @@ static void free_contexts(struct auth **auth, struct tls_ctx **tls, size_t n)
     free(tls);
 }
 
+/* staple_sync: OCSP stapling per listener as the configuration says, on
+ * the current contexts (at start, after a reload or a context rebuild). */
+static void staple_sync(struct broker *b)
+{
+    if (b->staple == NULL)
+        b->staple =
+            xcalloc(b->nlisteners ? b->nlisteners : 1, sizeof(*b->staple));
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        const struct conf_listener *l = &b->conf->listeners[i];
+        char label[64];
+
+        if (!l->tls.ocsp_stapling || b->tls[i] == NULL) {
+            tls_staple_free(b->staple[i]);
+            b->staple[i] = NULL;
+            continue;
+        }
+        if (b->staple[i] == NULL) {
+            snprintf(label, sizeof(label), "listener %u", (unsigned)l->port);
+            b->staple[i] = tls_staple_new(b->loop, b->log, label,
+                                          l->tls.ocsp_stapling_file);
+        }
+        tls_staple_attach(b->staple[i], b->tls[i]);
+    }
+}
+
 struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
                           char *err, size_t errlen)
 {
@@ -183,6 +209,7 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
         if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF)
             b->ocsp = ocsp_cache_new(loop);
+    staple_sync(b);
     return b;
 }
 
@@ -205,6 +232,9 @@ void broker_free(struct broker *b)
     authq_free(b->authq);
     sys_free(b->sys);
     free(b->tls_not_after);
+    for (size_t i = 0; b->staple != NULL && i < b->nlisteners; i++)
+        tls_staple_free(b->staple[i]);
+    free(b->staple);
     free_contexts(b->auth, b->tls, b->nlisteners);
     router_free(b->router);
     retain_free(b->retain);
@@ -741,6 +771,8 @@ void broker_tls_check(struct broker *b)
         }
         tls_ctx_unref(b->tls[i]);
         b->tls[i] = n;
+        if (b->staple != NULL && b->staple[i] != NULL)
+            tls_staple_attach(b->staple[i], n);
         if (!changed && b->shard)
             shard_tls_sync(b->shard); /* the other threads too, first */
         changed = true;
@@ -792,6 +824,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
         if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF)
             b->ocsp = ocsp_cache_new(b->loop);
+    staple_sync(b);
     revoke_check(b);
     report_expiry(b);
     /* clients whose password-file entry was removed or changed */

@@ -103,6 +103,7 @@ struct broker {
     struct log_ratelimit limit_rl; /* limit-hit log lines */
     struct shard *shard; /* threads > 1: its place among the threads */
     struct ocsp_cache *ocsp; /* client-certificate OCSP, NULL when unused */
+    struct tls_staple **staple; /* per listener, NULL without stapling */
 };
 
 /* Add / remove sessions by client id (broker.c; find is in broker.h). */

@@ -24,7 +24,9 @@
 
 struct ocsp_req {
     OCSP_REQUEST *req;
-    OCSP_CERTID *id; /* owned by req after add0; a copy is kept here */
+    OCSP_CERTID *id;         /* owned by req after add0; a copy is kept here */
+    STACK_OF(X509) * issuer; /* the issuer: a CA-signed response need not
+                                carry the CA's certificate */
     uint8_t *der;
     size_t derlen;
     uint8_t *key;
@@ -77,9 +79,12 @@ struct ocsp_req *ocsp_req_new(X509 *cert, X509 *issuer, bool with_nonce,
 
     ERR_clear_error();
     r->req = OCSP_REQUEST_new();
+    r->issuer = sk_X509_new_null();
     id = OCSP_cert_to_id(EVP_sha1(), cert, issuer);
-    if (r->req == NULL || id == NULL)
+    if (r->req == NULL || r->issuer == NULL || id == NULL ||
+        sk_X509_push(r->issuer, issuer) <= 0)
         goto fail;
+    X509_up_ref(issuer);
     r->id = OCSP_CERTID_dup(id);
     if (r->id == NULL || OCSP_request_add0_id(r->req, id) == NULL)
         goto fail;
@@ -104,6 +109,7 @@ void ocsp_req_free(struct ocsp_req *r)
         return;
     OCSP_REQUEST_free(r->req);
     OCSP_CERTID_free(r->id);
+    sk_X509_pop_free(r->issuer, X509_free);
     free(r->der);
     free(r->key);
     free(r);
@@ -183,7 +189,7 @@ void ocsp_response_check(const uint8_t *der, size_t len,
         invalid(res, "%s", "nonce mismatch (replayed or foreign response)");
         goto done;
     }
-    if (OCSP_basic_verify(bs, NULL, store, 0) <= 0) {
+    if (OCSP_basic_verify(bs, rq->issuer, store, 0) <= 0) {
         last_reason(reason, sizeof(reason));
         invalid(res, "signature or signer not trusted: %s", reason);
         goto done;

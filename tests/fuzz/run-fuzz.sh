@@ -23,6 +23,22 @@ build fuzz_topic src/mqtt/topic.c src/broker/router.c src/broker/retain.c src/br
 build fuzz_passwd src/auth/passwd.c src/util/util.c src/broker/msg.c
 build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
 build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
+build fuzz_ocsp src/net/ocsp.c src/util/util.c
+# fuzz_ocsp: the OCSP test PKI, and real `openssl ocsp` answers as seeds
+pki="$out/ocsp-pki"
+bash certs/mkcerts.sh --ocsp=http://127.0.0.1:9/ "$pki" >/dev/null
+mkdir -p "$out/corpus-fuzz_ocsp"
+for c in client-good client-revoked client-unknown; do
+    openssl ocsp -issuer "$pki/ocsp/ca.crt" -cert "$pki/ocsp/$c.crt" \
+        -no_nonce -reqout "$pki/req-$c.der" >/dev/null 2>&1
+    for signer in ocsp-signer ca; do
+        openssl ocsp -index "$pki/ocsp/index.txt" -CA "$pki/ocsp/ca.crt" \
+            -rsigner "$pki/ocsp/$signer.crt" -rkey "$pki/ocsp/$signer.key" \
+            -reqin "$pki/req-$c.der" -respout "$out/corpus-fuzz_ocsp/seed-$c-$signer" \
+            -nmin 60 >/dev/null 2>&1
+    done
+done
+export MQTTD_FUZZ_OCSP_DIR="$pki/ocsp"
 # The core library's sources (CORE_SRCS in CMakeLists.txt: every layer
 # below src/daemon) less src/net/conn.c, which mem_conn.c replaces: read
 # from CMakeLists.txt so a new module cannot be left out here
@@ -37,7 +53,7 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
-    fuzz_session; do
+    fuzz_session fuzz_ocsp; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then

@@ -256,5 +256,88 @@ class Live(OcspTest):
         c.close()
 
 
+def s_client_status(port):
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                        "-CAfile", p("ca.crt"), "-servername", "localhost",
+                        "-status"], input=b"", capture_output=True, timeout=20)
+    return r.stdout.decode(errors="replace")
+
+
+def staple_conf(extra):
+    return ("allow_anonymous true\nlistener {tlsport} 127.0.0.1\n"
+            "certfile %s\nkeyfile %s\ncafile %s\ntls_ocsp_stapling true\n"
+            % (p("server.crt"), p("server.key"), p("ca.crt")) + extra)
+
+
+class Stapling(unittest.TestCase):
+    def setUp(self):
+        self.r = Responder(PKI, PORT).start()
+        self.b = None
+
+    def tearDown(self):
+        self.r.stop()
+        if self.b is not None:
+            log = self.b.log_text()
+            self.assertEqual(self.b.stop(), 0, log)
+            self.assertNotIn("AddressSanitizer", log)
+            self.assertNotIn("runtime error:", log)
+
+    def test_fetched_from_aia_and_stapled(self):
+        self.b = Broker(staple_conf("")).start()
+        self.b.wait_log(r"OCSP stapling \(listener \d+\): good response "
+                        r"\(\d+ bytes\) stapled")
+        out = s_client_status(self.b.tlsport)
+        self.assertIn("OCSP Response Status: successful", out)
+        self.assertIn("Cert Status: good", out)
+        self.assertEqual(self.r.requests, 1)  # not one per handshake
+        out = s_client_status(self.b.tlsport)
+        self.assertIn("Cert Status: good", out)
+        self.assertEqual(self.r.requests, 1)
+
+    def test_file_kept_fresh_outside_then_stale(self):
+        d = tempfile.mkdtemp(prefix="mqttd-staple-")
+        req = os.path.join(d, "req.der")
+        subprocess.run(["openssl", "ocsp", "-issuer", p("ca.crt"), "-cert",
+                        p("server.crt"), "-no_nonce", "-reqout", req],
+                       check=True, capture_output=True)
+        with open(req, "rb") as f:
+            req_der = f.read()
+        staple = os.path.join(d, "staple.der")
+        with open(staple, "wb") as f:
+            f.write(self.r.answer(req_der, "good"))
+        self.b = Broker(staple_conf("tls_ocsp_stapling_file %s\n" % staple)).start()
+        self.b.wait_log(r"good response \(\d+ bytes\) stapled")
+        self.assertIn("Cert Status: good", s_client_status(self.b.tlsport))
+        self.assertEqual(self.r.requests, 0)  # the file, not the AIA
+        # the outside tool writes a stale answer: no longer stapled
+        m = self.b.mark()
+        with open(staple + ".tmp", "wb") as f:
+            f.write(self.r.answer(req_der, "stale"))
+        os.rename(staple + ".tmp", staple)
+        self.b.wait_log(r"OCSP stapling \(listener \d+\): invalid response "
+                        r"\(stale response: nextUpdate has passed\): not stapled",
+                        start=m)
+        self.assertIn("OCSP response: no response sent",
+                      s_client_status(self.b.tlsport))
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Config(unittest.TestCase):
+    def test_ocsp_check_needs_client_certificates(self):
+        b = Broker("listener {port} 127.0.0.1\nallow_anonymous true\n"
+                   "certfile %s\nkeyfile %s\ntls_ocsp_check hard\n"
+                   "tls_ocsp_responder ftp://x/\n" % (p("server.crt"), p("server.key")))
+        r = subprocess.run([os.environ.get("MQTTD_BIN", "build/mqttd"), "-t", "-c",
+                            b.conf_path], capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        with open(b.conf_path) as f:
+            lines = f.read().split("\n")
+        n_check = lines.index("tls_ocsp_check hard") + 1
+        self.assertIn("%s:%d: tls_ocsp_check on" % (b.conf_path, n_check), r.stderr)
+        self.assertIn("%s:%d: invalid tls_ocsp_responder 'ftp://x/'"
+                      % (b.conf_path, n_check + 1), r.stderr)
+        shutil.rmtree(b.dir, ignore_errors=True)
+
+
 if __name__ == "__main__":
     unittest.main()
