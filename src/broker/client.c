@@ -1288,7 +1288,7 @@ static void ocsp_apply(struct client *c, const struct ocsp_result *r,
 {
     struct broker *b = c->b;
     const struct conf_tls *t = &b->conf->listeners[c->listener].tls;
-    double now = ev_now(b->loop);
+    double now = ev_now(b->loop), retry;
     char d[400];
     bool refuse_it;
 
@@ -1299,10 +1299,10 @@ static void ocsp_apply(struct client *c, const struct ocsp_result *r,
                 (t->ocsp_check == CONF_OCSP_HARD && r->status != OCSP_GOOD);
     /* re-check when the answer stops being reused; after a failure, in a
      * minute (or sooner when tls_ocsp_cache_seconds is shorter) */
-    c->ocsp_next = until > now ? until
-                               : now + (t->ocsp_cache_seconds < 60
-                                            ? (double)t->ocsp_cache_seconds
-                                            : 60.0);
+    retry = t->ocsp_cache_seconds > 0 && t->ocsp_cache_seconds < 60
+                ? (double)t->ocsp_cache_seconds
+                : 60.0;
+    c->ocsp_next = until > now ? until : now + retry;
     if (c->connected) {
         if (r->status != OCSP_REVOKED) {
             if (r->status != OCSP_GOOD)
@@ -1361,7 +1361,7 @@ static bool ocsp_start(struct client *c)
     if (issuer == NULL)
         issuer = found = ocsp_find_issuer(tls_ctx_store(ctx), peer);
     p.responder = t->ocsp_responder;
-    p.cache_seconds = t->ocsp_cache_seconds;
+    p.cache_seconds = t->ocsp_cache_seconds ? t->ocsp_cache_seconds : 3600;
     p.timeout = to < 1.0 ? 1.0 : to;
     now = ocsp_cache_check(b->ocsp, peer, issuer, tls_ctx_store(ctx), &p, false,
                            ocsp_done, c, &r, &until, &c->ocsp_wait);
