@@ -42,11 +42,12 @@ def p(name):
 class TlsRaw(Raw):
     """Raw MQTT over TLS with a client certificate."""
 
-    def __init__(self, port, name):
-        ctx = ssl.create_default_context(cafile=p("ca.crt"))
-        ctx.load_cert_chain(p(name + ".crt"), p(name + ".key"))
+    def __init__(self, port, name, ctx=None, session=None):
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=p("ca.crt"))
+            ctx.load_cert_chain(p(name + ".crt"), p(name + ".key"))
         s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-        self.s = ctx.wrap_socket(s, server_hostname="localhost")
+        self.s = ctx.wrap_socket(s, server_hostname="localhost", session=session)
         self.buf = b""
 
     def recv_packet(self, timeout=TIMEOUT):
@@ -78,10 +79,16 @@ class OcspTest(unittest.TestCase):
     RESPONDER = "good"
 
     def setUp(self):
+        # tests that revoke a certificate get the index back afterwards
+        with open(p("index.txt"), "rb") as f:
+            self.index = f.read()
         self.r = Responder(PKI, PORT, mode=self.RESPONDER).start()
         self.b = Broker(conf(self.MODE, self.EXTRA)).start()
 
     def tearDown(self):
+        if getattr(self, "index", None) is not None:
+            with open(p("index.txt"), "wb") as f:
+                f.write(self.index)
         alive = self.b.alive()
         log = self.b.log_text()
         rc = self.b.stop()
@@ -253,6 +260,34 @@ class Live(OcspTest):
         self.assertEqual(pkt[0], 0xE0)
         self.assertEqual(pkt[1][0], 0x98)
         self.b.wait_log(r"Client victim .* disconnected: OCSP: revoked", start=m)
+        c.close()
+
+
+class Resumed(OcspTest):
+    EXTRA = "tls_ocsp_cache_seconds 1\n"
+
+    def test_resumed_session_is_checked_again(self):
+        ctx = ssl.create_default_context(cafile=p("ca.crt"))
+        ctx.load_cert_chain(p("client-good2.crt"), p("client-good2.key"))
+        a = TlsRaw(self.b.tlsport, "client-good2", ctx)
+        a.send(connect_pkt(client_id="first"))
+        self.assertEqual(a.recv_packet(), (0x20, b"\x00\x00"))
+        sess = a.s.session  # the TLS 1.3 ticket came with the CONNACK
+        a.close()
+        subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-revoke",
+                        "client-good2.crt", "-crl_reason", "keyCompromise"],
+                       cwd=PKI, check=True, capture_output=True)
+        # the cached "good" answer lives tls_ocsp_cache_seconds (1 s): a
+        # duration, not an event
+        time.sleep(1.2)
+        m = self.b.mark()
+        c = TlsRaw(self.b.tlsport, "client-good2", ctx, session=sess)
+        self.assertTrue(c.s.session_reused)
+        c.send(connect_pkt(client_id="second"))
+        self.assertIsNone(c.recv_packet())
+        self.b.wait_log(r"TLS connection from .* resumed", start=m)
+        self.b.wait_log(r"refused: OCSP: revoked \(reason keyCompromise", start=m)
+        self.assertEqual(self.r.requests, 2)
         c.close()
 
 
