@@ -1,10 +1,13 @@
 #!/bin/sh
 # mkcerts.sh - build mqttd's development/test PKI with the openssl CLI.
 #
-# Usage: mkcerts.sh [-f] [-t ec|rsa] [OUTDIR]
+# Usage: mkcerts.sh [-f] [-t ec|rsa] [--ocsp[=URL]] [OUTDIR]
 #   OUTDIR  where to write (default: the directory of this script)
 #   -f      regenerate everything, even files that are present and valid
 #   -t      key type: ec (P-256, default, fast) or rsa (RSA-2048)
+#   --ocsp  also (re)build OUTDIR/ocsp/, a PKI for OCSP whose certificates
+#           name URL (default http://127.0.0.1:2560/) as their OCSP
+#           responder (AIA); see "OCSP" below
 #
 # Files (see README.md):
 #   ca.key ca.crt                    test CA (10 years)
@@ -19,6 +22,15 @@
 #   dhparam.pem                      ffdhe2048 parameters (for dhparamfile)
 #   ca.cnf index.txt serial ...      the `openssl ca` state behind crl.pem
 #
+# OCSP (--ocsp), in OUTDIR/ocsp/, rebuilt on every run:
+#   ca.key ca.crt ca.cnf index.txt   its own CA, the index `openssl ocsp` reads
+#   ocsp-signer .key .crt            delegated responder, EKU OCSPSigning
+#   server .key .crt                 CN=localhost, AIA OCSP URL (stapling)
+#   client-good client-good2 .key .crt   good (AIA OCSP URL)
+#   client-revoked .key .crt         revoked (keyCompromise) in index.txt
+#   client-unknown .key .crt         signed by the CA, not in index.txt
+#   rogue-signer .key .crt           signed by the CA, no OCSPSigning EKU
+#
 # Idempotent: a file set that is present and valid (key matches the
 # certificate, signed by the current CA, not expiring within a day, key of
 # the requested type) is kept; a new CA regenerates everything below it.
@@ -28,10 +40,21 @@ set -eu
 
 force=0
 ktype=ec
+ocsp_url=
 usage() {
-    echo "usage: $0 [-f] [-t ec|rsa] [OUTDIR]" >&2
+    echo "usage: $0 [-f] [-t ec|rsa] [--ocsp[=URL]] [OUTDIR]" >&2
     exit 2
 }
+# --ocsp[=URL] is a long option: take it out before getopts
+for a in "$@"; do
+    shift
+    case "$a" in
+    --ocsp) ocsp_url=http://127.0.0.1:2560/ ;;
+    --ocsp=http://*) ocsp_url=${a#--ocsp=} ;;
+    --ocsp=*) usage ;;
+    *) set -- "$@" "$a" ;;
+    esac
+done
 while getopts "ft:h" opt; do
     case "$opt" in
     f) force=1 ;;
@@ -273,6 +296,65 @@ fi
 if [ ! -s dhparam.pem ]; then
     run openssl genpkey -genparam -algorithm DH \
         -pkeyopt group:ffdhe2048 -out dhparam.pem
+fi
+
+# --- OCSP: a CA whose certificates point at a responder (--ocsp) ---------
+if [ -n "$ocsp_url" ]; then
+    rm -rf ocsp
+    mkdir -p ocsp/newcerts
+    (
+        cd ocsp
+        write_cnf
+        cat >>ca.cnf <<EOF
+
+[ ext_ocsp_signer ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = OCSPSigning
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+
+[ ext_server_aia ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+authorityInfoAccess = OCSP;URI:$ocsp_url
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+
+[ ext_client_aia ]
+basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+authorityInfoAccess = OCSP;URI:$ocsp_url
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+EOF
+        : >index.txt
+        echo "unique_subject = no" >index.txt.attr
+        echo "01$(openssl rand -hex 7)" >serial
+        echo 01 >crlnumber
+        selfsigned ca "/O=mqttd test/CN=mqttd OCSP test CA"
+        issue ocsp-signer "/O=mqttd test/CN=mqttd OCSP responder" \
+            ext_ocsp_signer
+        issue server "/O=mqttd test/CN=localhost" ext_server_aia
+        issue client-good "/O=mqttd test/CN=client-good" ext_client_aia
+        issue client-good2 "/O=mqttd test/CN=client-good2" ext_client_aia
+        issue client-revoked "/O=mqttd test/CN=client-revoked" ext_client_aia
+        run openssl ca -config ca.cnf -batch -revoke client-revoked.crt \
+            -crl_reason keyCompromise
+        issue rogue-signer "/O=mqttd test/CN=rogue signer" ext_client
+        # not through `openssl ca`: absent from index.txt, so "unknown"
+        newkey client-unknown.key
+        run openssl req -config ca.cnf -new -key client-unknown.key \
+            -subj "/O=mqttd test/CN=client-unknown" -out client-unknown.csr
+        run openssl x509 -req -in client-unknown.csr -CA ca.crt \
+            -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" -days 825 \
+            -sha256 -extfile ca.cnf -extensions ext_client_aia \
+            -out client-unknown.crt
+        rm -f client-unknown.csr
+    )
 fi
 
 exit 0

@@ -69,10 +69,11 @@ struct broker_stats {
     uint64_t malformed;        /* connections closed for bad input */
     uint64_t acl_denied;
     uint64_t limit_hits;
-    uint64_t changes; /* durable-state changes (autosave) */
+    uint64_t changes;                   /* durable-state changes (autosave) */
     uint64_t dropped[STATS_DROP_N];     /* pub_dropped by reason */
     uint64_t tls_failed[STATS_TLS_N];   /* TLS handshakes that failed */
     uint64_t auth_failed[STATS_AUTH_N]; /* CONNECTs refused by auth */
+    uint64_t ocsp_refused;              /* clients refused or cut off by OCSP */
 };
 
 /*

@@ -59,6 +59,14 @@ struct conf_security {
     int acl_file_line;
 };
 
+/* tls_ocsp_check: off, soft (only "revoked" refuses), hard (anything but
+ * "good" refuses). */
+enum conf_ocsp_check {
+    CONF_OCSP_OFF = 0,
+    CONF_OCSP_SOFT,
+    CONF_OCSP_HARD,
+};
+
 struct conf_tls {
     char *certfile, *keyfile, *cafile, *capath, *crlfile, *dhparamfile;
     char *ciphers;       /* TLS <= 1.2 list; NULL = mqttd's strong default */
@@ -75,6 +83,12 @@ struct conf_tls {
      * a key id for that engine, e.g. a PKCS#11 URI (pkcs11_uri.h) */
     char *engine;
     bool keyform_engine;
+    /* client-certificate OCSP (docs/tls.md) and stapling */
+    enum conf_ocsp_check ocsp_check; /* tls_ocsp_check [off] */
+    char *ocsp_responder;            /* URL overriding the AIA, or NULL */
+    uint32_t ocsp_cache_seconds;     /* [3600] */
+    bool ocsp_stapling;              /* tls_ocsp_stapling [false] */
+    char *ocsp_stapling_file;        /* DER kept fresh outside, or NULL */
     /* source location of the certfile line, for FILE:LINE errors on load */
     const char *src;
     int line;
@@ -91,8 +105,8 @@ struct conf_listener {
     uint16_t max_topic_alias; /* default 10 */
     bool tls_enabled;         /* certfile given */
     struct conf_tls tls;
-    struct conf_security sec; /* used when conf.per_listener_settings */
-    uint8_t proxy_protocol;   /* enable_proxy_protocol: 0 (off), 1, 2 */
+    struct conf_security sec;  /* used when conf.per_listener_settings */
+    uint8_t proxy_protocol;    /* enable_proxy_protocol: 0 (off), 1, 2 */
     bool proxy_v2_require_tls; /* proxy_protocol_v2_require_tls */
     const char *src;
     int line; /* where the listener line is */

@@ -106,6 +106,14 @@ void tls_info_free(struct tls_info *ti);
 /* tls_info_peer: the peer's certificate (borrowed) or NULL. */
 X509 *tls_info_peer(const struct tls_info *ti);
 
+/* tls_info_issuer: the issuer of the peer's certificate as the handshake's
+ * verified chain has it (borrowed), NULL when unknown (resumed session). */
+X509 *tls_info_issuer(const struct tls_info *ti);
+
+/* tls_ctx_store: the context's trust store (borrowed): CA certificates,
+ * CRLs; OCSP answers are verified against it. */
+X509_STORE *tls_ctx_store(struct tls_ctx *c);
+
 /* tls_info_verified: true when the peer's certificate chain verified
  * (also true when the peer sent none: check tls_info_peer). */
 bool tls_info_verified(const struct tls_info *ti);

@@ -22,11 +22,13 @@
 #include "hub.h"
 #include "log.h"
 #include "msg.h"
+#include "ocsp_cache.h"
 #include "proxy_proto.h"
 #include "retain.h"
 #include "router.h"
 #include "sys.h"
 #include "tls.h"
+#include "tls_staple.h"
 #include "util.h"
 
 /* ---- session registry (hashmap.h: keyed SipHash over client ids) ------- */
@@ -154,6 +156,31 @@ static void free_contexts(struct auth **auth, struct tls_ctx **tls, size_t n)
     free(tls);
 }
 
+/* staple_sync: OCSP stapling per listener as the configuration says, on
+ * the current contexts (at start, after a reload or a context rebuild). */
+static void staple_sync(struct broker *b)
+{
+    if (b->staple == NULL)
+        b->staple =
+            xcalloc(b->nlisteners ? b->nlisteners : 1, sizeof(*b->staple));
+    for (size_t i = 0; i < b->nlisteners; i++) {
+        const struct conf_listener *l = &b->conf->listeners[i];
+        char label[64];
+
+        if (!l->tls.ocsp_stapling || b->tls[i] == NULL) {
+            tls_staple_free(b->staple[i]);
+            b->staple[i] = NULL;
+            continue;
+        }
+        if (b->staple[i] == NULL) {
+            snprintf(label, sizeof(label), "listener %u", (unsigned)l->port);
+            b->staple[i] = tls_staple_new(b->loop, b->log, label,
+                                          l->tls.ocsp_stapling_file);
+        }
+        tls_staple_attach(b->staple[i], b->tls[i]);
+    }
+}
+
 struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
                           char *err, size_t errlen)
 {
@@ -180,6 +207,10 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     b->retain = retain_new();
     b->flow = flow_new();
     b->started = ev_now(loop);
+    for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
+        if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF)
+            b->ocsp = ocsp_cache_new(loop);
+    staple_sync(b);
     return b;
 }
 
@@ -202,6 +233,9 @@ void broker_free(struct broker *b)
     authq_free(b->authq);
     sys_free(b->sys);
     free(b->tls_not_after);
+    for (size_t i = 0; b->staple != NULL && i < b->nlisteners; i++)
+        tls_staple_free(b->staple[i]);
+    free(b->staple);
     free_contexts(b->auth, b->tls, b->nlisteners);
     router_free(b->router);
     retain_free(b->retain);
@@ -211,6 +245,9 @@ void broker_free(struct broker *b)
     free(b->acks);
     if (b->shard == NULL)
         free(b->listener_clients); /* else the hub's, shared */
+    for (struct client *c = b->reg.clients; c; c = c->next)
+        c->ocsp_wait = NULL; /* freed with the cache */
+    ocsp_cache_free(b->ocsp);
     conn_loop_free(b->cl);
     conf_free(b->conf);
     free(b);
@@ -650,7 +687,10 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
     }
     case HUB_CONN: {
         struct client *c = client_new(b, it->li);
+        const struct conf_tls *t = &b->conf->listeners[it->li].tls;
         c->conn = it->c;
+        if (t->ocsp_check != CONF_OCSP_OFF) /* checked on the first shard */
+            c->ocsp_next = ev_now(b->loop) + (double)t->ocsp_cache_seconds;
         conn_attach(it->c, b->cl, c);
         return true;
     }
@@ -765,6 +805,8 @@ void broker_tls_check(struct broker *b)
         }
         tls_ctx_unref(b->tls[i]);
         b->tls[i] = n;
+        if (b->staple != NULL && b->staple[i] != NULL)
+            tls_staple_attach(b->staple[i], n);
         if (!changed && b->shard)
             shard_tls_sync(b->shard); /* the other threads too, first */
         changed = true;
@@ -814,6 +856,10 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     b->tls = tls;
     conf_free(b->conf);
     b->conf = c;
+    for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
+        if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF)
+            b->ocsp = ocsp_cache_new(b->loop);
+    staple_sync(b);
     revoke_check(b);
     report_expiry(b);
     /* clients whose password-file entry was removed or changed */
@@ -906,6 +952,14 @@ void broker_tick(struct broker *b)
         }
     }
     hashmap_shrink(&b->reg.sessions); /* not during the walk */
+    if (b->ocsp != NULL) {            /* OCSP re-checks of connected clients */
+        for (struct client *cl = b->reg.clients, *nx; cl; cl = nx) {
+            nx = cl->next;
+            if (cl->ocsp_next > 0 && now >= cl->ocsp_next)
+                client_ocsp_recheck(cl);
+        }
+        ocsp_cache_sweep(b->ocsp);
+    }
     if (resume && flow_held(b->flow))
         broker_resume_paused(b);
 }

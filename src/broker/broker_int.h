@@ -102,6 +102,8 @@ struct broker {
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
     struct shard *shard; /* threads > 1: its place among the threads */
+    struct ocsp_cache *ocsp; /* client-certificate OCSP, NULL when unused */
+    struct tls_staple **staple; /* per listener, NULL without stapling */
 };
 
 /* Add / remove sessions by client id (broker.c; find is in broker.h). */
@@ -348,7 +350,13 @@ struct client {
     struct authq_job *auth_job;
     char *username;
     uint64_t pw_stamp; /* password-file entry authenticated against */
+    struct ocsp_waiter *ocsp_wait; /* OCSP query this client waits for */
+    double ocsp_next;              /* connected: next OCSP re-check (0: none) */
 };
+
+/* client_ocsp_recheck: a connected client's periodic OCSP re-check, due
+ * (broker_tick); a revoked answer disconnects it (v5: 0x98). */
+void client_ocsp_recheck(struct client *c);
 
 /* client_new: protocol state for a new conn on listener li (conn.c calls
  * back through client_handler). */

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "msg.h"
+#include "ocsp_cache.h"
 #include "proxy_proto.h"
 #include "retain.h"
 #include "tls.h"
@@ -1294,6 +1295,107 @@ static ssize_t client_on_data(void *ud, struct conn *conn, const uint8_t *buf,
     return (ssize_t)off;
 }
 
+/* ---- client-certificate OCSP (docs/tls.md) ----------------------------- */
+
+/* ocsp_apply: act on a client's OCSP result: before CONNECT, refuse it or
+ * let its CONNECT in; connected, cut it off when revoked. */
+static void ocsp_apply(struct client *c, const struct ocsp_result *r,
+                       double until)
+{
+    struct broker *b = c->b;
+    const struct conf_tls *t = &b->conf->listeners[c->listener].tls;
+    double now = ev_now(b->loop), retry;
+    char d[400];
+    bool refuse_it;
+
+    if (c->conn == NULL || conn_closing(c->conn))
+        return;
+    ocsp_describe(r, d, sizeof(d));
+    refuse_it = r->status == OCSP_REVOKED ||
+                (t->ocsp_check == CONF_OCSP_HARD && r->status != OCSP_GOOD);
+    /* re-check when the answer stops being reused; after a failure, in a
+     * minute (or sooner when tls_ocsp_cache_seconds is shorter) */
+    retry = t->ocsp_cache_seconds > 0 && t->ocsp_cache_seconds < 60
+                ? (double)t->ocsp_cache_seconds
+                : 60.0;
+    c->ocsp_next = until > now ? until : now + retry;
+    if (c->connected) {
+        if (r->status != OCSP_REVOKED) {
+            if (r->status != OCSP_GOOD)
+                LOG_W(b->log, "Client %s (%s:%d): OCSP re-check: %s.", cid(c),
+                      conn_peer_ip(c->conn), conn_peer_port(c->conn), d);
+            return;
+        }
+        b->st.ocsp_refused++;
+        LOG_N(b->log, "Client %s (%s:%d) disconnected: OCSP: %s.", cid(c),
+              conn_peer_ip(c->conn), conn_peer_port(c->conn), d);
+        client_disconnect(c, MQTT_RC_ADMIN_ACTION, "certificate revoked");
+        return;
+    }
+    if (refuse_it) {
+        char why[440];
+        b->st.ocsp_refused++;
+        b->st.clients_rejected++;
+        snprintf(why, sizeof(why), "OCSP: %s", d);
+        LOG_N(b->log, "Client from %s:%d refused: %s.", conn_peer_ip(c->conn),
+              conn_peer_port(c->conn), why);
+        conn_close(c->conn, why);
+        return;
+    }
+    if (r->status != OCSP_GOOD)
+        LOG_W(b->log,
+              "Client from %s:%d: OCSP: %s; accepted (tls_ocsp_check soft).",
+              conn_peer_ip(c->conn), conn_peer_port(c->conn), d);
+    conn_resume_read(c->conn);
+}
+
+static void ocsp_done(void *ud, const struct ocsp_result *r, double until)
+{
+    struct client *c = ud;
+
+    c->ocsp_wait = NULL;
+    ocsp_apply(c, r, until);
+}
+
+/* ocsp_start: check c's certificate; returns true when c must wait. */
+static bool ocsp_start(struct client *c)
+{
+    struct broker *b = c->b;
+    const struct conf_tls *t = &b->conf->listeners[c->listener].tls;
+    const struct tls_info *ti = conn_tls_info(c->conn);
+    struct tls_ctx *ctx = b->tls[c->listener];
+    struct ocsp_params p;
+    struct ocsp_result r;
+    X509 *peer = ti ? tls_info_peer(ti) : NULL, *issuer, *found = NULL;
+    double until, to = (double)b->conf->connect_timeout * 0.75;
+    bool now;
+
+    if (t->ocsp_check == CONF_OCSP_OFF || b->ocsp == NULL || peer == NULL ||
+        ctx == NULL || c->ocsp_wait != NULL)
+        return false;
+    issuer = tls_info_issuer(ti);
+    if (issuer == NULL)
+        issuer = found = ocsp_find_issuer(tls_ctx_store(ctx), peer);
+    p.responder = t->ocsp_responder;
+    p.cache_seconds = t->ocsp_cache_seconds ? t->ocsp_cache_seconds : 3600;
+    p.timeout = to < 1.0 ? 1.0 : to;
+    now = ocsp_cache_check(b->ocsp, peer, issuer, tls_ctx_store(ctx), &p, false,
+                           ocsp_done, c, &r, &until, &c->ocsp_wait);
+    X509_free(found);
+    if (now) {
+        ocsp_apply(c, &r, until);
+        return false;
+    }
+    return true;
+}
+
+void client_ocsp_recheck(struct client *c)
+{
+    c->ocsp_next = 0;
+    if (c->conn != NULL && !conn_closing(c->conn))
+        (void)ocsp_start(c);
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 static void client_on_open(void *ud, struct conn *conn)
@@ -1307,6 +1409,9 @@ static void client_on_open(void *ud, struct conn *conn)
               conn_peer_port(conn), d);
     }
     conn_set_deadline(conn, (double)c->b->conf->connect_timeout);
+    /* OCSP: CONNECT is read once the certificate's status is known */
+    if (conn_is_tls(conn) && ocsp_start(c))
+        conn_pause_read(conn);
 }
 
 static void client_on_drain(void *ud, struct conn *conn)
@@ -1329,6 +1434,19 @@ static void client_on_timeout(void *ud, struct conn *conn,
 {
     struct client *c = ud;
 
+    if (why == CONN_TIMEOUT_DEADLINE && !c->connected && c->ocsp_wait) {
+        ocsp_waiter_cancel(c->ocsp_wait);
+        c->ocsp_wait = NULL;
+        c->b->st.ocsp_refused++;
+        c->b->st.clients_rejected++;
+        LOG_N(c->b->log,
+              "Client from %s:%d refused: OCSP: responder unreachable (no "
+              "answer within connect_timeout %u s).",
+              conn_peer_ip(conn), conn_peer_port(conn),
+              c->b->conf->connect_timeout);
+        conn_close(conn, "OCSP: responder unreachable");
+        return;
+    }
     if (why == CONN_TIMEOUT_DEADLINE && !c->connected) {
         LOG_N(c->b->log,
               "Client from %s:%d sent no CONNECT within %u s; "
@@ -1390,6 +1508,10 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
     if (c->paused)
         broker_unpause(b, c);
     broker_drop_acks(b, c);
+    if (c->ocsp_wait) {
+        ocsp_waiter_cancel(c->ocsp_wait);
+        c->ocsp_wait = NULL;
+    }
     if (c->auth_job) {
         authq_cancel(c->auth_job);
         c->auth_job = NULL;

@@ -94,6 +94,8 @@ struct lmeta {
     int eng_line;
     const char *kf_src; /* tls_keyform engine */
     int kf_line;
+    const char *ocsp_src; /* tls_ocsp_check / tls_ocsp_stapling */
+    int ocsp_line;
     bool cert_mode_set;
     bool azlc_set; /* allow_zero_length_clientid given for this listener */
     bool bad;      /* the listener line itself was wrong: skip checks */
@@ -758,6 +760,102 @@ static void h_tls_version(struct parser *ps, const struct key *k, char *val)
     else
         LERR(ps, "invalid tls_version '%s': expected tlsv1.2 or tlsv1.3",
              shown(sb, sizeof(sb), tok, false));
+}
+
+static void h_tls_ocsp_check(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    struct conf_listener *l;
+
+    if (tok == NULL)
+        return;
+    l = cur_listener(ps);
+    if (strcmp(tok, "off") == 0)
+        l->tls.ocsp_check = CONF_OCSP_OFF;
+    else if (strcmp(tok, "soft") == 0)
+        l->tls.ocsp_check = CONF_OCSP_SOFT;
+    else if (strcmp(tok, "hard") == 0)
+        l->tls.ocsp_check = CONF_OCSP_HARD;
+    else {
+        LERR(ps, "invalid tls_ocsp_check '%s': expected off, soft or hard",
+             shown(sb, sizeof(sb), tok, false));
+        return;
+    }
+    if (l->tls.ocsp_check != CONF_OCSP_OFF) {
+        cur_meta(ps)->ocsp_src = ps->file;
+        cur_meta(ps)->ocsp_line = ps->line;
+    }
+}
+
+static void h_tls_ocsp_responder(struct parser *ps, const struct key *k,
+                                 char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    struct conf_listener *l;
+
+    if (tok == NULL)
+        return;
+    if (strncmp(tok, "http://", 7) != 0 || tok[7] == '\0') {
+        LERR(ps,
+             "invalid tls_ocsp_responder '%s': expected an http:// URL "
+             "(OCSP is signed; https is not supported)",
+             shown(sb, sizeof(sb), tok, false));
+        return;
+    }
+    l = cur_listener(ps);
+    free(l->tls.ocsp_responder);
+    l->tls.ocsp_responder = xstrdup(tok);
+}
+
+static void h_tls_ocsp_cache_seconds(struct parser *ps, const struct key *k,
+                                     char *val)
+{
+    char *tok = one_token(ps, k->name, val);
+    long long n;
+
+    if (tok == NULL || parse_num(ps, k->name, tok, 1, 604800, &n) != 0)
+        return;
+    cur_listener(ps)->tls.ocsp_cache_seconds = (uint32_t)n;
+}
+
+static void h_tls_ocsp_stapling(struct parser *ps, const struct key *k,
+                                char *val)
+{
+    bool b;
+
+    if (parse_bool(ps, k->name, val, &b) < 0)
+        return;
+    cur_listener(ps)->tls.ocsp_stapling = b;
+    if (b) {
+        cur_meta(ps)->ocsp_src = ps->file;
+        cur_meta(ps)->ocsp_line = ps->line;
+    }
+}
+
+/* check_listener_ocsp: OCSP needs TLS, and client checks need client
+ * certificates. */
+static void check_listener_ocsp(struct parser *ps, struct conf_listener *l,
+                                const struct lmeta *m, const char *name)
+{
+    if (l->tls.ocsp_cache_seconds == 0)
+        l->tls.ocsp_cache_seconds = 3600;
+    if (m->ocsp_src == NULL)
+        return;
+    if (!l->tls_enabled)
+        perr(ps, m->ocsp_src, m->ocsp_line,
+             "OCSP needs TLS: %s has no certfile and keyfile", name);
+    else if (l->tls.ocsp_check != CONF_OCSP_OFF &&
+             l->tls.cert_mode == CONF_CERT_NONE)
+        perr(ps, m->ocsp_src, m->ocsp_line,
+             "tls_ocsp_check on %s, which requests no client certificates: "
+             "set require_certificate true or client_cert_mode",
+             name);
+    if (l->tls.ocsp_stapling_file != NULL && !l->tls.ocsp_stapling)
+        pwarn(ps, m->ocsp_src ? m->ocsp_src : ps->file,
+              m->ocsp_src ? m->ocsp_line : ps->line,
+              "tls_ocsp_stapling_file on %s has no effect without "
+              "tls_ocsp_stapling true",
+              name);
 }
 
 static void h_client_cert_mode(struct parser *ps, const struct key *k,
@@ -1526,6 +1624,11 @@ static const struct key keys[] = {
     INTG("tls_handshake_timeout", K_U32, tls_handshake_timeout, 1, 3600),
     FN("tls_identity_source", h_tls_identity_source, SC_LISTENER),
     FN("tls_keyform", h_tls_keyform, SC_LISTENER),
+    FN("tls_ocsp_cache_seconds", h_tls_ocsp_cache_seconds, SC_LISTENER),
+    FN("tls_ocsp_check", h_tls_ocsp_check, SC_LISTENER),
+    FN("tls_ocsp_responder", h_tls_ocsp_responder, SC_LISTENER),
+    FN("tls_ocsp_stapling", h_tls_ocsp_stapling, SC_LISTENER),
+    STRL("tls_ocsp_stapling_file", tls.ocsp_stapling_file, -1),
     FN("tls_record_layer", h_tls_record_layer, SC_LISTENER),
     INTG("tls_reload_interval", K_U32, tls_reload_interval, 0, INT32_MAX),
     FN("tls_version", h_tls_version, SC_LISTENER),
@@ -1978,6 +2081,7 @@ static void check_listener(struct parser *ps, struct conf_listener *l,
                 check_readable(ps, fknames[i], fkval[i], m->fsrc[i],
                                m->fline[i], i == FK_CAPATH);
     }
+    check_listener_ocsp(ps, l, m, name);
 }
 
 static void inherit_sec(struct conf_security *d, const struct conf_security *g,
@@ -2147,6 +2251,8 @@ static void free_listener(struct conf_listener *l)
     free(l->tls.tls_groups);
     free(l->http_allow);
     free(l->tls.engine);
+    free(l->tls.ocsp_responder);
+    free(l->tls.ocsp_stapling_file);
     free_sec(&l->sec);
 }
 

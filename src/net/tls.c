@@ -1474,6 +1474,7 @@ struct tls_info {
     const char *cipher;
     bool resumed;
     bool verified;
+    X509 *issuer; /* owned; the peer's issuer from the verified chain */
 };
 
 struct tls_info *tls_info_new(SSL *ssl)
@@ -1485,6 +1486,13 @@ struct tls_info *tls_info_new(SSL *ssl)
     ti->cipher = SSL_get_cipher_name(ssl);
     ti->resumed = SSL_session_reused(ssl) != 0;
     ti->verified = SSL_get_verify_result(ssl) == X509_V_OK;
+    {
+        STACK_OF(X509) *ch = SSL_get0_verified_chain(ssl);
+        if (ti->peer != NULL && ch != NULL && sk_X509_num(ch) >= 2) {
+            ti->issuer = sk_X509_value(ch, 1);
+            X509_up_ref(ti->issuer);
+        }
+    }
     return ti;
 }
 
@@ -1493,12 +1501,23 @@ void tls_info_free(struct tls_info *ti)
     if (ti == NULL)
         return;
     X509_free(ti->peer);
+    X509_free(ti->issuer);
     free(ti);
 }
 
 X509 *tls_info_peer(const struct tls_info *ti)
 {
     return ti->peer;
+}
+
+X509 *tls_info_issuer(const struct tls_info *ti)
+{
+    return ti->issuer;
+}
+
+X509_STORE *tls_ctx_store(struct tls_ctx *c)
+{
+    return SSL_CTX_get_cert_store(c->ssl);
 }
 
 void tls_describe(const struct tls_info *ti, char *out, size_t outlen)

@@ -26,6 +26,22 @@ build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
 build fuzz_proxy_proto src/net/proxy_proto.c src/util/util.c src/broker/msg.c
 build fuzz_http_parse src/net/http_parse.c
 build fuzz_pkcs11_uri src/conf/pkcs11_uri.c
+build fuzz_ocsp src/net/ocsp.c src/util/util.c
+# fuzz_ocsp: the OCSP test PKI, and real `openssl ocsp` answers as seeds
+pki="$out/ocsp-pki"
+bash certs/mkcerts.sh --ocsp=http://127.0.0.1:9/ "$pki" >/dev/null
+mkdir -p "$out/corpus-fuzz_ocsp"
+for c in client-good client-revoked client-unknown; do
+    openssl ocsp -issuer "$pki/ocsp/ca.crt" -cert "$pki/ocsp/$c.crt" \
+        -no_nonce -reqout "$pki/req-$c.der" >/dev/null 2>&1
+    for signer in ocsp-signer ca; do
+        openssl ocsp -index "$pki/ocsp/index.txt" -CA "$pki/ocsp/ca.crt" \
+            -rsigner "$pki/ocsp/$signer.crt" -rkey "$pki/ocsp/$signer.key" \
+            -reqin "$pki/req-$c.der" -respout "$out/corpus-fuzz_ocsp/seed-$c-$signer" \
+            -nmin 60 >/dev/null 2>&1
+    done
+done
+export MQTTD_FUZZ_OCSP_DIR="$pki/ocsp"
 # The core library's sources (CORE_SRCS in CMakeLists.txt: every layer
 # below src/daemon) less src/net/conn.c, which mem_conn.c replaces: read
 # from CMakeLists.txt so a new module cannot be left out here
@@ -40,7 +56,7 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
-    fuzz_pkcs11_uri fuzz_session fuzz_proxy_proto fuzz_http_parse; do
+    fuzz_pkcs11_uri fuzz_session fuzz_proxy_proto fuzz_http_parse fuzz_ocsp; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then

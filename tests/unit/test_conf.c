@@ -1457,6 +1457,44 @@ static void test_include_dir(void **state)
     assert_string_equal(e.text, want);
 }
 
+/* tls_ocsp_*: values, defaults and FILE:LINE errors. */
+static void test_tls_ocsp(void **state)
+{
+    struct errs e;
+    struct conf *c;
+
+    (void)state;
+    c = load_ok("listener 8883\ncertfile s.crt\nkeyfile s.key\ncafile ca\n"
+                "require_certificate true\ntls_ocsp_check soft\n"
+                "tls_ocsp_responder http://127.0.0.1:2560/\n"
+                "tls_ocsp_cache_seconds 60\ntls_ocsp_stapling true\n"
+                "tls_ocsp_stapling_file /x.der\n"
+                "listener 8884\ncertfile s.crt\nkeyfile s.key\n");
+    assert_int_equal(c->listeners[0].tls.ocsp_check, CONF_OCSP_SOFT);
+    assert_string_equal(c->listeners[0].tls.ocsp_responder,
+                        "http://127.0.0.1:2560/");
+    assert_int_equal(c->listeners[0].tls.ocsp_cache_seconds, 60);
+    assert_true(c->listeners[0].tls.ocsp_stapling);
+    assert_string_equal(c->listeners[0].tls.ocsp_stapling_file, "/x.der");
+    assert_int_equal(c->listeners[1].tls.ocsp_check, CONF_OCSP_OFF);
+    assert_int_equal(c->listeners[1].tls.ocsp_cache_seconds, 3600);
+    assert_false(c->listeners[1].tls.ocsp_stapling);
+    conf_free(c);
+
+    c = load("listener 8883\ncertfile s.crt\nkeyfile s.key\n"
+             "tls_ocsp_check hard\ntls_ocsp_check maybe\n"
+             "tls_ocsp_responder https://ca/\ntls_ocsp_cache_seconds 0\n"
+             "listener 1883\ntls_ocsp_stapling true\n",
+             &e);
+    assert_null(c);
+    assert_non_null(strstr(e.text, "t.conf:4: tls_ocsp_check on listener"));
+    assert_non_null(strstr(e.text, "t.conf:5: invalid tls_ocsp_check 'maybe'"));
+    assert_non_null(strstr(e.text, "t.conf:6: invalid tls_ocsp_responder"));
+    assert_non_null(strstr(e.text, "t.conf:7: value 0 for "
+                                   "'tls_ocsp_cache_seconds'"));
+    assert_non_null(strstr(e.text, "t.conf:9: OCSP needs TLS"));
+}
+
 static void test_err_stderr(void **state)
 {
     FILE *tmp = tmpfile();
@@ -1508,6 +1546,7 @@ int main(void)
         cmocka_unit_test(test_check_files),
         cmocka_unit_test(test_include_dir),
         cmocka_unit_test(test_err_stderr),
+        cmocka_unit_test(test_tls_ocsp),
     };
 
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
