@@ -101,8 +101,8 @@ struct broker {
     double last_tls_check;
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
-    struct shard *shard; /* threads > 1: its place among the threads */
-    struct ocsp_cache *ocsp; /* client-certificate OCSP, NULL when unused */
+    struct shard *shard;        /* threads > 1: its place among the threads */
+    struct ocsp_cache *ocsp;    /* client-certificate OCSP, NULL when unused */
     struct tls_staple **staple; /* per listener, NULL without stapling */
 };
 

@@ -597,9 +597,9 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         else if (ti && !tls_info_verified(ti))
             why = "certificate not verified";
         else if (ti)
-            got = auth_mtls_identity_from(
-                tls_info_peer(ti), auth_mtls_source_of(&l->tls), identity,
-                sizeof(identity), &why);
+            got = auth_mtls_identity_from(tls_info_peer(ti),
+                                          auth_mtls_source_of(&l->tls),
+                                          identity, sizeof(identity), &why);
         if (got == 0) {
             ac.cert_identity = identity;
             free(c->username);

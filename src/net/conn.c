@@ -86,7 +86,7 @@ struct conn {
     struct conn *next_pending, *next_close, *next_replay;
     const char *close_reason;
     const char *linger_reason; /* conn_close_flushed */
-    char *close_why; /* owned copy of a formatted reason, or NULL */
+    char *close_why;           /* owned copy of a formatted reason, or NULL */
     uint16_t port;
     char peer[INET6_ADDRSTRLEN];
 };
