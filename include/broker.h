@@ -80,6 +80,19 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
                              const struct sockaddr *sa, socklen_t salen);
 
 /*
+ * broker_accept_internal: take fd, one end of a socketpair whose other end
+ * is the local side of one of our bridges (bridge.c): a client of
+ * listener 0 that is trusted (no authentication, no ACL) and marked as a
+ * bridge (its subscriptions are No Local, Retain As Published). Returns
+ * the client (owned by the broker).
+ */
+struct client *broker_accept_internal(struct broker *b, int fd);
+
+/* broker_mark_internal: mark the session of client id 'id' (restored from
+ * persistence) as a bridge's local end before it reconnects. */
+void broker_mark_internal(struct broker *b, const char *id);
+
+/*
  * broker_reload: apply snapshot c (validated by conf_load; ownership
  * passes to the broker on success). Rebuilds auth and TLS contexts; when
  * any fails the old ones stay and -1 is returned with the errors in err

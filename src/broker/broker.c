@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -398,6 +399,30 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
     return c;
 }
 
+struct client *broker_accept_internal(struct broker *b, int fd)
+{
+    struct client *c = client_new(b, 0);
+    struct sockaddr_un sun;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    c->internal = true;
+    c->bridge = true;
+    __atomic_add_fetch(&b->listener_clients[0], 1, __ATOMIC_RELAXED);
+    b->st.clients_total++;
+    c->conn = conn_new(b->cl, fd, NULL, 0, (const struct sockaddr *)&sun,
+                       sizeof(sa_family_t), &client_handler, c);
+    return c;
+}
+
+void broker_mark_internal(struct broker *b, const char *id)
+{
+    struct session *s = broker_session_find(b, id);
+
+    if (s != NULL)
+        s->internal = true;
+}
+
 /* ---- publish pipeline ------------------------------------------------- */
 
 static struct target *target_slot(struct broker *b, size_t n)
@@ -452,7 +477,8 @@ static size_t route_collect(struct broker *b, struct session *origin,
                 t->rap = true;
         } else {
             s->mark = gen;
-            if (!auth_acl(b->auth[s->listener], s->client_id, s->username,
+            if (!s->internal &&
+                !auth_acl(b->auth[s->listener], s->client_id, s->username,
                           m->topic, m->topic_len, AUTH_READ)) {
                 b->st.acl_denied++;
                 s->mark_idx = MARK_DENIED;
@@ -544,11 +570,15 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
               m->topic);
         return PUBLISH_DENIED;
     }
-    if (c || s) {
-        bool ok = c ? auth_acl(b->auth[c->listener], c->client_id, c->username,
-                               m->topic, m->topic_len, AUTH_WRITE)
-                    : auth_acl(b->auth[s->listener], s->client_id, s->username,
-                               m->topic, m->topic_len, AUTH_WRITE);
+    if ((c && !c->internal) || (!c && s && !s->internal)) {
+        bool ok =
+            c && c->bridge
+                ? auth_acl_bridge_state(b->auth[c->listener], c->client_id,
+                                        c->username, m->topic, m->topic_len)
+            : c ? auth_acl(b->auth[c->listener], c->client_id, c->username,
+                           m->topic, m->topic_len, AUTH_WRITE)
+                : auth_acl(b->auth[s->listener], s->client_id, s->username,
+                           m->topic, m->topic_len, AUTH_WRITE);
         if (!ok) {
             b->st.acl_denied++;
             return PUBLISH_DENIED;

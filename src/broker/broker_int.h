@@ -269,6 +269,7 @@ struct session {
     uint32_t mark_idx;
     /* in b->reg.sessions (keyed by client_id) */
     struct hashmap_entry he;
+    bool internal; /* last connected by a bridge's local end: no ACL */
 };
 
 struct session *session_new(struct broker *b, const char *client_id);
@@ -348,6 +349,10 @@ struct client {
     struct authq_job *auth_job;
     char *username;
     uint64_t pw_stamp; /* password-file entry authenticated against */
+    bool bridge;       /* a bridge (try_private / our own): subscriptions get
+                          No Local and Retain As Published (Mosquitto) */
+    bool internal;     /* the local end of one of our bridges (bridge.c):
+                          trusted, no authentication or ACL */
 };
 
 /* client_new: protocol state for a new conn on listener li (conn.c calls
