@@ -126,6 +126,15 @@ void broker_flush_acks(struct broker *b, bool ok);
  */
 void broker_publish_sys(struct broker *b, struct msg *m);
 
+/*
+ * broker_set_sys_json: fn(ud, json) adds members to the cJSON object of
+ * $SYS/broker/stats/json each time it is built (bridges); NULL removes it.
+ * broker_sys_json_extra runs it (sys.c).
+ */
+void broker_set_sys_json(struct broker *b, void (*fn)(void *ud, void *json),
+                         void *ud);
+void broker_sys_json_extra(struct broker *b, void *json);
+
 /* broker_stats: the counters (borrowed). */
 const struct broker_stats *broker_stats(const struct broker *b);
 

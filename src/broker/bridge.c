@@ -39,6 +39,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <ev.h>
 #include <openssl/rand.h>
 
@@ -1043,6 +1044,25 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* sys_json: "bridges" in $SYS/broker/stats/json. */
+static void sys_json(void *ud, void *json)
+{
+    const struct bridges *bs = ud;
+    cJSON *arr = cJSON_AddArrayToObject(json, "bridges");
+
+    for (size_t i = 0; arr && i < bs->n; i++) {
+        struct bridge_stat st;
+        cJSON *o = cJSON_CreateObject();
+        bridges_stat(bs, i, &st);
+        cJSON_AddStringToObject(o, "name", st.name);
+        cJSON_AddStringToObject(o, "state", st.state);
+        cJSON_AddNumberToObject(o, "messages_received", (double)st.msgs_in);
+        cJSON_AddNumberToObject(o, "messages_sent", (double)st.msgs_out);
+        cJSON_AddNumberToObject(o, "reconnects", (double)st.reconnects);
+        cJSON_AddItemToArray(arr, o);
+    }
+}
+
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static struct tls_ctx *make_tls(struct bridges *bs, const struct conf_bridge *c)
@@ -1117,6 +1137,7 @@ struct bridges *bridges_new(struct ev_loop *loop, struct broker *b)
             br->lazy_setup = true;
         bridge_connect(br);
     }
+    broker_set_sys_json(b, sys_json, bs);
     ev_timer_init(&bs->tick, tick_cb, 1.0, 1.0);
     bs->tick.data = bs;
     ev_timer_start(loop, &bs->tick);
@@ -1154,6 +1175,7 @@ void bridges_free(struct bridges *bs)
     if (bs == NULL)
         return;
     bridges_shutdown(bs);
+    broker_set_sys_json(bs->b, NULL, NULL);
     ev_ref(bs->loop);
     ev_timer_stop(bs->loop, &bs->tick);
     for (size_t i = 0; i < bs->n; i++) {

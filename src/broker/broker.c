@@ -415,6 +415,19 @@ struct client *broker_accept_internal(struct broker *b, int fd)
     return c;
 }
 
+void broker_set_sys_json(struct broker *b, void (*fn)(void *ud, void *json),
+                         void *ud)
+{
+    b->sys_json = fn;
+    b->sys_json_ud = ud;
+}
+
+void broker_sys_json_extra(struct broker *b, void *json)
+{
+    if (b->sys_json)
+        b->sys_json(b->sys_json_ud, json);
+}
+
 void broker_mark_internal(struct broker *b, const char *id)
 {
     struct session *s = broker_session_find(b, id);

@@ -102,6 +102,9 @@ struct broker {
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
     struct shard *shard; /* threads > 1: its place among the threads */
+    /* more members of the stats JSON (bridges), broker_set_sys_json */
+    void (*sys_json)(void *ud, void *json);
+    void *sys_json_ud;
 };
 
 /* Add / remove sessions by client id (broker.c; find is in broker.h). */

@@ -145,12 +145,12 @@ static void berr(struct conf_bridge_parser *bp, const char *file, int line,
 /* next_tok: the next space-separated word of *s (NUL-terminated in place),
  * or NULL at the end or at a '#' comment. The place marker "" is returned
  * as an empty string. */
-static char *next_tok(char **s)
+static char *next_tok_c(char **s, bool comments)
 {
     char *p = *s, *e;
 
     p += strspn(p, " \t");
-    if (*p == '\0' || *p == '#') {
+    if (*p == '\0' || (comments && *p == '#')) {
         *s = p;
         return NULL;
     }
@@ -161,6 +161,18 @@ static char *next_tok(char **s)
     if (strcmp(p, "\"\"") == 0)
         *p = '\0';
     return p;
+}
+
+static char *next_tok(char **s)
+{
+    return next_tok_c(s, true);
+}
+
+/* topic_tok: a word of a topic line, where '#' is a pattern, not a
+ * comment (as in Mosquitto, which has no trailing comments). */
+static char *topic_tok(char **s)
+{
+    return next_tok_c(s, false);
 }
 
 /* one_word: the single value of a key; NULL after reporting. */
@@ -311,16 +323,16 @@ static void h_topic(struct conf_bridge_parser *bp, const char *file, int line,
 
     memset(&t, 0, sizeof(t));
     t.dir = CONF_BRIDGE_OUT;
-    pat = next_tok(&rest);
+    pat = topic_tok(&rest);
     if (pat == NULL) {
         berr(bp, file, line, "missing value for 'topic'");
         return;
     }
-    dir = next_tok(&rest);
-    qos = dir ? next_tok(&rest) : NULL;
-    lp = qos ? next_tok(&rest) : NULL;
-    rp = lp ? next_tok(&rest) : NULL;
-    if (rp != NULL && next_tok(&rest) != NULL) {
+    dir = topic_tok(&rest);
+    qos = dir ? topic_tok(&rest) : NULL;
+    lp = qos ? topic_tok(&rest) : NULL;
+    rp = lp ? topic_tok(&rest) : NULL;
+    if (rp != NULL && topic_tok(&rest) != NULL) {
         berr(bp, file, line,
              "unexpected text after the remote prefix of "
              "'topic'");
