@@ -24,6 +24,7 @@ INFLIGHT=${INFLIGHT:-100}
 PORT=${PORT:-18960}
 LOAD=${BIN:-$HERE}/mqtt-load
 OUT=${OUT:-$(mktemp -d /tmp/bench-bridge-XXXXXX)}
+mkdir -p "$OUT"
 PIDS=()
 
 die() { echo "bridge.sh: $*" >&2; exit 2; }

@@ -294,6 +294,31 @@ class TestMqttdToMosquitto(BridgeCase):
         self.assertLessEqual(
             len(re.findall(r"Bridge site: cannot connect", b.log_text())), 1)
 
+    def test_outage_of_remote_qos2_exactly_once(self):
+        mdir = tempfile.mkdtemp(prefix="mosq-persist-")
+        mconf = (MOSQ_PLAIN + "persistence true\npersistence_location {dir}/\n")
+        m = self.mosq(mconf, dir=mdir).start()
+        b = self.mqttd("connection site\naddress 127.0.0.1:%d\n"
+                       "remote_clientid site-gw\nrestart_timeout 1\n"
+                       "bridge_protocol_version mqttv50\n"
+                       "topic e/# both 2\n" % m.port).start()
+        b.wait_log(r"Bridge site: up")
+        s = Sub(m.port, ["-t", "e/#", "-q", "2", "-c", "-i", "rsub2", "-v"],
+                count=1)
+        s.ready()
+        s.kill()
+        mk = b.mark()
+        m.stop()
+        b.wait_log(r"Bridge site: connection to .* lost", start=mk)
+        for i in range(1, 21):
+            pub(b.port, ["-t", "e/%d" % i, "-m", "m%d" % i, "-q", "2"])
+        m.start()
+        b.wait_log(r"Bridge site: up", start=mk)
+        s = Sub(m.port, ["-t", "e/#", "-q", "2", "-c", "-i", "rsub2", "-v"],
+                count=21, timeout=4)
+        got = s.messages(4)
+        self.assertEqual(got, ["e/%d m%d" % (i, i) for i in range(1, 21)])
+
     def test_sys_and_stats_json(self):
         m, b = self.start_pair("topic j/# out 1\n", "sys_interval 1\n")
         pub(b.port, ["-t", "j/a", "-m", "1", "-q", "1"])
