@@ -658,7 +658,9 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
         return true;
     }
     case HUB_CONN: {
-        struct client *c = client_new(b, it->li);
+        bool internal = it->li == BROKER_LI_INTERNAL;
+        struct client *c = client_new(b, internal ? 0 : it->li);
+        c->internal = c->bridge = internal;
         c->conn = it->c;
         conn_attach(it->c, b->cl, c);
         return true;
@@ -692,7 +694,7 @@ bool broker_migrate(struct broker *b, struct client *c, const char *id,
                     size_t len, const uint8_t *rest, size_t n)
 {
     struct conn *conn = c->conn;
-    size_t li = c->listener;
+    size_t li = c->internal ? BROKER_LI_INTERNAL : c->listener;
 
     if (broker_owns_id(b, id, len))
         return false;

@@ -107,6 +107,10 @@ struct broker {
     void *sys_json_ud;
 };
 
+/* The listener index a bridge's local end (client.internal) crosses to
+ * another shard with (broker_migrate): it stays internal there. */
+#define BROKER_LI_INTERNAL 0xFFFFu
+
 /* Add / remove sessions by client id (broker.c; find is in broker.h). */
 void broker_session_add(struct broker *b, struct session *s);
 void broker_session_remove(struct broker *b, struct session *s);

@@ -373,6 +373,31 @@ class TestMqttdToMosquitto(BridgeCase):
         self.assertNotIn("remote_password", b.log_text())
 
 
+class TestThreads(BridgeCase):
+    def test_local_ends_on_other_threads_stay_trusted(self):
+        """threads 2: a bridge's local end whose client id another thread
+        owns moves there and stays trusted (listener 0 refuses anonymous
+        clients here). Six bridges: all six local ends on the first thread
+        would happen 1 time in 64."""
+        m = self.mosq(MOSQ_PLAIN).start()
+        text = ("per_listener_settings true\nlistener {port} 127.0.0.1\n"
+                "allow_anonymous false\nlistener {tlsport} 127.0.0.1\n"
+                "allow_anonymous true\nthreads 2\n")
+        for i in range(6):
+            text += ("connection b%d\naddress 127.0.0.1:%d\n"
+                     "remote_clientid r%d\nlocal_clientid l%d\n"
+                     "topic t%d/# in 1\n" % (i, m.port, i, i, i))
+        b = self.mqttd(text).start()
+        for i in range(6):
+            b.wait_log(r"Bridge b%d: up" % i)
+        s = Sub(b.tlsport, ["-t", "+/#", "-v", "-q", "1"], count=6)
+        s.ready()
+        for i in range(6):
+            pub(m.port, ["-t", "t%d/x" % i, "-m", str(i), "-q", "1"])
+        self.assertEqual(sorted(s.messages()),
+                         ["t%d/x %d" % (i, i) for i in range(6)])
+
+
 class TestMosquittoToMqttd(BridgeCase):
     """Mosquitto is the bridge (try_private on); mqttd the remote."""
 
