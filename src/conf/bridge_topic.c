@@ -5,6 +5,7 @@
  */
 #include "bridge_topic.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -29,11 +30,10 @@ const char *bridge_topic_check(const char *pattern, const char *local_prefix,
 
 char *bridge_topic_join(const char *prefix, const char *pattern)
 {
-    size_t a = strlen(prefix), b = strlen(pattern);
-    char *s = xmalloc(a + b + 1);
+    size_t n = strlen(prefix) + strlen(pattern) + 1;
+    char *s = xmalloc(n);
 
-    memcpy(s, prefix, a);
-    memcpy(s + a, pattern, b + 1);
+    snprintf(s, n, "%s%s", prefix, pattern);
     return s;
 }
 
