@@ -133,6 +133,17 @@ bool auth_has_method(const struct auth *a, const char *m, size_t len);
 
 /* auth_has_password_file: true when a password file is configured; the
  * session then re-checks connected clients after a reload. */
+/*
+ * auth_acl_bridge_state: the write check of a bridge's (try_private)
+ * PUBLISH: as auth_acl, except that $SYS/broker/connection/... (a
+ * bridge's state notification) is allowed as Mosquitto allows it: always
+ * without an acl_file, else as the ACL says (Mosquitto's documented rule
+ * "pattern write $SYS/broker/connection/%c/state").
+ */
+bool auth_acl_bridge_state(const struct auth *a, const char *client_id,
+                           const char *username, const char *topic,
+                           size_t topic_len);
+
 bool auth_has_password_file(const struct auth *a);
 
 /*

@@ -118,6 +118,19 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
                              const struct sockaddr *sa, socklen_t salen);
 
 /*
+ * broker_accept_internal: take fd, one end of a socketpair whose other end
+ * is the local side of one of our bridges (bridge.c): a client of
+ * listener 0 that is trusted (no authentication, no ACL) and marked as a
+ * bridge (its subscriptions are No Local, Retain As Published). Returns
+ * the client (owned by the broker).
+ */
+struct client *broker_accept_internal(struct broker *b, int fd);
+
+/* broker_mark_internal: mark the session of client id 'id' (restored from
+ * persistence) as a bridge's local end before it reconnects. */
+void broker_mark_internal(struct broker *b, const char *id);
+
+/*
  * broker_reload: apply snapshot c (validated by conf_load; ownership
  * passes to the broker on success). Rebuilds auth and TLS contexts; when
  * any fails the old ones stay and -1 is returned with the errors in err
@@ -150,6 +163,15 @@ void broker_flush_acks(struct broker *b, bool ok);
  * as a client's PUBLISH without the write-ACL check. Takes no ownership.
  */
 void broker_publish_sys(struct broker *b, struct msg *m);
+
+/*
+ * broker_set_sys_json: fn(ud, json) adds members to the cJSON object of
+ * $SYS/broker/stats/json each time it is built (bridges); NULL removes it.
+ * broker_sys_json_extra runs it (sys.c).
+ */
+void broker_set_sys_json(struct broker *b, void (*fn)(void *ud, void *json),
+                         void *ud);
+void broker_sys_json_extra(struct broker *b, void *json);
 
 /* broker_stats: the counters (borrowed). */
 const struct broker_stats *broker_stats(const struct broker *b);

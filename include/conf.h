@@ -185,7 +185,81 @@ struct conf {
 
     /* MQTT 5 */
     uint16_t max_receive_maximum; /* mqttd [65535]: server Receive Max */
+
+    /* bridges ("connection" sections) */
+    struct conf_bridge *bridges;
+    size_t nbridges;
 };
+
+/* ---- bridges (Mosquitto's "connection" sections; conf_bridge.c) ---- */
+
+/* Direction of a bridge topic line. */
+enum conf_bridge_dir {
+    CONF_BRIDGE_OUT = 1,  /* local -> remote */
+    CONF_BRIDGE_IN = 2,   /* remote -> local */
+    CONF_BRIDGE_BOTH = 3, /* both */
+};
+
+/* One "topic PATTERN [DIR [QOS [LOCAL_PREFIX REMOTE_PREFIX]]]" line. The
+ * strings are never NULL ("" for an empty pattern or prefix). */
+struct conf_bridge_topic {
+    char *pattern;
+    char *local_prefix, *remote_prefix;
+    enum conf_bridge_dir dir;
+    uint8_t qos;
+};
+
+struct conf_bridge_addr {
+    char *host;
+    uint16_t port;
+};
+
+enum conf_bridge_start {
+    CONF_BRIDGE_AUTOMATIC = 0,
+    CONF_BRIDGE_LAZY,
+    CONF_BRIDGE_ONCE,
+};
+
+/* One bridge. Mosquitto's defaults in brackets. */
+struct conf_bridge {
+    char *name;
+    struct conf_bridge_addr *addrs; /* at least one */
+    size_t naddrs;
+    bool round_robin; /* [false]: the first address is the main one */
+    struct conf_bridge_topic *topics;
+    size_t ntopics;
+    uint8_t protocol_version; /* MQTT_V31/V311/V5 levels 3, 4, 5 [4] */
+    bool cleansession;        /* [false] */
+    bool local_cleansession;  /* [= cleansession] */
+    char *remote_clientid;    /* [NAME.HOSTNAME] */
+    char *local_clientid;     /* [local.REMOTE_CLIENTID] */
+    char *remote_username, *remote_password;           /* NULL = none */
+    char *local_username, *local_password;             /* NULL = none */
+    char *cafile, *capath, *certfile, *keyfile, *alpn; /* NULL = none */
+    bool tls;            /* cafile or capath given */
+    bool insecure;       /* bridge_insecure [false] */
+    int tls_min_version; /* TLS1_2_VERSION [tlsv1.2] or TLS1_3_VERSION */
+    bool notifications;  /* [true] */
+    bool notifications_local_only; /* [false] */
+    char *notification_topic;      /* [$SYS/broker/connection/CLIENTID/state] */
+    bool try_private;              /* [true] */
+    bool attempt_unsubscribe;      /* bridge_attempt_unsubscribe [true] */
+    uint32_t restart_base;         /* restart_timeout: constant (cap 0) or */
+    uint32_t restart_cap;          /* backoff base..cap [5 30] */
+    enum conf_bridge_start start_type;
+    uint16_t keepalive;       /* keepalive_interval [60], 5..65535 */
+    uint32_t idle_timeout;    /* [60] (lazy) */
+    uint32_t threshold;       /* [10] (lazy) */
+    uint32_t max_packet_size; /* bridge_max_packet_size [0] = unlimited */
+    bool outgoing_retain;     /* bridge_outgoing_retain [true] */
+    const char *src;          /* the connection line */
+    int line;
+};
+
+/* conf_bridge_dup: a deep copy of one bridge that outlives its snapshot
+ * (its src/line are cleared); conf_bridge_free frees it (accepts NULL). */
+struct conf_bridge *conf_bridge_dup(const struct conf_bridge *b);
+void conf_bridge_free(struct conf_bridge *b);
 
 /*
  * Error sink: called once per error with the file, the 1-based line (0 when

@@ -210,6 +210,7 @@ int mqtt_prop_next(const uint8_t *raw, uint32_t raw_len, uint32_t *off,
 
 struct mqtt_connect {
     uint8_t version; /* 3, 4 or 5 */
+    bool bridge;     /* level 0x83/0x84: a Mosquitto bridge (try_private) */
     bool clean_start;
     uint16_t keepalive;
     struct mqtt_str client_id;

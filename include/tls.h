@@ -54,6 +54,10 @@ struct tls_ctx *tls_client_ctx_new(const char *cafile, const char *capath,
                                    bool insecure, const char *alpn, char *err,
                                    size_t errlen);
 
+/* tls_ctx_set_min_version: the lowest TLS version c negotiates
+ * (TLS1_2_VERSION or TLS1_3_VERSION). Returns 0, or -1 when refused. */
+int tls_ctx_set_min_version(struct tls_ctx *c, int version);
+
 /*
  * tls_ctx_changed: true when any file the context was loaded from has a
  * different mtime/size/inode now than at load (tls_reload_interval).

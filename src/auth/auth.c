@@ -218,6 +218,19 @@ bool auth_acl(const struct auth *a, const char *client_id, const char *username,
                             topic_len, access);
 }
 
+bool auth_acl_bridge_state(const struct auth *a, const char *client_id,
+                           const char *username, const char *topic,
+                           size_t topic_len)
+{
+    static const char pfx[] = "$SYS/broker/connection/";
+
+    if (topic_len < sizeof(pfx) - 1 || memcmp(topic, pfx, sizeof(pfx) - 1))
+        return auth_acl(a, client_id, username, topic, topic_len, AUTH_WRITE);
+    if (a == NULL || a->acl == NULL)
+        return true;
+    return acl_check(a->acl, client_id, username, topic, topic_len, AUTH_WRITE);
+}
+
 bool auth_has_password_file(const struct auth *a)
 {
     return a != NULL && a->has_password_file;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -469,6 +470,43 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
     return c;
 }
 
+struct client *broker_accept_internal(struct broker *b, int fd)
+{
+    struct client *c = client_new(b, 0);
+    struct sockaddr_un sun;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    c->internal = true;
+    c->bridge = true;
+    __atomic_add_fetch(&b->listener_clients[0], 1, __ATOMIC_RELAXED);
+    b->st.clients_total++;
+    c->conn = conn_new(b->cl, fd, NULL, 0, (const struct sockaddr *)&sun,
+                       sizeof(sa_family_t), &client_handler, c);
+    return c;
+}
+
+void broker_set_sys_json(struct broker *b, void (*fn)(void *ud, void *json),
+                         void *ud)
+{
+    b->sys_json = fn;
+    b->sys_json_ud = ud;
+}
+
+void broker_sys_json_extra(struct broker *b, void *json)
+{
+    if (b->sys_json)
+        b->sys_json(b->sys_json_ud, json);
+}
+
+void broker_mark_internal(struct broker *b, const char *id)
+{
+    struct session *s = broker_session_find(b, id);
+
+    if (s != NULL)
+        s->internal = true;
+}
+
 /* ---- publish pipeline ------------------------------------------------- */
 
 static struct target *target_slot(struct broker *b, size_t n)
@@ -523,7 +561,8 @@ static size_t route_collect(struct broker *b, struct session *origin,
                 t->rap = true;
         } else {
             s->mark = gen;
-            if (!auth_acl(b->auth[s->listener], s->client_id, s->username,
+            if (!s->internal &&
+                !auth_acl(b->auth[s->listener], s->client_id, s->username,
                           m->topic, m->topic_len, AUTH_READ)) {
                 b->st.acl_denied++;
                 s->mark_idx = MARK_DENIED;
@@ -615,11 +654,15 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
               m->topic);
         return PUBLISH_DENIED;
     }
-    if (c || s) {
-        bool ok = c ? auth_acl(b->auth[c->listener], c->client_id, c->username,
-                               m->topic, m->topic_len, AUTH_WRITE)
-                    : auth_acl(b->auth[s->listener], s->client_id, s->username,
-                               m->topic, m->topic_len, AUTH_WRITE);
+    if ((c && !c->internal) || (!c && s && !s->internal)) {
+        bool ok =
+            c && c->bridge
+                ? auth_acl_bridge_state(b->auth[c->listener], c->client_id,
+                                        c->username, m->topic, m->topic_len)
+            : c ? auth_acl(b->auth[c->listener], c->client_id, c->username,
+                           m->topic, m->topic_len, AUTH_WRITE)
+                : auth_acl(b->auth[s->listener], s->client_id, s->username,
+                           m->topic, m->topic_len, AUTH_WRITE);
         if (!ok) {
             b->st.acl_denied++;
             return PUBLISH_DENIED;
@@ -686,10 +729,14 @@ static bool hub_item_cb(void *ud, struct hub_item *it)
         return true;
     }
     case HUB_CONN: {
-        struct client *c = client_new(b, it->li);
-        const struct conf_tls *t = &b->conf->listeners[it->li].tls;
+        bool internal = it->li == BROKER_LI_INTERNAL;
+        struct client *c = client_new(b, internal ? 0 : it->li);
+        const struct conf_tls *t =
+            internal ? NULL : &b->conf->listeners[it->li].tls;
+        c->internal = c->bridge = internal;
         c->conn = it->c;
-        if (t->ocsp_check != CONF_OCSP_OFF) /* checked on the first shard */
+        if (t &&
+            t->ocsp_check != CONF_OCSP_OFF) /* checked on the first shard */
             c->ocsp_next = ev_now(b->loop) + (double)t->ocsp_cache_seconds;
         conn_attach(it->c, b->cl, c);
         return true;
@@ -723,7 +770,7 @@ bool broker_migrate(struct broker *b, struct client *c, const char *id,
                     size_t len, const uint8_t *rest, size_t n)
 {
     struct conn *conn = c->conn;
-    size_t li = c->listener;
+    size_t li = c->internal ? BROKER_LI_INTERNAL : c->listener;
 
     if (broker_owns_id(b, id, len))
         return false;

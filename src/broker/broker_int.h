@@ -104,7 +104,14 @@ struct broker {
     struct shard *shard;        /* threads > 1: its place among the threads */
     struct ocsp_cache *ocsp;    /* client-certificate OCSP, NULL when unused */
     struct tls_staple **staple; /* per listener, NULL without stapling */
+    /* more members of the stats JSON (bridges), broker_set_sys_json */
+    void (*sys_json)(void *ud, void *json);
+    void *sys_json_ud;
 };
+
+/* The listener index a bridge's local end (client.internal) crosses to
+ * another shard with (broker_migrate): it stays internal there. */
+#define BROKER_LI_INTERNAL 0xFFFFu
 
 /* Add / remove sessions by client id (broker.c; find is in broker.h). */
 void broker_session_add(struct broker *b, struct session *s);
@@ -271,6 +278,7 @@ struct session {
     uint32_t mark_idx;
     /* in b->reg.sessions (keyed by client_id) */
     struct hashmap_entry he;
+    bool internal; /* last connected by a bridge's local end: no ACL */
 };
 
 struct session *session_new(struct broker *b, const char *client_id);
@@ -352,6 +360,10 @@ struct client {
     uint64_t pw_stamp; /* password-file entry authenticated against */
     struct ocsp_waiter *ocsp_wait; /* OCSP query this client waits for */
     double ocsp_next;              /* connected: next OCSP re-check (0: none) */
+    bool bridge;   /* a bridge (try_private / our own): subscriptions get
+                      No Local and Retain As Published (Mosquitto) */
+    bool internal; /* the local end of one of our bridges (bridge.c):
+                      trusted, no authentication or ACL */
 };
 
 /* client_ocsp_recheck: a connected client's periodic OCSP re-check, due

@@ -472,6 +472,8 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
 
     c->version = v;
     c->keepalive = p->keepalive;
+    if (p->bridge)
+        c->bridge = true;
     if (v == MQTT_V5)
         c->problem_info =
             !MQTT_HAS_PROP(&p->props, MQTT_PROP_REQUEST_PROBLEM_INFO) ||
@@ -574,6 +576,13 @@ static void handle_connect(struct client *c, const struct mqtt_connect *p)
         req->will_delay = p->will_props.will_delay;
     }
 
+    if (c->internal) {
+        /* our own bridge's local end (bridge.c): trusted, as Mosquitto's */
+        if (p->has_username)
+            c->username = xstrndup(p->username.p, p->username.len);
+        connect_finish(c, req, AUTH_ALLOW, NULL, false);
+        return;
+    }
     /* authentication */
     memset(&ac, 0, sizeof(ac));
     ac.client_id = c->client_id;
@@ -701,6 +710,7 @@ static void connect_finish(struct client *c, struct connect_req *req,
     }
     s->client = c;
     c->s = s;
+    s->internal = c->internal;
     s->listener = c->listener;
     s->version = v;
     s->expiry = req->expiry;
@@ -850,7 +860,8 @@ static bool handle_publish(struct client *c, const struct mqtt_publish *p)
         return false;
     }
     if (p->qos == 2) {
-        uint16_t max = receive_maximum(cf, c->version);
+        /* our own bridge's local end: the remote broker's window applies */
+        uint16_t max = c->internal ? 65535 : receive_maximum(cf, c->version);
         int seen = session_rx_qos2_add(c->s, p->packet_id, max);
         if (seen < 0) {
             /* the client broke [MQTT-3.3.4-7]: more unreleased QoS 2
@@ -906,7 +917,8 @@ static void deliver_retained(struct msg *m, void *arg)
 
     if (msg_expired(m, (int64_t)time(NULL)))
         return;
-    if (!auth_acl(c->b->auth[c->listener], c->client_id, c->username, m->topic,
+    if (!c->internal &&
+        !auth_acl(c->b->auth[c->listener], c->client_id, c->username, m->topic,
                   m->topic_len, AUTH_READ))
         return;
     /* [MQTT-3.3.1-8]: retained messages sent on subscribe keep retain=1 */
@@ -1001,7 +1013,8 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
                           "no local on a shared subscription");
             return;
         }
-        if (!auth_acl(b->auth[c->listener], c->client_id, c->username, inner,
+        if (!c->internal &&
+            !auth_acl(b->auth[c->listener], c->client_id, c->username, inner,
                       ilen, AUTH_SUBSCRIBE)) {
             char fb[512];
             snprintf(fb, sizeof(fb), "%.*s", (int)f.len, f.p);
@@ -1027,6 +1040,8 @@ static void handle_subscribe(struct client *c, const struct mqtt_subscribe *p)
             continue;
         }
         qos = o.qos < l->max_qos ? o.qos : l->max_qos;
+        if (c->bridge) /* Mosquitto: a bridge gets its messages no more */
+            flags |= ROUTER_NO_LOCAL | ROUTER_RETAIN_AS_PUBLISHED;
         if (o.no_local)
             flags |= ROUTER_NO_LOCAL;
         if (o.retain_as_published)

@@ -198,6 +198,7 @@ void sys_update(struct sys *s, struct broker *b, double interval)
         cJSON_AddNumberToObject(o, "5min", s->load[k][1]);
         cJSON_AddNumberToObject(o, "15min", s->load[k][2]);
     }
+    broker_sys_json_extra(b, j);
     js = cJSON_PrintUnformatted(j);
     if (js) {
         put(b, "$SYS/broker/stats/json", js);

@@ -50,6 +50,7 @@
 #include <openssl/tls1.h>
 
 #include "cidr.h"
+#include "conf_bridge.h"
 #include "log.h"
 #include "pkcs11_uri.h"
 #include "util.h"
@@ -129,6 +130,7 @@ struct parser {
     int threads_line;
     dev_t main_dev;
     ino_t main_ino;
+    struct conf_bridge_parser bridges; /* conf_bridge.c */
 };
 
 enum ktype {
@@ -164,7 +166,7 @@ struct key {
 /* Reasons, shown after "'KEY' is not supported by mqttd: " (refused) or
  * "'KEY' has no effect in mqttd: " (warning). docs/differences.md has the
  * same table. */
-#define WHY_BRIDGE "bridges are not supported yet"
+#define WHY_BRIDGE "a bridge key (handled by conf_bridge.c)"
 #define WHY_PLUGIN                                                             \
     "mqttd cannot load Mosquitto plugins, and a security plugin that "         \
     "silently did not load would let clients in"
@@ -1710,6 +1712,8 @@ static void do_line(struct parser *ps, char *s)
         *rest++ = '\0';
         rest += strspn(rest, " \t");
     }
+    if (conf_bridge_line(&ps->bridges, ps->file, ps->line, s, rest))
+        return;
     k = find_key(s);
     if (k == NULL) {
         if (strncmp(s, "auth_opt_", 9) == 0 ||
@@ -2177,6 +2181,7 @@ static void finalize(struct parser *ps)
 
     for (size_t i = 0; i < c->nlisteners; i++)
         check_listener(ps, &c->listeners[i], &ps->lm[i]);
+    conf_bridge_finalize(&ps->bridges);
     if (ps->check_files) {
         check_sec_files(ps, &c->sec, NULL);
         if (c->per_listener_settings)
@@ -2274,10 +2279,23 @@ void conf_free(struct conf *c)
     free(c->user);
     free(c->persistence_location);
     free(c->persistence_file);
+    conf_bridges_free(c);
     for (size_t i = 0; i < p->nsrcs; i++)
         free(p->srcs[i]);
     free(p->srcs);
     free(p);
+}
+
+/* bridge_report: conf_bridge.c's errors and warnings into perr/pwarn. */
+static void bridge_report(void *arg, const char *file, int line, bool warning,
+                          const char *msg)
+{
+    struct parser *ps = arg;
+
+    if (warning)
+        pwarn(ps, file, line, "%s", msg);
+    else
+        perr(ps, file, line, "%s", msg);
 }
 
 static void parser_init(struct parser *ps, struct conf_priv *p,
@@ -2290,6 +2308,10 @@ static void parser_init(struct parser *ps, struct conf_priv *p,
     ps->arg = arg;
     ps->check_files = check_files;
     init_listener(ps->c, &ps->deflt);
+    ps->bridges.c = ps->c;
+    ps->bridges.report = bridge_report;
+    ps->bridges.arg = ps;
+    ps->bridges.check_files = check_files;
 }
 
 /* parser_done: finish, and return the snapshot or NULL on any error. */
@@ -2299,6 +2321,7 @@ static struct conf *parser_done(struct parser *ps)
         finalize(ps);
     else if (ps->deflt_used)
         free_listener(&ps->deflt);
+    conf_bridge_parser_free(&ps->bridges);
     free(ps->lm);
     if (ps->nerr > 0 || ps->gave_up) {
         conf_free(ps->c);

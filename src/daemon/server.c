@@ -18,6 +18,7 @@
 #include <ev.h>
 
 #include "auth.h"
+#include "bridge.h"
 #include "broker.h"
 #include "conf.h"
 #include "http_ops.h"
@@ -49,6 +50,7 @@ struct server {
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
     ev_timer watchdog; /* WATCHDOG=1 at half of WATCHDOG_USEC */
+    struct bridges *bridges; /* NULL when none are configured */
 };
 
 /* ---- signals and timers ------------------------------------------------ */
@@ -100,6 +102,7 @@ static void stop_now(struct server *s)
     LOG_N(s->log, "mqttd version %s terminating", MQTTD_VERSION);
     sysd_notify("STOPPING=1");
     acceptor_stop(s->acc);
+    bridges_shutdown(s->bridges);
     broker_shutdown(s->broker);
     if (s->threads)
         threads_stop(s->threads);
@@ -169,6 +172,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
     if (s->threads)
         threads_sync(s->threads, THREADS_RELOAD);
+    bridges_reload_tls(s->bridges);
     LOG_N(s->log, "Configuration reloaded.");
     sysd_notify("READY=1\nSTATUS=running, configuration reloaded");
 }
@@ -382,6 +386,7 @@ int server_run(struct server *s)
             return 1;
         }
     }
+    s->bridges = bridges_new(s->loop, s->broker);
     sysd_notify("READY=1\nSTATUS=running");
     if (s->http)
         http_ops_set_ready(s->http, true); /* bound, loaded, running */
@@ -414,6 +419,7 @@ void server_free(struct server *s)
     ev_signal_stop(s->loop, &s->sig_usr1);
     persist_sched_free(s->ps);
     threads_free(s->threads);
+    bridges_free(s->bridges);
     broker_free(s->broker);
     hub_free(s->hub);
     listeners_free(s->ls);

@@ -563,6 +563,11 @@ static int dec_connect(struct rd *r, struct mqtt_connect *c)
     if (RD_STR(r, &name, "protocol name") < 0 ||
         rd_u8(r, &level, "protocol level missing") < 0)
         return -1;
+    /* Mosquitto's try_private: a bridge sets the level's high bit (3.1,
+     * 3.1.1 only) */
+    c->bridge = (level == (MQTT_V31 | 0x80) || level == (MQTT_V311 | 0x80));
+    if (c->bridge)
+        level &= 0x7f;
     c->version = level;
     if (!((name.len == 4 && memcmp(name.p, "MQTT", 4) == 0 &&
            (level == MQTT_V311 || level == MQTT_V5)) ||
@@ -1252,7 +1257,7 @@ size_t mqtt_enc_connect(uint8_t *out, size_t cap, const struct mqtt_connect *c)
                    (c->has_password ? 0x40 : 0) | (c->has_username ? 0x80 : 0));
     o = put_fixed(out, MQTT_CONNECT << 4, rem);
     o = put_str(o, name, name_len);
-    *o++ = level;
+    *o++ = (uint8_t)(level | (c->bridge && !v5 ? 0x80 : 0));
     *o++ = fl;
     o = put_u16(o, c->keepalive);
     if (v5)

@@ -910,6 +910,11 @@ fail:
     return NULL;
 }
 
+int tls_ctx_set_min_version(struct tls_ctx *c, int version)
+{
+    return SSL_CTX_set_min_proto_version(c->ssl, version) == 1 ? 0 : -1;
+}
+
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
 {
     if (c != NULL)

@@ -39,7 +39,24 @@ BRIDGE = ("address addresses bridge_alpn bridge_attempt_unsubscribe "
           "remote_username restart_timeout round_robin start_type threshold "
           "topic try_private username").split()
 
-CLASS = dict.fromkeys(BRIDGE, "refused")
+# Bridge keys are implemented (docs/bridges.md), tested inside a bridge
+# section (BRIDGE_HEAD); these four are refused by name.
+BRIDGE_REFUSED = {"bridge_bind_address", "bridge_identity", "bridge_psk",
+                  "bridge_require_ocsp"}
+CLASS = {k: ("refused" if k in BRIDGE_REFUSED else "ok") for k in BRIDGE}
+BRIDGE_HEAD = ["connection b", "address 127.0.0.1:1", "topic x/# both"]
+# what a bridge TLS key needs next to it to be valid
+BRIDGE_TLS_CTX = {
+    "bridge_cafile": [], "bridge_capath": [],
+    "bridge_alpn": ["bridge_cafile {certs}/ca.crt"],
+    "bridge_insecure": ["bridge_cafile {certs}/ca.crt"],
+    "bridge_certfile": ["bridge_cafile {certs}/ca.crt",
+                        "bridge_keyfile {certs}/client1.key"],
+    "bridge_keyfile": ["bridge_cafile {certs}/ca.crt",
+                       "bridge_certfile {certs}/client1.crt"],
+    "password": ["remote_username u"],
+    "remote_password": ["remote_username u"],
+}
 CLASS.update({
     "acl_file": "ok", "allow_anonymous": "ok",
     "allow_duplicate_messages": "warn", "allow_zero_length_clientid": "ok",
@@ -99,8 +116,27 @@ SAMPLE = {
     "auth_plugin_deny_special_chars": "true", "allow_anonymous": "false",
     "auto_id_prefix": "auto-", "log_dest": "stderr", "log_type": "all",
     "max_topic_alias": "10", "use_subject_as_username": "false",
+    "connection": "b2", "address": "127.0.0.1:1884",
+    "addresses": "127.0.0.1:1884 127.0.0.2", "topic": "y/# in 1 l/ r/",
+    "bridge_attempt_unsubscribe": "true", "bridge_alpn": "mqtt",
+    "bridge_cafile": "{certs}/ca.crt", "bridge_capath": "{certs}",
+    "bridge_certfile": "{certs}/client1.crt",
+    "bridge_keyfile": "{certs}/client1.key", "bridge_insecure": "false",
+    "bridge_max_packet_size": "0", "bridge_outgoing_retain": "true",
+    "bridge_protocol_version": "mqttv311", "bridge_tls_version": "tlsv1.2",
+    "cleansession": "false", "local_cleansession": "false",
+    "clientid": "c", "remote_clientid": "c", "local_clientid": "lc",
+    "idle_timeout": "60", "keepalive_interval": "60",
+    "local_password": "p", "local_username": "u", "password": "p",
+    "remote_password": "p", "remote_username": "u", "username": "u",
+    "notification_topic": "n/state", "notifications": "true",
+    "notifications_local_only": "false", "restart_timeout": "5 30",
+    "round_robin": "false", "start_type": "automatic", "threshold": "10",
+    "try_private": "true",
 }
 PATH_KEYS = {"acl_file", "password_file", "psk_file", "cafile", "capath",
+             "bridge_cafile", "bridge_capath", "bridge_certfile",
+             "bridge_keyfile",
              "certfile", "keyfile", "crlfile", "dhparamfile", "include_dir",
              "persistence_location", "pid_file", "http_dir"}
 TLS_KEYS = {"cafile", "capath", "certfile", "keyfile", "ciphers",
@@ -200,6 +236,12 @@ class MosquittoConfigs(unittest.TestCase):
         if key in FIRST_KEYS:
             lines = [line] + head
             n = 1
+        elif key == "connection":
+            lines = head + [line] + BRIDGE_HEAD[1:]
+            n = len(head) + 1
+        elif key in BRIDGE and key not in BRIDGE_REFUSED:
+            lines = head + BRIDGE_HEAD + BRIDGE_TLS_CTX.get(key, []) + [line]
+            n = len(lines)
         else:
             lines = head + [line]
             n = len(lines)

@@ -413,8 +413,10 @@ static const struct err_case err_cases[] = {
      "'max_keepalive'?)\n"},
     {"frobnicate yes", "t.conf:1: unknown configuration key 'frobnicate'\n"},
     {"connection bridge1",
-     "t.conf:1: 'connection' is not supported by mqttd: bridges are not "
-     "supported yet\n"},
+     "t.conf:1: bridge 'bridge1' has no address: 'address HOST[:PORT]' is "
+     "required\n"
+     "t.conf:1: bridge 'bridge1' has no topic: at least one 'topic' line is "
+     "required\n"},
     {"auth_opt_db_host localhost",
      "t.conf:1: 'auth_opt_db_host' is not supported by mqttd: mqttd cannot "
      "load Mosquitto plugins, and a security plugin that silently did not "
@@ -700,54 +702,11 @@ static void test_warning_table(void **state)
  */
 static void test_unsupported_keys(void **state)
 {
-    static const char *const refused[] = {"address",
-                                          "addresses",
-                                          "auth_plugin",
-                                          "bind_interface",
-                                          "bridge_alpn",
-                                          "bridge_attempt_unsubscribe",
-                                          "bridge_bind_address",
-                                          "bridge_cafile",
-                                          "bridge_capath",
-                                          "bridge_certfile",
-                                          "bridge_identity",
-                                          "bridge_insecure",
-                                          "bridge_keyfile",
-                                          "bridge_max_packet_size",
-                                          "bridge_outgoing_retain",
-                                          "bridge_protocol_version",
-                                          "bridge_psk",
-                                          "bridge_require_ocsp",
-                                          "bridge_tls_version",
-                                          "cleansession",
-                                          "clientid",
-                                          "clientid_prefixes",
-                                          "connection",
-                                          "idle_timeout",
-                                          "keepalive_interval",
-                                          "local_cleansession",
-                                          "local_clientid",
-                                          "local_password",
-                                          "local_username",
-                                          "mount_point",
-                                          "notification_topic",
-                                          "notifications",
-                                          "notifications_local_only",
-                                          "password",
-                                          "plugin",
-                                          "psk_file",
-                                          "psk_hint",
-                                          "remote_clientid",
-                                          "remote_password",
-                                          "remote_username",
-                                          "restart_timeout",
-                                          "round_robin",
-                                          "start_type",
-                                          "threshold",
-                                          "topic",
-                                          "try_private",
-                                          "use_username_as_clientid",
-                                          "username"};
+    static const char *const refused[] = {
+        "auth_plugin",       "bind_interface", "bridge_bind_address",
+        "bridge_identity",   "bridge_psk",     "bridge_require_ocsp",
+        "clientid_prefixes", "mount_point",    "plugin",
+        "psk_file",          "psk_hint",       "use_username_as_clientid"};
     static const char *const warned[] = {"allow_duplicate_messages true",
                                          "auth_plugin_deny_special_chars true",
                                          "http_dir /usr/share/www",
@@ -804,8 +763,8 @@ static void test_many_errors_all_reported(void **state)
         "t.conf:3: unknown configuration key 'alow_anonymous' (did you mean "
         "'allow_anonymous'?)\n"
         "t.conf:4: value 3 for 'max_qos' is too large: the range is 0 to 2\n"
-        "t.conf:6: 'bridge_cafile' is not supported by mqttd: bridges are "
-        "not supported yet\n"
+        "t.conf:6: 'bridge_cafile' is a bridge key: it must follow a "
+        "'connection NAME' line\n"
         "t.conf:7: invalid value 'maybe' for 'retain_available': expected "
         "true or false\n"
         "t.conf:9: invalid log_type 'loud': expected error, warning, notice, "

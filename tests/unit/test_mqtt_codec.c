@@ -1282,6 +1282,36 @@ static size_t enc_connect_w(uint8_t *out, size_t cap, const void *a)
     return mqtt_enc_connect(out, cap, a);
 }
 
+/* Mosquitto's try_private: protocol level 0x83/0x84 is a bridge (3.1,
+ * 3.1.1); the encoder sets the bit for c.bridge; 0x85 is refused. */
+static void test_connect_bridge_bit(void **state)
+{
+    uint8_t out[128], rc = 0;
+    const char *why = NULL;
+    struct mqtt_packet pkt;
+    size_t n;
+
+    (void)state;
+    for (uint8_t v = 3; v <= 5; v++) {
+        struct mqtt_connect c = {0};
+        c.version = v;
+        c.bridge = true;
+        c.clean_start = true;
+        c.client_id = (struct mqtt_str){"b", 1};
+        n = mqtt_enc_connect(out, sizeof(out), &c);
+        assert_int_equal(out[v == 3 ? 10 : 8], v == 5 ? 5 : (v | 0x80));
+        decode_ok(out, n, 0, true, &pkt);
+        assert_int_equal(pkt.u.connect.version, v);
+        assert_int_equal(pkt.u.connect.bridge, v != 5);
+        if (v != 5)
+            continue;
+        out[8] = 0x85; /* v5 has no bridge bit */
+        assert_int_equal(decode_bad(out, n, 0, true, &rc, &why),
+                         MQTT_MALFORMED);
+        assert_int_equal(rc, MQTT_RC_UNSUPPORTED_PROTOCOL);
+    }
+}
+
 static void test_rt_connect(void **state)
 {
     uint8_t props[128], wprops[128], out[512];
@@ -1579,6 +1609,7 @@ int main(void)
         cmocka_unit_test(test_rt_simple),
         cmocka_unit_test(test_rt_disconnect),
         cmocka_unit_test(test_rt_connect),
+        cmocka_unit_test(test_connect_bridge_bit),
         cmocka_unit_test(test_rt_subscribe),
         cmocka_unit_test(test_pb_overflow),
         cmocka_unit_test(test_prop_next_end),
