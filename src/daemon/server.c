@@ -49,7 +49,7 @@ struct server {
     ev_timer grace;
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
     ev_timer tick;
-    ev_timer watchdog; /* WATCHDOG=1 at half of WATCHDOG_USEC */
+    ev_timer watchdog;       /* WATCHDOG=1 at half of WATCHDOG_USEC */
     struct bridges *bridges; /* NULL when none are configured */
 };
 
