@@ -36,6 +36,8 @@ struct broker_stats {
     uint64_t acl_denied;
     uint64_t limit_hits;
     uint64_t changes; /* durable-state changes (autosave) */
+    uint64_t tls_handshakes; /* TLS handshakes completed, resumed ones too */
+    uint64_t tls_resumed;    /* of which resumed from a session ticket */
 };
 
 /*

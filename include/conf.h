@@ -142,6 +142,8 @@ struct conf {
     uint32_t tls_reload_interval;     /* [0] = only on SIGHUP */
     uint32_t tls_expiry_warning_days; /* [30] */
     uint32_t tls_handshake_timeout;   /* [10] seconds */
+    char *tls_session_ticket_key_file;    /* NULL = random in-memory keys */
+    uint32_t tls_session_ticket_lifetime; /* [7200] s, key rotation too */
 
     /* MQTT 5 */
     uint16_t max_receive_maximum; /* mqttd [65535]: server Receive Max */

@@ -90,6 +90,9 @@ void tls_info_free(struct tls_info *ti);
 /* tls_info_peer: the peer's certificate (borrowed) or NULL. */
 X509 *tls_info_peer(const struct tls_info *ti);
 
+/* tls_info_resumed: true when the session was resumed from a ticket. */
+bool tls_info_resumed(const struct tls_info *ti);
+
 /* tls_info_verified: true when the peer's certificate chain verified
  * (also true when the peer sent none: check tls_info_peer). */
 bool tls_info_verified(const struct tls_info *ti);

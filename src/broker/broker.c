@@ -26,6 +26,7 @@
 #include "router.h"
 #include "sys.h"
 #include "tls.h"
+#include "tls_ticket.h"
 #include "util.h"
 
 /* ---- session registry (hashmap.h: keyed SipHash over client ids) ------- */
@@ -143,6 +144,35 @@ static int build_contexts(struct broker *b, const struct conf *c,
     return 0;
 }
 
+/* Session ticket keys for the TLS contexts tls[] of c, attached to each
+ * (one set per broker: a reload re-reads the key file). *tkp is NULL when
+ * no listener has TLS. Returns 0, or -1 with the error appended. */
+static int build_tickets(struct broker *b, const struct conf *c,
+                         struct tls_ctx **tls, struct tls_tickets **tkp,
+                         char *err, size_t errlen)
+{
+    struct tls_tickets *tk = NULL;
+    char e[512];
+
+    *tkp = NULL;
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        if (tls[i] == NULL)
+            continue;
+        e[0] = '\0';
+        if (tk == NULL)
+            tk = tls_tickets_new(c->tls_session_ticket_key_file,
+                                 c->tls_session_ticket_lifetime, b->log, e,
+                                 sizeof(e));
+        if (tk == NULL || tls_tickets_attach(tk, tls[i], e, sizeof(e)) != 0) {
+            append_err(err, errlen, e);
+            tls_tickets_unref(tk);
+            return -1;
+        }
+    }
+    *tkp = tk;
+    return 0;
+}
+
 static void free_contexts(struct auth **auth, struct tls_ctx **tls, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -163,6 +193,11 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     b->log = lg;
     hashmap_seed_init(&b->reg.seed);
     if (build_contexts(b, c, &b->auth, &b->tls, err, errlen) < 0) {
+        free(b);
+        return NULL;
+    }
+    if (build_tickets(b, c, b->tls, &b->tickets, err, errlen) < 0) {
+        free_contexts(b->auth, b->tls, c->nlisteners);
         free(b);
         return NULL;
     }
@@ -202,6 +237,7 @@ void broker_free(struct broker *b)
     sys_free(b->sys);
     free(b->tls_not_after);
     free_contexts(b->auth, b->tls, b->nlisteners);
+    tls_tickets_unref(b->tickets);
     router_free(b->router);
     retain_free(b->retain);
     free(b->hits.v);
@@ -722,6 +758,10 @@ void broker_tls_check(struct broker *b)
             continue;
         e[0] = '\0';
         n = tls_ctx_new(&b->conf->listeners[i].tls, b->log, e, sizeof(e));
+        if (n != NULL && tls_tickets_attach(b->tickets, n, e, sizeof(e)) != 0) {
+            tls_ctx_unref(n);
+            n = NULL;
+        }
         if (n == NULL) {
             LOG_E(b->log,
                   "TLS files of listener %u changed but do not "
@@ -748,6 +788,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
 {
     struct auth **auth;
     struct tls_ctx **tls;
+    struct tls_tickets *tk;
 
     err[0] = '\0';
     if (c->nlisteners != b->nlisteners) {
@@ -774,6 +815,13 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
         conf_free(c);
         return -1;
     }
+    if (build_tickets(b, c, tls, &tk, err, errlen) < 0) {
+        free_contexts(auth, tls, c->nlisteners);
+        conf_free(c);
+        return -1;
+    }
+    tls_tickets_unref(b->tickets);
+    b->tickets = tk;
     free_contexts(b->auth, b->tls, b->nlisteners);
     b->auth = auth;
     b->tls = tls;

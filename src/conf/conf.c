@@ -1390,6 +1390,9 @@ static const struct key keys[] = {
     FN("tls_keyform", h_tls_keyform, SC_LISTENER),
     FN("tls_record_layer", h_tls_record_layer, SC_LISTENER),
     INTG("tls_reload_interval", K_U32, tls_reload_interval, 0, INT32_MAX),
+    STRG("tls_session_ticket_key_file", tls_session_ticket_key_file, 0),
+    INTG("tls_session_ticket_lifetime", K_U32, tls_session_ticket_lifetime, 60,
+         604800),
     FN("tls_version", h_tls_version, SC_LISTENER),
     BRIDGE("topic"),
     BRIDGE("try_private"),
@@ -1879,6 +1882,7 @@ static struct conf_priv *conf_new(void)
     c->tls_reload_interval = 0;
     c->tls_expiry_warning_days = 30;
     c->tls_handshake_timeout = 10;
+    c->tls_session_ticket_lifetime = 7200;
     c->max_receive_maximum = 65535;
     return p;
 }
@@ -1924,6 +1928,7 @@ void conf_free(struct conf *c)
     free(c->user);
     free(c->persistence_location);
     free(c->persistence_file);
+    free(c->tls_session_ticket_key_file);
     for (size_t i = 0; i < p->nsrcs; i++)
         free(p->srcs[i]);
     free(p->srcs);
