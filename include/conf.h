@@ -71,6 +71,7 @@ struct conf_listener {
     char *unix_path;          /* "listener 0 /path" */
     int socket_domain;        /* AF_UNSPEC (default), AF_INET or AF_INET6 */
     int max_connections;      /* -1 = unlimited */
+    uint32_t max_connection_rate; /* accepted per second, 0 = unlimited */
     uint8_t max_qos;          /* max_qos / maximum_qos: 0..2, default 2 */
     uint16_t max_topic_alias; /* default 10 */
     bool tls_enabled;         /* certfile given */
@@ -91,6 +92,7 @@ struct conf {
 
     /* limits (Mosquitto defaults in brackets) */
     int max_connections; /* -1 [-1]: applies to the default listener */
+    uint32_t max_connection_rate; /* [0] = unlimited; listener default */
     /* max_keepalive: 0 = off (mqttd default; Mosquitto 2.0.11: 65535,
      * 10..65535). N > 0: a v3 client whose keepalive is 0 or above N is
      * refused (CONNACK 2), a v5 one is sent Server Keep Alive N. */

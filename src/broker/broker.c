@@ -418,10 +418,17 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
     if (maxc >= 0 && __atomic_load_n(&b->listener_clients[li],
                                      __ATOMIC_RELAXED) >= (size_t)maxc) {
         static const char *why = "max_connections reached";
+        unsigned sup;
+
         b->st.clients_rejected++;
         b->st.limit_hits++;
-        LOG_N(b->log, "Connection on listener %u refused: %s (%d).",
-              (unsigned)l->port, why, maxc);
+        /* at most one line a second: a reconnect storm against a full
+         * listener must not flood the log */
+        if (log_ratelimit_ok(&b->maxconn_rl, 1, 1.0, &sup))
+            LOG_N(b->log,
+                  "Connection on listener %u refused: %s (%d; %u more "
+                  "refused since the last such line).",
+                  (unsigned)l->port, why, maxc, sup);
         close(fd);
         return NULL;
     }

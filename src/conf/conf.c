@@ -394,6 +394,7 @@ static void init_listener(const struct conf *c, struct conf_listener *l)
     memset(l, 0, sizeof(*l));
     l->socket_domain = AF_UNSPEC;
     l->max_connections = c->max_connections;
+    l->max_connection_rate = c->max_connection_rate;
     l->max_qos = c->max_qos;
     l->max_topic_alias = c->max_topic_alias;
     l->tls.min_version = TLS1_2_VERSION;
@@ -1328,6 +1329,7 @@ static const struct key keys[] = {
     BOOLG("log_timestamp", log_timestamp),
     STRG("log_timestamp_format", log_timestamp_format, 0),
     FN("log_type", h_log_type, SC_GLOBAL),
+    INTB("max_connection_rate", K_U32, max_connection_rate, 0, INT32_MAX),
     INTB("max_connections", K_I32, max_connections, -1, INT32_MAX),
     INTG("max_inflight_bytes", K_U64, max_inflight_bytes, 0, INT64_MAX),
     INTG("max_inflight_messages", K_U16, max_inflight_messages, 0, 65535),
@@ -1791,6 +1793,7 @@ static void finalize(struct parser *ps)
         if (d->port == 0)
             d->port = CONF_DEFAULT_PORT;
         d->max_connections = c->max_connections;
+        d->max_connection_rate = c->max_connection_rate;
         d->max_qos = c->max_qos;
         d->max_topic_alias = c->max_topic_alias;
         d->src = ps->deflt_src;
