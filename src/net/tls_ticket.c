@@ -120,23 +120,26 @@ static void key_split(struct ticket_key *k, const unsigned char *rec)
 /* derive: the key of period p from the process secret. 0 or -1. */
 static int derive(uint64_t p, struct ticket_key *k)
 {
-    unsigned char info[16 + 8], out[TLS_TICKET_KEY_LEN];
+    static const unsigned char label[16] = {'m', 'q', 't', 't', 'd', ' ',
+                                            't', 'i', 'c', 'k', 'e', 't',
+                                            ' ', 'k', 'e', 'y'};
+    unsigned char info[sizeof(label) + 8], out[TLS_TICKET_KEY_LEN];
     EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     EVP_KDF_CTX *kc = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
     OSSL_PARAM params[4];
     int rc = -1;
 
-    memcpy(info, "mqttd ticket key", 16);
+    memcpy(info, label, sizeof(label)); /* "mqttd ticket key", no NUL */
     for (int i = 0; i < 8; i++)
-        info[16 + i] = (unsigned char)(p >> (56 - 8 * i));
+        info[sizeof(label) + i] = (unsigned char)(p >> (56 - 8 * i));
     if (kc == NULL)
         goto out;
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
                                                  (char *)"SHA256", 0);
     params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, tk_secret,
                                                   SECRET_LEN);
-    params[2] =
-        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 24);
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info,
+                                                  sizeof(info));
     params[3] = OSSL_PARAM_construct_end();
     if (EVP_KDF_derive(kc, out, sizeof(out), params) != 1)
         goto out;
