@@ -74,6 +74,8 @@ struct broker_stats {
     uint64_t tls_failed[STATS_TLS_N];   /* TLS handshakes that failed */
     uint64_t auth_failed[STATS_AUTH_N]; /* CONNECTs refused by auth */
     uint64_t ocsp_refused;              /* clients refused or cut off by OCSP */
+    uint64_t tls_handshakes; /* TLS handshakes completed, resumed ones too */
+    uint64_t tls_resumed;    /* of which resumed from a session ticket */
 };
 
 /*

@@ -101,6 +101,7 @@ struct conf_listener {
     char *unix_path;          /* "listener 0 /path" */
     int socket_domain;        /* AF_UNSPEC (default), AF_INET or AF_INET6 */
     int max_connections;      /* -1 = unlimited */
+    uint32_t max_connection_rate; /* accepted per second, 0 = unlimited */
     uint8_t max_qos;          /* max_qos / maximum_qos: 0..2, default 2 */
     uint16_t max_topic_alias; /* default 10 */
     bool tls_enabled;         /* certfile given */
@@ -127,6 +128,7 @@ struct conf {
 
     /* limits (Mosquitto defaults in brackets) */
     int max_connections; /* -1 [-1]: applies to the default listener */
+    uint32_t max_connection_rate; /* [0] = unlimited; listener default */
     /* max_keepalive: 0 = off (mqttd default; Mosquitto 2.0.11: 65535,
      * 10..65535). N > 0: a v3 client whose keepalive is 0 or above N is
      * refused (CONNACK 2), a v5 one is sent Server Keep Alive N. */
@@ -178,6 +180,8 @@ struct conf {
     uint32_t tls_reload_interval;     /* [0] = only on SIGHUP */
     uint32_t tls_expiry_warning_days; /* [30] */
     uint32_t tls_handshake_timeout;   /* [10] seconds */
+    char *tls_session_ticket_key_file;    /* NULL = random in-memory keys */
+    uint32_t tls_session_ticket_lifetime; /* [7200] s, key rotation too */
 
     /* protocol http (mqttd): seconds /readyz answers 503 after SIGTERM
      * before the process stops [0] */

@@ -36,6 +36,13 @@ struct log;
 struct listeners *listeners_bind(const struct conf *c, struct log *lg,
                                  char *err, size_t errlen);
 
+/*
+ * listeners_apply: take the per-listener limits of c that apply at accept
+ * (max_connection_rate) for every socket of ls; called at bind and after a
+ * successful reload, from any thread (the values are atomics).
+ */
+void listeners_apply(struct listeners *ls, const struct conf *c);
+
 /* listeners_free: close every socket. Accepts NULL. Free the acceptors
  * first. */
 void listeners_free(struct listeners *ls);

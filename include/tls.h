@@ -117,6 +117,8 @@ X509 *tls_info_issuer(const struct tls_info *ti);
 /* tls_ctx_store: the context's trust store (borrowed): CA certificates,
  * CRLs; OCSP answers are verified against it. */
 X509_STORE *tls_ctx_store(struct tls_ctx *c);
+/* tls_info_resumed: true when the session was resumed from a ticket. */
+bool tls_info_resumed(const struct tls_info *ti);
 
 /* tls_info_verified: true when the peer's certificate chain verified
  * (also true when the peer sent none: check tls_info_peer). */

@@ -30,6 +30,7 @@
 #include "sys.h"
 #include "tls.h"
 #include "tls_staple.h"
+#include "tls_ticket.h"
 #include "util.h"
 
 /* ---- session registry (hashmap.h: keyed SipHash over client ids) ------- */
@@ -147,6 +148,35 @@ static int build_contexts(struct broker *b, const struct conf *c,
     return 0;
 }
 
+/* Session ticket keys for the TLS contexts tls[] of c, attached to each
+ * (one set per broker: a reload re-reads the key file). *tkp is NULL when
+ * no listener has TLS. Returns 0, or -1 with the error appended. */
+static int build_tickets(struct broker *b, const struct conf *c,
+                         struct tls_ctx **tls, struct tls_tickets **tkp,
+                         char *err, size_t errlen)
+{
+    struct tls_tickets *tk = NULL;
+    char e[512];
+
+    *tkp = NULL;
+    for (size_t i = 0; i < c->nlisteners; i++) {
+        if (tls[i] == NULL)
+            continue;
+        e[0] = '\0';
+        if (tk == NULL)
+            tk = tls_tickets_new(c->tls_session_ticket_key_file,
+                                 c->tls_session_ticket_lifetime, b->log, e,
+                                 sizeof(e));
+        if (tk == NULL || tls_tickets_attach(tk, tls[i], e, sizeof(e)) != 0) {
+            append_err(err, errlen, e);
+            tls_tickets_unref(tk);
+            return -1;
+        }
+    }
+    *tkp = tk;
+    return 0;
+}
+
 static void free_contexts(struct auth **auth, struct tls_ctx **tls, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -195,6 +225,11 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
         free(b);
         return NULL;
     }
+    if (build_tickets(b, c, b->tls, &b->tickets, err, errlen) < 0) {
+        free_contexts(b->auth, b->tls, c->nlisteners);
+        free(b);
+        return NULL;
+    }
     b->conf = c;
     b->nlisteners = c->nlisteners;
     b->listener_clients =
@@ -238,6 +273,7 @@ void broker_free(struct broker *b)
         tls_staple_free(b->staple[i]);
     free(b->staple);
     free_contexts(b->auth, b->tls, b->nlisteners);
+    tls_tickets_unref(b->tickets);
     router_free(b->router);
     retain_free(b->retain);
     free(b->hits.v);
@@ -443,10 +479,17 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
     if (maxc >= 0 && __atomic_load_n(&b->listener_clients[li],
                                      __ATOMIC_RELAXED) >= (size_t)maxc) {
         static const char *why = "max_connections reached";
+        unsigned sup;
+
         b->st.clients_rejected++;
         b->st.limit_hits++;
-        LOG_N(b->log, "Connection on listener %u refused: %s (%d).",
-              (unsigned)l->port, why, maxc);
+        /* at most one line a second: a reconnect storm against a full
+         * listener must not flood the log */
+        if (log_ratelimit_ok(&b->maxconn_rl, 1, 1.0, &sup))
+            LOG_N(b->log,
+                  "Connection on listener %u refused: %s (%d; %u more "
+                  "refused since the last such line).",
+                  (unsigned)l->port, why, maxc, sup);
         close(fd);
         return NULL;
     }
@@ -843,6 +886,10 @@ void broker_tls_check(struct broker *b)
             continue;
         e[0] = '\0';
         n = tls_ctx_new(&b->conf->listeners[i].tls, b->log, e, sizeof(e));
+        if (n != NULL && tls_tickets_attach(b->tickets, n, e, sizeof(e)) != 0) {
+            tls_ctx_unref(n);
+            n = NULL;
+        }
         if (n == NULL) {
             LOG_E(b->log,
                   "TLS files of listener %u changed but do not "
@@ -871,6 +918,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
 {
     struct auth **auth;
     struct tls_ctx **tls;
+    struct tls_tickets *tk;
 
     err[0] = '\0';
     if (c->nlisteners != b->nlisteners) {
@@ -898,6 +946,13 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
         conf_free(c);
         return -1;
     }
+    if (build_tickets(b, c, tls, &tk, err, errlen) < 0) {
+        free_contexts(auth, tls, c->nlisteners);
+        conf_free(c);
+        return -1;
+    }
+    tls_tickets_unref(b->tickets);
+    b->tickets = tk;
     free_contexts(b->auth, b->tls, b->nlisteners);
     b->auth = auth;
     b->tls = tls;

@@ -1419,9 +1419,20 @@ static void client_on_open(void *ud, struct conn *conn)
 
     if (conn_is_tls(conn)) {
         char d[512];
-        tls_describe(conn_tls_info(conn), d, sizeof(d));
+        const struct tls_info *ti = conn_tls_info(conn);
+
+        tls_describe(ti, d, sizeof(d));
         LOG_I(c->b->log, "TLS connection from %s:%d: %s", conn_peer_ip(conn),
               conn_peer_port(conn), d);
+        c->b->st.tls_handshakes++;
+        if (ti != NULL && tls_info_resumed(ti)) {
+            c->b->st.tls_resumed++;
+            LOG_D(c->b->log,
+                  "TLS session resumed from a ticket for %s:%d (no "
+                  "certificate verification: checked against the current "
+                  "CRL and expiry instead)",
+                  conn_peer_ip(conn), conn_peer_port(conn));
+        }
     }
     conn_set_deadline(conn, (double)c->b->conf->connect_timeout);
     /* OCSP: CONNECT is read once the certificate's status is known */

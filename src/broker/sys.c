@@ -138,6 +138,8 @@ void sys_update(struct sys *s, struct broker *b, double interval)
     put_u64(b, "$SYS/broker/clients/rejected", st->clients_rejected);
     put_u64(b, "$SYS/broker/clients/malformed", st->malformed);
     put_u64(b, "$SYS/broker/clients/ocsp_refused", st->ocsp_refused);
+    put_u64(b, "$SYS/broker/tls/handshakes", st->tls_handshakes);
+    put_u64(b, "$SYS/broker/tls/handshakes/resumed", st->tls_resumed);
     for (int k = 0; k < L_COUNT; k++) {
         static const char *const wn[3] = {"1min", "5min", "15min"};
         for (int w = 0; w < 3; w++) {
@@ -191,6 +193,8 @@ void sys_update(struct sys *s, struct broker *b, double interval)
                             (double)st->clients_rejected);
     cJSON_AddNumberToObject(j, "malformed", (double)st->malformed);
     cJSON_AddNumberToObject(j, "ocsp_refused", (double)st->ocsp_refused);
+    cJSON_AddNumberToObject(j, "tls_handshakes", (double)st->tls_handshakes);
+    cJSON_AddNumberToObject(j, "tls_resumed", (double)st->tls_resumed);
     load = cJSON_AddObjectToObject(j, "load_per_min");
     for (int k = 0; k < L_COUNT; k++) {
         cJSON *o = cJSON_AddObjectToObject(load, load_names[k]);

@@ -408,6 +408,7 @@ static void init_listener(const struct conf *c, struct conf_listener *l)
     memset(l, 0, sizeof(*l));
     l->socket_domain = AF_UNSPEC;
     l->max_connections = c->max_connections;
+    l->max_connection_rate = c->max_connection_rate;
     l->max_qos = c->max_qos;
     l->max_topic_alias = c->max_topic_alias;
     l->tls.min_version = TLS1_2_VERSION;
@@ -1564,6 +1565,7 @@ static const struct key keys[] = {
     BOOLG("log_timestamp", log_timestamp),
     STRG("log_timestamp_format", log_timestamp_format, 0),
     FN("log_type", h_log_type, SC_GLOBAL),
+    INTB("max_connection_rate", K_U32, max_connection_rate, 0, INT32_MAX),
     INTB("max_connections", K_I32, max_connections, -1, INT32_MAX),
     INTG("max_inflight_bytes", K_U64, max_inflight_bytes, 0, INT64_MAX),
     INTG("max_inflight_messages", K_U16, max_inflight_messages, 0, 65535),
@@ -1633,6 +1635,9 @@ static const struct key keys[] = {
     STRL("tls_ocsp_stapling_file", tls.ocsp_stapling_file, -1),
     FN("tls_record_layer", h_tls_record_layer, SC_LISTENER),
     INTG("tls_reload_interval", K_U32, tls_reload_interval, 0, INT32_MAX),
+    STRG("tls_session_ticket_key_file", tls_session_ticket_key_file, 0),
+    INTG("tls_session_ticket_lifetime", K_U32, tls_session_ticket_lifetime, 60,
+         604800),
     FN("tls_version", h_tls_version, SC_LISTENER),
     BRIDGE("topic"),
     BRIDGE("try_private"),
@@ -2138,6 +2143,7 @@ static void finalize(struct parser *ps)
         if (d->port == 0)
             d->port = CONF_DEFAULT_PORT;
         d->max_connections = c->max_connections;
+        d->max_connection_rate = c->max_connection_rate;
         d->max_qos = c->max_qos;
         d->max_topic_alias = c->max_topic_alias;
         d->src = ps->deflt_src;
@@ -2230,6 +2236,7 @@ static struct conf_priv *conf_new(void)
     c->tls_reload_interval = 0;
     c->tls_expiry_warning_days = 30;
     c->tls_handshake_timeout = 10;
+    c->tls_session_ticket_lifetime = 7200;
     c->max_receive_maximum = 65535;
     return p;
 }
@@ -2280,6 +2287,7 @@ void conf_free(struct conf *c)
     free(c->persistence_location);
     free(c->persistence_file);
     conf_bridges_free(c);
+    free(c->tls_session_ticket_key_file);
     for (size_t i = 0; i < p->nsrcs; i++)
         free(p->srcs[i]);
     free(p->srcs);

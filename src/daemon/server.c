@@ -173,6 +173,7 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     if (s->threads)
         threads_sync(s->threads, THREADS_RELOAD);
     bridges_reload_tls(s->bridges);
+    listeners_apply(s->ls, broker_conf(s->broker));
     LOG_N(s->log, "Configuration reloaded.");
     sysd_notify("READY=1\nSTATUS=running, configuration reloaded");
 }

@@ -32,6 +32,11 @@
 #define IN_KEEP_CAP 0u           /* input buffer freed when empty */
 #define WRITE_MAX (512u * 1024u) /* bytes written per wakeup (fairness) */
 #define WHY_MAX 512u
+/* Handshake CPU per loop iteration: past it, connections whose handshake
+ * step is due wait (FIFO) for the next iteration, so that a reconnect
+ * storm of full TLS handshakes (0.5-1 ms each) cannot hold established
+ * clients back for more than about this long per iteration. */
+#define HS_BUDGET 0.002
 
 enum {
     CF_HANDSHAKE = 1u << 0,
@@ -45,6 +50,7 @@ enum {
     CF_DETACHED = 1u << 11,   /* between loops (conn_detach/conn_attach) */
     CF_PROXY = 1u << 12,      /* a PROXY layer whose header is not applied */
     CF_LINGER = 1u << 13,     /* close once the output is written */
+    CF_HS_DEFER = 1u << 14,   /* on the deferred-handshake list */
     CF_WIO = 1u << 5,         /* write watcher active */
     CF_READ_WANTS_WRITE = 1u << 6,
     CF_WRITE_WANTS_READ = 1u << 7,
@@ -61,6 +67,12 @@ struct conn_loop {
     struct conn **pending_tail;
     struct conn *closing; /* singly linked via next_close */
     struct conn *replay;  /* resumed with buffered input (next_replay) */
+    /* handshake steps past this iteration's HS_BUDGET, FIFO via next_hs;
+     * hs_idle keeps the loop from blocking while any wait */
+    struct conn *hs_defer;
+    struct conn **hs_defer_tail;
+    double hs_used; /* handshake seconds spent in this iteration */
+    ev_idle hs_idle;
     size_t count;
     struct log_ratelimit hs_rl;
 };
@@ -83,7 +95,7 @@ struct conn {
     size_t in_len, in_cap;
     uint8_t *out;
     size_t out_head, out_len, out_cap;
-    struct conn *next_pending, *next_close, *next_replay;
+    struct conn *next_pending, *next_close, *next_replay, *next_hs;
     const char *close_reason;
     const char *linger_reason; /* conn_close_flushed */
     char *close_why;           /* owned copy of a formatted reason, or NULL */
@@ -99,13 +111,16 @@ static void conn_flush(struct conn *c);
 static void conn_handshake(struct conn *c);
 static bool xprt_pending(const struct conn *c);
 static void timer_arm(struct conn *c);
+static void hs_idle_cb(struct ev_loop *loop, ev_idle *w, int revents);
 
 struct conn_loop *conn_loop_new(struct ev_loop *loop, struct log *lg)
 {
     struct conn_loop *cl = xcalloc(1, sizeof(*cl));
 
     cl->pending_tail = &cl->pending;
-
+    cl->hs_defer_tail = &cl->hs_defer;
+    ev_idle_init(&cl->hs_idle, hs_idle_cb);
+    cl->hs_idle.data = cl;
     cl->loop = loop;
     cl->log = lg;
     cl->scratch = xmalloc(SCRATCH_SIZE);
@@ -122,6 +137,7 @@ void conn_loop_free(struct conn_loop *cl)
         return;
     ev_ref(cl->loop);
     ev_prepare_stop(cl->loop, &cl->prepare);
+    ev_idle_stop(cl->loop, &cl->hs_idle);
     free(cl->scratch);
     free(cl);
 }
@@ -657,6 +673,17 @@ static void unlink_lists(struct conn *c)
             *pp = c->next_replay;
         c->flags &= ~CF_REPLAY;
     }
+    if (c->flags & CF_HS_DEFER) {
+        struct conn **pp = &cl->hs_defer;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next_hs;
+        if (*pp) {
+            *pp = c->next_hs;
+            if (cl->hs_defer_tail == &c->next_hs)
+                cl->hs_defer_tail = pp;
+        }
+        c->flags &= ~CF_HS_DEFER;
+    }
 }
 
 void conn_detach(struct conn *c, const uint8_t *rest, size_t n)
@@ -813,6 +840,63 @@ static void conn_read(struct conn *c)
         xprt_pending(c));
 }
 
+/* hs_idle_cb: nothing to do; an active idle watcher only makes the loop
+ * poll without blocking while deferred handshakes wait. */
+static void hs_idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* handshake_step: one handshake step of c within the iteration's budget;
+ * past it, c stops watching its socket and waits on the deferred list
+ * (its bytes stay in the socket buffer). */
+static void handshake_step(struct conn *c)
+{
+    struct conn_loop *cl = c->cl;
+    double t0;
+
+    if (cl->hs_used >= HS_BUDGET) {
+        if (!(c->flags & CF_HS_DEFER)) {
+            ev_io_stop(cl->loop, &c->rio);
+            ev_io_stop(cl->loop, &c->wio); /* CF_WIO says to restart it */
+            c->flags |= CF_HS_DEFER;
+            c->next_hs = NULL;
+            *cl->hs_defer_tail = c;
+            cl->hs_defer_tail = &c->next_hs;
+            ev_idle_start(cl->loop, &cl->hs_idle);
+        }
+        return;
+    }
+    t0 = ev_time();
+    conn_handshake(c);
+    cl->hs_used += ev_time() - t0;
+}
+
+/* hs_resume: a new iteration's budget; run deferred handshake steps in
+ * arrival order while it lasts. */
+static void hs_resume(struct conn_loop *cl)
+{
+    cl->hs_used = 0;
+    while (cl->hs_defer != NULL && cl->hs_used < HS_BUDGET) {
+        struct conn *c = cl->hs_defer;
+
+        cl->hs_defer = c->next_hs;
+        if (cl->hs_defer == NULL)
+            cl->hs_defer_tail = &cl->hs_defer;
+        c->flags &= ~CF_HS_DEFER;
+        if (c->flags & CF_CLOSING)
+            continue;
+        ev_io_start(cl->loop, &c->rio);
+        if (c->flags & CF_WIO)
+            ev_io_start(cl->loop, &c->wio);
+        handshake_step(c);
+    }
+    if (cl->hs_defer == NULL)
+        ev_idle_stop(cl->loop, &cl->hs_idle);
+}
+
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct conn *c = w->data;
@@ -822,7 +906,7 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (c->flags & CF_CLOSING)
         return;
     if (c->flags & CF_HANDSHAKE) {
-        conn_handshake(c);
+        handshake_step(c);
         return;
     }
     if (c->flags & CF_WRITE_WANTS_READ) {
@@ -911,7 +995,7 @@ static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (c->flags & CF_CLOSING)
         return;
     if (c->flags & CF_HANDSHAKE) {
-        conn_handshake(c);
+        handshake_step(c);
         return;
     }
     if (c->flags & CF_READ_WANTS_WRITE) {
@@ -978,6 +1062,7 @@ static void loop_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 
     (void)loop;
     (void)revents;
+    hs_resume(cl);
 again:
     while (cl->replay) {
         struct conn *c = cl->replay;

@@ -32,6 +32,12 @@ struct lsock {
     size_t li;
     int fd;
     bool nodelay;
+    unsigned port;
+    /* max_connection_rate, shared by every thread's acceptor (atomics):
+     * at most 'rate' connections accepted in the second 'win' */
+    uint32_t rate; /* 0 = unlimited */
+    int64_t win;
+    uint32_t count;
 };
 
 struct listeners {
@@ -42,7 +48,7 @@ struct listeners {
 /* One socket's watchers in one acceptor. */
 struct awatch {
     struct acceptor *acc;
-    const struct lsock *ls;
+    struct lsock *ls;
     ev_io w;
     ev_timer retry; /* EMFILE back-off */
 };
@@ -55,6 +61,7 @@ struct acceptor {
     int reserve_fd; /* spare fd, released on EMFILE */
     unsigned batch; /* connections accepted per wake-up */
     struct log_ratelimit emfile_rl;
+    struct log_ratelimit rate_rl;
     struct awatch *w;
     size_t n;
 };
@@ -95,6 +102,7 @@ static void add_sock(struct listeners *ls, size_t li, int fd, bool nodelay)
 
     ls->v = xreallocarray(ls->v, ls->n + 1, sizeof(*ls->v));
     s = &ls->v[ls->n++];
+    memset(s, 0, sizeof(*s));
     s->li = li;
     s->fd = fd;
     s->nodelay = nodelay;
@@ -289,7 +297,21 @@ struct listeners *listeners_bind(const struct conf *c, struct log *lg,
         listeners_free(ls);
         return NULL;
     }
+    listeners_apply(ls, c);
     return ls;
+}
+
+void listeners_apply(struct listeners *ls, const struct conf *c)
+{
+    for (size_t i = 0; i < ls->n; i++) {
+        struct lsock *s = &ls->v[i];
+
+        if (s->li >= c->nlisteners)
+            continue;
+        s->port = c->listeners[s->li].port;
+        __atomic_store_n(&s->rate, c->listeners[s->li].max_connection_rate,
+                         __ATOMIC_RELAXED);
+    }
 }
 
 void listeners_free(struct listeners *ls)
@@ -366,11 +388,32 @@ static void shed_backlog(struct acceptor *a, const struct lsock *ls, int e)
         log_shed(a, e, false);
 }
 
+/*
+ * rate_ok: one more connection on ls within max_connection_rate? Fixed
+ * one-second windows shared by the threads: the first acceptor to see a
+ * new second resets the count (a race at the boundary lets a few more
+ * through, never a whole second's worth).
+ */
+static bool rate_ok(struct lsock *ls, double now)
+{
+    uint32_t rate = __atomic_load_n(&ls->rate, __ATOMIC_RELAXED);
+    int64_t sec = (int64_t)now, win;
+
+    if (rate == 0)
+        return true;
+    win = __atomic_load_n(&ls->win, __ATOMIC_RELAXED);
+    if (win != sec &&
+        __atomic_compare_exchange_n(&ls->win, &win, sec, false,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        __atomic_store_n(&ls->count, 0, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&ls->count, 1, __ATOMIC_RELAXED) <= rate;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct awatch *aw = w->data;
     struct acceptor *a = aw->acc;
-    const struct lsock *ls = aw->ls;
+    struct lsock *ls = aw->ls;
 
     (void)revents;
     for (unsigned i = 0; i < a->batch; i++) {
@@ -394,6 +437,19 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             }
             LOG_W(a->log, "accept failed: %s", strerror(errno));
             return;
+        }
+        if (!rate_ok(ls, ev_now(loop))) {
+            unsigned sup;
+
+            close(fd); /* before any TLS work */
+            if (log_ratelimit_ok(&a->rate_rl, 1, 1.0, &sup))
+                LOG_N(a->log,
+                      "Connection on listener %u refused: max_connection_rate "
+                      "%u per second reached (%u more refused since the last "
+                      "such line).",
+                      ls->port, __atomic_load_n(&ls->rate, __ATOMIC_RELAXED),
+                      sup);
+            continue;
         }
         if (ls->nodelay && ss.ss_family != AF_UNIX) {
             int one = 1;

@@ -1542,6 +1542,11 @@ void tls_describe(const struct tls_info *ti, char *out, size_t outlen)
              ti->cipher, subj, serial, ti->resumed ? " resumed" : "");
 }
 
+bool tls_info_resumed(const struct tls_info *ti)
+{
+    return ti->resumed;
+}
+
 bool tls_info_verified(const struct tls_info *ti)
 {
     return ti->verified;
