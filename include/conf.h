@@ -95,16 +95,16 @@ struct conf_tls {
 };
 
 struct conf_listener {
-    uint16_t port;            /* 0 with unix_path set = unix socket */
-    char *address;            /* bind address/host; NULL = all (or loopback when
-                                 implied by the no-config default) */
-    char *unix_path;          /* "listener 0 /path" */
-    int socket_domain;        /* AF_UNSPEC (default), AF_INET or AF_INET6 */
-    int max_connections;      /* -1 = unlimited */
+    uint16_t port;       /* 0 with unix_path set = unix socket */
+    char *address;       /* bind address/host; NULL = all (or loopback when
+                            implied by the no-config default) */
+    char *unix_path;     /* "listener 0 /path" */
+    int socket_domain;   /* AF_UNSPEC (default), AF_INET or AF_INET6 */
+    int max_connections; /* -1 = unlimited */
     uint32_t max_connection_rate; /* accepted per second, 0 = unlimited */
-    uint8_t max_qos;          /* max_qos / maximum_qos: 0..2, default 2 */
-    uint16_t max_topic_alias; /* default 10 */
-    bool tls_enabled;         /* certfile given */
+    uint8_t max_qos;              /* max_qos / maximum_qos: 0..2, default 2 */
+    uint16_t max_topic_alias;     /* default 10 */
+    bool tls_enabled;             /* certfile given */
     struct conf_tls tls;
     struct conf_security sec;  /* used when conf.per_listener_settings */
     uint8_t proxy_protocol;    /* enable_proxy_protocol: 0 (off), 1, 2 */
@@ -127,7 +127,7 @@ struct conf {
     struct conf_security sec;
 
     /* limits (Mosquitto defaults in brackets) */
-    int max_connections; /* -1 [-1]: applies to the default listener */
+    int max_connections;          /* -1 [-1]: applies to the default listener */
     uint32_t max_connection_rate; /* [0] = unlimited; listener default */
     /* max_keepalive: 0 = off (mqttd default; Mosquitto 2.0.11: 65535,
      * 10..65535). N > 0: a v3 client whose keepalive is 0 or above N is
@@ -177,9 +177,9 @@ struct conf {
     int persistence_sync;       /* 0 = snapshot (default), 1 = always */
 
     /* TLS lifecycle (mqttd) */
-    uint32_t tls_reload_interval;     /* [0] = only on SIGHUP */
-    uint32_t tls_expiry_warning_days; /* [30] */
-    uint32_t tls_handshake_timeout;   /* [10] seconds */
+    uint32_t tls_reload_interval;         /* [0] = only on SIGHUP */
+    uint32_t tls_expiry_warning_days;     /* [30] */
+    uint32_t tls_handshake_timeout;       /* [10] seconds */
     char *tls_session_ticket_key_file;    /* NULL = random in-memory keys */
     uint32_t tls_session_ticket_lifetime; /* [7200] s, key rotation too */
 
