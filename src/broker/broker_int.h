@@ -71,11 +71,11 @@ struct broker {
     struct conf *conf;
     struct router *router;
     struct retain *retain;
-    struct auth **auth;    /* per listener */
-    struct tls_ctx **tls;  /* per listener, NULL for plain */
-    struct tls_tickets *tickets; /* session ticket keys, NULL = no TLS */
+    struct auth **auth;              /* per listener */
+    struct tls_ctx **tls;            /* per listener, NULL for plain */
+    struct tls_tickets *tickets;     /* session ticket keys, NULL = no TLS */
     struct log_ratelimit maxconn_rl; /* max_connections refusals: 1/s */
-    struct authq *authq;   /* password checks off the loop */
+    struct authq *authq;             /* password checks off the loop */
     time_t *tls_not_after; /* per listener, from the last expiry check */
     struct sys *sys;       /* $SYS state */
     double last_sys;
