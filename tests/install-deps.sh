@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config libssl-dev openssl libev-dev
       libcjson-dev libcmocka-dev mosquitto mosquitto-clients python3
-      clang libclang-rt-14-dev systemd cppcheck clang-tidy python3-paho-mqtt
+      clang libclang-rt-14-dev systemd cppcheck clang-tidy clang-format python3-paho-mqtt
       prometheus chromium softhsm2 libengine-pkcs11-openssl)
 # the Debian package test (tests/package/test_package.py)
 PKGS+=(debhelper dpkg-dev lintian logrotate)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# static-analysis.sh - check that every layer of src/ includes only the
-# layers below it, run cppcheck and clang-tidy over src/, and fail on any
-# finding. Part of the test command; installs nothing (tests/install-deps.sh
+# static-analysis.sh - check the C formatting against .clang-format, that
+# every layer of src/ includes only the layers below it, run cppcheck and
+# clang-tidy over src/, and fail on any finding. Part of the test command; installs nothing (tests/install-deps.sh
 # does). About a minute on two cores.
 #
+#   clang-format  every C file of src/, include/, tests/, bench/.
 #   layers     the #include "..." lines of src/*/ and include/ against the
 #              layer order (below).
 #   cppcheck   warning, performance and portability checks; false positives
@@ -67,6 +68,26 @@ mapfile -t sources < <(find src -name '*.c' -printf '%s %p\n' |
 [ ${#sources[@]} -gt 0 ] || die "no sources in src/"
 
 status=0
+
+# ---- clang-format ----------------------------------------------------------
+# The committed .clang-format is followed by every C file of the project.
+echo "== clang-format"
+fmt_log=$(mktemp)
+CLANG_FORMAT=${CLANG_FORMAT:-clang-format}
+command -v "$CLANG_FORMAT" >/dev/null 2>&1 ||
+    die "clang-format not found; install it with 'apt-get install clang-format'" \
+        "(tests/install-deps.sh does)"
+mapfile -t fmt_files < <(git ls-files 'src/*.c' 'src/*.h' 'include/*.h' \
+    'tests/*.c' 'tests/*.h' 'bench/*.c' 2>/dev/null ||
+    find src include tests bench -name '*.[ch]' -not -path '*/node_modules/*')
+if "$CLANG_FORMAT" --dry-run --Werror "${fmt_files[@]}" 2>"$fmt_log"; then
+    echo "clang-format: clean, ${#fmt_files[@]} files"
+else
+    grep -o '^[^:]*:[0-9]*' "$fmt_log" | sort -u | head -20
+    echo "clang-format: FAILED (run clang-format -i on the files above)"
+    status=1
+fi
+rm -f "$fmt_log"
 
 # ---- layers ----------------------------------------------------------------
 # Each directory of src/ includes only its own headers and those of the
