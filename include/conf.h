@@ -91,8 +91,8 @@ struct conf_listener {
     uint16_t max_topic_alias; /* default 10 */
     bool tls_enabled;         /* certfile given */
     struct conf_tls tls;
-    struct conf_security sec; /* used when conf.per_listener_settings */
-    uint8_t proxy_protocol;   /* enable_proxy_protocol: 0 (off), 1, 2 */
+    struct conf_security sec;  /* used when conf.per_listener_settings */
+    uint8_t proxy_protocol;    /* enable_proxy_protocol: 0 (off), 1, 2 */
     bool proxy_v2_require_tls; /* proxy_protocol_v2_require_tls */
     const char *src;
     int line; /* where the listener line is */
@@ -171,6 +171,10 @@ struct conf {
 
     /* MQTT 5 */
     uint16_t max_receive_maximum; /* mqttd [65535]: server Receive Max */
+
+    /* cluster mode (docs/cluster.md) */
+    char *cluster_nats;      /* comma-separated nats:// URLs; NULL = off */
+    char *cluster_node_name; /* NULL: the host name */
 };
 
 /*
