@@ -12,6 +12,8 @@ PKGS+=(debhelper dpkg-dev lintian logrotate)
 # HAProxy 2.6 in front of mqttd for tests/integration/test_proxy_protocol.py
 # (run there as a child on ephemeral ports, never as the system service)
 PKGS+=(haproxy)
+# cluster mode (docs/cluster.md): the NATS C client and a NATS server for the tests
+PKGS+=(nats-server libnats-dev)
 
 # node and npm: whatever is on PATH (e.g. a newer nodejs that bundles npm),
 # Debian's packages otherwise

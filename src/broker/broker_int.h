@@ -102,6 +102,9 @@ struct broker {
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
     struct shard *shard; /* threads > 1: its place among the threads */
+    /* cluster mode: a client's or will's publish after local routing */
+    void (*pub_hook)(void *ud, const struct msg *m);
+    void *pub_hook_ud;
 };
 
 /* Add / remove sessions by client id (broker.c; find is in broker.h). */

@@ -19,6 +19,7 @@
 
 #include "auth.h"
 #include "broker.h"
+#include "cluster.h"
 #include "conf.h"
 #include "http_ops.h"
 #include "hub.h"
@@ -40,6 +41,7 @@ struct server {
     struct hub *hub;         /* threads > 1 */
     struct threads *threads; /* threads > 1 */
     unsigned nthreads;
+    struct cluster *cluster;  /* cluster_nats; NULL otherwise */
     struct persist_sched *ps; /* NULL when persistence is off */
     int64_t wd_stale_ms;      /* a worker silent this long withholds the ping */
     bool wd_withheld;
@@ -317,6 +319,11 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
         if (s->threads == NULL)
             goto fail;
     }
+    if (broker_conf(s->broker)->cluster_nats) {
+        s->cluster = cluster_new(s->loop, s->broker, lg, err, errlen);
+        if (s->cluster == NULL)
+            goto fail;
+    }
     if (s->ps)
         persist_sched_start(s->ps);
     if (http_ops_wanted(broker_conf(s->broker)))
@@ -414,6 +421,7 @@ void server_free(struct server *s)
     ev_signal_stop(s->loop, &s->sig_usr1);
     persist_sched_free(s->ps);
     threads_free(s->threads);
+    cluster_free(s->cluster); /* before the broker it hooks */
     broker_free(s->broker);
     hub_free(s->hub);
     listeners_free(s->ls);
