@@ -88,8 +88,8 @@ declare -A allowed=(
     [broker]="broker net auth mqtt conf util"
     [cluster]="cluster broker net auth mqtt conf util"
     [daemon]="daemon broker net auth mqtt conf util"
-    [daemon]+=" cluster"
 )
+allowed[daemon]+=" cluster"
 layer_status=0
 layer_of() { # header file name -> its layer, or nothing
     local d

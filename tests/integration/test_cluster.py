@@ -13,10 +13,10 @@ three mqttd nodes and one real nats-server (-js) on free loopback ports.
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -46,12 +46,16 @@ class Nats:
                 break
         else:
             raise AssertionError("nats-server did not start")
+        # keep reading its log so that a full pipe never stalls it
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
         return self
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=10)
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
 
     def cleanup(self):
         self.stop()
