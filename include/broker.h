@@ -175,6 +175,26 @@ void broker_set_sys_json(struct broker *b, void (*fn)(void *ud, void *json),
                          void *ud);
 void broker_sys_json_extra(struct broker *b, void *json);
 
+/*
+ * broker_set_publish_hook: cluster mode (threads 1): after a client's or a
+ * will's PUBLISH passed the write ACL and was routed to this node's
+ * subscribers, fn(ud, m) is called (m borrowed: msg_ref to keep it). Not
+ * called for the broker's own ($SYS) messages nor for those given to
+ * broker_publish_remote. fn NULL: off (the default).
+ */
+void broker_set_publish_hook(struct broker *b,
+                             void (*fn)(void *ud, const struct msg *m),
+                             void *ud);
+
+/*
+ * broker_publish_remote: a message another node published (cluster mode):
+ * route it to this node's subscribers (read ACL, QoS, queue limits as for
+ * any message; the publisher is never held back) without the publish hook
+ * and without the retained store. Takes no ownership. Returns false when
+ * called from inside delivery (refused with a log line).
+ */
+bool broker_publish_remote(struct broker *b, struct msg *m);
+
 /* broker_stats: the counters (borrowed). */
 const struct broker_stats *broker_stats(const struct broker *b);
 

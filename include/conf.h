@@ -193,6 +193,9 @@ struct conf {
     /* bridges ("connection" sections) */
     struct conf_bridge *bridges;
     size_t nbridges;
+    /* cluster mode (docs/cluster.md) */
+    char *cluster_nats;      /* comma-separated nats:// URLs; NULL = off */
+    char *cluster_node_name; /* NULL: the host name */
 };
 
 /* ---- bridges (Mosquitto's "connection" sections; conf_bridge.c) ---- */

@@ -14,6 +14,8 @@ PKGS+=(debhelper dpkg-dev lintian logrotate)
 PKGS+=(haproxy)
 # OCSP tests: stale answers built by the responder front (test_ocsp.py)
 PKGS+=(python3-cryptography)
+# cluster mode (docs/cluster.md): the NATS C client and a NATS server for the tests
+PKGS+=(nats-server libnats-dev)
 
 # node and npm: whatever is on PATH (e.g. a newer nodejs that bundles npm),
 # Debian's packages otherwise

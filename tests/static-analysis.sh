@@ -93,6 +93,7 @@ rm -f "$fmt_log"
 # Each directory of src/ includes only its own headers and those of the
 # layers below it (README.md, "Layout"):
 #   daemon > broker > net, auth > mqtt, conf > util
+#   daemon > cluster > broker (cluster mode: src/cluster)
 # A header belongs to the directory holding the .c of its name
 # (include/conn.h: src/net/conn.c) or holding the header itself (the
 # private src/net/tls_ssl.h). include/*.h are held to their module's
@@ -106,8 +107,10 @@ declare -A allowed=(
     [net]="net conf util"
     [auth]="auth mqtt conf util"
     [broker]="broker net auth mqtt conf util"
+    [cluster]="cluster broker net auth mqtt conf util"
     [daemon]="daemon broker net auth mqtt conf util"
 )
+allowed[daemon]+=" cluster"
 layer_status=0
 layer_of() { # header file name -> its layer, or nothing
     local d

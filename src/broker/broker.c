@@ -734,7 +734,28 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
      * after the retained step) */
     if (b->shard && shard_forward(b->shard, m, may_hold))
         wait = true;
+    if (b->pub_hook && (c || s)) /* cluster mode; not the broker's $SYS */
+        b->pub_hook(b->pub_hook_ud, m);
     return wait ? PUBLISH_WAIT : PUBLISH_OK;
+}
+
+void broker_set_publish_hook(struct broker *b,
+                             void (*fn)(void *ud, const struct msg *m),
+                             void *ud)
+{
+    b->pub_hook = fn;
+    b->pub_hook_ud = ud;
+}
+
+bool broker_publish_remote(struct broker *b, struct msg *m)
+{
+    if (b->routing) {
+        LOG_W(b->log, "Nested publish on '%s' refused (internal error).",
+              m->topic);
+        return false;
+    }
+    (void)route_remote(b, m); /* another node cannot be held back */
+    return true;
 }
 
 void broker_publish_sys(struct broker *b, struct msg *m)

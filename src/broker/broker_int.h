@@ -109,6 +109,9 @@ struct broker {
     /* more members of the stats JSON (bridges), broker_set_sys_json */
     void (*sys_json)(void *ud, void *json);
     void *sys_json_ud;
+    /* cluster mode: a client's or will's publish after local routing */
+    void (*pub_hook)(void *ud, const struct msg *m);
+    void *pub_hook_ud;
 };
 
 /* The listener index a bridge's local end (client.internal) crosses to

@@ -128,6 +128,8 @@ struct parser {
     bool have_main_id;
     const char *threads_src; /* where 'threads' was set (finalize checks) */
     int threads_line;
+    const char *cl_src; /* cluster_nats */
+    int cl_line;
     dev_t main_dev;
     ino_t main_ino;
     struct conf_bridge_parser bridges; /* conf_bridge.c */
@@ -1442,6 +1444,58 @@ static void h_include_dir(struct parser *ps, const struct key *k, char *val)
     free(names);
 }
 
+/* cluster_nats URL[,URL...]: nats:// or tls:// URLs, no spaces. */
+static void h_cluster_nats(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    const char *p;
+
+    if (tok == NULL)
+        return;
+    for (p = tok; *p;) {
+        size_t n = strcspn(p, ",");
+        bool scheme = (n > 7 && strncmp(p, "nats://", 7) == 0) ||
+                      (n > 6 && strncmp(p, "tls://", 6) == 0);
+        if (!scheme) {
+            LERR(ps,
+                 "invalid cluster_nats '%s': expected nats://HOST:PORT or "
+                 "tls://HOST:PORT, separated by commas",
+                 shown(sb, sizeof(sb), tok, false));
+            return;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    free(ps->c->cluster_nats);
+    ps->c->cluster_nats = xstrdup(tok);
+    ps->cl_src = ps->file;
+    ps->cl_line = ps->line;
+}
+
+/* cluster_node_name NAME: 1..64 of [A-Za-z0-9_-]. */
+static void h_cluster_node_name(struct parser *ps, const struct key *k,
+                                char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    size_t n;
+
+    if (tok == NULL)
+        return;
+    n = strlen(tok);
+    if (n == 0 || n > 64 ||
+        strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                    "0123456789_-") != n) {
+        LERR(ps,
+             "invalid cluster_node_name '%s': expected 1 to 64 letters, "
+             "digits, '_' or '-'",
+             shown(sb, sizeof(sb), tok, false));
+        return;
+    }
+    free(ps->c->cluster_node_name);
+    ps->c->cluster_node_name = xstrdup(tok);
+}
+
 /* ---- the keyword table (sorted by strcmp: bsearch) ---------------------- */
 
 #define G(m) offsetof(struct conf, m)
@@ -1541,6 +1595,8 @@ static const struct key keys[] = {
           "deprecated in Mosquitto 2.0; it restricts who may connect, and "
           "ignoring it would let every client in: use a password file or "
           "ACL"),
+    FN("cluster_nats", h_cluster_nats, SC_GLOBAL),
+    FN("cluster_node_name", h_cluster_node_name, SC_GLOBAL),
     INTG("connect_timeout", K_U32, connect_timeout, 1, 65535),
     BRIDGE("connection"),
     BOOLG("connection_messages", connection_messages),
@@ -2168,6 +2224,10 @@ static void finalize(struct parser *ps)
              "threads other than 1 cannot be combined with persistence in "
              "this release: each thread owns its sessions and the snapshot "
              "is single-threaded");
+    if (c->threads != 1 && c->cluster_nats)
+        perr(ps, ps->cl_src, ps->cl_line,
+             "cluster_nats needs threads 1 in this release: the NATS "
+             "connection runs on the one event loop");
 
     if (c->per_listener_settings) {
         for (size_t i = 0; i < c->nlisteners; i++)
@@ -2283,6 +2343,8 @@ void conf_free(struct conf *c)
     free(c->log_file);
     free(c->log_timestamp_format);
     free(c->pid_file);
+    free(c->cluster_nats);
+    free(c->cluster_node_name);
     free(c->user);
     free(c->persistence_location);
     free(c->persistence_file);

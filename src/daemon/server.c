@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "bridge.h"
 #include "broker.h"
+#include "cluster.h"
 #include "conf.h"
 #include "http_ops.h"
 #include "hub.h"
@@ -41,6 +42,7 @@ struct server {
     struct hub *hub;         /* threads > 1 */
     struct threads *threads; /* threads > 1 */
     unsigned nthreads;
+    struct cluster *cluster;  /* cluster_nats; NULL otherwise */
     struct persist_sched *ps; /* NULL when persistence is off */
     int64_t wd_stale_ms;      /* a worker silent this long withholds the ping */
     bool wd_withheld;
@@ -322,6 +324,11 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
         if (s->threads == NULL)
             goto fail;
     }
+    if (broker_conf(s->broker)->cluster_nats) {
+        s->cluster = cluster_new(s->loop, s->broker, lg, err, errlen);
+        if (s->cluster == NULL)
+            goto fail;
+    }
     if (s->ps)
         persist_sched_start(s->ps);
     if (http_ops_wanted(broker_conf(s->broker)))
@@ -421,6 +428,7 @@ void server_free(struct server *s)
     persist_sched_free(s->ps);
     threads_free(s->threads);
     bridges_free(s->bridges);
+    cluster_free(s->cluster); /* before the broker it hooks */
     broker_free(s->broker);
     hub_free(s->hub);
     listeners_free(s->ls);

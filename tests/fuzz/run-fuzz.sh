@@ -42,6 +42,7 @@ for c in client-good client-revoked client-unknown; do
     done
 done
 export MQTTD_FUZZ_OCSP_DIR="$pki/ocsp"
+build fuzz_cluster_wire src/cluster/cluster_wire.c src/mqtt/topic.c src/util/util.c
 # The core library's sources (CORE_SRCS in CMakeLists.txt: every layer
 # below src/daemon) less src/net/conn.c, which mem_conn.c replaces: read
 # from CMakeLists.txt so a new module cannot be left out here
@@ -56,7 +57,8 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
-    fuzz_pkcs11_uri fuzz_session fuzz_proxy_proto fuzz_http_parse fuzz_ocsp; do
+    fuzz_pkcs11_uri fuzz_session fuzz_proxy_proto fuzz_http_parse fuzz_ocsp \
+    fuzz_cluster_wire; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then

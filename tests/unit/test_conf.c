@@ -635,6 +635,47 @@ static void test_proxy_listener(void **state)
     conf_free(c);
 }
 
+/* cluster_nats / cluster_node_name (docs/cluster.md). */
+static void test_cluster_keys(void **state)
+{
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"cluster_nats http://a:4222",
+         "t.conf:1: invalid cluster_nats 'http://a:4222': expected "
+         "nats://HOST:PORT or tls://HOST:PORT, separated by commas\n"},
+        {"cluster_nats nats://a:1,,nats://b:2",
+         "t.conf:1: invalid cluster_nats 'nats://a:1,,nats://b:2': expected "
+         "nats://HOST:PORT or tls://HOST:PORT, separated by commas\n"},
+        {"cluster_node_name a.b",
+         "t.conf:1: invalid cluster_node_name 'a.b': expected 1 to 64 "
+         "letters, digits, '_' or '-'\n"},
+        {"threads 2\ncluster_nats nats://127.0.0.1:4222",
+         "t.conf:2: cluster_nats needs threads 1 in this release: the NATS "
+         "connection runs on the one event loop\n"},
+    };
+    struct conf *c = load_ok("cluster_nats nats://127.0.0.1:1,tls://h:2\n"
+                             "cluster_node_name node-1\n");
+
+    (void)state;
+    assert_string_equal(c->cluster_nats, "nats://127.0.0.1:1,tls://h:2");
+    assert_string_equal(c->cluster_node_name, "node-1");
+    conf_free(c);
+    c = load_ok("");
+    assert_null(c->cluster_nats);
+    assert_null(c->cluster_node_name);
+    conf_free(c);
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        struct errs e;
+        c = load(bad[i].text, &e);
+        if (c != NULL)
+            fail_msg("no error for '%s'", bad[i].text);
+        if (strcmp(e.text, bad[i].want) != 0)
+            fail_msg("for '%s'\n got: %s want: %s", bad[i].text, e.text,
+                     bad[i].want);
+    }
+}
+
 static void test_error_table(void **state)
 {
     (void)state;
@@ -1506,6 +1547,7 @@ int main(void)
         cmocka_unit_test(test_include_dir),
         cmocka_unit_test(test_err_stderr),
         cmocka_unit_test(test_tls_ocsp),
+        cmocka_unit_test(test_cluster_keys),
     };
 
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);

@@ -1,0 +1,287 @@
+/*
+ * cluster.c - cluster mode over NATS (cluster.h, docs/cluster.md).
+ */
+#include "cluster.h"
+
+#include <ev.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "cluster_wire.h"
+#include "conf.h"
+#include "log.h"
+#include "msg.h"
+#include "nats_ev.h"
+#include "util.h"
+
+struct cluster {
+    struct ev_loop *loop;
+    struct broker *b;
+    struct log *log;
+    struct nats_ev *ev;
+    natsOptions *opts;
+    natsConnection *nc;
+    natsSubscription *sub;
+    ev_timer status; /* logs connection changes */
+    natsConnStatus last;
+    char name[80];
+    uint8_t *buf; /* envelope being published */
+    size_t buf_cap;
+    char subj[CLUSTER_WIRE_SUBJECT_MAX + 1];
+    char topic[65536];
+    struct log_ratelimit out_rl, in_rl;
+};
+
+/* ---- this node's clients -> NATS --------------------------------------- */
+
+static void pub_hook(void *ud, const struct msg *m)
+{
+    struct cluster *cl = ud;
+    struct cluster_wire_msg w = {m->qos,        m->retain,    m->expiry_at,
+                                 m->props,      m->props_len, m->payload,
+                                 m->payload_len};
+    size_t n = CLUSTER_WIRE_HEADER + (size_t)m->props_len + m->payload_len;
+    natsStatus st;
+    unsigned sup;
+
+    if (cluster_wire_subject(m->topic, m->topic_len, cl->subj,
+                             sizeof(cl->subj)) < 0) {
+        if (log_ratelimit_ok(&cl->out_rl, 5, 10.0, &sup))
+            LOG_W(cl->log,
+                  "Cluster: message on '%.100s...' not sent to the other "
+                  "nodes: its NATS subject would be over %d bytes (%u "
+                  "similar lines suppressed).",
+                  m->topic, CLUSTER_WIRE_SUBJECT_MAX, sup);
+        return;
+    }
+    if (n > cl->buf_cap) {
+        cl->buf_cap = n;
+        cl->buf = xrealloc(cl->buf, n);
+    }
+    cluster_wire_header(&w, cl->buf);
+    if (m->props_len)
+        memcpy(cl->buf + CLUSTER_WIRE_HEADER, m->props, m->props_len);
+    if (m->payload_len)
+        memcpy(cl->buf + CLUSTER_WIRE_HEADER + m->props_len, m->payload,
+               m->payload_len);
+    /* buffered by cnats: written by the adapter's write watcher, or kept
+     * in its reconnect buffer while NATS is away */
+    st = natsConnection_Publish(cl->nc, cl->subj, cl->buf, (int)n);
+    if (st != NATS_OK && log_ratelimit_ok(&cl->out_rl, 5, 10.0, &sup))
+        LOG_W(cl->log,
+              "Cluster: message on '%s' not sent to the other nodes: %s (%u "
+              "similar lines suppressed).",
+              m->topic, natsStatus_GetText(st), sup);
+}
+
+/* ---- NATS -> this node's subscribers ----------------------------------- */
+
+static void take_one(struct cluster *cl, natsMsg *nm)
+{
+    const char *s = natsMsg_GetSubject(nm), *why = NULL;
+    int len = natsMsg_GetDataLength(nm), tl;
+    struct cluster_wire_msg w;
+    struct msg *m;
+    unsigned sup;
+
+    tl = cluster_wire_topic(s, strlen(s), cl->topic, sizeof(cl->topic));
+    if (tl < 0)
+        why = "not an MQTT topic's subject";
+    else if (len < 0 ||
+             cluster_wire_decode((const uint8_t *)natsMsg_GetData(nm),
+                                 (size_t)len, &w, &why) < 0)
+        why = why ? why : "no data";
+    if (why != NULL) {
+        if (log_ratelimit_ok(&cl->in_rl, 5, 10.0, &sup))
+            LOG_W(cl->log,
+                  "Cluster: NATS message on '%.200s' ignored: %s (%u similar "
+                  "lines suppressed).",
+                  s, why, sup);
+        return;
+    }
+    if (msg_expired(&(struct msg){.expiry_at = w.expiry_at},
+                    (int64_t)time(NULL)))
+        return;
+    m = msg_new(cl->topic, (size_t)tl, w.props, w.props_len, w.payload,
+                w.payload_len, w.qos, w.retain, w.expiry_at);
+    broker_publish_remote(cl->b, m);
+    msg_unref(m);
+}
+
+static void on_read(void *ud)
+{
+    struct cluster *cl = ud;
+    natsMsg *nm = NULL;
+
+    while (cl->sub && natsSubscription_NextMsg(&nm, cl->sub, 0) == NATS_OK &&
+           nm) {
+        take_one(cl, nm);
+        natsMsg_Destroy(nm);
+        nm = NULL;
+    }
+}
+
+/* ---- connection state ------------------------------------------------- */
+
+static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct cluster *cl = w->data;
+    natsConnStatus st = natsConnection_Status(cl->nc);
+    char url[256];
+
+    (void)loop;
+    (void)revents;
+    if (st == cl->last)
+        return;
+    if (st == NATS_CONN_STATUS_CONNECTED) {
+        if (natsConnection_GetConnectedUrl(cl->nc, url, sizeof(url)) != NATS_OK)
+            snprintf(url, sizeof(url), "?");
+        LOG_N(cl->log, "Cluster: node %s connected to NATS at %s.", cl->name,
+              url);
+    } else if (cl->last == NATS_CONN_STATUS_CONNECTED) {
+        LOG_W(cl->log,
+              "Cluster: node %s lost its NATS connection; local delivery "
+              "goes on, messages for the other nodes are buffered until "
+              "NATS returns.",
+              cl->name);
+    }
+    cl->last = st;
+}
+
+/* Connected after a failed first attempt (cnats' thread): status_cb, on
+ * the loop, notices and logs it; nothing to do here. Not NULL, so that
+ * natsConnection_Connect does not retry synchronously. */
+static void connected_cb(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+}
+
+static int set_servers(natsOptions *o, const char *list)
+{
+    char *copy = xstrdup(list), *save = NULL;
+    const char *v[64];
+    int n = 0;
+    natsStatus st;
+
+    for (char *t = strtok_r(copy, ",", &save); t && n < 64;
+         t = strtok_r(NULL, ",", &save))
+        v[n++] = t;
+    st = natsOptions_SetServers(o, v, n);
+    free(copy);
+    return st == NATS_OK ? 0 : -1;
+}
+
+struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
+                            struct log *lg, char *err, size_t errlen)
+{
+    const struct conf *c = broker_conf(b);
+    struct cluster *cl = xcalloc(1, sizeof(*cl));
+    char host[64], cname[100];
+    natsStatus st, cst;
+    sigset_t all, old;
+
+    cl->loop = loop;
+    cl->b = b;
+    cl->log = lg;
+    cl->last = NATS_CONN_STATUS_DISCONNECTED;
+    if (c->cluster_node_name) {
+        snprintf(cl->name, sizeof(cl->name), "%s", c->cluster_node_name);
+    } else {
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "mqttd");
+        host[sizeof(host) - 1] = '\0';
+        snprintf(cl->name, sizeof(cl->name), "%s", host);
+    }
+    snprintf(cname, sizeof(cname), "mqttd-%s", cl->name);
+    /* cnats' threads (started now and on reconnects) must not take the
+     * daemon's signals, which the loop reads (signalfd): they start with
+     * every signal blocked */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (nats_Open(-1) != NATS_OK) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        snprintf(err, errlen, "cluster: the NATS library did not start");
+        free(cl);
+        return NULL;
+    }
+    cl->ev = nats_ev_new(loop, on_read, cl);
+    if (natsOptions_Create(&cl->opts) != NATS_OK ||
+        set_servers(cl->opts, c->cluster_nats) < 0) {
+        snprintf(err, errlen, "cluster_nats '%s': %s", c->cluster_nats,
+                 nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+                                         : "refused by the NATS client");
+        goto fail;
+    }
+    if (natsOptions_SetName(cl->opts, cname) != NATS_OK ||
+        natsOptions_SetNoEcho(cl->opts, true) != NATS_OK ||
+        natsOptions_SetAllowReconnect(cl->opts, true) != NATS_OK ||
+        natsOptions_SetMaxReconnect(cl->opts, -1) != NATS_OK ||
+        natsOptions_SetReconnectWait(cl->opts, 500) != NATS_OK ||
+        natsOptions_SetRetryOnFailedConnect(cl->opts, true, connected_cb,
+                                            NULL) != NATS_OK ||
+        nats_ev_install(cl->ev, cl->opts) != NATS_OK) {
+        snprintf(err, errlen, "cluster: NATS options refused: %s",
+                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "?");
+        goto fail;
+    }
+    cst = natsConnection_Connect(&cl->nc, cl->opts);
+    if (cst != NATS_OK && cst != NATS_NOT_YET_CONNECTED) {
+        snprintf(err, errlen, "cluster_nats '%s': %s", c->cluster_nats,
+                 natsStatus_GetText(cst));
+        goto fail;
+    }
+    st = natsConnection_SubscribeSync(&cl->sub, cl->nc, CLUSTER_WIRE_ROOT ".>");
+    if (st != NATS_OK) {
+        snprintf(err, errlen, "cluster: NATS subscription refused: %s",
+                 natsStatus_GetText(st));
+        goto fail;
+    }
+    /* no limit on pending messages: on_read takes them all after every
+     * read, so they never pile up */
+    natsSubscription_SetPendingLimits(cl->sub, -1, -1);
+    ev_timer_init(&cl->status, status_cb, 0.0, 0.25);
+    cl->status.data = cl;
+    ev_timer_start(loop, &cl->status);
+    ev_unref(loop); /* does not keep the loop alive */
+    if (cst == NATS_NOT_YET_CONNECTED)
+        LOG_W(lg,
+              "Cluster: node %s could not reach NATS at %s yet; retrying "
+              "every 0.5 s, local delivery goes on.",
+              cl->name, c->cluster_nats);
+    broker_set_publish_hook(b, pub_hook, cl);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return cl;
+fail:
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    natsSubscription_Destroy(cl->sub);
+    natsConnection_Destroy(cl->nc);
+    natsOptions_Destroy(cl->opts);
+    nats_ev_free(cl->ev);
+    nats_Close();
+    free(cl);
+    return NULL;
+}
+
+void cluster_free(struct cluster *cl)
+{
+    if (cl == NULL)
+        return;
+    broker_set_publish_hook(cl->b, NULL, NULL);
+    ev_ref(cl->loop);
+    ev_timer_stop(cl->loop, &cl->status);
+    natsSubscription_Destroy(cl->sub);
+    cl->sub = NULL;
+    natsConnection_Destroy(cl->nc);
+    natsOptions_Destroy(cl->opts);
+    nats_ev_free(cl->ev);
+    nats_CloseAndWait(2000);
+    free(cl->buf);
+    free(cl);
+}
