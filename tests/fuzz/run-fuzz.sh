@@ -23,6 +23,7 @@ build fuzz_topic src/mqtt/topic.c src/broker/router.c src/broker/retain.c src/br
 build fuzz_passwd src/auth/passwd.c src/util/util.c src/broker/msg.c
 build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
 build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
+build fuzz_http_parse src/net/http_parse.c
 # The core library's sources (CORE_SRCS in CMakeLists.txt: every layer
 # below src/daemon) less src/net/conn.c, which mem_conn.c replaces: read
 # from CMakeLists.txt so a new module cannot be left out here
@@ -37,12 +38,15 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
-    fuzz_session; do
+    fuzz_session fuzz_http_parse; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then
         find tests/fuzz/session-seeds tests/fuzz/session-regressions -type f \
             ! -name '*.md' -exec cp {} "$corpus"/ \;
+    fi
+    if [ "$h" = fuzz_http_parse ]; then
+        find tests/fuzz/http-seeds -type f ! -name '*.md' -exec cp {} "$corpus"/ \;
     fi
     if [ "$h" = fuzz_codec ]; then "$out/gen_codec_seeds" "$corpus" >/dev/null; fi
     if "$out/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
