@@ -64,6 +64,12 @@ struct conf_tls {
     int line;
 };
 
+/* What a listener speaks ("protocol"). */
+enum conf_protocol {
+    CONF_PROTO_MQTT = 0,
+    CONF_PROTO_WEBSOCKETS, /* MQTT over WebSockets (ws.h) */
+};
+
 struct conf_listener {
     uint16_t port;            /* 0 with unix_path set = unix socket */
     char *address;            /* bind address/host; NULL = all (or loopback when
@@ -77,7 +83,11 @@ struct conf_listener {
     struct conf_tls tls;
     struct conf_security sec; /* used when conf.per_listener_settings */
     const char *src;
-    int line; /* where the listener line is */
+    int line;                    /* where the listener line is */
+    enum conf_protocol protocol; /* [mqtt] */
+    char *ws_path;               /* websockets_path; NULL = any path */
+    char **ws_origins;           /* websockets_origin values; none = any */
+    size_t nws_origins;
 };
 
 struct conf {
@@ -145,6 +155,9 @@ struct conf {
 
     /* MQTT 5 */
     uint16_t max_receive_maximum; /* mqttd [65535]: server Receive Max */
+
+    /* WebSockets: bytes of an upgrade request head; 0 = default (4096) */
+    uint32_t websockets_headers_size;
 };
 
 /*

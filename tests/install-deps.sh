@@ -6,6 +6,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config libssl-dev openssl libev-dev
       libcjson-dev libcmocka-dev mosquitto mosquitto-clients python3
       clang libclang-rt-14-dev systemd cppcheck clang-tidy python3-paho-mqtt)
+# WebSockets: framing library; headless Chromium for the browser test
+PKGS+=(libwslay-dev chromium)
 
 # node and npm: whatever is on PATH (e.g. a newer nodejs that bundles npm),
 # Debian's packages otherwise

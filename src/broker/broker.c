@@ -27,6 +27,7 @@
 #include "sys.h"
 #include "tls.h"
 #include "util.h"
+#include "ws.h"
 
 /* ---- session registry (hashmap.h: keyed SipHash over client ids) ------- */
 
@@ -370,6 +371,35 @@ void broker_unpause(struct broker *b, struct client *c)
 
 /* ---- accept ----------------------------------------------------------- */
 
+/*
+ * ws_accept: a WebSocket listener's connection: the WebSocket layer over
+ * the plain or TLS transport; connect_timeout bounds the TLS and the
+ * upgrade handshakes together (a slow partial request is cut by it).
+ */
+static struct conn *ws_accept(struct broker *b, const struct conf_listener *l,
+                              size_t li, int fd, const struct sockaddr *sa,
+                              socklen_t salen, struct client *c)
+{
+    const struct conf *cf = b->conf;
+    struct ws_conf wc;
+    struct conn *conn;
+
+    conn = conn_create(b->cl, fd, b->tls[li], (double)cf->connect_timeout, sa,
+                       salen, &client_handler, c);
+    memset(&wc, 0, sizeof(wc));
+    wc.path = l->ws_path;
+    wc.origins = (const char *const *)l->ws_origins;
+    wc.norigins = l->nws_origins;
+    wc.headers_size = cf->websockets_headers_size;
+    /* one frame may carry a whole MQTT packet, not more */
+    wc.max_frame = cf->max_packet_size ? cf->max_packet_size : 268435460u;
+    wc.log = b->log;
+    wc.peer = conn_peer_ip(conn);
+    conn_push_layer(conn, transport_ws_server(&wc));
+    conn_start(conn);
+    return conn;
+}
+
 struct client *broker_accept(struct broker *b, size_t li, int fd,
                              const struct sockaddr *sa, socklen_t salen)
 {
@@ -392,6 +422,10 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
     c = client_new(b, li);
     __atomic_add_fetch(&b->listener_clients[li], 1, __ATOMIC_RELAXED);
     b->st.clients_total++;
+    if (l->protocol == CONF_PROTO_WEBSOCKETS) {
+        c->conn = ws_accept(b, l, li, fd, sa, salen, c);
+        return c;
+    }
     c->conn =
         conn_new(b->cl, fd, b->tls[li], (double)b->conf->tls_handshake_timeout,
                  sa, salen, &client_handler, c);

@@ -158,7 +158,6 @@ struct key {
 #define WHY_ENGINE                                                             \
     "OpenSSL engines are not supported (deprecated in OpenSSL 3); the key "    \
     "must be a PEM file"
-#define WHY_WS "mqttd has no WebSockets listeners yet"
 
 static void perr(struct parser *ps, const char *file, int line, const char *fmt,
                  ...) __attribute__((format(printf, 4, 5)));
@@ -687,12 +686,48 @@ static void h_protocol(struct parser *ps, const struct key *k, char *val)
     if (tok == NULL)
         return;
     if (strcmp(tok, "mqtt") == 0)
-        return;
-    if (strcmp(tok, "websockets") == 0)
-        LERR(ps, "'protocol websockets' is not supported by mqttd: %s", WHY_WS);
+        cur_listener(ps)->protocol = CONF_PROTO_MQTT;
+    else if (strcmp(tok, "websockets") == 0)
+        cur_listener(ps)->protocol = CONF_PROTO_WEBSOCKETS;
     else
-        LERR(ps, "invalid protocol '%s': expected mqtt",
+        LERR(ps, "invalid protocol '%s': expected mqtt or websockets",
              shown(sb, sizeof(sb), tok, false));
+}
+
+/* websockets_path /PATH: the only path a WebSocket listener serves. */
+static void h_ws_path(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    struct conf_listener *l;
+
+    if (tok == NULL)
+        return;
+    if (tok[0] != '/' || strchr(tok, '?') != NULL) {
+        LERR(ps, "invalid websockets_path '%s': expected a path such as /mqtt",
+             shown(sb, sizeof(sb), tok, false));
+        return;
+    }
+    l = cur_listener(ps);
+    free(l->ws_path);
+    l->ws_path = xstrdup(tok);
+}
+
+/* websockets_origin ORIGIN...: allowed Origin values (repeatable). */
+static void h_ws_origin(struct parser *ps, const struct key *k, char *val)
+{
+    struct conf_listener *l = cur_listener(ps);
+    char *save = NULL, *tok;
+
+    if (*val == '\0' || *val == '#') {
+        LERR(ps, "missing value for '%s'", k->name);
+        return;
+    }
+    for (tok = strtok_r(val, " \t", &save); tok != NULL && *tok != '#';
+         tok = strtok_r(NULL, " \t", &save)) {
+        l->ws_origins = xreallocarray(l->ws_origins, l->nws_origins + 1,
+                                      sizeof(*l->ws_origins));
+        l->ws_origins[l->nws_origins++] = xstrdup(tok);
+    }
 }
 
 static void h_tls_version(struct parser *ps, const struct key *k, char *val)
@@ -1312,7 +1347,8 @@ static const struct key keys[] = {
     BOOLG("connection_messages", connection_messages),
     STRL("crlfile", tls.crlfile, FK_CRL),
     STRL("dhparamfile", tls.dhparamfile, FK_DH),
-    WARN("http_dir", 0, WHY_WS),
+    WARN("http_dir", 0,
+         "mqttd's WebSocket listeners serve MQTT only, no files"),
     BRIDGE("idle_timeout"),
     FN("include_dir", h_include_dir, SC_GLOBAL),
     BRIDGE("keepalive_interval"),
@@ -1402,8 +1438,12 @@ static const struct key keys[] = {
           "takeover rely on"),
     STRG("user", user, F_REPLACE),
     BRIDGE("username"),
-    WARN("websockets_headers_size", 0, WHY_WS),
-    WARN("websockets_log_level", 0, WHY_WS),
+    INTG("websockets_headers_size", K_U32, websockets_headers_size, 0, 65536),
+    WARN("websockets_log_level", 0,
+         "it sets libwebsockets' log level; mqttd's WebSocket lines are "
+         "enabled with 'log_type websockets'"),
+    FN("websockets_origin", h_ws_origin, SC_LISTENER),
+    FN("websockets_path", h_ws_path, SC_LISTENER),
 };
 
 static int key_cmp(const void *name, const void *entry)
@@ -1904,6 +1944,10 @@ static void free_listener(struct conf_listener *l)
     free(l->tls.ciphers_tls13);
     free(l->tls.tls_groups);
     free_sec(&l->sec);
+    free(l->ws_path);
+    for (size_t i = 0; i < l->nws_origins; i++)
+        free(l->ws_origins[i]);
+    free(l->ws_origins);
 }
 
 void conf_free(struct conf *c)

@@ -295,8 +295,9 @@ int server_run(struct server *s)
         if (l->unix_path)
             LOG_N(s->log, "Opening unix listen socket on %s.", l->unix_path);
         else
-            LOG_N(s->log, "Opening %s listen socket on %s port %u%s.",
+            LOG_N(s->log, "Opening %s%s listen socket on %s port %u%s.",
                   l->tls_enabled ? "TLS" : "plain",
+                  l->protocol == CONF_PROTO_WEBSOCKETS ? " websockets" : "",
                   l->address ? l->address : "all addresses", l->port,
                   l->tls_enabled
                       ? (l->tls.min_version == 0x0304 ? " (TLS 1.3)"

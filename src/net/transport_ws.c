@@ -1,0 +1,872 @@
+/*
+ * transport_ws.c - MQTT over WebSockets as a transport layer (see ws.h):
+ * the HTTP/1.1 upgrade (http_parse.c), then libwslay's event API over the
+ * transport below (plain or TLS).
+ *
+ *   read(buf)  -> wslay_event_recv -> recv_cb: lower->read, at most what
+ *                 buf can take; each frame header is checked first (peek)
+ *              <- chunk_cb: binary/continuation payload copied into buf
+ *                 (any excess, at most one wslay input buffer, waits in ovf)
+ *   write(buf) -> one binary message queued in wslay (it copies), then
+ *                 wslay_event_send -> send_cb: lower->write; the write
+ *                 reports the bytes once the whole frame is out, so that
+ *                 back-pressure reaches conn (the OpenSSL retry rule of
+ *                 transport.h: the same length is kept here)
+ *
+ * libwslay answers pings and close frames itself; the replies go out from
+ * read() (and from write() and shutdown()).
+ */
+#include "ws.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <wslay/wslay.h>
+
+#include "http_parse.h"
+#include "log.h"
+#include "transport.h"
+#include "util.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_MAX_HEADERS 64
+#define WS_EARLY_BYTES 4096u      /* frame bytes read with the request head */
+#define WS_IBUF_SLACK 4096u       /* wslay's own input buffer */
+#define WS_MSG_MAX (512u * 1024u) /* bytes of one outgoing frame */
+#define WS_RAW_CAP (32u * 1024u)  /* one read from the lower transport */
+
+static const struct xprt_stage ws_stage = {
+    .event = "ws_handshake_failed",
+    .what = "WebSocket handshake",
+    .timeout = "timed out",
+};
+
+enum { HS_LOWER = 0, HS_REQUEST, HS_REPLY, HS_REFUSE, HS_DONE };
+
+/* Why reading stopped. */
+enum {
+    RS_OPEN = 0,
+    RS_VIOLATION, /* a frame header failed the checks below */
+    RS_PEER_CLOSE,
+    RS_PROTO, /* libwslay refused the input */
+    RS_EOF,
+    RS_LOWER_ERR,
+    RS_FAIL,
+};
+
+/* The frame-header checker: where the next header starts. */
+enum { PK_B0 = 0, PK_B1, PK_EXT, PK_MASK, PK_PAY };
+
+struct ws_peek {
+    int st;
+    uint8_t op;
+    unsigned need, ext; /* bytes left of this header field / ext length */
+    uint64_t len;       /* payload bytes left (PK_PAY) or being read */
+    bool in_frag;       /* inside a fragmented data message */
+};
+
+struct ws {
+    struct transport base;
+    /* configuration (copied) */
+    char *path;
+    char **origins;
+    size_t norigins;
+    size_t headers_size;
+    uint64_t max_frame;
+    struct log *log;
+    char peer[64];
+    /* handshake */
+    int hs;
+    uint8_t *req; /* the request head (then it becomes raw) */
+    size_t req_len, req_cap;
+    struct http_header *hdrs;
+    struct http_parser hp;
+    char *reply;
+    size_t reply_len, reply_off;
+    char why[192];
+    /* framing */
+    wslay_event_context_ptr ctx;
+    struct ws_peek pk;
+    bool cur_data; /* the frame being received carries MQTT bytes */
+    bool violation, more;
+    uint8_t *out; /* the caller's read buffer during read() */
+    size_t out_cap, out_len;
+    uint8_t *raw; /* bytes read from lower, not yet given to libwslay */
+    size_t raw_off, raw_len, raw_cap;
+    uint8_t *ovf;
+    size_t ovf_off, ovf_len, ovf_cap;
+    enum xprt_io lower_r, lower_w;
+    int rs;
+    uint16_t vcode;
+    char vwhy[128];
+    size_t inflight; /* bytes of the frame being written */
+};
+
+/* ---- Sec-WebSocket-Accept ------------------------------------------- */
+
+int ws_accept_key(const char *key, size_t keylen, char out[WS_ACCEPT_LEN + 1])
+{
+    unsigned char raw[24], dig[SHA_DIGEST_LENGTH];
+    char cat[24 + sizeof(WS_GUID)];
+
+    /* 16 bytes in base64: 22 characters and "==" */
+    if (keylen != 24 || key[22] != '=' || key[23] != '=')
+        return -1;
+    if (EVP_DecodeBlock(raw, (const unsigned char *)key, 24) != 18)
+        return -1;
+    memcpy(cat, key, 24);
+    memcpy(cat + 24, WS_GUID, sizeof(WS_GUID) - 1);
+    SHA1((const unsigned char *)cat, 24 + sizeof(WS_GUID) - 1, dig);
+    if (EVP_EncodeBlock((unsigned char *)out, dig, SHA_DIGEST_LENGTH) !=
+        WS_ACCEPT_LEN)
+        return -1;
+    out[WS_ACCEPT_LEN] = '\0';
+    return 0;
+}
+
+/* ---- the upgrade request -------------------------------------------- */
+
+static const char *status_text(int st)
+{
+    switch (st) {
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 414:
+        return "URI Too Long";
+    case 426:
+        return "Upgrade Required";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Error";
+    }
+}
+
+/* refuse: answer status with reason as the body; the handshake then
+ * fails with "STATUS reason". */
+static void refuse(struct ws *w, int st, const char *reason)
+{
+    const char *extra = st == 426 ? "Sec-WebSocket-Version: 13\r\n" : "";
+    int n;
+
+    snprintf(w->why, sizeof(w->why), "%d %s", st, reason);
+    w->reply = xmalloc(512);
+    n = snprintf(w->reply, 512,
+                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
+                 st, status_text(st), strlen(reason) + 1, extra, reason);
+    w->reply_len = n > 0 && n < 512 ? (size_t)n : 0;
+    w->reply_off = 0;
+    w->hs = HS_REFUSE;
+}
+
+/* The first of the MQTT subprotocols the client offers (in its order,
+ * over every Sec-WebSocket-Protocol line), NULL when none; *offered says
+ * whether it offered any. */
+static const char *pick_subprotocol(const struct ws *w, bool *offered)
+{
+    const struct http_parser *p = &w->hp;
+    const char *b = (const char *)w->req;
+
+    *offered = false;
+    for (size_t i = 0; i < p->nhdrs; i++) {
+        const struct http_header *h = &p->hdrs[i];
+        const char *v = b + h->value_off;
+        size_t vlen = h->value_len, j = 0;
+
+        if (!http_strcaseeq(b + h->name_off, h->name_len,
+                            "Sec-WebSocket-Protocol"))
+            continue;
+        while (j < vlen) {
+            size_t s, e;
+
+            while (j < vlen && (v[j] == ' ' || v[j] == '\t' || v[j] == ','))
+                j++;
+            s = j;
+            while (j < vlen && v[j] != ',')
+                j++;
+            e = j;
+            while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+                e--;
+            if (e == s)
+                continue;
+            *offered = true;
+            if (e - s == 4 && memcmp(v + s, "mqtt", 4) == 0)
+                return "mqtt";
+            if (e - s == 8 && memcmp(v + s, "mqttv3.1", 8) == 0)
+                return "mqttv3.1";
+        }
+    }
+    return NULL;
+}
+
+static bool origin_allowed(const struct ws *w, const char *o, size_t olen)
+{
+    for (size_t i = 0; i < w->norigins; i++)
+        if (http_strcaseeq(o, olen, w->origins[i]))
+            return true;
+    return false;
+}
+
+/* check_request: whether the parsed head is a WebSocket upgrade we
+ * serve: 0 with the 101 reply built, or the status to refuse with and
+ * *reason. */
+static int check_request(struct ws *w, const char **reason)
+{
+    const struct http_parser *p = &w->hp;
+    const uint8_t *b = w->req;
+    const char *v, *target = (const char *)b + p->target_off, *proto;
+    char accept[WS_ACCEPT_LEN + 1];
+    size_t vlen, plen, cnt;
+    bool offered;
+    int n;
+
+    *reason = "method must be GET";
+    if (!http_method_is(p, b, "GET"))
+        return 400;
+    *reason = "HTTP/1.1 required";
+    if (p->minor != 1)
+        return 400;
+    *reason = "request target must be a path";
+    if (target[0] != '/')
+        return 400;
+    plen = p->target_len;
+    v = memchr(target, '?', plen);
+    if (v != NULL)
+        plen = (size_t)(v - target);
+    *reason = "no WebSocket endpoint at this path";
+    if (w->path != NULL &&
+        !(plen == strlen(w->path) && memcmp(target, w->path, plen) == 0))
+        return 404;
+    cnt = http_header_get(p, b, "Host", NULL, NULL);
+    *reason = cnt ? "more than one Host header" : "missing Host header";
+    if (cnt != 1)
+        return 400;
+    *reason = "missing Upgrade: websocket";
+    if (http_header_get(p, b, "Upgrade", &v, &vlen) != 1 ||
+        !http_token_list_has(v, vlen, "websocket"))
+        return 400;
+    *reason = "missing Connection: Upgrade";
+    if (http_header_get(p, b, "Connection", &v, &vlen) != 1 ||
+        !http_token_list_has(v, vlen, "upgrade"))
+        return 400;
+    cnt = http_header_get(p, b, "Sec-WebSocket-Version", &v, &vlen);
+    *reason = "missing Sec-WebSocket-Version";
+    if (cnt == 0)
+        return 400;
+    *reason = "unsupported Sec-WebSocket-Version";
+    if (cnt != 1 || !(vlen == 2 && memcmp(v, "13", 2) == 0))
+        return 426;
+    *reason = "missing or invalid Sec-WebSocket-Key";
+    if (http_header_get(p, b, "Sec-WebSocket-Key", &v, &vlen) != 1 ||
+        ws_accept_key(v, vlen, accept) != 0)
+        return 400;
+    if (w->norigins > 0) {
+        /* browsers always send Origin; other clients may omit it */
+        cnt = http_header_get(p, b, "Origin", &v, &vlen);
+        *reason = "Origin not allowed";
+        if (cnt > 1 || (cnt == 1 && !origin_allowed(w, v, vlen)))
+            return 403;
+    }
+    proto = pick_subprotocol(w, &offered);
+    *reason = "no supported subprotocol (mqtt, mqttv3.1)";
+    if (offered && proto == NULL)
+        return 400;
+    w->reply = xmalloc(256);
+    n = snprintf(w->reply, 256,
+                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                 "%s%s%s\r\n",
+                 accept, proto ? "Sec-WebSocket-Protocol: " : "",
+                 proto ? proto : "", proto ? "\r\n" : "");
+    w->reply_len = (size_t)n;
+    w->reply_off = 0;
+    w->hs = HS_REPLY;
+    if (log_enabled(w->log, LOG_WEBSOCKETS))
+        log_event(w->log, LOG_WEBSOCKETS, "ws_upgrade", "WebSocket upgrade",
+                  "ip", w->peer, "subprotocol", proto ? proto : "none",
+                  (const char *)NULL);
+    *reason = NULL;
+    return 0;
+}
+
+/* read_request: read and parse the head; on the end of it, check it. */
+static enum xprt_io read_request(struct ws *w, char *why, size_t whylen)
+{
+    struct transport *lo = w->base.lower;
+
+    for (;;) {
+        enum http_parse_res pr;
+        enum xprt_io r;
+        size_t n = 0;
+
+        r = lo->ops->read(lo, w->req + w->req_len, w->req_cap - w->req_len, &n);
+        if (r == XPRT_CLOSED) {
+            snprintf(why, whylen, "connection closed during the request");
+            return r;
+        }
+        if (r == XPRT_ERROR) {
+            snprintf(why, whylen, "%s", lo->err ? lo->err : "read error");
+            return r;
+        }
+        if (r != XPRT_OK)
+            return r;
+        w->req_len += n;
+        pr = http_parse(&w->hp, w->req, w->req_len);
+        if (pr == HTTP_PARSE_MORE)
+            continue;
+        if (pr != HTTP_PARSE_DONE) {
+            refuse(w, http_parse_status(pr), http_parse_reason(pr));
+        } else {
+            const char *reason;
+            int st = check_request(w, &reason);
+
+            if (st != 0)
+                refuse(w, st, reason);
+        }
+        /* what follows the head: the first frames, for recv_cb */
+        w->raw = w->req;
+        w->raw_cap = w->req_cap;
+        w->raw_off = w->hp.head_len;
+        w->raw_len = w->req_len;
+        w->req = NULL;
+        free(w->hdrs);
+        w->hdrs = NULL;
+        w->hp.hdrs = NULL;
+        return XPRT_OK;
+    }
+}
+
+/* ---- frame headers -------------------------------------------------- */
+
+static bool violate(struct ws *w, uint16_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool violate(struct ws *w, uint16_t code, const char *fmt, ...)
+{
+    va_list ap;
+
+    w->violation = true;
+    w->vcode = code;
+    va_start(ap, fmt);
+    vsnprintf(w->vwhy, sizeof(w->vwhy), fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static bool is_control(uint8_t op)
+{
+    return (op & 0x8) != 0;
+}
+
+static bool peek_b0(struct ws *w, uint8_t b)
+{
+    struct ws_peek *k = &w->pk;
+    bool fin = (b & 0x80) != 0;
+    uint8_t op = b & 0x0f;
+
+    if (b & 0x70)
+        return violate(w, 1002, "RSV bit set without an extension");
+    if ((op >= 3 && op <= 7) || op >= 0xb)
+        return violate(w, 1002, "reserved opcode 0x%x", op);
+    if (op == WSLAY_TEXT_FRAME) /* [MQTT-6.0.0-1] */
+        return violate(w, 1003, "text frame (MQTT needs binary frames)");
+    if (is_control(op) && !fin)
+        return violate(w, 1002, "fragmented control frame");
+    if (op == WSLAY_CONTINUATION_FRAME && !k->in_frag)
+        return violate(w, 1002, "continuation frame without a message");
+    if (op == WSLAY_BINARY_FRAME && k->in_frag)
+        return violate(w, 1002, "new message inside a fragmented one");
+    if (!is_control(op))
+        k->in_frag = !fin;
+    k->op = op;
+    k->st = PK_B1;
+    return true;
+}
+
+/* The payload length is known: check it, go on to the mask key. */
+static bool peek_len(struct ws *w)
+{
+    struct ws_peek *k = &w->pk;
+
+    if ((k->ext == 2 && k->len < 126) || (k->ext == 8 && k->len < 65536))
+        return violate(w, 1002, "frame length not minimally encoded");
+    if (k->ext == 8 && (k->len >> 63) != 0)
+        return violate(w, 1002, "frame length with the top bit set");
+    if (!is_control(k->op) && k->len > w->max_frame)
+        return violate(w, 1009, "frame of %llu bytes over the limit of %llu",
+                       (unsigned long long)k->len,
+                       (unsigned long long)w->max_frame);
+    k->st = PK_MASK;
+    k->need = 4;
+    return true;
+}
+
+static bool peek_b1(struct ws *w, uint8_t b)
+{
+    struct ws_peek *k = &w->pk;
+    uint8_t len7 = b & 0x7f;
+
+    if (!(b & 0x80))
+        return violate(w, 1002, "unmasked client frame");
+    if (is_control(k->op) && len7 > 125)
+        return violate(w, 1002, "control frame over 125 bytes");
+    k->len = 0;
+    k->ext = 0;
+    if (len7 >= 126) {
+        k->ext = k->need = len7 == 126 ? 2 : 8;
+        k->st = PK_EXT;
+        return true;
+    }
+    k->len = len7;
+    return peek_len(w);
+}
+
+/* peek_scan: follow the frame headers in p[0..n); the bytes before the
+ * first offending one (all n when none). */
+static size_t peek_scan(struct ws *w, const uint8_t *p, size_t n)
+{
+    struct ws_peek *k = &w->pk;
+    size_t i = 0;
+
+    while (i < n) {
+        switch (k->st) {
+        case PK_B0:
+            if (!peek_b0(w, p[i]))
+                return i;
+            i++;
+            break;
+        case PK_B1:
+            if (!peek_b1(w, p[i]))
+                return i;
+            i++;
+            break;
+        case PK_EXT:
+            k->len = (k->len << 8) | p[i];
+            if (--k->need == 0 && !peek_len(w))
+                return i;
+            i++;
+            break;
+        case PK_MASK:
+            i++;
+            if (--k->need == 0)
+                k->st = k->len > 0 ? PK_PAY : PK_B0;
+            break;
+        case PK_PAY:
+        default: {
+            uint64_t take = n - i;
+
+            if (take > k->len)
+                take = k->len;
+            i += (size_t)take;
+            k->len -= take;
+            if (k->len == 0)
+                k->st = PK_B0;
+            break;
+        }
+        }
+    }
+    return n;
+}
+
+/* ---- libwslay callbacks ---------------------------------------------- */
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+                       int flags, void *ud)
+{
+    struct ws *w = ud;
+    struct transport *lo = w->base.lower;
+    size_t room, slack, n = 0, k;
+
+    (void)flags;
+    if (w->violation || w->rs != RS_OPEN)
+        goto block;
+    /* payload out <= bytes in + what libwslay holds: keep within buf */
+    room = w->out_cap > w->out_len ? w->out_cap - w->out_len : 0;
+    slack = w->out_cap > 2 * WS_IBUF_SLACK ? WS_IBUF_SLACK : 0;
+    if (room <= slack) {
+        w->more = true;
+        goto block;
+    }
+    room -= slack;
+    if (w->raw_off == w->raw_len) {
+        /* one lower read for many of libwslay's small ones */
+        if (w->raw == NULL) {
+            w->raw_cap = WS_RAW_CAP;
+            w->raw = xmalloc(w->raw_cap);
+        }
+        w->raw_off = w->raw_len = 0;
+        w->lower_r = lo->ops->read(lo, w->raw,
+                                   room < w->raw_cap ? room : w->raw_cap, &n);
+        if (w->lower_r != XPRT_OK || n == 0)
+            goto block;
+        w->raw_len = n;
+    }
+    n = w->raw_len - w->raw_off;
+    if (n > len)
+        n = len;
+    if (n > room)
+        n = room;
+    memcpy(buf, w->raw + w->raw_off, n);
+    w->raw_off += n;
+    if (w->raw_off == w->raw_len) {
+        free(w->raw); /* idle connections keep no buffer */
+        w->raw = NULL;
+        w->raw_off = w->raw_len = w->raw_cap = 0;
+    }
+    k = peek_scan(w, buf, n);
+    if (k == 0)
+        goto block;
+    return (ssize_t)k;
+block:
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
+                       size_t len, int flags, void *ud)
+{
+    struct ws *w = ud;
+    struct transport *lo = w->base.lower;
+    size_t n = 0;
+
+    (void)flags;
+    w->lower_w = lo->ops->write(lo, data, len, &n);
+    if (w->lower_w == XPRT_OK && n > 0)
+        return (ssize_t)n;
+    if (w->lower_w == XPRT_OK || w->lower_w == XPRT_WANT_READ ||
+        w->lower_w == XPRT_WANT_WRITE)
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    else
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+}
+
+static void frame_start_cb(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *a,
+                           void *ud)
+{
+    struct ws *w = ud;
+
+    (void)ctx;
+    w->cur_data = a->opcode == WSLAY_BINARY_FRAME ||
+                  a->opcode == WSLAY_CONTINUATION_FRAME;
+}
+
+static void frame_chunk_cb(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *a,
+                           void *ud)
+{
+    struct ws *w = ud;
+    size_t room, c;
+
+    (void)ctx;
+    if (!w->cur_data || a->data_length == 0)
+        return;
+    room = w->out_cap > w->out_len ? w->out_cap - w->out_len : 0;
+    c = a->data_length < room ? a->data_length : room;
+    if (c > 0) {
+        memcpy(w->out + w->out_len, a->data, c);
+        w->out_len += c;
+    }
+    if (c < a->data_length) {
+        size_t rest = a->data_length - c;
+
+        if (w->ovf_len + rest > w->ovf_cap) {
+            w->ovf_cap = w->ovf_len + rest;
+            w->ovf = xrealloc(w->ovf, w->ovf_cap);
+        }
+        memcpy(w->ovf + w->ovf_len, a->data + c, rest);
+        w->ovf_len += rest;
+    }
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    .recv_callback = recv_cb,
+    .send_callback = send_cb,
+    .on_frame_recv_start_callback = frame_start_cb,
+    .on_frame_recv_chunk_callback = frame_chunk_cb,
+};
+
+/* ---- the transport -------------------------------------------------- */
+
+static enum xprt_io ws_handshake(struct transport *t, char *why, size_t whylen,
+                                 const struct xprt_stage **stage)
+{
+    struct ws *w = (struct ws *)t;
+    struct transport *lo = t->lower;
+    enum xprt_io r;
+
+    if (w->hs == HS_LOWER) {
+        if (lo->ops->handshake != NULL) {
+            r = lo->ops->handshake(lo, why, whylen, stage);
+            if (r != XPRT_OK)
+                return r;
+        }
+        w->hs = HS_REQUEST;
+    }
+    *stage = &ws_stage;
+    if (w->hs == HS_REQUEST) {
+        r = read_request(w, why, whylen);
+        if (r != XPRT_OK)
+            return r;
+    }
+    while (w->reply_off < w->reply_len) {
+        size_t n = 0;
+
+        r = lo->ops->write(lo, w->reply + w->reply_off,
+                           w->reply_len - w->reply_off, &n);
+        if (r == XPRT_ERROR || r == XPRT_CLOSED) {
+            snprintf(why, whylen, "%s", lo->err ? lo->err : "write error");
+            return XPRT_ERROR;
+        }
+        if (r != XPRT_OK)
+            return r;
+        w->reply_off += n;
+    }
+    free(w->reply);
+    w->reply = NULL;
+    w->reply_len = w->reply_off = 0;
+    if (w->hs == HS_REFUSE) {
+        snprintf(why, whylen, "%s", w->why);
+        return XPRT_ERROR;
+    }
+    if (wslay_event_context_server_init(&w->ctx, &ws_callbacks, w) != 0) {
+        snprintf(why, whylen, "out of memory");
+        return XPRT_ERROR;
+    }
+    wslay_event_config_set_no_buffering(w->ctx, 1);
+    wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_frame);
+    w->hs = HS_DONE;
+    if (w->raw_off == w->raw_len) {
+        free(w->raw);
+        w->raw = NULL;
+        w->raw_off = w->raw_len = w->raw_cap = 0;
+    }
+    return XPRT_OK;
+}
+
+/* Send what libwslay has queued (pong, close, the rest of a frame). */
+static int ws_send(struct ws *w)
+{
+    if (!wslay_event_want_write(w->ctx))
+        return 0;
+    return wslay_event_send(w->ctx);
+}
+
+static const char *code_reason(uint16_t code)
+{
+    switch (code) {
+    case 1003:
+        return "WebSocket text frame (1003)";
+    case 1009:
+        return "WebSocket frame too big (1009)";
+    default:
+        return "WebSocket protocol error (1002)";
+    }
+}
+
+/* After wslay_event_recv: why reading stopped, if it did. */
+static void classify(struct ws *w, int rv)
+{
+    struct transport *lo = w->base.lower;
+    char code[8];
+
+    if (w->violation) {
+        w->rs = RS_VIOLATION;
+        wslay_event_shutdown_read(w->ctx);
+        (void)wslay_event_queue_close(
+            w->ctx, w->vcode, (const uint8_t *)w->vwhy, strnlen(w->vwhy, 123));
+        snprintf(code, sizeof(code), "%u", (unsigned)w->vcode);
+        log_event(w->log, LOG_NOTICE, "ws_protocol_error",
+                  "WebSocket protocol error", "ip", w->peer, "code", code,
+                  "reason", w->vwhy, (const char *)NULL);
+        w->base.err = code_reason(w->vcode);
+    } else if (wslay_event_get_close_received(w->ctx)) {
+        w->rs = RS_PEER_CLOSE;
+    } else if (rv != 0 || !wslay_event_get_read_enabled(w->ctx)) {
+        w->rs = rv != 0 ? RS_FAIL : RS_PROTO;
+        log_event(w->log, LOG_NOTICE, "ws_protocol_error",
+                  "WebSocket protocol error", "ip", w->peer, "reason",
+                  rv != 0 ? "receive failed" : "refused by libwslay",
+                  (const char *)NULL);
+        w->base.err = "WebSocket protocol error";
+    } else if (w->lower_r == XPRT_CLOSED) {
+        w->rs = RS_EOF;
+    } else if (w->lower_r == XPRT_ERROR) {
+        w->rs = RS_LOWER_ERR;
+        w->base.err = lo->err ? lo->err : "read error";
+    }
+}
+
+static enum xprt_io ws_read(struct transport *t, void *buf, size_t len,
+                            size_t *n)
+{
+    struct ws *w = (struct ws *)t;
+
+    *n = 0;
+    w->out = buf;
+    w->out_cap = len;
+    w->out_len = 0;
+    if (w->ovf_off < w->ovf_len) {
+        size_t c = w->ovf_len - w->ovf_off;
+
+        if (c > len)
+            c = len;
+        memcpy(buf, w->ovf + w->ovf_off, c);
+        w->ovf_off += c;
+        w->out_len = c;
+        if (w->ovf_off == w->ovf_len)
+            w->ovf_off = w->ovf_len = 0;
+    }
+    if (w->out_len == 0 && w->rs == RS_OPEN) {
+        int rv;
+
+        w->more = false;
+        w->lower_r = XPRT_OK;
+        rv = wslay_event_recv(w->ctx);
+        classify(w, rv);
+    }
+    w->out = NULL;
+    (void)ws_send(w);
+    if (w->out_len > 0) {
+        *n = w->out_len;
+        return XPRT_OK;
+    }
+    switch (w->rs) {
+    case RS_OPEN:
+        return w->lower_r == XPRT_WANT_WRITE ? XPRT_WANT_WRITE : XPRT_WANT_READ;
+    case RS_PEER_CLOSE:
+    case RS_EOF:
+        return XPRT_CLOSED;
+    default:
+        return XPRT_ERROR;
+    }
+}
+
+static enum xprt_io ws_write(struct transport *t, const void *buf, size_t len,
+                             size_t *n)
+{
+    struct ws *w = (struct ws *)t;
+
+    *n = 0;
+    if (w->inflight == 0) {
+        struct wslay_event_msg m;
+
+        if (len == 0)
+            return XPRT_OK;
+        m.opcode = WSLAY_BINARY_FRAME;
+        m.msg = buf;
+        m.msg_length = len < WS_MSG_MAX ? len : WS_MSG_MAX;
+        if (wslay_event_queue_msg(w->ctx, &m) != 0) {
+            t->err = "WebSocket closing";
+            return XPRT_ERROR;
+        }
+        w->inflight = m.msg_length;
+    }
+    w->lower_w = XPRT_OK;
+    if (wslay_event_send(w->ctx) != 0) {
+        t->err = t->lower->err ? t->lower->err : "WebSocket send failed";
+        return XPRT_ERROR;
+    }
+    if (!wslay_event_want_write(w->ctx)) {
+        *n = w->inflight;
+        w->inflight = 0;
+        return XPRT_OK;
+    }
+    return w->lower_w == XPRT_WANT_READ ? XPRT_WANT_READ : XPRT_WANT_WRITE;
+}
+
+static size_t ws_pending(const struct transport *t)
+{
+    const struct ws *w = (const struct ws *)t;
+    const struct transport *lo = t->lower;
+    size_t p = w->ovf_len - w->ovf_off;
+
+    if (w->ctx == NULL)
+        return 0;
+    if (w->more || w->rs != RS_OPEN)
+        p++;
+    p += w->raw_len - w->raw_off;
+    if (lo->ops->pending != NULL)
+        p += lo->ops->pending(lo);
+    return p;
+}
+
+static void ws_shutdown(struct transport *t)
+{
+    struct ws *w = (struct ws *)t;
+
+    if (w->ctx == NULL)
+        return;
+    (void)wslay_event_queue_close(w->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
+    (void)ws_send(w);
+}
+
+static void ws_free(struct transport *t)
+{
+    struct ws *w = (struct ws *)t;
+
+    if (w == NULL)
+        return;
+    wslay_event_context_free(w->ctx);
+    free(w->path);
+    for (size_t i = 0; i < w->norigins; i++)
+        free(w->origins[i]);
+    free(w->origins);
+    free(w->req);
+    free(w->raw);
+    free(w->hdrs);
+    free(w->reply);
+    free(w->ovf);
+    free(w);
+}
+
+static const struct xprt_ops ws_ops = {
+    .handshake = ws_handshake,
+    .read = ws_read,
+    .write = ws_write,
+    .pending = ws_pending,
+    .shutdown = ws_shutdown,
+    .free = ws_free,
+    .stage = &ws_stage,
+};
+
+struct transport *transport_ws_server(const struct ws_conf *wc)
+{
+    struct ws *w = xcalloc(1, sizeof(*w));
+    struct http_limits lim;
+
+    w->base.ops = &ws_ops;
+    w->path = wc->path != NULL ? xstrdup(wc->path) : NULL;
+    if (wc->norigins > 0) {
+        w->origins = xcalloc(wc->norigins, sizeof(*w->origins));
+        for (size_t i = 0; i < wc->norigins; i++)
+            w->origins[i] = xstrdup(wc->origins[i]);
+        w->norigins = wc->norigins;
+    }
+    w->headers_size =
+        wc->headers_size > 0 ? wc->headers_size : WS_HEADERS_SIZE_DEFAULT;
+    w->max_frame = wc->max_frame;
+    w->log = wc->log;
+    snprintf(w->peer, sizeof(w->peer), "%s", wc->peer ? wc->peer : "?");
+    w->req_cap = w->headers_size + WS_EARLY_BYTES;
+    w->req = xmalloc(w->req_cap);
+    w->hdrs = xcalloc(WS_MAX_HEADERS, sizeof(*w->hdrs));
+    lim.max_line = w->headers_size;
+    lim.max_headers = WS_MAX_HEADERS;
+    lim.max_total = w->headers_size;
+    http_parser_init(&w->hp, &lim, w->hdrs);
+    return &w->base;
+}
