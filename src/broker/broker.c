@@ -26,8 +26,8 @@
 #include "router.h"
 #include "sys.h"
 #include "tls.h"
+#include "transport_ws.h"
 #include "util.h"
-#include "ws.h"
 
 /* ---- session registry (hashmap.h: keyed SipHash over client ids) ------- */
 

@@ -1,7 +1,7 @@
 /*
- * transport_ws.c - MQTT over WebSockets as a transport layer (see ws.h):
- * the HTTP/1.1 upgrade (http_parse.c), then libwslay's event API over the
- * transport below (plain or TLS).
+ * transport_ws.c - MQTT over WebSockets as a transport layer (see
+ * transport_ws.h): the HTTP/1.1 upgrade (http_parse.c), then libwslay's event
+ * API over the transport below (plain or TLS).
  *
  *   read(buf)  -> wslay_event_recv -> recv_cb: lower->read, at most what
  *                 buf can take; each frame header is checked first (peek)
@@ -16,7 +16,7 @@
  * libwslay answers pings and close frames itself; the replies go out from
  * read() (and from write() and shutdown()).
  */
-#include "ws.h"
+#include "transport_ws.h"
 
 #include <stdarg.h>
 #include <stdbool.h>
@@ -35,10 +35,13 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_MAX_HEADERS 64
-#define WS_EARLY_BYTES 4096u      /* frame bytes read with the request head */
-#define WS_IBUF_SLACK 4096u       /* wslay's own input buffer */
-#define WS_MSG_MAX (512u * 1024u) /* bytes of one outgoing frame */
-#define WS_RAW_CAP (32u * 1024u)  /* one read from the lower transport */
+#define WS_EARLY_BYTES 4096u /* frame bytes read with the request head */
+/* libwslay holds up to 4096 input bytes of its own (its frame context's
+ * ibuf); the payload they decode to must still fit in the read buffer */
+#define WS_IBUF_SLACK 8192u
+#define WS_READ_MIN (4u * WS_IBUF_SLACK) /* smallest read() buffer */
+#define WS_MSG_MAX (256u * 1024u)        /* payload of one outgoing frame */
+#define WS_SMALL 1024u /* a write up to this size goes out with its header */
 
 static const struct xprt_stage ws_stage = {
     .event = "ws_handshake_failed",
@@ -82,7 +85,7 @@ struct ws {
     char peer[64];
     /* handshake */
     int hs;
-    uint8_t *req; /* the request head (then it becomes raw) */
+    uint8_t *req; /* the request head (the bytes after it: early) */
     size_t req_len, req_cap;
     struct http_header *hdrs;
     struct http_parser hp;
@@ -93,18 +96,25 @@ struct ws {
     wslay_event_context_ptr ctx;
     struct ws_peek pk;
     bool cur_data; /* the frame being received carries MQTT bytes */
-    bool violation, more;
+    bool violation;
     uint8_t *out; /* the caller's read buffer during read() */
     size_t out_cap, out_len;
-    uint8_t *raw; /* bytes read from lower, not yet given to libwslay */
-    size_t raw_off, raw_len, raw_cap;
+    uint8_t *early; /* frame bytes that came with the request head */
+    size_t early_off, early_len;
+    size_t rgn_off, rgn_end; /* bytes read into out[], not yet given */
+    /* the data frame being written: a small one whole (sbuf), a large
+     * one as header (hdr) then frame_left payload bytes from the caller */
+    uint8_t sbuf[WS_SMALL + 10];
+    size_t slen, soff, spl;
+    uint8_t hdr[10];
+    size_t hlen, hoff;
+    uint64_t frame_left;
     uint8_t *ovf;
     size_t ovf_off, ovf_len, ovf_cap;
     enum xprt_io lower_r, lower_w;
     int rs;
     uint16_t vcode;
     char vwhy[128];
-    size_t inflight; /* bytes of the frame being written */
 };
 
 /* ---- Sec-WebSocket-Accept ------------------------------------------- */
@@ -336,10 +346,13 @@ static enum xprt_io read_request(struct ws *w, char *why, size_t whylen)
                 refuse(w, st, reason);
         }
         /* what follows the head: the first frames, for recv_cb */
-        w->raw = w->req;
-        w->raw_cap = w->req_cap;
-        w->raw_off = w->hp.head_len;
-        w->raw_len = w->req_len;
+        if (w->hp.head_len < w->req_len) {
+            w->early = w->req;
+            w->early_off = w->hp.head_len;
+            w->early_len = w->req_len;
+        } else {
+            free(w->req);
+        }
         w->req = NULL;
         free(w->hdrs);
         w->hdrs = NULL;
@@ -482,48 +495,55 @@ static size_t peek_scan(struct ws *w, const uint8_t *p, size_t n)
 
 /* ---- libwslay callbacks ---------------------------------------------- */
 
+/*
+ * recv_cb: libwslay wants input. The bytes are read from the lower
+ * transport into the free end of the caller's read buffer (out), past
+ * the payload decoded so far plus WS_IBUF_SLACK: the payload decoded from
+ * bytes already given (at most what libwslay holds, plus those bytes)
+ * never reaches the bytes not yet given, so one buffer serves both and
+ * nothing is allocated.
+ */
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                        int flags, void *ud)
 {
     struct ws *w = ud;
     struct transport *lo = w->base.lower;
-    size_t room, slack, n = 0, k;
+    size_t n = 0, k;
 
     (void)flags;
     if (w->violation || w->rs != RS_OPEN)
         goto block;
-    /* payload out <= bytes in + what libwslay holds: keep within buf */
-    room = w->out_cap > w->out_len ? w->out_cap - w->out_len : 0;
-    slack = w->out_cap > 2 * WS_IBUF_SLACK ? WS_IBUF_SLACK : 0;
-    if (room <= slack) {
-        w->more = true;
-        goto block;
-    }
-    room -= slack;
-    if (w->raw_off == w->raw_len) {
-        /* one lower read for many of libwslay's small ones */
-        if (w->raw == NULL) {
-            w->raw_cap = WS_RAW_CAP;
-            w->raw = xmalloc(w->raw_cap);
+    if (w->early != NULL) {
+        n = w->early_len - w->early_off;
+        if (n > len)
+            n = len;
+        memcpy(buf, w->early + w->early_off, n);
+        w->early_off += n;
+        if (w->early_off == w->early_len) {
+            free(w->early);
+            w->early = NULL;
         }
-        w->raw_off = w->raw_len = 0;
-        w->lower_r = lo->ops->read(lo, w->raw,
-                                   room < w->raw_cap ? room : w->raw_cap, &n);
-        if (w->lower_r != XPRT_OK || n == 0)
-            goto block;
-        w->raw_len = n;
-    }
-    n = w->raw_len - w->raw_off;
-    if (n > len)
-        n = len;
-    if (n > room)
-        n = room;
-    memcpy(buf, w->raw + w->raw_off, n);
-    w->raw_off += n;
-    if (w->raw_off == w->raw_len) {
-        free(w->raw); /* idle connections keep no buffer */
-        w->raw = NULL;
-        w->raw_off = w->raw_len = w->raw_cap = 0;
+    } else {
+        if (w->rgn_off == w->rgn_end) {
+            size_t start = w->out_len + WS_IBUF_SLACK;
+
+            if (start + WS_IBUF_SLACK > w->out_cap) {
+                /* the caller's buffer is full: what is left in the
+                 * socket keeps it readable for the next iteration */
+                goto block;
+            }
+            w->lower_r =
+                lo->ops->read(lo, w->out + start, w->out_cap - start, &n);
+            if (w->lower_r != XPRT_OK || n == 0)
+                goto block;
+            w->rgn_off = start;
+            w->rgn_end = start + n;
+        }
+        n = w->rgn_end - w->rgn_off;
+        if (n > len)
+            n = len;
+        memcpy(buf, w->out + w->rgn_off, n);
+        w->rgn_off += n;
     }
     k = peek_scan(w, buf, n);
     if (k == 0)
@@ -649,18 +669,15 @@ static enum xprt_io ws_handshake(struct transport *t, char *why, size_t whylen,
     wslay_event_config_set_no_buffering(w->ctx, 1);
     wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_frame);
     w->hs = HS_DONE;
-    if (w->raw_off == w->raw_len) {
-        free(w->raw);
-        w->raw = NULL;
-        w->raw_off = w->raw_len = w->raw_cap = 0;
-    }
     return XPRT_OK;
 }
 
-/* Send what libwslay has queued (pong, close, the rest of a frame). */
+/* Send the control frames libwslay has queued (pong, close), unless a
+ * data frame of ours is half written. */
 static int ws_send(struct ws *w)
 {
-    if (!wslay_event_want_write(w->ctx))
+    if (w->slen > 0 || w->hlen > 0 || w->frame_left > 0 ||
+        !wslay_event_want_write(w->ctx))
         return 0;
     return wslay_event_send(w->ctx);
 }
@@ -716,9 +733,14 @@ static enum xprt_io ws_read(struct transport *t, void *buf, size_t len,
     struct ws *w = (struct ws *)t;
 
     *n = 0;
+    if (len < WS_READ_MIN) {
+        t->err = "WebSocket read buffer too small";
+        return XPRT_ERROR;
+    }
     w->out = buf;
     w->out_cap = len;
     w->out_len = 0;
+    w->rgn_off = w->rgn_end = 0;
     if (w->ovf_off < w->ovf_len) {
         size_t c = w->ovf_len - w->ovf_off;
 
@@ -733,7 +755,6 @@ static enum xprt_io ws_read(struct transport *t, void *buf, size_t len,
     if (w->out_len == 0 && w->rs == RS_OPEN) {
         int rv;
 
-        w->more = false;
         w->lower_r = XPRT_OK;
         rv = wslay_event_recv(w->ctx);
         classify(w, rv);
@@ -755,37 +776,127 @@ static enum xprt_io ws_read(struct transport *t, void *buf, size_t len,
     }
 }
 
+/* frame_header: a server data frame's header (FIN, binary, never
+ * masked) for a payload of pl bytes into h; its length. */
+static size_t frame_header(uint8_t *h, size_t pl)
+{
+    h[0] = 0x80 | WSLAY_BINARY_FRAME;
+    if (pl < 126) {
+        h[1] = (uint8_t)pl;
+        return 2;
+    }
+    if (pl < 65536) {
+        h[1] = 126;
+        h[2] = (uint8_t)(pl >> 8);
+        h[3] = (uint8_t)pl;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (uint8_t)((uint64_t)pl >> (56 - 8 * i));
+    return 10;
+}
+
+/* lower_write: everything of p[*off..len) to the lower transport. */
+static enum xprt_io lower_write(struct ws *w, const uint8_t *p, size_t len,
+                                size_t *off)
+{
+    struct transport *lo = w->base.lower;
+
+    while (*off < len) {
+        size_t k = 0;
+        enum xprt_io r = lo->ops->write(lo, p + *off, len - *off, &k);
+
+        if (r == XPRT_CLOSED || r == XPRT_ERROR) {
+            w->base.err = lo->err ? lo->err : "write error";
+            return XPRT_ERROR;
+        }
+        if (r != XPRT_OK)
+            return r;
+        *off += k;
+    }
+    return XPRT_OK;
+}
+
+/*
+ * ws_write: the bytes as binary frames, written by this layer (libwslay
+ * only sends the control frames, between ours). A write of at most
+ * WS_SMALL bytes becomes one frame copied next to its header and written
+ * with one lower write; a larger one gets its header written first, then
+ * the payload straight from buf, reported as it goes. No allocation
+ * either way (libwslay's own queue would copy every message into a fresh
+ * allocation and write header and payload apart: docs/performance.md).
+ * The retry rule of transport.h holds: after WANT_*, the same bytes are
+ * offered below again.
+ */
 static enum xprt_io ws_write(struct transport *t, const void *buf, size_t len,
                              size_t *n)
 {
     struct ws *w = (struct ws *)t;
+    enum xprt_io r;
+    size_t k = 0;
 
     *n = 0;
-    if (w->inflight == 0) {
-        struct wslay_event_msg m;
+    if (w->slen == 0 && w->hlen == 0 && w->frame_left == 0) {
+        size_t pl;
 
-        if (len == 0)
-            return XPRT_OK;
-        m.opcode = WSLAY_BINARY_FRAME;
-        m.msg = buf;
-        m.msg_length = len < WS_MSG_MAX ? len : WS_MSG_MAX;
-        if (wslay_event_queue_msg(w->ctx, &m) != 0) {
+        w->lower_w = XPRT_OK;
+        if (ws_send(w) != 0) {
+            t->err = t->lower->err ? t->lower->err : "WebSocket send failed";
+            return XPRT_ERROR;
+        }
+        if (wslay_event_want_write(w->ctx))
+            return w->lower_w == XPRT_WANT_READ ? XPRT_WANT_READ
+                                                : XPRT_WANT_WRITE;
+        if (!wslay_event_get_write_enabled(w->ctx) ||
+            wslay_event_get_close_sent(w->ctx)) {
             t->err = "WebSocket closing";
             return XPRT_ERROR;
         }
-        w->inflight = m.msg_length;
+        if (len == 0)
+            return XPRT_OK;
+        pl = len < WS_MSG_MAX ? len : WS_MSG_MAX;
+        if (pl <= WS_SMALL) {
+            size_t h = frame_header(w->sbuf, pl);
+
+            memcpy(w->sbuf + h, buf, pl);
+            w->slen = h + pl;
+            w->soff = 0;
+            w->spl = pl;
+        } else {
+            w->hlen = frame_header(w->hdr, pl);
+            w->hoff = 0;
+            w->frame_left = pl;
+        }
     }
-    w->lower_w = XPRT_OK;
-    if (wslay_event_send(w->ctx) != 0) {
-        t->err = t->lower->err ? t->lower->err : "WebSocket send failed";
-        return XPRT_ERROR;
-    }
-    if (!wslay_event_want_write(w->ctx)) {
-        *n = w->inflight;
-        w->inflight = 0;
+    if (w->slen > 0) {
+        r = lower_write(w, w->sbuf, w->slen, &w->soff);
+        if (r != XPRT_OK)
+            return r;
+        *n = w->spl;
+        w->slen = w->soff = w->spl = 0;
+        (void)ws_send(w); /* a pong queued meanwhile */
         return XPRT_OK;
     }
-    return w->lower_w == XPRT_WANT_READ ? XPRT_WANT_READ : XPRT_WANT_WRITE;
+    if (w->hlen > 0) {
+        r = lower_write(w, w->hdr, w->hlen, &w->hoff);
+        if (r != XPRT_OK)
+            return r;
+        w->hlen = w->hoff = 0;
+    }
+    r = t->lower->ops->write(t->lower, buf,
+                             len < w->frame_left ? len : w->frame_left, &k);
+    if (r == XPRT_CLOSED || r == XPRT_ERROR) {
+        t->err = t->lower->err ? t->lower->err : "write error";
+        return XPRT_ERROR;
+    }
+    if (r != XPRT_OK)
+        return r;
+    w->frame_left -= k;
+    *n = k;
+    if (w->frame_left == 0)
+        (void)ws_send(w);
+    return XPRT_OK;
 }
 
 static size_t ws_pending(const struct transport *t)
@@ -796,9 +907,13 @@ static size_t ws_pending(const struct transport *t)
 
     if (w->ctx == NULL)
         return 0;
-    if (w->more || w->rs != RS_OPEN)
+    /* bytes left in the socket when the caller's buffer filled up keep
+     * it readable: not counted, so that conn reads once per loop
+     * iteration as over a plain socket */
+    if (w->rs != RS_OPEN)
         p++;
-    p += w->raw_len - w->raw_off;
+    if (w->early != NULL)
+        p += w->early_len - w->early_off;
     if (lo->ops->pending != NULL)
         p += lo->ops->pending(lo);
     return p;
@@ -809,6 +924,12 @@ static void ws_shutdown(struct transport *t)
     struct ws *w = (struct ws *)t;
 
     if (w->ctx == NULL)
+        return;
+    /* a close frame must not land inside a data frame: finish a small
+     * one if it goes at once; after a large one cut short, no close */
+    if (w->slen > 0 && lower_write(w, w->sbuf, w->slen, &w->soff) == XPRT_OK)
+        w->slen = w->soff = 0;
+    if (w->slen > 0 || w->hlen > 0 || w->frame_left > 0)
         return;
     (void)wslay_event_queue_close(w->ctx, WSLAY_CODE_NORMAL_CLOSURE, NULL, 0);
     (void)ws_send(w);
@@ -826,7 +947,7 @@ static void ws_free(struct transport *t)
         free(w->origins[i]);
     free(w->origins);
     free(w->req);
-    free(w->raw);
+    free(w->early);
     free(w->hdrs);
     free(w->reply);
     free(w->ovf);

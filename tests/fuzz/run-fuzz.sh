@@ -24,6 +24,9 @@ build fuzz_passwd src/auth/passwd.c src/util/util.c src/broker/msg.c
 build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
 build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
 build fuzz_http_parse src/net/http_parse.c
+"$CC" "${CFLAGS[@]}" tests/fuzz/fuzz_ws.c src/net/transport_ws.c \
+    src/net/http_parse.c src/util/log.c src/util/util.c -o "$out/fuzz_ws" \
+    "${SSL[@]}" -lwslay -lcjson
 # The core library's sources (CORE_SRCS in CMakeLists.txt: every layer
 # below src/daemon) less src/net/conn.c, which mem_conn.c replaces: read
 # from CMakeLists.txt so a new module cannot be left out here
@@ -38,7 +41,7 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
-    fuzz_session fuzz_http_parse; do
+    fuzz_session fuzz_http_parse fuzz_ws; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then
@@ -47,6 +50,9 @@ for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity
     fi
     if [ "$h" = fuzz_http_parse ]; then
         find tests/fuzz/http-seeds -type f ! -name '*.md' -exec cp {} "$corpus"/ \;
+    fi
+    if [ "$h" = fuzz_ws ]; then
+        find tests/fuzz/ws-seeds -type f ! -name '*.md' -exec cp {} "$corpus"/ \;
     fi
     if [ "$h" = fuzz_codec ]; then "$out/gen_codec_seeds" "$corpus" >/dev/null; fi
     if "$out/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

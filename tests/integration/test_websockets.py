@@ -4,7 +4,8 @@ packets split across and packed into frames every way RFC 6455 allows,
 ping/pong and the close handshake, each bad input (with its status code and
 log line, then a canary client that must still work), the connect deadline,
 WSS with client certificates, MQTT.js sending 1,000 QoS 1 messages in
-order.
+order, and headless Chromium with MQTT.js's browser bundle over ws:// and
+wss:// talking to mosquitto_pub/mosquitto_sub on the plain listener.
 
 The raw client below speaks RFC 6455 itself (masking, framing) so that it
 can also send what a real client never would."""
@@ -633,6 +634,43 @@ class NodeQos1Order(WsTest):
                            capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("ok 1000 in order", r.stdout)
+
+
+class Browser(unittest.TestCase):
+    """Headless Chromium (puppeteer-core) with mqtt's dist/mqtt.min.js."""
+
+    def setUp(self):
+        self.port, self.ws, self.wss = free_port(), free_port(), free_port()
+        conf = ("per_listener_settings false\nallow_anonymous true\n"
+                "listener %d 127.0.0.1\n"
+                "listener %d 127.0.0.1\nprotocol websockets\n"
+                "listener %d 127.0.0.1\nprotocol websockets\n"
+                "certfile %s\nkeyfile %s\n"
+                % (self.port, self.ws, self.wss, c("server.crt"),
+                   c("server.key")))
+        self.b = Broker(conf)
+        self.b.port = self.port
+        self.b.start()
+
+    def tearDown(self):
+        alive = self.b.alive()
+        log = self.b.log_text()
+        rc = self.b.stop()
+        self.assertTrue(alive, log)
+        self.assertEqual(rc, 0, log)
+        self.assertNotIn("AddressSanitizer", log)
+
+    def test_browser_ws_and_wss(self):
+        for scheme, port in (("ws", self.ws), ("wss", self.wss)):
+            r = subprocess.run(
+                ["node", "ws_browser.mjs"], cwd=INTEROP,
+                env=node_env(WS_URL="%s://localhost:%d/mqtt" % (scheme, port),
+                             PLAIN_PORT=self.port),
+                capture_output=True, text=True, timeout=240)
+            self.assertEqual(r.returncode, 0,
+                             "%s: %s%s\n%s" % (scheme, r.stdout, r.stderr,
+                                               self.b.log_text()[-3000:]))
+            self.assertIn("browser ok", r.stdout)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 /*
- * ws.h - MQTT over WebSockets (RFC 6455, MQTT 5.0 section 6): a transport
- * layer (transport.h) pushed over the plain or the TLS transport of an
- * accepted connection with conn_push_layer().
+ * transport_ws.h - MQTT over WebSockets (RFC 6455, MQTT 5.0 section 6): a
+ * transport layer (transport.h) pushed over the plain or the TLS transport of
+ * an accepted connection with conn_push_layer().
  *
  *   conn  <- MQTT bytes ->  [ WebSocket layer ]  <- frames ->  [ TLS | plain ]
  *
@@ -23,8 +23,8 @@
  *              control frame, continuation out of place -> 1002; a text
  *              frame -> 1003 [MQTT-6.0.0-1]; a frame over max_frame -> 1009
  */
-#ifndef MQTTD_WS_H
-#define MQTTD_WS_H
+#ifndef MQTTD_TRANSPORT_WS_H
+#define MQTTD_TRANSPORT_WS_H
 
 #include <stddef.h>
 #include <stdint.h>
