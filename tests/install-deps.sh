@@ -26,9 +26,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# MQTT.js for the interoperability tests, pinned by package-lock.json
+# MQTT.js for the interoperability tests and puppeteer-core for the browser
+# test (tests/integration/test_websockets.py), pinned by package-lock.json
 interop="$(cd "$(dirname "$0")" && pwd)/interop"
-if [ ! -d "$interop/node_modules/mqtt" ]; then
+if [ ! -d "$interop/node_modules/mqtt" ] ||
+    [ ! -d "$interop/node_modules/puppeteer-core" ]; then
     echo "install-deps: npm ci in tests/interop"
     (cd "$interop" && npm ci --no-audit --no-fund >/dev/null)
 fi
