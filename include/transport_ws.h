@@ -12,13 +12,13 @@
  *              subprotocol mqtt or mqttv3.1); "101 Switching Protocols"
  *              with Sec-WebSocket-Accept, or 400/403/404/426 with a reason
  *              and the handshake fails with that reason
- *   read:      libwslay (no message buffering) unmasks frames; the payload
- *              of binary and continuation frames is the MQTT byte stream,
- *              whatever the frame boundaries; ping is answered with pong,
- *              a close frame with a close frame
- *   write:     each write becomes one binary frame
- *   errors:    before libwslay sees a frame header it is checked, so that
- *              the close status and the log line say why: unmasked frame,
+ *   read:      each frame header is checked; the payload of binary and
+ *              continuation frames, unmasked here, is the MQTT byte
+ *              stream whatever the frame boundaries; control frames go to
+ *              libwslay, which answers ping with pong and close with close
+ *   write:     each write becomes one binary frame (framed here)
+ *   errors:    the header checks make the close status and the log line
+ *              say why: unmasked frame,
  *              RSV bit, reserved opcode, fragmented or over-125-byte
  *              control frame, continuation out of place -> 1002; a text
  *              frame -> 1003 [MQTT-6.0.0-1]; a frame over max_frame -> 1009

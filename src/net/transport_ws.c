@@ -3,15 +3,15 @@
  * transport_ws.h): the HTTP/1.1 upgrade (http_parse.c), then libwslay's event
  * API over the transport below (plain or TLS).
  *
- *   read(buf)  -> wslay_event_recv -> recv_cb: lower->read, at most what
- *                 buf can take; each frame header is checked first (peek)
- *              <- chunk_cb: binary/continuation payload copied into buf
- *                 (any excess, at most one wslay input buffer, waits in ovf)
- *   write(buf) -> one binary message queued in wslay (it copies), then
- *                 wslay_event_send -> send_cb: lower->write; the write
- *                 reports the bytes once the whole frame is out, so that
- *                 back-pressure reaches conn (the OpenSSL retry rule of
- *                 transport.h: the same length is kept here)
+ *   read(buf)  -> wslay_event_recv -> recv_cb: lower->read into the free end
+ *                 of buf; peek_take checks each frame header, unmasks the
+ *                 payload of data frames into buf and hands libwslay the
+ *                 control frames only
+ *   write(buf) -> binary frames written here to the lower transport (a
+ *                 small write copied next to its header, a large one
+ *                 header then payload); the bytes are reported written as
+ *                 they go, and a half-written frame is finished before
+ *                 libwslay may send a control frame
  *
  * libwslay answers pings and close frames itself; the replies go out from
  * read() (and from write() and shutdown()).
@@ -71,6 +71,8 @@ struct ws_peek {
     unsigned need, ext; /* bytes left of this header field / ext length */
     uint64_t len;       /* payload bytes left (PK_PAY) or being read */
     bool in_frag;       /* inside a fragmented data message */
+    uint8_t key[4];     /* a data frame's mask key */
+    unsigned moff;      /* the key offset of the next payload byte */
 };
 
 struct ws {
@@ -95,7 +97,6 @@ struct ws {
     /* framing */
     wslay_event_context_ptr ctx;
     struct ws_peek pk;
-    bool cur_data; /* the frame being received carries MQTT bytes */
     bool violation;
     uint8_t *out; /* the caller's read buffer during read() */
     size_t out_cap, out_len;
@@ -109,8 +110,6 @@ struct ws {
     uint8_t hdr[10];
     size_t hlen, hoff;
     uint64_t frame_left;
-    uint8_t *ovf;
-    size_t ovf_off, ovf_len, ovf_cap;
     enum xprt_io lower_r, lower_w;
     int rs;
     uint16_t vcode;
@@ -446,49 +445,120 @@ static bool peek_b1(struct ws *w, uint8_t b)
     return peek_len(w);
 }
 
-/* peek_scan: follow the frame headers in p[0..n); the bytes before the
- * first offending one (all n when none). */
-static size_t peek_scan(struct ws *w, const uint8_t *p, size_t n)
+/* unmask: dst[0..n) = src[0..n) XOR the mask key from key offset *moff,
+ * eight bytes at a time (dst may trail src in the same buffer). */
+static void unmask(uint8_t *dst, const uint8_t *src, size_t n,
+                   const uint8_t key[4], unsigned *moff)
+{
+    uint8_t kk[8];
+    uint64_t km, v;
+    size_t j = 0;
+
+    for (unsigned q = 0; q < 8; q++)
+        kk[q] = key[(*moff + q) & 3];
+    memcpy(&km, kk, sizeof(km));
+    for (; j + 8 <= n; j += 8) {
+        memcpy(&v, src + j, sizeof(v));
+        v ^= km;
+        memcpy(dst + j, &v, sizeof(v));
+    }
+    for (; j < n; j++)
+        dst[j] = src[j] ^ kk[j & 7];
+    *moff = (unsigned)((*moff + n) & 3);
+}
+
+/*
+ * peek_take: follow the frames in src[0..n): every header is checked
+ * (peek_b0, peek_b1, peek_len); the payload of data frames is unmasked
+ * straight into the caller's read buffer (w->out); control frames, whole,
+ * go to dst[0..dstcap) for libwslay (*got bytes). Returns the bytes of
+ * src used: fewer than n at an offending byte, when dst is full, or when
+ * the read buffer is.
+ */
+static size_t peek_take(struct ws *w, const uint8_t *src, size_t n,
+                        uint8_t *dst, size_t dstcap, size_t *got)
 {
     struct ws_peek *k = &w->pk;
     size_t i = 0;
 
     while (i < n) {
-        switch (k->st) {
-        case PK_B0:
-            if (!peek_b0(w, p[i]))
-                return i;
-            i++;
-            break;
-        case PK_B1:
-            if (!peek_b1(w, p[i]))
-                return i;
-            i++;
-            break;
-        case PK_EXT:
-            k->len = (k->len << 8) | p[i];
-            if (--k->need == 0 && !peek_len(w))
-                return i;
-            i++;
-            break;
-        case PK_MASK:
-            i++;
-            if (--k->need == 0)
-                k->st = k->len > 0 ? PK_PAY : PK_B0;
-            break;
-        case PK_PAY:
-        default: {
-            uint64_t take = n - i;
+        bool ctl = k->st != PK_B0 && is_control(k->op);
+        uint8_t c = src[i];
+
+        if (k->st == PK_PAY && !ctl) {
+            size_t room = w->out_cap - w->out_len, take = n - i;
 
             if (take > k->len)
-                take = k->len;
-            i += (size_t)take;
+                take = (size_t)k->len;
+            if (take > room)
+                take = room;
+            if (take == 0)
+                return i;
+            unmask(w->out + w->out_len, src + i, take, k->key, &k->moff);
+            w->out_len += take;
+            i += take;
             k->len -= take;
             if (k->len == 0)
                 k->st = PK_B0;
+            continue;
+        }
+        if (k->st == PK_PAY || (k->st != PK_B0 && ctl)) {
+            /* a control frame's byte, for libwslay */
+            size_t take = 1;
+
+            if (*got >= dstcap)
+                return i;
+            if (k->st == PK_PAY) {
+                take = n - i;
+                if (take > k->len)
+                    take = (size_t)k->len;
+                if (take > dstcap - *got)
+                    take = dstcap - *got;
+                memcpy(dst + *got, src + i, take);
+                *got += take;
+                i += take;
+                k->len -= take;
+                if (k->len == 0)
+                    k->st = PK_B0;
+                continue;
+            }
+        }
+        switch (k->st) {
+        case PK_B0:
+            if (!peek_b0(w, c))
+                return i;
+            if (is_control(k->op)) {
+                if (*got >= dstcap) {
+                    k->st = PK_B0; /* not taken: again next time */
+                    return i;
+                }
+                dst[(*got)++] = c;
+            }
+            break;
+        case PK_B1:
+            if (!peek_b1(w, c))
+                return i;
+            if (is_control(k->op))
+                dst[(*got)++] = c;
+            break;
+        case PK_EXT:
+            k->len = (k->len << 8) | c;
+            if (--k->need == 0 && !peek_len(w))
+                return i;
+            break;
+        case PK_MASK:
+        default:
+            if (is_control(k->op))
+                dst[(*got)++] = c;
+            else
+                k->key[4 - k->need] = c;
+            if (--k->need == 0) {
+                k->moff = 0;
+                k->st = k->len > 0 ? PK_PAY : PK_B0;
+            }
             break;
         }
-        }
+        i++;
     }
     return n;
 }
@@ -497,59 +567,61 @@ static size_t peek_scan(struct ws *w, const uint8_t *p, size_t n)
 
 /*
  * recv_cb: libwslay wants input. The bytes are read from the lower
- * transport into the free end of the caller's read buffer (out), past
- * the payload decoded so far plus WS_IBUF_SLACK: the payload decoded from
- * bytes already given (at most what libwslay holds, plus those bytes)
- * never reaches the bytes not yet given, so one buffer serves both and
- * nothing is allocated.
+ * transport into the free end of the caller's read buffer (out), well
+ * past the payload decoded so far, which grows by at most one byte per
+ * byte read: one buffer serves both and nothing is allocated. peek_take
+ * unmasks data frames' payload into out itself (libwslay's unmasking, a
+ * byte at a time, was most of the framing's CPU: docs/performance.md) and
+ * hands libwslay the control frames only.
  */
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                        int flags, void *ud)
 {
     struct ws *w = ud;
     struct transport *lo = w->base.lower;
-    size_t n = 0, k;
+    size_t got = 0;
 
     (void)flags;
-    if (w->violation || w->rs != RS_OPEN)
-        goto block;
-    if (w->early != NULL) {
-        n = w->early_len - w->early_off;
-        if (n > len)
-            n = len;
-        memcpy(buf, w->early + w->early_off, n);
-        w->early_off += n;
-        if (w->early_off == w->early_len) {
-            free(w->early);
-            w->early = NULL;
-        }
-    } else {
-        if (w->rgn_off == w->rgn_end) {
-            size_t start = w->out_len + WS_IBUF_SLACK;
+    while (got == 0 && !w->violation && w->rs == RS_OPEN) {
+        const uint8_t *src;
+        size_t avail, used, n = 0;
 
-            if (start + WS_IBUF_SLACK > w->out_cap) {
+        if (w->early != NULL) {
+            src = w->early + w->early_off;
+            avail = w->early_len - w->early_off;
+        } else {
+            if (w->rgn_off == w->rgn_end) {
+                size_t start = w->out_len + WS_IBUF_SLACK;
+
                 /* the caller's buffer is full: what is left in the
                  * socket keeps it readable for the next iteration */
-                goto block;
+                if (start + WS_IBUF_SLACK > w->out_cap)
+                    break;
+                w->lower_r =
+                    lo->ops->read(lo, w->out + start, w->out_cap - start, &n);
+                if (w->lower_r != XPRT_OK || n == 0)
+                    break;
+                w->rgn_off = start;
+                w->rgn_end = start + n;
             }
-            w->lower_r =
-                lo->ops->read(lo, w->out + start, w->out_cap - start, &n);
-            if (w->lower_r != XPRT_OK || n == 0)
-                goto block;
-            w->rgn_off = start;
-            w->rgn_end = start + n;
+            src = w->out + w->rgn_off;
+            avail = w->rgn_end - w->rgn_off;
         }
-        n = w->rgn_end - w->rgn_off;
-        if (n > len)
-            n = len;
-        memcpy(buf, w->out + w->rgn_off, n);
-        w->rgn_off += n;
+        used = peek_take(w, src, avail, buf, len, &got);
+        if (w->early != NULL) {
+            w->early_off += used;
+            if (w->early_off == w->early_len) {
+                free(w->early);
+                w->early = NULL;
+            }
+        } else {
+            w->rgn_off += used;
+        }
+        if (used == 0 && got == 0)
+            break; /* the read buffer is full */
     }
-    k = peek_scan(w, buf, n);
-    if (k == 0)
-        goto block;
-    return (ssize_t)k;
-block:
+    if (got > 0)
+        return (ssize_t)got;
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
 }
@@ -573,50 +645,9 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data,
     return -1;
 }
 
-static void frame_start_cb(wslay_event_context_ptr ctx,
-                           const struct wslay_event_on_frame_recv_start_arg *a,
-                           void *ud)
-{
-    struct ws *w = ud;
-
-    (void)ctx;
-    w->cur_data = a->opcode == WSLAY_BINARY_FRAME ||
-                  a->opcode == WSLAY_CONTINUATION_FRAME;
-}
-
-static void frame_chunk_cb(wslay_event_context_ptr ctx,
-                           const struct wslay_event_on_frame_recv_chunk_arg *a,
-                           void *ud)
-{
-    struct ws *w = ud;
-    size_t room, c;
-
-    (void)ctx;
-    if (!w->cur_data || a->data_length == 0)
-        return;
-    room = w->out_cap > w->out_len ? w->out_cap - w->out_len : 0;
-    c = a->data_length < room ? a->data_length : room;
-    if (c > 0) {
-        memcpy(w->out + w->out_len, a->data, c);
-        w->out_len += c;
-    }
-    if (c < a->data_length) {
-        size_t rest = a->data_length - c;
-
-        if (w->ovf_len + rest > w->ovf_cap) {
-            w->ovf_cap = w->ovf_len + rest;
-            w->ovf = xrealloc(w->ovf, w->ovf_cap);
-        }
-        memcpy(w->ovf + w->ovf_len, a->data + c, rest);
-        w->ovf_len += rest;
-    }
-}
-
 static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = recv_cb,
     .send_callback = send_cb,
-    .on_frame_recv_start_callback = frame_start_cb,
-    .on_frame_recv_chunk_callback = frame_chunk_cb,
 };
 
 /* ---- the transport -------------------------------------------------- */
@@ -741,18 +772,7 @@ static enum xprt_io ws_read(struct transport *t, void *buf, size_t len,
     w->out_cap = len;
     w->out_len = 0;
     w->rgn_off = w->rgn_end = 0;
-    if (w->ovf_off < w->ovf_len) {
-        size_t c = w->ovf_len - w->ovf_off;
-
-        if (c > len)
-            c = len;
-        memcpy(buf, w->ovf + w->ovf_off, c);
-        w->ovf_off += c;
-        w->out_len = c;
-        if (w->ovf_off == w->ovf_len)
-            w->ovf_off = w->ovf_len = 0;
-    }
-    if (w->out_len == 0 && w->rs == RS_OPEN) {
+    if (w->rs == RS_OPEN) {
         int rv;
 
         w->lower_r = XPRT_OK;
@@ -903,7 +923,7 @@ static size_t ws_pending(const struct transport *t)
 {
     const struct ws *w = (const struct ws *)t;
     const struct transport *lo = t->lower;
-    size_t p = w->ovf_len - w->ovf_off;
+    size_t p = 0;
 
     if (w->ctx == NULL)
         return 0;
@@ -950,7 +970,6 @@ static void ws_free(struct transport *t)
     free(w->early);
     free(w->hdrs);
     free(w->reply);
-    free(w->ovf);
     free(w);
 }
 
