@@ -94,6 +94,13 @@ struct conf_tls {
     int line;
 };
 
+/* What a listener speaks ("protocol"). */
+enum conf_protocol {
+    CONF_PROTO_MQTT = 0,
+    CONF_PROTO_WEBSOCKETS, /* MQTT over WebSockets (transport_ws.h) */
+    CONF_PROTO_HTTP,       /* the operations endpoints (http_ops.c) */
+};
+
 struct conf_listener {
     uint16_t port;       /* 0 with unix_path set = unix socket */
     char *address;       /* bind address/host; NULL = all (or loopback when
@@ -110,9 +117,12 @@ struct conf_listener {
     uint8_t proxy_protocol;    /* enable_proxy_protocol: 0 (off), 1, 2 */
     bool proxy_v2_require_tls; /* proxy_protocol_v2_require_tls */
     const char *src;
-    int line; /* where the listener line is */
+    int line;                    /* where the listener line is */
+    enum conf_protocol protocol; /* [mqtt] */
+    char *ws_path;               /* websockets_path; NULL = any path */
+    char **ws_origins;           /* websockets_origin values; none = any */
+    size_t nws_origins;
     /* protocol http: operations endpoints (/metrics, /healthz, ...) */
-    bool http;
     struct cidr *http_allow; /* http_allow_from ranges (owned) */
     size_t nhttp_allow;
 };
@@ -196,6 +206,8 @@ struct conf {
     /* cluster mode (docs/cluster.md) */
     char *cluster_nats;      /* comma-separated nats:// URLs; NULL = off */
     char *cluster_node_name; /* NULL: the host name */
+    /* WebSockets: bytes of an upgrade request head; 0 = default (4096) */
+    uint32_t websockets_headers_size;
 };
 
 /* ---- bridges (Mosquitto's "connection" sections; conf_bridge.c) ---- */

@@ -16,6 +16,8 @@ PKGS+=(haproxy)
 PKGS+=(python3-cryptography)
 # cluster mode (docs/cluster.md): the NATS C client and a NATS server for the tests
 PKGS+=(nats-server libnats-dev)
+# WebSockets: framing library (headless Chromium above, for the browser tests)
+PKGS+=(libwslay-dev)
 
 # node and npm: whatever is on PATH (e.g. a newer nodejs that bundles npm),
 # Debian's packages otherwise
@@ -34,9 +36,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# MQTT.js for the interoperability tests, pinned by package-lock.json
+# MQTT.js for the interoperability tests and puppeteer-core for the browser
+# test (tests/integration/test_websockets.py), pinned by package-lock.json
 interop="$(cd "$(dirname "$0")" && pwd)/interop"
-if [ ! -d "$interop/node_modules/mqtt" ]; then
+if [ ! -d "$interop/node_modules/mqtt" ] ||
+    [ ! -d "$interop/node_modules/puppeteer-core" ]; then
     echo "install-deps: npm ci in tests/interop"
     (cd "$interop" && npm ci --no-audit --no-fund >/dev/null)
 fi

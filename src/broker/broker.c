@@ -31,6 +31,7 @@
 #include "tls.h"
 #include "tls_staple.h"
 #include "tls_ticket.h"
+#include "transport_ws.h"
 #include "util.h"
 
 /* ---- session registry (hashmap.h: keyed SipHash over client ids) ------- */
@@ -467,6 +468,30 @@ void broker_unpause(struct broker *b, struct client *c)
 
 /* ---- accept ----------------------------------------------------------- */
 
+/*
+ * ws_layer: the WebSocket server layer of listener l for conn, pushed over
+ * the plain or TLS transport (and the PROXY layer, if any); the
+ * connection's deadline (connect_timeout) bounds the TLS and the upgrade
+ * handshakes together, so a slow partial request is cut by it.
+ */
+static struct transport *
+ws_layer(struct broker *b, const struct conf_listener *l, struct conn *conn)
+{
+    const struct conf *cf = b->conf;
+    struct ws_conf wc;
+
+    memset(&wc, 0, sizeof(wc));
+    wc.path = l->ws_path;
+    wc.origins = (const char *const *)l->ws_origins;
+    wc.norigins = l->nws_origins;
+    wc.headers_size = cf->websockets_headers_size;
+    /* one frame may carry a whole MQTT packet, not more */
+    wc.max_frame = cf->max_packet_size ? cf->max_packet_size : 268435460u;
+    wc.log = b->log;
+    wc.peer = conn_peer_ip(conn);
+    return transport_ws_server(&wc);
+}
+
 struct client *broker_accept(struct broker *b, size_t li, int fd,
                              const struct sockaddr *sa, socklen_t salen)
 {
@@ -496,14 +521,17 @@ struct client *broker_accept(struct broker *b, size_t li, int fd,
     c = client_new(b, li);
     __atomic_add_fetch(&b->listener_clients[li], 1, __ATOMIC_RELAXED);
     b->st.clients_total++;
-    if (l->proxy_protocol != 0) {
-        /* the PROXY header first, under TLS (proxy_proto.h) */
+    if (l->proxy_protocol != 0 || l->protocol == CONF_PROTO_WEBSOCKETS) {
+        double deadline = (double)b->conf->connect_timeout;
         struct proxy_policy pol;
-        double deadline;
-        proxy_policy_for(b->conf, l, &pol, &deadline);
+        if (l->proxy_protocol != 0) /* the PROXY header first, under TLS */
+            proxy_policy_for(b->conf, l, &pol, &deadline);
         c->conn = conn_create(b->cl, fd, b->tls[li], deadline, sa, salen,
                               &client_handler, c);
-        conn_insert_layer(c->conn, transport_proxy_new(&pol));
+        if (l->proxy_protocol != 0)
+            conn_insert_layer(c->conn, transport_proxy_new(&pol));
+        if (l->protocol == CONF_PROTO_WEBSOCKETS)
+            conn_push_layer(c->conn, ws_layer(b, l, c->conn));
         conn_start(c->conn);
         return c;
     }
@@ -953,7 +981,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
         const struct conf_listener *n = &c->listeners[i],
                                    *o = &b->conf->listeners[i];
         if (n->port != o->port || n->tls_enabled != o->tls_enabled ||
-            n->http != o->http ||
+            n->protocol != o->protocol ||
             (n->address == NULL) != (o->address == NULL) ||
             (n->address && strcmp(n->address, o->address) != 0)) {
             append_err(err, errlen,

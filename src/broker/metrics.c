@@ -123,7 +123,7 @@ static void listener_label(const struct conf_listener *l, char *buf, size_t len)
 
 static const char *listener_proto(const struct conf_listener *l)
 {
-    if (l->http)
+    if (l->protocol == CONF_PROTO_HTTP)
         return l->tls_enabled ? "https" : "http";
     return l->tls_enabled ? "mqtts" : "mqtt";
 }
@@ -245,8 +245,9 @@ char *metrics_text(struct broker *b, const struct metrics_ext *x, size_t *len)
          "Connections open on each listener.");
     for (size_t i = 0; i < cf->nlisteners; i++) {
         const struct conf_listener *l = &cf->listeners[i];
-        size_t v = l->http ? (x->http_conns ? x->http_conns[i] : 0)
-                           : broker_listener_clients(b, i);
+        size_t v = l->protocol == CONF_PROTO_HTTP
+                       ? (x->http_conns ? x->http_conns[i] : 0)
+                       : broker_listener_clients(b, i);
         listener_label(l, name, sizeof(name));
         fputs("mqttd_listener_connections{listener=\"", f);
         put_label(f, name);
@@ -338,8 +339,9 @@ char *metrics_json(struct broker *b, const struct metrics_ext *x,
         cJSON_AddStringToObject(e, "protocol", listener_proto(l));
         cJSON_AddNumberToObject(
             e, "connections",
-            (double)(l->http ? (x->http_conns ? x->http_conns[i] : 0)
-                             : broker_listener_clients(b, i)));
+            (double)(l->protocol == CONF_PROTO_HTTP
+                         ? (x->http_conns ? x->http_conns[i] : 0)
+                         : broker_listener_clients(b, i)));
         cJSON_AddItemToArray(a, e);
     }
     a = cJSON_AddArrayToObject(j, "threads");

@@ -174,7 +174,6 @@ struct key {
     "silently did not load would let clients in"
 #define WHY_PSK                                                                \
     "TLS-PSK is not supported; the listener would refuse every PSK client"
-#define WHY_WS "mqttd has no WebSockets listeners yet"
 
 static void perr(struct parser *ps, const char *file, int line, const char *fmt,
                  ...) __attribute__((format(printf, 4, 5)));
@@ -704,15 +703,13 @@ static void h_protocol(struct parser *ps, const struct key *k, char *val)
     if (tok == NULL)
         return;
     if (strcmp(tok, "mqtt") == 0)
-        return;
-    if (strcmp(tok, "http") == 0) {
-        cur_listener(ps)->http = true;
-        return;
-    }
-    if (strcmp(tok, "websockets") == 0)
-        LERR(ps, "'protocol websockets' is not supported by mqttd: %s", WHY_WS);
+        cur_listener(ps)->protocol = CONF_PROTO_MQTT;
+    else if (strcmp(tok, "websockets") == 0)
+        cur_listener(ps)->protocol = CONF_PROTO_WEBSOCKETS;
+    else if (strcmp(tok, "http") == 0)
+        cur_listener(ps)->protocol = CONF_PROTO_HTTP;
     else
-        LERR(ps, "invalid protocol '%s': expected mqtt or http",
+        LERR(ps, "invalid protocol '%s': expected mqtt, websockets or http",
              shown(sb, sizeof(sb), tok, false));
 }
 
@@ -747,6 +744,42 @@ static void h_http_allow_from(struct parser *ps, const struct key *k, char *val)
              "missing value for '%s': expected one or more address "
              "ranges such as 10.0.0.0/8",
              k->name);
+}
+
+/* websockets_path /PATH: the only path a WebSocket listener serves. */
+static void h_ws_path(struct parser *ps, const struct key *k, char *val)
+{
+    char *tok = one_token(ps, k->name, val), sb[80];
+    struct conf_listener *l;
+
+    if (tok == NULL)
+        return;
+    if (tok[0] != '/' || strchr(tok, '?') != NULL) {
+        LERR(ps, "invalid websockets_path '%s': expected a path such as /mqtt",
+             shown(sb, sizeof(sb), tok, false));
+        return;
+    }
+    l = cur_listener(ps);
+    free(l->ws_path);
+    l->ws_path = xstrdup(tok);
+}
+
+/* websockets_origin ORIGIN...: allowed Origin values (repeatable). */
+static void h_ws_origin(struct parser *ps, const struct key *k, char *val)
+{
+    struct conf_listener *l = cur_listener(ps);
+    char *save = NULL, *tok;
+
+    if (*val == '\0' || *val == '#') {
+        LERR(ps, "missing value for '%s'", k->name);
+        return;
+    }
+    for (tok = strtok_r(val, " \t", &save); tok != NULL && *tok != '#';
+         tok = strtok_r(NULL, " \t", &save)) {
+        l->ws_origins = xreallocarray(l->ws_origins, l->nws_origins + 1,
+                                      sizeof(*l->ws_origins));
+        l->ws_origins[l->nws_origins++] = xstrdup(tok);
+    }
 }
 
 static void h_tls_version(struct parser *ps, const struct key *k, char *val)
@@ -1604,7 +1637,8 @@ static const struct key keys[] = {
     STRL("dhparamfile", tls.dhparamfile, FK_DH),
     FN("enable_proxy_protocol", h_proxy_protocol, SC_LISTENER),
     FN("http_allow_from", h_http_allow_from, SC_LISTENER),
-    WARN("http_dir", 0, WHY_WS),
+    WARN("http_dir", 0,
+         "mqttd's WebSocket listeners serve MQTT only, no files"),
     INTG("http_shutdown_grace", K_U32, http_shutdown_grace, 0, 3600),
     BRIDGE("idle_timeout"),
     FN("include_dir", h_include_dir, SC_GLOBAL),
@@ -1706,8 +1740,12 @@ static const struct key keys[] = {
           "takeover rely on"),
     STRG("user", user, F_REPLACE),
     BRIDGE("username"),
-    WARN("websockets_headers_size", 0, WHY_WS),
-    WARN("websockets_log_level", 0, WHY_WS),
+    INTG("websockets_headers_size", K_U32, websockets_headers_size, 0, 65536),
+    WARN("websockets_log_level", 0,
+         "it sets libwebsockets' log level; mqttd's WebSocket lines are "
+         "enabled with 'log_type websockets'"),
+    FN("websockets_origin", h_ws_origin, SC_LISTENER),
+    FN("websockets_path", h_ws_path, SC_LISTENER),
 };
 
 static int key_cmp(const void *name, const void *entry)
@@ -1984,7 +2022,7 @@ static void check_sec_files(struct parser *ps, const struct conf_security *s,
 static void check_http(struct parser *ps, const struct conf_listener *l,
                        const char *name)
 {
-    if (!l->http) {
+    if (l->protocol != CONF_PROTO_HTTP) {
         if (l->nhttp_allow > 0)
             perr(ps, l->src, l->line,
                  "'http_allow_from' on %s, which is not 'protocol http'", name);
@@ -2326,6 +2364,10 @@ static void free_listener(struct conf_listener *l)
     free(l->tls.ocsp_responder);
     free(l->tls.ocsp_stapling_file);
     free_sec(&l->sec);
+    free(l->ws_path);
+    for (size_t i = 0; i < l->nws_origins; i++)
+        free(l->ws_origins[i]);
+    free(l->ws_origins);
 }
 
 void conf_free(struct conf *c)

@@ -75,7 +75,7 @@ struct http_ops {
 bool http_ops_wanted(const struct conf *c)
 {
     for (size_t i = 0; i < c->nlisteners; i++)
-        if (c->listeners[i].http)
+        if (c->listeners[i].protocol == CONF_PROTO_HTTP)
             return true;
     return false;
 }
@@ -396,7 +396,8 @@ void http_ops_accept(struct http_ops *h, size_t li, int fd,
     struct hconn *hc;
     unsigned sup;
 
-    if (li >= cf->nlisteners || li >= h->nl || !cf->listeners[li].http) {
+    if (li >= cf->nlisteners || li >= h->nl ||
+        cf->listeners[li].protocol != CONF_PROTO_HTTP) {
         close(fd); /* the listener changed in a reload: restart needed */
         return;
     }

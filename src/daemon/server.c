@@ -270,7 +270,8 @@ static void accept_cb(void *ud, size_t li, int fd, const struct sockaddr *sa,
     struct server *s = ud;
     const struct conf *c = broker_conf(s->broker);
 
-    if (s->http && li < c->nlisteners && c->listeners[li].http)
+    if (s->http && li < c->nlisteners &&
+        c->listeners[li].protocol == CONF_PROTO_HTTP)
         http_ops_accept(s->http, li, fd, sa, salen);
     else
         broker_accept(s->broker, li, fd, sa, salen);
@@ -365,11 +366,13 @@ int server_run(struct server *s)
         if (l->unix_path)
             LOG_N(s->log, "Opening unix listen socket on %s.", l->unix_path);
         else
-            LOG_N(s->log, "Opening %s listen socket on %s port %u%s.",
-                  l->http          ? (l->tls_enabled ? "HTTPS (operations)"
-                                                     : "HTTP (operations)")
+            LOG_N(s->log, "Opening %s%s listen socket on %s port %u%s.",
+                  l->protocol == CONF_PROTO_HTTP
+                      ? (l->tls_enabled ? "HTTPS (operations)"
+                                        : "HTTP (operations)")
                   : l->tls_enabled ? "TLS"
                                    : "plain",
+                  l->protocol == CONF_PROTO_WEBSOCKETS ? " websockets" : "",
                   l->address ? l->address : "all addresses", l->port,
                   l->tls_enabled
                       ? (l->tls.min_version == 0x0304 ? " (TLS 1.3)"

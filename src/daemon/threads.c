@@ -224,7 +224,7 @@ static int worker_init(struct threads *t, struct worker *w, unsigned idx,
     broker_set_hub(w->broker, h, idx);
     w->acc = acceptor_new(w->loop, ls, accept_cb, w->broker, w->log, batch);
     for (size_t li = 0; li < broker_conf(w->broker)->nlisteners; li++)
-        if (broker_conf(w->broker)->listeners[li].http)
+        if (broker_conf(w->broker)->listeners[li].protocol == CONF_PROTO_HTTP)
             acceptor_skip(w->acc, li); /* the main thread's (http_ops.c) */
     w->stat = loopstat_new(w->loop);
     ev_timer_init(&w->tick, worker_tick_cb, 1.0, 1.0);

@@ -780,6 +780,10 @@ static void conn_handshake(struct conn *c)
         else
             mark_pending(c); /* queued before the transport was ready */
         conn_open(c);
+        /* bytes that came with the handshake (a WebSocket frame sent
+         * right after the upgrade request) are read from the loop */
+        if (!(c->flags & CF_CLOSING))
+            replay_if_buffered(c);
         return;
     case XPRT_WANT_READ:
         wio_stop(c);

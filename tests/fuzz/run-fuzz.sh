@@ -25,6 +25,9 @@ build fuzz_acl src/auth/acl.c src/mqtt/topic.c src/util/util.c src/broker/msg.c
 build fuzz_cert_identity src/auth/auth_mtls.c src/util/util.c src/broker/msg.c
 build fuzz_proxy_proto src/net/proxy_proto.c src/util/util.c src/broker/msg.c
 build fuzz_http_parse src/net/http_parse.c
+"$CC" "${CFLAGS[@]}" tests/fuzz/fuzz_ws.c src/net/transport_ws.c \
+    src/net/http_parse.c src/util/log.c src/util/util.c -o "$out/fuzz_ws" \
+    "${SSL[@]}" -lwslay -lcjson
 build fuzz_pkcs11_uri src/conf/pkcs11_uri.c
 build fuzz_ocsp src/net/ocsp.c src/util/util.c
 # fuzz_ocsp: the OCSP test PKI, and real `openssl ocsp` answers as seeds
@@ -51,14 +54,14 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
     grep -o 'src/[a-z_0-9/]*\.c' | grep -v -x -e src/net/conn.c -e src/broker/bridge.c)
 [ "${#SESSION_CORE[@]}" -gt 10 ] || { echo "run-fuzz.sh: CORE_SRCS not found"; exit 1; }
 "$CC" "${CFLAGS[@]}" tests/fuzz/fuzz_session.c tests/fuzz/mem_conn.c \
-    "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread
+    "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread -lwslay
 "$CC" -g -O1 -D_GNU_SOURCE -Iinclude tests/fuzz/gen_codec_seeds.c src/mqtt/mqtt_codec.c \
     src/util/util.c -o "$out/gen_codec_seeds"
 
 status=0
 for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity \
     fuzz_pkcs11_uri fuzz_session fuzz_proxy_proto fuzz_http_parse fuzz_ocsp \
-    fuzz_cluster_wire; do
+    fuzz_cluster_wire fuzz_ws; do
     corpus="$out/corpus-$h"
     mkdir -p "$corpus"
     if [ "$h" = fuzz_session ]; then
@@ -68,6 +71,9 @@ for h in fuzz_codec fuzz_conf fuzz_topic fuzz_passwd fuzz_acl fuzz_cert_identity
     if [ "$h" = fuzz_proxy_proto ]; then cp tests/fuzz/proxy-seeds/* "$corpus"/; fi
     if [ "$h" = fuzz_http_parse ]; then
         find tests/fuzz/http-seeds -type f ! -name '*.md' -exec cp {} "$corpus"/ \;
+    fi
+    if [ "$h" = fuzz_ws ]; then
+        find tests/fuzz/ws-seeds -type f ! -name '*.md' -exec cp {} "$corpus"/ \;
     fi
     if [ "$h" = fuzz_codec ]; then "$out/gen_codec_seeds" "$corpus" >/dev/null; fi
     if "$out/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

@@ -88,7 +88,7 @@ CLASS.update({
     "tls_keyform": "ok", "tls_version": "ok", "upgrade_outgoing_qos": "ok",
     "use_identity_as_username": "ok", "use_subject_as_username": "ok",
     "use_username_as_clientid": "refused", "user": "ok",
-    "websockets_headers_size": "warn", "websockets_log_level": "warn",
+    "websockets_headers_size": "ok", "websockets_log_level": "warn",
 })
 
 # Values for keys whose example has none (or names a file of its own).

@@ -425,9 +425,16 @@ static const struct err_case err_cases[] = {
      "t.conf:1: 'plugin_opt_x' is not supported by mqttd: mqttd cannot load "
      "Mosquitto plugins, and a security plugin that silently did not load "
      "would let clients in\n"},
-    {"listener 1883\nprotocol websockets",
-     "t.conf:2: 'protocol websockets' is not supported by mqttd: mqttd has "
-     "no WebSockets listeners yet\n"},
+    {"listener 1883\nprotocol http2",
+     "t.conf:2: invalid protocol 'http2': expected mqtt, websockets or http\n"},
+    {"listener 1883\nprotocol websockets\nwebsockets_path mqtt",
+     "t.conf:3: invalid websockets_path 'mqtt': expected a path such as "
+     "/mqtt\n"},
+    {"listener 1883\nwebsockets_origin",
+     "t.conf:2: missing value for 'websockets_origin'\n"},
+    {"websockets_headers_size 70000",
+     "t.conf:1: value 70000 for 'websockets_headers_size' is too large: the "
+     "range is 0 to 65536\n"},
     {"listener 8883\ntls_keyform engine",
      "t.conf:2: 'tls_keyform engine' needs 'tls_engine' (e.g. 'tls_engine "
      "pkcs11')\n"},
@@ -462,8 +469,8 @@ static const struct err_case err_cases[] = {
      "expected true or false\n"},
     {"websockets_log_level",
      "t.conf:1: missing value for 'websockets_log_level'\n"},
-    {"listener 1883\nprotocol gopher",
-     "t.conf:2: invalid protocol 'gopher': expected mqtt or http\n"},
+    {"listener 1883\nprotocol gopher", "t.conf:2: invalid protocol 'gopher': "
+                                       "expected mqtt, websockets or http\n"},
     /* protocol http is default-deny beyond loopback */
     {"listener 1883\nprotocol http",
      "t.conf:1: listener 1883 is 'protocol http' on every address: refusing "
@@ -716,7 +723,8 @@ static const struct {
      "authenticated as if it were not set\n"},
     {"websockets_log_level 0",
      "t.conf:1: warning: 'websockets_log_level' has no effect in mqttd: "
-     "mqttd has no WebSockets listeners yet\n"},
+     "it sets libwebsockets' log level; mqttd's WebSocket lines are enabled "
+     "with 'log_type websockets'\n"},
     {"log_facility 5",
      "t.conf:1: warning: 'log_facility' has no effect in mqttd: mqttd logs "
      "to the syslog facility daemon\n"},
@@ -753,7 +761,6 @@ static void test_unsupported_keys(void **state)
                                          "http_dir /usr/share/www",
                                          "log_facility 5",
                                          "retry_interval 20",
-                                         "websockets_headers_size 4096",
                                          "websockets_log_level 0"};
 
     (void)state;
@@ -915,6 +922,42 @@ static void test_listeners(void **state)
         /* listeners were configured: anonymous is off unless allowed */
         assert_false(conf_effective_anonymous(c, conf_listener_sec(c, i)));
     }
+    conf_free(c);
+}
+
+/* WebSocket listeners: protocol, path, origins (repeatable, several per
+ * line) and the global head size. */
+static void test_websockets(void **state)
+{
+    struct conf *c;
+    const struct conf_listener *l;
+
+    (void)state;
+    c = load_ok("websockets_headers_size 8192\n"
+                "listener 1883\n"
+                "listener 9001 127.0.0.1\n"
+                "protocol websockets\n"
+                "websockets_path /mqtt\n"
+                "websockets_origin https://a.example http://b.example\n"
+                "websockets_origin http://c.example\n"
+                "listener 9002\n"
+                "protocol websockets\n"
+                "listener 1884\n"
+                "protocol mqtt\n");
+    l = c->listeners;
+    assert_int_equal(c->nlisteners, 4);
+    assert_int_equal(c->websockets_headers_size, 8192);
+    assert_int_equal(l[0].protocol, CONF_PROTO_MQTT);
+    assert_int_equal(l[1].protocol, CONF_PROTO_WEBSOCKETS);
+    assert_string_equal(l[1].ws_path, "/mqtt");
+    assert_int_equal(l[1].nws_origins, 3);
+    assert_string_equal(l[1].ws_origins[0], "https://a.example");
+    assert_string_equal(l[1].ws_origins[1], "http://b.example");
+    assert_string_equal(l[1].ws_origins[2], "http://c.example");
+    assert_int_equal(l[2].protocol, CONF_PROTO_WEBSOCKETS);
+    assert_null(l[2].ws_path);
+    assert_int_equal(l[2].nws_origins, 0);
+    assert_int_equal(l[3].protocol, CONF_PROTO_MQTT);
     conf_free(c);
 }
 
@@ -1534,6 +1577,7 @@ int main(void)
         cmocka_unit_test(test_too_many_errors),
         cmocka_unit_test(test_bad_bytes_and_long_lines),
         cmocka_unit_test(test_listeners),
+        cmocka_unit_test(test_websockets),
         cmocka_unit_test(test_both_scope_defaults),
         cmocka_unit_test(test_default_listener),
         cmocka_unit_test(test_tls_listener_fields),
