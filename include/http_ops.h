@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+struct bridges;
 struct broker;
 struct conf;
 struct ev_loop;
@@ -57,6 +58,10 @@ void http_ops_accept(struct http_ops *h, size_t li, int fd,
 /* http_ops_set_ready: what /readyz answers (false: 503 "starting");
  * http_ops_shutdown: from now on /readyz answers 503 "shutting down". */
 void http_ops_set_ready(struct http_ops *h, bool ready);
+
+/* http_ops_set_bridges: the bridges /metrics reports (borrowed, on h's
+ * loop; NULL before they are freed). */
+void http_ops_set_bridges(struct http_ops *h, const struct bridges *bs);
 void http_ops_shutdown(struct http_ops *h);
 
 /* http_ops_close_all: close every HTTP connection (the loop frees them

@@ -8,7 +8,7 @@
  *   broker_totals (all threads) --+
  *   TLS contexts (tls_ctx_certs) -+--> metrics_text  --> GET /metrics
  *   struct metrics_ext -----------+--> metrics_json  --> GET /api/status
- *   (loops, HTTP listeners)
+ *   (loops, HTTP listeners, bridges_stat)
  */
 #ifndef MQTTD_METRICS_H
 #define MQTTD_METRICS_H
@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 struct broker;
+struct bridge_stat;
 
 /* One event-loop thread as the daemon measured it. */
 struct metrics_thread {
@@ -32,6 +33,8 @@ struct metrics_ext {
     const size_t *http_conns; /* [nlisteners]: open HTTP connections of the
                                  protocol http listeners (NULL: none) */
     bool ready;               /* what /readyz answers */
+    const struct bridge_stat *bridges; /* [nbridges], from bridges_stat */
+    size_t nbridges;
 };
 
 /* A point of the status page's history (every second). */

@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "bridge.h"
 #include "broker.h"
 #include "conf.h"
 #include "hub.h"
@@ -173,6 +174,53 @@ static void reasons(FILE *f, const char *name, const char *help,
                 (unsigned long long)v[i]);
 }
 
+/* bridge_text: the bridges' figures bs[0..n) (bridges_stat, the source of
+ * $SYS/broker/bridges/...). */
+static void bridge_text(FILE *f, const struct bridge_stat *bs, size_t n)
+{
+    static const struct {
+        const char *name, *help;
+    } ctr[] = {
+        {"mqttd_bridge_messages_received_total",
+         "Messages the bridge relayed from the remote broker to this one."},
+        {"mqttd_bridge_messages_sent_total",
+         "Messages the bridge relayed from this broker to the remote one."},
+        {"mqttd_bridge_reconnects_total",
+         "Connections of the bridge made after the first."},
+    };
+    if (n == 0)
+        return;
+    head(f, "mqttd_bridge_up", "gauge",
+         "1 when the bridge is connected to the remote broker.");
+    for (size_t i = 0; i < n; i++) {
+        fputs("mqttd_bridge_up{bridge=\"", f);
+        put_label(f, bs[i].name);
+        fprintf(f, "\"} %d\n", strcmp(bs[i].state, "up") == 0);
+    }
+    head(f, "mqttd_bridge_state", "gauge",
+         "The bridge's state as $SYS/broker/bridges/NAME/state reports it "
+         "(always 1).");
+    for (size_t i = 0; i < n; i++) {
+        fputs("mqttd_bridge_state{bridge=\"", f);
+        put_label(f, bs[i].name);
+        fputs("\",state=\"", f);
+        put_label(f, bs[i].state);
+        fputs("\"} 1\n", f);
+    }
+    for (size_t k = 0; k < ARRAY_LEN(ctr); k++) {
+        head(f, ctr[k].name, "counter", ctr[k].help);
+        for (size_t i = 0; i < n; i++) {
+            const struct bridge_stat *st = &bs[i];
+            uint64_t v = k == 0   ? st->msgs_in
+                         : k == 1 ? st->msgs_out
+                                  : st->reconnects;
+            fprintf(f, "%s{bridge=\"", ctr[k].name);
+            put_label(f, st->name);
+            fprintf(f, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+}
+
 char *metrics_text(struct broker *b, const struct metrics_ext *x, size_t *len)
 {
     const struct conf *cf = broker_conf(b);
@@ -284,6 +332,7 @@ char *metrics_text(struct broker *b, const struct metrics_ext *x, size_t *len)
     for (unsigned i = 0; i < x->nthreads; i++)
         fprintf(f, "mqttd_thread_utilisation_ratio{thread=\"%u\"} %.4f\n", i,
                 x->threads[i].utilisation);
+    bridge_text(f, x->bridges, x->nbridges);
     fclose(f);
     *len = n;
     return out;

@@ -17,6 +17,7 @@
 
 #include <ev.h>
 
+#include "bridge.h"
 #include "broker.h"
 #include "cidr.h"
 #include "conf.h"
@@ -52,6 +53,8 @@ struct http_ops {
     struct ev_loop *loop;
     struct broker *b;
     struct threads *t;
+    const struct bridges *bridges; /* http_ops_set_bridges; NULL: none */
+    struct bridge_stat *bstat;     /* [bridges_count], for ext_fill */
     unsigned nthreads;
     struct log *log;
     struct conn_loop *cl;
@@ -71,6 +74,14 @@ struct http_ops {
     uint64_t last_busy[CONF_MAX_THREADS];
     double last_mono;
 };
+
+void http_ops_set_bridges(struct http_ops *h, const struct bridges *bs)
+{
+    free(h->bstat);
+    h->bridges = bs;
+    h->bstat = bridges_count(bs) ? xcalloc(bridges_count(bs), sizeof(*h->bstat))
+                                 : NULL;
+}
 
 bool http_ops_wanted(const struct conf *c)
 {
@@ -125,6 +136,10 @@ static void ext_fill(struct http_ops *h, struct metrics_ext *x)
     x->threads = h->thr;
     x->http_conns = h->lconns;
     x->ready = h->ready && !h->stopping;
+    x->nbridges = bridges_count(h->bridges);
+    for (size_t i = 0; i < x->nbridges; i++)
+        bridges_stat(h->bridges, i, &h->bstat[i]);
+    x->bridges = h->bstat;
 }
 
 /* ---- responses --------------------------------------------------------- */
@@ -486,5 +501,6 @@ void http_ops_free(struct http_ops *h)
     loopstat_free(h->stat);
     conn_loop_free(h->cl);
     free(h->lconns);
+    free(h->bstat);
     free(h);
 }

@@ -398,6 +398,8 @@ int server_run(struct server *s)
         }
     }
     s->bridges = bridges_new(s->loop, s->broker);
+    if (s->http)
+        http_ops_set_bridges(s->http, s->bridges);
     sysd_notify("READY=1\nSTATUS=running");
     if (s->http)
         http_ops_set_ready(s->http, true); /* bound, loaded, running */
@@ -430,7 +432,7 @@ void server_free(struct server *s)
     ev_signal_stop(s->loop, &s->sig_usr1);
     persist_sched_free(s->ps);
     threads_free(s->threads);
-    bridges_free(s->bridges);
+    bridges_free(s->bridges); /* after http_ops_free, which borrowed them */
     cluster_free(s->cluster); /* before the broker it hooks */
     broker_free(s->broker);
     hub_free(s->hub);
