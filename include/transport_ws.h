@@ -40,7 +40,8 @@ struct transport;
 /* Length of a Sec-WebSocket-Accept value, without the NUL. */
 #define WS_ACCEPT_LEN 28
 
-/* What one WebSocket listener allows; copied by transport_ws_server. */
+/* What one WebSocket listener allows; copied by transport_ws_server except
+ * log and peer, which are borrowed. */
 struct ws_conf {
     const char *path;           /* the only path served; NULL: any */
     const char *const *origins; /* allowed Origin values; none: any */
@@ -48,12 +49,14 @@ struct ws_conf {
     size_t headers_size; /* max bytes of the request head */
     uint64_t max_frame;  /* max payload bytes of one frame (1009 beyond) */
     struct log *log;     /* borrowed; must outlive the transport */
-    const char *peer;    /* peer address for log lines (copied) */
+    const char *peer;    /* peer address for log lines: borrowed, read at
+                            log time, must outlive the transport (conn's
+                            conn_peer_ip, which a PROXY header updates) */
 };
 
 /*
  * transport_ws_server: a server-side WebSocket layer configured by wc
- * (copied: wc need not outlive it; wc->log must). Push it with
+ * (copied: wc need not outlive it; wc->log and wc->peer must). Push it with
  * conn_push_layer() before conn_start(). Never NULL.
  */
 struct transport *transport_ws_server(const struct ws_conf *wc);

@@ -84,7 +84,7 @@ struct ws {
     size_t headers_size;
     uint64_t max_frame;
     struct log *log;
-    char peer[64];
+    const char *peer; /* borrowed: conn's address, updated by PROXY */
     /* handshake */
     int hs;
     uint8_t *req; /* the request head (the bytes after it: early) */
@@ -1000,7 +1000,7 @@ struct transport *transport_ws_server(const struct ws_conf *wc)
         wc->headers_size > 0 ? wc->headers_size : WS_HEADERS_SIZE_DEFAULT;
     w->max_frame = wc->max_frame;
     w->log = wc->log;
-    snprintf(w->peer, sizeof(w->peer), "%s", wc->peer ? wc->peer : "?");
+    w->peer = wc->peer ? wc->peer : "?";
     w->req_cap = w->headers_size + WS_EARLY_BYTES;
     w->req = xmalloc(w->req_cap);
     w->hdrs = xcalloc(WS_MAX_HEADERS, sizeof(*w->hdrs));

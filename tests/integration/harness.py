@@ -26,13 +26,21 @@ SRC = os.environ.get("MQTTD_SOURCE_DIR", os.path.abspath(
 TIMEOUT = 10.0
 
 
+_given_ports = set()
+
+
 def free_port():
-    """An ephemeral port that was free a moment ago (bind to 0)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """An ephemeral port that was free a moment ago (bind to 0), never one
+    this process was given before: two calls in a row could otherwise get
+    the same port from the kernel (a duplicate listener in one config)."""
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 class Broker:

@@ -122,6 +122,9 @@ listener {pp2} 127.0.0.1
 enable_proxy_protocol 2
 listener {pp1} 127.0.0.1
 enable_proxy_protocol 1
+listener {ppws} 127.0.0.1
+enable_proxy_protocol 1
+protocol websockets
 """
 
 ACL = """\
@@ -143,7 +146,7 @@ class ProxyProtocolTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="mqttd-haproxy-")
         cls.p = {k: free_port() for k in
-                 ("pp2tls", "pp2mtls", "pp2", "pp1", "tls_fe", "opt_fe",
+                 ("pp2tls", "pp2mtls", "pp2", "pp1", "ppws", "tls_fe", "opt_fe",
                   "tcp_fe", "p2_fe", "p1_fe")}
         acl = os.path.join(cls.tmp, "acl")
         with open(acl, "w") as f:
@@ -421,6 +424,29 @@ class ProxyProtocolTest(unittest.TestCase):
         self.assertIn("ip=198.51.100.24", line)
         self.assertIn("port=40002", line)
         self.assertIn("no CN in PROXY header", line)
+
+    def test_websocket_lines_name_the_header_address(self):
+        """PROXY under WebSocket: the WebSocket layer's own log lines (a
+        protocol error after the upgrade) carry the header's address, not
+        the proxy's."""
+        m = self.b.mark()
+        s = socket.create_connection(("127.0.0.1", self.p["ppws"]), timeout=5)
+        s.sendall(b"PROXY TCP4 198.51.100.26 127.0.0.1 40004 1883\r\n"
+                  b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            self.assertTrue(chunk, "closed before the upgrade reply")
+            head += chunk
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        s.sendall(b"\x82\x02\xc0\x00")  # unmasked: 1002
+        line = self.b.wait_log(r"WebSocket protocol error", start=m)
+        self.assertIn("ip=198.51.100.26", line)
+        s.close()
 
     def test_local_raw(self):
         """A raw v2 LOCAL header: closed, debug line only."""
