@@ -43,6 +43,27 @@ def free_port():
             return port
 
 
+class TempPki:
+    """A development PKI (certs/mkcerts.sh) in a temporary directory, one
+    per test module: PKI = TempPki(); setUpModule = PKI.make;
+    tearDownModule = PKI.remove; PKI.path(name) names a file in PKI.dir."""
+
+    def __init__(self, prefix="mqttd-certs-"):
+        self.prefix = prefix
+        self.dir = None
+
+    def make(self):
+        self.dir = tempfile.mkdtemp(prefix=self.prefix)
+        subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"),
+                        self.dir], check=True, capture_output=True, timeout=60)
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+
 class Broker:
     """One mqttd process with a generated config. Collects its log lines."""
 

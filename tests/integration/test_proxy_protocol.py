@@ -26,26 +26,16 @@ import threading
 import time
 import unittest
 
-from harness import (SRC, TIMEOUT, Broker, Raw, Sub, connect_pkt, free_port,
+from harness import (TempPki, SRC, TIMEOUT, Broker, Raw, Sub, connect_pkt, free_port,
                      pub, subscribe_pkt)
 
-CERTS = None
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 
-def setUpModule():
-    global CERTS
-    CERTS = tempfile.mkdtemp(prefix="mqttd-certs-")
-    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), CERTS],
-                   check=True, capture_output=True, timeout=60)
-
-
-def tearDownModule():
-    shutil.rmtree(CERTS, ignore_errors=True)
-
-
-def c(name):
-    return os.path.join(CERTS, name)
+PKI = TempPki()
+setUpModule = PKI.make
+tearDownModule = PKI.remove
+c = PKI.path
 
 
 def v2_header(src="203.0.113.7", sport=4711, cmd=1, tlvs=b""):

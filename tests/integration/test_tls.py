@@ -12,24 +12,12 @@ import threading
 import time
 import unittest
 
-from harness import SRC, TIMEOUT, Broker, Sub, connect_pkt, pub
+from harness import TempPki, SRC, TIMEOUT, Broker, Sub, connect_pkt, pub
 
-CERTS = None
-
-
-def setUpModule():
-    global CERTS
-    CERTS = tempfile.mkdtemp(prefix="mqttd-certs-")
-    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), CERTS],
-                   check=True, capture_output=True, timeout=60)
-
-
-def tearDownModule():
-    shutil.rmtree(CERTS, ignore_errors=True)
-
-
-def c(name):
-    return os.path.join(CERTS, name)
+PKI = TempPki()
+setUpModule = PKI.make
+tearDownModule = PKI.remove
+c = PKI.path
 
 
 def tls_conf(extra=""):
@@ -307,7 +295,7 @@ class Records(TlsTest):
     def test_large_messages_across_records(self):
         """300 KB payloads: many records each way, partial writes."""
         payload = os.urandom(150000).hex()
-        path = os.path.join(CERTS, "big.txt")
+        path = os.path.join(PKI.dir, "big.txt")
         with open(path, "w") as f:
             f.write(payload)
         tls = ["--cafile", c("ca.crt"), "--cert", c("client2.crt"),
@@ -376,9 +364,9 @@ class Revocation(TlsTest):
                                    "-i", "victim"], timeout=30, host="localhost")
         sub.ready()
         subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-revoke", "client2.crt"],
-                       cwd=CERTS, check=True, capture_output=True)
+                       cwd=PKI.dir, check=True, capture_output=True)
         subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-gencrl", "-out", self.crl],
-                       cwd=CERTS, check=True, capture_output=True)
+                       cwd=PKI.dir, check=True, capture_output=True)
         m = self.b.mark()
         self.b.signal(signal.SIGHUP)
         self.b.wait_log(r"Client victim .*revoked", start=m, timeout=5)
@@ -443,10 +431,10 @@ def make_client_cert(name, start, end):
     subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", name + ".key",
                     "-subj", "/CN=" + name, "-out", name + ".csr"],
-                   cwd=CERTS, check=True, capture_output=True)
+                   cwd=PKI.dir, check=True, capture_output=True)
     subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-batch", "-notext",
                     "-in", name + ".csr", "-out", name + ".crt", "-startdate", start,
-                    "-enddate", end], cwd=CERTS, check=True, capture_output=True)
+                    "-enddate", end], cwd=PKI.dir, check=True, capture_output=True)
     return c(name + ".crt"), c(name + ".key")
 
 

@@ -12,24 +12,12 @@ import tempfile
 import time
 import unittest
 
-from harness import SRC, TIMEOUT, Broker, Sub, connect_pkt
+from harness import TempPki, SRC, TIMEOUT, Broker, Sub, connect_pkt
 
-CERTS = None
-
-
-def setUpModule():
-    global CERTS
-    CERTS = tempfile.mkdtemp(prefix="mqttd-certs-")
-    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), CERTS],
-                   check=True, capture_output=True, timeout=60)
-
-
-def tearDownModule():
-    shutil.rmtree(CERTS, ignore_errors=True)
-
-
-def c(name):
-    return os.path.join(CERTS, name)
+PKI = TempPki()
+setUpModule = PKI.make
+tearDownModule = PKI.remove
+c = PKI.path
 
 
 _seq = 0
@@ -47,12 +35,12 @@ def new_client_cert(seconds=None):
     subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", name + ".key",
                     "-subj", "/CN=" + name, "-out", name + ".csr"],
-                   cwd=CERTS, check=True, capture_output=True)
+                   cwd=PKI.dir, check=True, capture_output=True)
     subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-batch", "-notext",
                     "-in", name + ".csr", "-out", name + ".crt",
                     "-startdate", (now - datetime.timedelta(hours=1)).strftime(fmt),
                     "-enddate", end.strftime(fmt)],
-                   cwd=CERTS, check=True, capture_output=True)
+                   cwd=PKI.dir, check=True, capture_output=True)
     return name, c(name + ".crt"), c(name + ".key"), end
 
 
@@ -211,9 +199,9 @@ class Revocation(ResumeTest):
         name, crt, key, _ = new_client_cert()
         sess = self.first(crt, key, cid="rv")
         subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-revoke", crt],
-                       cwd=CERTS, check=True, capture_output=True)
+                       cwd=PKI.dir, check=True, capture_output=True)
         subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-gencrl", "-out", self.crl],
-                       cwd=CERTS, check=True, capture_output=True)
+                       cwd=PKI.dir, check=True, capture_output=True)
         m = self.b.mark()
         self.b.signal(signal.SIGHUP)
         self.b.wait_log(r"Configuration reloaded", start=m)
@@ -230,9 +218,9 @@ class Revocation(ResumeTest):
         name, crt, key, _ = new_client_cert()
         sess = self.first(crt, key, cid="rr")
         subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-revoke", crt],
-                       cwd=CERTS, check=True, capture_output=True)
+                       cwd=PKI.dir, check=True, capture_output=True)
         subprocess.run(["openssl", "ca", "-config", "ca.cnf", "-gencrl", "-out", self.crl],
-                       cwd=CERTS, check=True, capture_output=True)
+                       cwd=PKI.dir, check=True, capture_output=True)
         m = self.restart()
         out = self.session(crt, key, sess_in=sess, cid="rr2")
         self.assertNotIn("Reused", out)

@@ -23,27 +23,15 @@ import tempfile
 import time
 import unittest
 
-from harness import (SRC, TIMEOUT, Broker, Sub, connect_pkt, free_port, pub,
+from harness import (TempPki, SRC, TIMEOUT, Broker, Sub, connect_pkt, free_port, pub,
                      publish_pkt, subscribe_pkt)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 INTEROP = os.path.join(SRC, "tests", "interop")
-CERTS = None
-
-
-def setUpModule():
-    global CERTS
-    CERTS = tempfile.mkdtemp(prefix="mqttd-certs-")
-    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), CERTS],
-                   check=True, capture_output=True, timeout=60)
-
-
-def tearDownModule():
-    shutil.rmtree(CERTS, ignore_errors=True)
-
-
-def c(name):
-    return os.path.join(CERTS, name)
+PKI = TempPki()
+setUpModule = PKI.make
+tearDownModule = PKI.remove
+c = PKI.path
 
 
 def accept_of(key):
