@@ -275,11 +275,12 @@ class FdExhaustion(ExhaustionTest):
         self.b = LimitedBroker("", 64).start()
 
     def test_out_of_fds_rate_limited_no_spin_recovers(self):
-        conns = []
+        conns, ids = [], {}
         for i in range(100):
             s = socket.create_connection(("127.0.0.1", self.b.port), timeout=10)
             s.sendall(connect_pkt(client_id="fd%d" % i))
             conns.append(s)
+            ids[s] = "fd%d" % i
         self.b.wait_log(r"Out of file descriptors")
         # every connection either gets its CONNACK or is closed
         sel = selectors.DefaultSelector()
@@ -316,11 +317,16 @@ class FdExhaustion(ExhaustionTest):
         r = Raw(self.b.port)
         r.send(connect_pkt(client_id="late"))
         self.assertTrue(r.closed(timeout=10))
-        # free some descriptors: new clients are served again
+        # free some descriptors: new clients are served again once the
+        # broker has seen the closes (its descriptors are free only then)
+        m = self.b.mark()
         for s in acked[:20]:
             s.close()
         for s in refused:
             s.close()
+        for s in acked[:20]:
+            self.b.wait_log(r"Client %s closed its connection"
+                            % ids[s], start=m)
         r = Raw(self.b.port)
         self.assertEqual(r.connect(client_id="after"), b"\x00\x00")
         r.send(subscribe_pkt("after/t", qos=1))
