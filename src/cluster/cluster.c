@@ -13,12 +13,22 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "cluster_int.h"
 #include "cluster_wire.h"
+#include "cluster_work.h"
 #include "conf.h"
 #include "log.h"
 #include "msg.h"
 #include "nats_ev.h"
 #include "util.h"
+
+/* a cluster_subscribe subscription */
+struct csub {
+    struct csub *next;
+    natsSubscription *sub;
+    cluster_msg_fn fn;
+    void *ud;
+};
 
 struct cluster {
     struct ev_loop *loop;
@@ -28,6 +38,9 @@ struct cluster {
     natsOptions *opts;
     natsConnection *nc;
     natsSubscription *sub;
+    jsCtx *js;
+    struct cluster_work *work;
+    struct csub *subs;
     ev_timer status; /* logs connection changes */
     natsConnStatus last;
     char name[80];
@@ -118,6 +131,7 @@ static void on_read(void *ud)
 {
     struct cluster *cl = ud;
     natsMsg *nm = NULL;
+    struct csub *s, *next;
 
     while (cl->sub && natsSubscription_NextMsg(&nm, cl->sub, 0) == NATS_OK &&
            nm) {
@@ -125,6 +139,86 @@ static void on_read(void *ud)
         natsMsg_Destroy(nm);
         nm = NULL;
     }
+    /* a handler may unsubscribe itself (or another): take next first */
+    for (s = cl->subs; s; s = next) {
+        next = s->next;
+        while (natsSubscription_NextMsg(&nm, s->sub, 0) == NATS_OK && nm) {
+            s->fn(s->ud, nm);
+            natsMsg_Destroy(nm);
+            nm = NULL;
+            if (!natsSubscription_IsValid(s->sub))
+                break;
+        }
+    }
+}
+
+/* ---- what the behaviours share (cluster_int.h) ------------------------ */
+
+struct ev_loop *cluster_loop(const struct cluster *cl)
+{
+    return cl->loop;
+}
+struct broker *cluster_broker(const struct cluster *cl)
+{
+    return cl->b;
+}
+struct log *cluster_log(const struct cluster *cl)
+{
+    return cl->log;
+}
+const char *cluster_node(const struct cluster *cl)
+{
+    return cl->name;
+}
+natsConnection *cluster_nc(const struct cluster *cl)
+{
+    return cl->nc;
+}
+jsCtx *cluster_js(const struct cluster *cl)
+{
+    return cl->js;
+}
+struct cluster_work *cluster_work_q(const struct cluster *cl)
+{
+    return cl->work;
+}
+
+natsSubscription *cluster_subscribe(struct cluster *cl, const char *subject,
+                                    const char *queue, cluster_msg_fn fn,
+                                    void *ud, natsStatus *st)
+{
+    natsSubscription *sub = NULL;
+    struct csub *s;
+
+    *st = queue
+              ? natsConnection_QueueSubscribeSync(&sub, cl->nc, subject, queue)
+              : natsConnection_SubscribeSync(&sub, cl->nc, subject);
+    if (*st != NATS_OK)
+        return NULL;
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    s = xcalloc(1, sizeof(*s));
+    s->sub = sub;
+    s->fn = fn;
+    s->ud = ud;
+    s->next = cl->subs;
+    cl->subs = s;
+    return sub;
+}
+
+void cluster_unsubscribe(struct cluster *cl, natsSubscription *sub)
+{
+    struct csub **pp, *s;
+
+    if (sub == NULL)
+        return;
+    for (pp = &cl->subs; (s = *pp) != NULL; pp = &s->next)
+        if (s->sub == sub) {
+            *pp = s->next;
+            natsSubscription_Unsubscribe(sub);
+            natsSubscription_Destroy(sub);
+            free(s);
+            return;
+        }
 }
 
 /* ---- connection state ------------------------------------------------- */
@@ -246,6 +340,12 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
     /* no limit on pending messages: on_read takes them all after every
      * read, so they never pile up */
     natsSubscription_SetPendingLimits(cl->sub, -1, -1);
+    if (natsConnection_JetStream(&cl->js, cl->nc, NULL) != NATS_OK) {
+        snprintf(err, errlen, "cluster: no JetStream context: %s",
+                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "?");
+        goto fail;
+    }
+    cl->work = cluster_work_new(loop);
     ev_timer_init(&cl->status, status_cb, 0.0, 0.25);
     cl->status.data = cl;
     ev_timer_start(loop, &cl->status);
@@ -260,6 +360,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
     return cl;
 fail:
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    jsCtx_Destroy(cl->js);
     natsSubscription_Destroy(cl->sub);
     natsConnection_Destroy(cl->nc);
     natsOptions_Destroy(cl->opts);
@@ -276,8 +377,14 @@ void cluster_free(struct cluster *cl)
     broker_set_publish_hook(cl->b, NULL, NULL);
     ev_ref(cl->loop);
     ev_timer_stop(cl->loop, &cl->status);
+    /* closed first: jobs still queued fail at once (cluster_work.h) */
+    natsConnection_Close(cl->nc);
+    cluster_work_free(cl->work);
+    while (cl->subs)
+        cluster_unsubscribe(cl, cl->subs->sub);
     natsSubscription_Destroy(cl->sub);
     cl->sub = NULL;
+    jsCtx_Destroy(cl->js);
     natsConnection_Destroy(cl->nc);
     natsOptions_Destroy(cl->opts);
     nats_ev_free(cl->ev);
