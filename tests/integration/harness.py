@@ -64,7 +64,68 @@ class TempPki:
         return os.path.join(self.dir, name)
 
 
-class Broker:
+class LogLines:
+    """The lines a child process writes to its stderr, collected by a
+    reader thread, and event-driven waits for them. Users set self.proc
+    (a Popen with stderr=PIPE, text=True) and call follow() after each
+    start; the lines of earlier processes are kept (each ends with
+    "<<EOF>>"). self.name names the process in failures. Used by Broker,
+    the Mosquitto of test_bridge and the packaged daemon of
+    test_package."""
+
+    name = "mqttd"
+    failure = AssertionError
+
+    def follow(self):
+        if not hasattr(self, "cond"):
+            self.lines = []
+            self.cond = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append("<<EOF>>")
+            self.cond.notify_all()
+
+    def wait_log(self, pattern, timeout=TIMEOUT, start=0):
+        """Wait until a log line (from index start) matches; return it.
+        Fails the test (raises self.failure) on timeout or when the
+        process has ended without such a line."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines[start:]:
+                    if rx.search(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.lines and self.lines[-1] == "<<EOF>>"):
+                    raise self.failure("%s: log line /%s/ not seen; log:\n%s" % (
+                        self.name, pattern, "\n".join(self.lines[-40:])))
+                self.cond.wait(left)
+
+    def mark(self):
+        """The index of the next line (for wait_log(start=...))."""
+        with self.cond:
+            return len(self.lines)
+
+    def count(self, pattern, start=0):
+        """How many lines from index start match pattern."""
+        rx = re.compile(pattern)
+        with self.cond:
+            return sum(1 for l in self.lines[start:] if rx.search(l))
+
+    def log_text(self):
+        with self.cond:
+            return "\n".join(self.lines)
+
+
+class Broker(LogLines):
     """One mqttd process with a generated config. Collects its log lines."""
 
     def __init__(self, conf_text="", tls=False, listeners=None, extra_files=None):
@@ -94,44 +155,10 @@ class Broker:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True,
                                      errors="replace", preexec_fn=preexec_fn)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        self.follow()
         if expect_ready:
             self.wait_log(r"mqttd version .* starting")
         return self
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append("<<EOF>>")
-            self.cond.notify_all()
-
-    def wait_log(self, pattern, timeout=TIMEOUT, start=0):
-        """Wait until a log line matches; return it. Fails the test on
-        timeout."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[start:]:
-                    if rx.search(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.lines and self.lines[-1] == "<<EOF>>"):
-                    raise AssertionError("log line /%s/ not seen; log:\n%s" % (
-                        pattern, "\n".join(self.lines[-40:])))
-                self.cond.wait(left)
-
-    def mark(self):
-        with self.cond:
-            return len(self.lines)
-
-    def log_text(self):
-        with self.cond:
-            return "\n".join(self.lines)
 
     def signal(self, sig):
         self.proc.send_signal(sig)

@@ -11,12 +11,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
-from harness import (MQTTD, SRC, TIMEOUT, Broker, Sub, free_port, pub,
-                     pub_done)
+from harness import (MQTTD, SRC, TIMEOUT, Broker, LogLines, Sub, free_port,
+                     pub, pub_done)
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 CERTS = None
@@ -37,8 +36,10 @@ def cert(name):
     return os.path.join(CERTS, name)
 
 
-class Mosquitto:
+class Mosquitto(LogLines):
     """One real Mosquitto with a generated config, its -v log collected."""
+
+    name = "mosquitto"
 
     def __init__(self, conf_text, port=None, dir=None):
         self.dir = dir or tempfile.mkdtemp(prefix="mosq-test-")
@@ -48,51 +49,17 @@ class Mosquitto:
             f.write(MOSQ_USER)
             f.write(conf_text.replace("{port}", str(self.port))
                     .replace("{dir}", self.dir))
-        self.lines = []
-        self.cond = threading.Condition()
         self.proc = None
 
     def start(self):
-        self.lines = []
+        self.lines = []  # marks count from this start
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf_path, "-v"],
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True,
                                      errors="replace")
-        threading.Thread(target=self._read, daemon=True).start()
+        self.follow()
         self.wait_log(r"mosquitto version .* running")
         return self
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append("<<EOF>>")
-            self.cond.notify_all()
-
-    def wait_log(self, pattern, timeout=TIMEOUT, start=0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[start:]:
-                    if rx.search(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.lines and self.lines[-1] == "<<EOF>>"):
-                    raise AssertionError("mosquitto: /%s/ not seen; log:\n%s" % (
-                        pattern, "\n".join(self.lines[-40:])))
-                self.cond.wait(left)
-
-    def mark(self):
-        with self.cond:
-            return len(self.lines)
-
-    def count(self, pattern, start=0):
-        rx = re.compile(pattern)
-        with self.cond:
-            return sum(1 for l in self.lines[start:] if rx.search(l))
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -62,11 +62,9 @@ class ConfigTest(unittest.TestCase):
         port = free_port()
         b = Broker("listener %d 127.0.0.1\n" % port)
         # start without -c: only -p
-        import threading
         b.proc = subprocess.Popen([MQTTD, "-p", str(port)], stderr=subprocess.PIPE,
                                   stdout=subprocess.DEVNULL, text=True)
-        b.reader = threading.Thread(target=b._read, daemon=True)
-        b.reader.start()
+        b.follow()
         b.wait_log(r"starting")
         b.port = port
         pub(port, ["-t", "x", "-m", "y"])

@@ -20,7 +20,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -264,8 +263,7 @@ class LimitedBroker(Broker):
             [MQTTD, "-c", self.conf_path], stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, errors="replace",
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)))
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        self.follow()
         self.wait_log(r"mqttd version .* starting")
         return self
 

@@ -3,7 +3,6 @@
 import os
 import socket
 import subprocess
-import threading
 import unittest
 
 from harness import MQTTD, Broker, pub
@@ -27,8 +26,7 @@ class SocketActivation(unittest.TestCase):
             ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"', MQTTD,
              b.conf_path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, preexec_fn=child, close_fds=False)
-        b.reader = threading.Thread(target=b._read, daemon=True)
-        b.reader.start()
+        b.follow()
         try:
             b.wait_log(r"Using socket-activated listener \(fd 3\) for port %d" % port)
             b.wait_log(r"mqttd version .* starting")
@@ -82,8 +80,7 @@ class SocketActivation(unittest.TestCase):
             ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=2 exec "$0" -c "$1"', MQTTD,
              b.conf_path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True, preexec_fn=child, close_fds=False)
-        b.reader = threading.Thread(target=b._read, daemon=True)
-        b.reader.start()
+        b.follow()
         try:
             b.wait_log(r"Using socket-activated listener \(fd 4\) for port %d" % port)
             b.wait_log(r"mqttd version .* starting")

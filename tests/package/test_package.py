@@ -55,13 +55,12 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 sys.dont_write_bytecode = True  # git status before and after must agree
-from harness import Sub, free_port, pub  # noqa: E402
+from harness import LogLines, Sub, free_port, pub  # noqa: E402
 
 TIMEOUT = 20.0
 CONF = "/etc/mqttd/mqttd.conf"
@@ -111,50 +110,24 @@ def mode_owner(path):
             grp.getgrgid(st.st_gid).gr_name)
 
 
-class Daemon:
+class Daemon(LogLines):
     """/usr/sbin/mqttd -c /etc/mqttd/mqttd.conf as the mqttd user, started
     with runuser; collects its stderr, signals it through its pid file."""
 
+    name = "packaged daemon"
+    failure = Failure
+
     def __init__(self):
-        self.lines = []
-        self.cond = threading.Condition()
         self.proc = subprocess.Popen(
             ["runuser", "-u", "mqttd", "--", "/usr/sbin/mqttd", "-c", CONF],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, errors="replace")
-        threading.Thread(target=self._read, daemon=True).start()
+        self.follow()
         self.wait_log(r"mqttd version .* starting")
         with open(PIDFILE) as f:
             self.pid = int(f.read().strip())
         check(pwd.getpwuid(os.stat("/proc/%d" % self.pid).st_uid).pw_name
               == "mqttd", "the daemon does not run as mqttd")
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append("<<EOF>>")
-            self.cond.notify_all()
-
-    def mark(self):
-        with self.cond:
-            return len(self.lines)
-
-    def wait_log(self, pattern, start=0, timeout=TIMEOUT):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[start:]:
-                    if rx.search(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.lines and self.lines[-1] == "<<EOF>>"):
-                    raise Failure("daemon log line /%s/ not seen; log:\n%s" % (
-                        pattern, "\n".join(self.lines[-30:])))
-                self.cond.wait(left)
 
     def alive(self):
         return self.proc.poll() is None
