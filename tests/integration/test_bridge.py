@@ -14,26 +14,14 @@ import tempfile
 import time
 import unittest
 
-from harness import (MQTTD, SRC, TIMEOUT, Broker, LogLines, Sub, free_port,
-                     pub, pub_done)
+from harness import (MQTTD, TIMEOUT, Broker, LogLines, Sub, TempPki,
+                     free_port, pub, pub_done)
 
 MOSQUITTO = "/usr/sbin/mosquitto"
-CERTS = None
-
-
-def setUpModule():
-    global CERTS
-    CERTS = tempfile.mkdtemp(prefix="mqttd-bridge-certs-")
-    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), CERTS],
-                   check=True, capture_output=True)
-
-
-def tearDownModule():
-    shutil.rmtree(CERTS, ignore_errors=True)
-
-
-def cert(name):
-    return os.path.join(CERTS, name)
+PKI = TempPki("mqttd-bridge-certs-")
+setUpModule = PKI.make
+tearDownModule = PKI.remove
+cert = PKI.path
 
 
 class Mosquitto(LogLines):

@@ -12,9 +12,9 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import SRC, Broker, Sub, pub
+from harness import Broker, Sub, TempPki, pub
 
-CERTS = None
+PKI = TempPki("mqttd-san-")
 
 # name -> (subject, subjectAltName or None)
 CLIENTS = {
@@ -27,8 +27,7 @@ CLIENTS = {
 }
 
 
-def c(name):
-    return os.path.join(CERTS, name)
+c = PKI.path
 
 
 def make_client(name, subj, san):
@@ -49,16 +48,12 @@ def make_client(name, subj, san):
 
 
 def setUpModule():
-    global CERTS
-    CERTS = tempfile.mkdtemp(prefix="mqttd-san-")
-    subprocess.run(["bash", os.path.join(SRC, "certs", "mkcerts.sh"), CERTS],
-                   check=True, capture_output=True, timeout=60)
+    PKI.make()
     for name, (subj, san) in CLIENTS.items():
         make_client(name, subj, san)
 
 
-def tearDownModule():
-    shutil.rmtree(CERTS, ignore_errors=True)
+tearDownModule = PKI.remove
 
 
 ACL = """# anonymous clients (the plain listener): read everything
