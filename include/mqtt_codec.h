@@ -369,6 +369,19 @@ void mqtt_pb_user(struct mqtt_pb *pb, const char *k, uint16_t klen,
 /* Append raw, already encoded properties (e.g. a forwarded block). */
 void mqtt_pb_raw(struct mqtt_pb *pb, const uint8_t *raw, uint32_t len);
 
+/*
+ * mqtt_props_forward: the properties of a received PUBLISH (p, decoded by
+ * mqtt_decode) that travel with the message to its receivers (MQTT 5
+ * 3.3.2.3: Payload Format Indicator, Content Type, Response Topic,
+ * Correlation Data, User Properties, in their order; plus Message Expiry
+ * Interval when keep_expiry — a broker turns it into a deadline itself),
+ * encoded into out. Topic Alias and Subscription Identifiers are dropped.
+ * Returns the length, or 0 when out (cap bytes) is too small; cap >=
+ * p->raw_len always suffices.
+ */
+uint32_t mqtt_props_forward(const struct mqtt_props *p, bool keep_expiry,
+                            uint8_t *out, uint32_t cap);
+
 /* mqtt_varint_size: bytes needed to encode v as a variable byte integer. */
 int mqtt_varint_size(uint32_t v);
 /* mqtt_varint_put: encode v at out; returns bytes written (1..4). */

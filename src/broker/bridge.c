@@ -455,44 +455,6 @@ static void start_local(struct bridge *br)
 
 /* ---- PUBLISH relay ------------------------------------------------------ */
 
-/* forward_props: the v5 properties of p worth carrying across (not the
- * topic alias nor subscription identifiers). */
-static uint32_t forward_props(const struct mqtt_props *p, uint8_t *out,
-                              uint32_t cap)
-{
-    struct mqtt_pb pb;
-    struct mqtt_prop pr;
-    uint32_t off = 0;
-
-    mqtt_pb_init(&pb, out, cap);
-    while (p->raw && mqtt_prop_next(p->raw, p->raw_len, &off, &pr)) {
-        switch (pr.id) {
-        case MQTT_PROP_TOPIC_ALIAS:
-        case MQTT_PROP_SUBSCRIPTION_ID:
-            break;
-        case MQTT_PROP_PAYLOAD_FORMAT:
-            mqtt_pb_byte(&pb, pr.id, (uint8_t)pr.u32);
-            break;
-        case MQTT_PROP_MESSAGE_EXPIRY:
-            mqtt_pb_u32(&pb, pr.id, pr.u32);
-            break;
-        case MQTT_PROP_CONTENT_TYPE:
-        case MQTT_PROP_RESPONSE_TOPIC:
-            mqtt_pb_str(&pb, pr.id, pr.str.p, pr.str.len);
-            break;
-        case MQTT_PROP_CORRELATION_DATA:
-            mqtt_pb_bin(&pb, pr.id, pr.bin.p, pr.bin.len);
-            break;
-        case MQTT_PROP_USER_PROPERTY:
-            mqtt_pb_user(&pb, pr.str.p, pr.str.len, pr.str2.p, pr.str2.len);
-            break;
-        default:
-            break;
-        }
-    }
-    return pb.overflow ? 0 : pb.len;
-}
-
 /* map_topic: the topic of PUBLISH p from src as the other end's. */
 static long map_topic(struct bridge *br, const struct link *src,
                       const struct mqtt_publish *p, char *out, size_t cap)
@@ -570,7 +532,7 @@ static void relay_publish(struct link *src, const struct mqtt_publish *p)
     if (qos > dst->max_qos)
         qos = dst->max_qos;
     if (src->version == MQTT_V5 && dst->version == MQTT_V5)
-        plen = forward_props(&p->props, props, sizeof(props));
+        plen = mqtt_props_forward(&p->props, true, props, sizeof(props));
     hdr = mqtt_enc_publish_hdr(
         NULL, 0, dst->version, qos, retain, qos ? p->dup : false, topic,
         (uint16_t)tlen, qos ? p->packet_id : 0, props, plen, p->payload_len);

@@ -298,37 +298,6 @@ static void refuse(struct client *c, uint8_t version, uint8_t v3rc,
     conn_close(c->conn, why);
 }
 
-/* Keep only the properties a PUBLISH forwards (msg.h). */
-static uint32_t forward_props(const struct mqtt_props *p, uint8_t *out,
-                              uint32_t cap)
-{
-    struct mqtt_pb pb;
-    struct mqtt_prop pr;
-    uint32_t off = 0;
-
-    mqtt_pb_init(&pb, out, cap);
-    while (mqtt_prop_next(p->raw, p->raw_len, &off, &pr)) {
-        switch (pr.id) {
-        case MQTT_PROP_PAYLOAD_FORMAT:
-            mqtt_pb_byte(&pb, pr.id, (uint8_t)pr.u32);
-            break;
-        case MQTT_PROP_CONTENT_TYPE:
-        case MQTT_PROP_RESPONSE_TOPIC:
-            mqtt_pb_str(&pb, pr.id, pr.str.p, pr.str.len);
-            break;
-        case MQTT_PROP_CORRELATION_DATA:
-            mqtt_pb_bin(&pb, pr.id, pr.bin.p, pr.bin.len);
-            break;
-        case MQTT_PROP_USER_PROPERTY:
-            mqtt_pb_user(&pb, pr.str.p, pr.str.len, pr.str2.p, pr.str2.len);
-            break;
-        default:
-            break;
-        }
-    }
-    return pb.len;
-}
-
 /* Build a message from wire fields (PUBLISH or will). */
 static struct msg *make_msg(const char *topic, size_t tlen,
                             const struct mqtt_props *props,
@@ -343,7 +312,7 @@ static struct msg *make_msg(const char *topic, size_t tlen,
     if (props->raw_len) {
         if (props->raw_len > sizeof(stack))
             fp = xmalloc(props->raw_len);
-        flen = forward_props(props, fp, props->raw_len);
+        flen = mqtt_props_forward(props, false, fp, props->raw_len);
         if (MQTT_HAS_PROP(props, MQTT_PROP_MESSAGE_EXPIRY))
             expiry = (int64_t)time(NULL) + props->message_expiry;
     }

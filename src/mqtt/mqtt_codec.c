@@ -1074,6 +1074,40 @@ void mqtt_pb_raw(struct mqtt_pb *pb, const uint8_t *raw, uint32_t len)
         put_bytes(p, raw, len);
 }
 
+uint32_t mqtt_props_forward(const struct mqtt_props *p, bool keep_expiry,
+                            uint8_t *out, uint32_t cap)
+{
+    struct mqtt_pb pb;
+    struct mqtt_prop pr;
+    uint32_t off = 0;
+
+    mqtt_pb_init(&pb, out, cap);
+    while (p->raw && mqtt_prop_next(p->raw, p->raw_len, &off, &pr)) {
+        switch (pr.id) {
+        case MQTT_PROP_PAYLOAD_FORMAT:
+            mqtt_pb_byte(&pb, pr.id, (uint8_t)pr.u32);
+            break;
+        case MQTT_PROP_MESSAGE_EXPIRY:
+            if (keep_expiry)
+                mqtt_pb_u32(&pb, pr.id, pr.u32);
+            break;
+        case MQTT_PROP_CONTENT_TYPE:
+        case MQTT_PROP_RESPONSE_TOPIC:
+            mqtt_pb_str(&pb, pr.id, pr.str.p, pr.str.len);
+            break;
+        case MQTT_PROP_CORRELATION_DATA:
+            mqtt_pb_bin(&pb, pr.id, pr.bin.p, pr.bin.len);
+            break;
+        case MQTT_PROP_USER_PROPERTY:
+            mqtt_pb_user(&pb, pr.str.p, pr.str.len, pr.str2.p, pr.str2.len);
+            break;
+        default: /* topic alias, subscription identifiers */
+            break;
+        }
+    }
+    return pb.overflow ? 0 : pb.len;
+}
+
 /* ---- packet encoders -------------------------------------------------- */
 
 size_t mqtt_enc_connack(uint8_t *out, size_t cap, uint8_t version,

@@ -1576,6 +1576,52 @@ static void test_many_user_props(void **state)
     free(props);
 }
 
+/* A PUBLISH's forwarded properties: expiry only on request, no alias or
+ * subscription identifier, the rest in order; a short buffer gives 0. */
+static void test_props_forward(void **state)
+{
+    uint8_t props[128], pkt_buf[256], out[128];
+    static const uint8_t want[] = {
+        0x01, 0x01,                              /* payload format 1 */
+        0x03, 0x00, 0x02, 't',  'j',             /* content type "tj" */
+        0x09, 0x00, 0x01, 0x07,                  /* correlation data */
+        0x26, 0x00, 0x01, 'k',  0x00, 0x01, 'v', /* user property */
+    };
+    struct mqtt_pb pb;
+    struct mqtt_packet pkt;
+    const struct mqtt_props *pp;
+    size_t hdr;
+    uint32_t n;
+
+    (void)state;
+    mqtt_pb_init(&pb, props, sizeof(props));
+    mqtt_pb_byte(&pb, MQTT_PROP_PAYLOAD_FORMAT, 1);
+    mqtt_pb_u32(&pb, MQTT_PROP_MESSAGE_EXPIRY, 60);
+    mqtt_pb_u16(&pb, MQTT_PROP_TOPIC_ALIAS, 3);
+    mqtt_pb_str(&pb, MQTT_PROP_CONTENT_TYPE, "tj", 2);
+    mqtt_pb_bin(&pb, MQTT_PROP_CORRELATION_DATA, "\x07", 1);
+    mqtt_pb_user(&pb, "k", 1, "v", 1);
+    assert_false(pb.overflow);
+    hdr = mqtt_enc_publish_hdr(pkt_buf, sizeof(pkt_buf), 5, 1, false, false,
+                               "t", 1, 1, props, pb.len, 0);
+    assert_true(hdr > 0);
+    assert_int_equal(mqtt_decode(pkt_buf, hdr, 5, true, &pkt, NULL, NULL),
+                     (int)hdr);
+    pp = &pkt.u.publish.props;
+
+    n = mqtt_props_forward(pp, false, out, sizeof(out));
+    assert_int_equal(n, sizeof(want));
+    assert_memory_equal(out, want, sizeof(want));
+
+    n = mqtt_props_forward(pp, true, out, sizeof(out));
+    assert_int_equal(n, sizeof(want) + 5);
+    assert_memory_equal(out, want, 2);
+    assert_memory_equal(out + 2, "\x02\x00\x00\x00\x3c", 5);
+    assert_memory_equal(out + 7, want + 2, sizeof(want) - 2);
+
+    assert_int_equal(mqtt_props_forward(pp, true, out, 10), 0);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -1614,6 +1660,7 @@ int main(void)
         cmocka_unit_test(test_pb_overflow),
         cmocka_unit_test(test_prop_next_end),
         cmocka_unit_test(test_many_user_props),
+        cmocka_unit_test(test_props_forward),
         cmocka_unit_test(test_names),
     };
 
