@@ -7,6 +7,7 @@ oversized requests (400/405/414/431/505, each with a log line, the
 server still serving afterwards), the connect deadline, and the status
 page in headless Chromium (loads, draws, updates)."""
 
+import json
 import os
 import re
 import shutil
@@ -445,6 +446,7 @@ class DefaultDeny(unittest.TestCase):
             shutil.rmtree(d, ignore_errors=True)
 
     def test_config_errors(self):
+        ensure_certs()
         rc, err = self.run_conf("listener 1883 127.0.0.1\nlistener 8080\nprotocol http\n")
         self.assertNotEqual(rc, 0)
         self.assertIn("FILE:2: listener 8080 is 'protocol http' on every address: "
@@ -567,6 +569,17 @@ class StatusPage(Base):
         sub.ready()
         for i in range(5):
             harness.pub(self.b.port, ["-t", "page/x", "-m", str(i)])
+        # the broker samples its history once a second in real time, and
+        # virtual time does not advance the broker: wait for two samples
+        # (a rate needs two) before the page loads
+        deadline = time.monotonic() + harness.TIMEOUT
+        while True:
+            st, _, js = http(self.b.hport, "/api/status")
+            self.assertEqual(st, 200)
+            if len(json.loads(js)["history"]["t"]) >= 2:
+                break
+            self.assertLess(time.monotonic(), deadline, "no history samples")
+            time.sleep(0.2)
         # virtual time runs the page's 2 s refresh timer several times
         dom = self.chromium("--virtual-time-budget=9000", "--dump-dom")
         sub.kill()
