@@ -97,6 +97,7 @@ class OcspTest(unittest.TestCase):
         self.assertEqual(rc, 0, log)
         self.assertNotIn("AddressSanitizer", log)
         self.assertNotIn("runtime error:", log)
+        self.assertNotIn("WARNING: ThreadSanitizer", log)
 
     def connack(self, name, **kw):
         """CONNACK body for a client with certificate name, or None when
@@ -408,6 +409,8 @@ class Stapling(unittest.TestCase):
             self.assertEqual(self.b.stop(), 0, log)
             self.assertNotIn("AddressSanitizer", log)
             self.assertNotIn("runtime error:", log)
+            self.assertNotIn("WARNING: ThreadSanitizer", log)
+        self.assertNotIn("WARNING: ThreadSanitizer", log)
 
     def test_fetched_from_aia_and_stapled(self):
         self.b = Broker(staple_conf("")).start()
