@@ -304,6 +304,31 @@ class Delay(OcspTest):
         b.close()
 
 
+class Threads(OcspTest):
+    """threads 2: one cache and one query for the whole process; the
+    stapled response is fetched once, and stapled by both threads."""
+    RESPONDER = "delay"
+    EXTRA = "threads 2\ntls_ocsp_stapling true\n"
+
+    def test_one_query_across_threads(self):
+        self.b.wait_log(r"OCSP stapling \(listener \d+\): good response")
+        self.assertEqual(self.r.requests, 1)  # the staple, fetched once
+        self.r.delay = 1.0
+        # several connections at once: the kernel spreads them over both
+        # threads' acceptors; every one waits for the same single query
+        cs = [TlsRaw(self.b.tlsport, "client-good") for _ in range(8)]
+        for i, c in enumerate(cs):
+            c.send(connect_pkt(client_id="t%d" % i))
+        for c in cs:
+            self.assertEqual(c.recv_packet(), (0x20, b"\x00\x00"))
+            c.close()
+        self.assertEqual(self.r.requests, 2)
+        # handshakes on either thread get the one stapled response
+        for _ in range(4):
+            self.assertIn("Cert Status: good", s_client_status(self.b.tlsport))
+        self.assertEqual(self.r.requests, 2)
+
+
 class BadAnswers(OcspTest):
     EXTRA = "connect_timeout 3\n"
 
