@@ -126,7 +126,8 @@ const struct proxy_hdr *conn_proxy(const struct conn *c);
 /*
  * conn_connect: an outgoing connection (a bridge) to host:port. host is
  * resolved with getaddrinfo (a numeric address never blocks; a name may:
- * resolve names before the loop runs), the first address is connected
+ * resolve names with resolve.h first, as bridges do, and pass the numeric
+ * address, with the name as sni), the first address is connected
  * without blocking, then with tls set (a tls_client_ctx_new context) a
  * TLS handshake runs, sending sni and checking the certificate against it
  * (sni NULL: no SNI, the chain alone is checked). on_open follows the

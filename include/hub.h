@@ -38,6 +38,8 @@ struct ev_loop;
 struct hub;
 struct msg;
 struct conn;
+struct ocsp_cache;
+struct tls_staples;
 
 #define HUB_HIWAT 16384u
 #define HUB_LOWAT 4096u
@@ -153,5 +155,11 @@ void hub_totals_sum(struct hub *h, struct hub_totals *out);
 /* hub_listener_count: the shared per-listener connection counters (nl of
  * them, sized by the first call; touched with atomic operations). */
 size_t *hub_listener_counts(struct hub *h, size_t nl);
+
+/* hub_ocsp: the process-wide client-certificate OCSP cache (ocsp_cache.h);
+ * hub_staples: the stapled responses (tls_staple.h). Owned by the hub,
+ * freed with it. */
+struct ocsp_cache *hub_ocsp(struct hub *h);
+struct tls_staples *hub_staples(struct hub *h);
 
 #endif

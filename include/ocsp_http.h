@@ -3,10 +3,10 @@
  * non-blocking TCP connect, then OpenSSL's OSSL_HTTP_REQ_CTX in
  * non-blocking mode over a socket BIO, driven by an ev_io that waits for
  * whichever direction OpenSSL needs; an ev_timer bounds the whole of it.
- * No thread, no blocking call on an IP-literal URL (a host name is
- * resolved with getaddrinfo, which may block: prefer IP literals).
+ * No thread, no blocking call: a host name is resolved with resolve.h
+ * (c-ares on the loop), each of its addresses tried in turn.
  *
- *   ocsp_http_start -> connect (EV_WRITE) -> POST request (EV_WRITE)
+ *   ocsp_http_start -> resolve -> connect (EV_WRITE) -> POST request (EV_WRITE)
  *                   -> response (EV_READ, body <= OCSP_MAX_RESPONSE)
  *                   -> fn(ud, body, len, NULL)   or fn(ud, NULL, 0, why)
  */

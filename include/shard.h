@@ -24,6 +24,8 @@ struct hub_item;
 struct hub_totals;
 struct msg;
 struct shard;
+struct ocsp_cache;
+struct tls_staples;
 
 /*
  * shard_new: the link of the broker on 'loop' to hub h as shard idx. Starts
@@ -103,5 +105,10 @@ void shard_totals(struct shard *sh, struct hub_totals *t, bool sum);
  */
 void shard_set_tls_sync(struct shard *sh, void (*fn)(void *ud), void *ud);
 void shard_tls_sync(struct shard *sh);
+
+/* shard_ocsp, shard_staples: the hub's process-wide OCSP cache and
+ * stapled responses (hub_ocsp, hub_staples). */
+struct ocsp_cache *shard_ocsp(struct shard *sh);
+struct tls_staples *shard_staples(struct shard *sh);
 
 #endif

@@ -18,6 +18,8 @@ PKGS+=(python3-cryptography)
 PKGS+=(nats-server libnats-dev)
 # WebSockets: framing library (headless Chromium above, for the browser tests)
 PKGS+=(libwslay-dev)
+# non-blocking host name resolution (src/net/resolve.c)
+PKGS+=(libc-ares-dev)
 
 # node and npm: whatever is on PATH (e.g. a newer nodejs that bundles npm),
 # Debian's packages otherwise

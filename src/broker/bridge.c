@@ -31,7 +31,9 @@
  */
 #include "bridge.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,7 @@
 #include "log.h"
 #include "msg.h"
 #include "mqtt_codec.h"
+#include "resolve.h"
 #include "session.h"
 #include "tls.h"
 #include "topic.h"
@@ -116,7 +119,8 @@ struct bridge {
     bool lazy_setup;
     char last_fail[160];
     struct tls_ctx *tls;
-    double last_msg; /* a message crossed (idle_timeout) */
+    struct resolve *rs; /* the remote host's lookup in flight */
+    double last_msg;    /* a message crossed (idle_timeout) */
     uint64_t msgs_in, msgs_out, reconnects, connects;
 };
 
@@ -876,13 +880,45 @@ static void bridge_fail(struct bridge *br, const char *why)
         conn_close(br->local.conn, why);
 }
 
+/* bridge_resolved: the remote host's addresses: connect to the first. */
+static void bridge_resolved(void *ud, const struct resolve_addr *addrs,
+                            size_t n, const char *why)
+{
+    struct bridge *br = ud;
+    const struct conf_bridge_addr *a = &br->cf->addrs[br->addr];
+    struct link *l = &br->remote;
+    char ip[INET6_ADDRSTRLEN], msg[300];
+    const void *in;
+
+    br->rs = NULL;
+    if (br->bs->stopping || br->st != BS_CONNECTING)
+        return;
+    in = n == 0 ? NULL
+         : addrs[0].family == AF_INET
+             ? (const void *)&((const struct sockaddr_in *)&addrs[0].sa)
+                   ->sin_addr
+             : (const void *)&((const struct sockaddr_in6 *)&addrs[0].sa)
+                   ->sin6_addr;
+    if (in == NULL || inet_ntop(addrs[0].family, in, ip, sizeof(ip)) == NULL) {
+        snprintf(msg, sizeof(msg), "resolve %s: %s", a->host,
+                 why ? why : "no address");
+        bridge_fail(br, msg);
+        schedule(br); /* no link was opened: nothing else will */
+        return;
+    }
+    l->conn = conn_connect(br->bs->cl, ip, a->port, br->tls,
+                           br->cf->insecure ? NULL : a->host,
+                           BRIDGE_CONNECT_TIMEOUT, &link_handler, l);
+}
+
 /* bridge_connect: start the remote link (or, lazy set-up, the local). */
 static void bridge_connect(struct bridge *br)
 {
     const struct conf_bridge_addr *a = &br->cf->addrs[br->addr];
     struct link *l = &br->remote;
+    char port[8];
 
-    if (br->bs->stopping)
+    if (br->bs->stopping || br->rs != NULL)
         return;
     if (br->lazy_setup) {
         br->remote.connacked = true; /* nothing to wait for remotely */
@@ -896,9 +932,9 @@ static void bridge_connect(struct bridge *br)
     l->own = 0;
     l->pause = 0;
     l->keepalive = br->cf->keepalive;
-    l->conn = conn_connect(br->bs->cl, a->host, a->port, br->tls,
-                           br->cf->insecure ? NULL : a->host,
-                           BRIDGE_CONNECT_TIMEOUT, &link_handler, l);
+    snprintf(port, sizeof(port), "%u", (unsigned)a->port);
+    /* the name is looked up on the loop (resolve.h), never blocking it */
+    br->rs = resolve_start(br->bs->loop, a->host, port, bridge_resolved, br);
 }
 
 static void restart_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1119,6 +1155,8 @@ void bridges_shutdown(struct bridges *bs)
 
         if (ev_is_active(&br->restart))
             ev_timer_stop(bs->loop, &br->restart);
+        resolve_cancel(br->rs);
+        br->rs = NULL;
         if (br->remote.conn && br->remote.connacked) {
             n = mqtt_enc_disconnect(p, sizeof(p), br->remote.version,
                                     MQTT_DISCONNECT, 0, NULL, 0);

@@ -188,6 +188,24 @@ static void free_contexts(struct auth **auth, struct tls_ctx **tls, size_t n)
     free(tls);
 }
 
+/* ocsp_sync: a handle on the OCSP cache (the hub's with threads > 1)
+ * when a listener checks client certificates. */
+static void ocsp_sync(struct broker *b, const struct conf *c)
+{
+    for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
+        if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF) {
+            struct ocsp_cache *oc;
+            if (b->shard != NULL)
+                oc = shard_ocsp(b->shard);
+            else {
+                if (b->ocsp_own == NULL)
+                    b->ocsp_own = ocsp_cache_new();
+                oc = b->ocsp_own;
+            }
+            b->ocsp = ocsp_loop_new(oc, b->loop);
+        }
+}
+
 /* staple_sync: OCSP stapling per listener as the configuration says, on
  * the current contexts (at start, after a reload or a context rebuild). */
 static void staple_sync(struct broker *b)
@@ -207,7 +225,8 @@ static void staple_sync(struct broker *b)
         if (b->staple[i] == NULL) {
             snprintf(label, sizeof(label), "listener %u", (unsigned)l->port);
             b->staple[i] = tls_staple_new(b->loop, b->log, label,
-                                          l->tls.ocsp_stapling_file);
+                                          l->tls.ocsp_stapling_file, b->staples,
+                                          (unsigned)i, b->staple_fetch);
         }
         tls_staple_attach(b->staple[i], b->tls[i]);
     }
@@ -244,9 +263,10 @@ struct broker *broker_new(struct ev_loop *loop, struct conf *c, struct log *lg,
     b->retain = retain_new();
     b->flow = flow_new();
     b->started = ev_now(loop);
-    for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
-        if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF)
-            b->ocsp = ocsp_cache_new(loop);
+    ocsp_sync(b, c);
+    b->staples = tls_staples_new();
+    b->staples_own = true;
+    b->staple_fetch = true;
     staple_sync(b);
     return b;
 }
@@ -273,6 +293,8 @@ void broker_free(struct broker *b)
     for (size_t i = 0; b->staple != NULL && i < b->nlisteners; i++)
         tls_staple_free(b->staple[i]);
     free(b->staple);
+    if (b->staples_own)
+        tls_staples_free(b->staples);
     free_contexts(b->auth, b->tls, b->nlisteners);
     tls_tickets_unref(b->tickets);
     router_free(b->router);
@@ -284,8 +306,9 @@ void broker_free(struct broker *b)
     if (b->shard == NULL)
         free(b->listener_clients); /* else the hub's, shared */
     for (struct client *c = b->reg.clients; c; c = c->next)
-        c->ocsp_wait = NULL; /* freed with the cache */
-    ocsp_cache_free(b->ocsp);
+        c->ocsp_wait = NULL; /* freed with the loop's handle */
+    ocsp_loop_free(b->ocsp);
+    ocsp_cache_free(b->ocsp_own);
     conn_loop_free(b->cl);
     conf_free(b->conf);
     free(b);
@@ -845,6 +868,24 @@ void broker_set_hub(struct broker *b, struct hub *h, unsigned idx)
     b->shard = shard_new(b->loop, h, idx, hub_item_cb, b);
     free(b->listener_clients);
     b->listener_clients = shard_listener_counts(b->shard, b->nlisteners);
+    /* no client yet: switch to the process-wide OCSP cache and staples */
+    if (b->ocsp != NULL) {
+        ocsp_loop_free(b->ocsp);
+        b->ocsp = NULL;
+        ocsp_cache_free(b->ocsp_own);
+        b->ocsp_own = NULL;
+        ocsp_sync(b, b->conf);
+    }
+    for (size_t i = 0; b->staple != NULL && i < b->nlisteners; i++) {
+        tls_staple_free(b->staple[i]);
+        b->staple[i] = NULL;
+    }
+    if (b->staples_own)
+        tls_staples_free(b->staples);
+    b->staples = shard_staples(b->shard);
+    b->staples_own = false;
+    b->staple_fetch = idx == 0; /* the main thread's shard fetches */
+    staple_sync(b);
 }
 
 void broker_set_tls_sync(struct broker *b, void (*fn)(void *ud), void *ud)
@@ -1007,9 +1048,7 @@ int broker_reload(struct broker *b, struct conf *c, char *err, size_t errlen)
     b->tls = tls;
     conf_free(b->conf);
     b->conf = c;
-    for (size_t i = 0; i < c->nlisteners && b->ocsp == NULL; i++)
-        if (c->listeners[i].tls.ocsp_check != CONF_OCSP_OFF)
-            b->ocsp = ocsp_cache_new(b->loop);
+    ocsp_sync(b, c);
     staple_sync(b);
     revoke_check(b);
     report_expiry(b);

@@ -103,9 +103,13 @@ struct broker {
     double last_tls_check;
     struct broker_stats st;
     struct log_ratelimit limit_rl; /* limit-hit log lines */
-    struct shard *shard;        /* threads > 1: its place among the threads */
-    struct ocsp_cache *ocsp;    /* client-certificate OCSP, NULL when unused */
-    struct tls_staple **staple; /* per listener, NULL without stapling */
+    struct shard *shard;         /* threads > 1: its place among the threads */
+    struct ocsp_loop *ocsp;      /* client-certificate OCSP, NULL when unused */
+    struct ocsp_cache *ocsp_own; /* threads 1: the cache (else the hub's) */
+    struct tls_staple **staple;  /* per listener, NULL without stapling */
+    struct tls_staples *staples; /* where the staples are kept */
+    bool staples_own;            /* threads 1: b->staples is b's */
+    bool staple_fetch;           /* this shard fetches (the first one) */
     /* more members of the stats JSON (bridges), broker_set_sys_json */
     void (*sys_json)(void *ud, void *json);
     void *sys_json_ud;

@@ -3,6 +3,8 @@
  * ev_async), client-id ownership, shared-group membership and counters.
  */
 #include "hub.h"
+#include "ocsp_cache.h"
+#include "tls_staple.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -61,6 +63,8 @@ struct hub {
     uint32_t share_gen;  /* changes so far (written under smu, atomic) */
     pthread_mutex_t tmu; /* totals */
     size_t *lcount;
+    struct ocsp_cache *ocsp;     /* client-certificate OCSP, every shard */
+    struct tls_staples *staples; /* stapled responses, every shard */
 };
 
 static void push(struct hub_item **v, size_t *n, size_t *cap,
@@ -107,6 +111,8 @@ struct hub *hub_new(unsigned n)
         pthread_mutex_init(&h->in[i].mu, NULL);
     pthread_mutex_init(&h->smu, NULL);
     pthread_mutex_init(&h->tmu, NULL);
+    h->ocsp = ocsp_cache_new();
+    h->staples = tls_staples_new();
     return h;
 }
 
@@ -114,6 +120,8 @@ void hub_free(struct hub *h)
 {
     if (h == NULL)
         return;
+    ocsp_cache_free(h->ocsp);
+    tls_staples_free(h->staples);
     for (unsigned i = 0; i < h->n; i++) {
         struct inbox *ib = &h->in[i];
         for (size_t k = ib->cur_i; k < ib->cur_n; k++)
@@ -490,4 +498,14 @@ size_t *hub_listener_counts(struct hub *h, size_t nl)
         h->lcount = xcalloc(nl ? nl : 1, sizeof(size_t));
     pthread_mutex_unlock(&h->tmu);
     return h->lcount;
+}
+
+struct ocsp_cache *hub_ocsp(struct hub *h)
+{
+    return h->ocsp;
+}
+
+struct tls_staples *hub_staples(struct hub *h)
+{
+    return h->staples;
 }

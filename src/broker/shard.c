@@ -219,3 +219,13 @@ void shard_tls_sync(struct shard *sh)
     if (sh->idx == 0 && sh->tls_sync)
         sh->tls_sync(sh->tls_sync_ud);
 }
+
+struct ocsp_cache *shard_ocsp(struct shard *sh)
+{
+    return hub_ocsp(sh->hub);
+}
+
+struct tls_staples *shard_staples(struct shard *sh)
+{
+    return hub_staples(sh->hub);
+}

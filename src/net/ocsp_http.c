@@ -7,11 +7,12 @@
  *     +-- timer            the deadline; also fires at once to report a
  *                          failure to start from the loop
  *     +-- rctx             OSSL_HTTP_REQ_CTX over a socket BIO (NOCLOSE)
+ *     +-- rs               the host name lookup in flight (resolve.h)
+ *     +-- addrs, next      the resolved addresses, tried in turn
  */
 #include "ocsp_http.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include <openssl/ocsp.h>
 
 #include "ocsp.h"
+#include "resolve.h"
 #include "util.h"
 
 struct ocsp_http {
@@ -36,7 +38,10 @@ struct ocsp_http {
     BIO *bio;
     OSSL_HTTP_REQ_CTX *rctx;
     OCSP_REQUEST *req;
-    char *host, *path;
+    char *host, *port, *path;
+    struct resolve *rs;
+    struct resolve_addr addrs[RESOLVE_MAX_ADDRS];
+    size_t naddrs, next;
     double timeout;
     ocsp_http_fn fn;
     void *ud;
@@ -45,16 +50,28 @@ struct ocsp_http {
     char why[200];
 };
 
-static void h_free(struct ocsp_http *h)
+/* close_sock: drop the socket and what OpenSSL built over it. */
+static void close_sock(struct ocsp_http *h)
 {
     ev_io_stop(h->loop, &h->io);
-    ev_timer_stop(h->loop, &h->timer);
     OSSL_HTTP_REQ_CTX_free(h->rctx);
+    h->rctx = NULL;
     BIO_free(h->bio);
+    h->bio = NULL;
     if (h->fd >= 0)
         close(h->fd);
+    h->fd = -1;
+    h->connected = false;
+}
+
+static void h_free(struct ocsp_http *h)
+{
+    ev_timer_stop(h->loop, &h->timer);
+    resolve_cancel(h->rs);
+    close_sock(h);
     OCSP_REQUEST_free(h->req);
     OPENSSL_free(h->host);
+    OPENSSL_free(h->port);
     OPENSSL_free(h->path);
     free(h);
 }
@@ -122,6 +139,8 @@ static void step(struct ocsp_http *h)
     ev_io_start(h->loop, &h->io);
 }
 
+static void try_connect(struct ocsp_http *h, int last_err);
+
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct ocsp_http *h = w->data;
@@ -134,9 +153,7 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
         if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
             err = errno;
         if (err != 0) {
-            char why[200];
-            snprintf(why, sizeof(why), "connect: %s", strerror(err));
-            finish(h, OCSP_HTTP_UNREACHABLE, NULL, 0, why);
+            try_connect(h, err); /* the next address, if any */
             return;
         }
         h->connected = true;
@@ -182,15 +199,70 @@ static int setup_http(struct ocsp_http *h)
     return 0;
 }
 
+/* try_connect: connect to the next resolved address (non-blocking); when
+ * none is left, report the last error. From the loop only. */
+static void try_connect(struct ocsp_http *h, int last_err)
+{
+    char why[200];
+
+    close_sock(h);
+    while (h->next < h->naddrs) {
+        const struct resolve_addr *a = &h->addrs[h->next++];
+
+        h->fd =
+            socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (h->fd < 0) {
+            last_err = errno;
+            continue;
+        }
+        if (connect(h->fd, (const struct sockaddr *)&a->sa, a->len) != 0 &&
+            errno != EINPROGRESS) {
+            last_err = errno;
+            close_sock(h);
+            continue;
+        }
+        if (setup_http(h) != 0) {
+            char e[160];
+            ossl_why(e, sizeof(e));
+            snprintf(why, sizeof(why), "HTTP set-up: %s", e);
+            finish(h, OCSP_HTTP_UNREACHABLE, NULL, 0, why);
+            return;
+        }
+        ev_io_set(&h->io, h->fd, EV_WRITE);
+        ev_io_start(h->loop, &h->io);
+        return;
+    }
+    snprintf(why, sizeof(why), "connect: %s", strerror(last_err));
+    finish(h, OCSP_HTTP_UNREACHABLE, NULL, 0, why);
+}
+
+/* resolved: the responder's addresses (or why there are none). */
+static void resolved(void *ud, const struct resolve_addr *a, size_t n,
+                     const char *why)
+{
+    struct ocsp_http *h = ud;
+    char msg[260];
+
+    h->rs = NULL;
+    if (n == 0) {
+        snprintf(msg, sizeof(msg), "resolve %s: %s", h->host,
+                 why ? why : "failed");
+        finish(h, OCSP_HTTP_UNREACHABLE, NULL, 0, msg);
+        return;
+    }
+    memcpy(h->addrs, a, n * sizeof(*a));
+    h->naddrs = n;
+    h->next = 0;
+    try_connect(h, ECONNREFUSED);
+}
+
 struct ocsp_http *ocsp_http_start(struct ev_loop *loop, const char *url,
                                   const uint8_t *req, size_t reqlen,
                                   double timeout, ocsp_http_fn fn, void *ud)
 {
     struct ocsp_http *h = xcalloc(1, sizeof(*h));
     const unsigned char *p = req;
-    struct addrinfo hints, *ai = NULL;
-    char *port = NULL;
-    int ssl = 0, rc;
+    int ssl = 0;
 
     h->loop = loop;
     h->fd = -1;
@@ -207,7 +279,7 @@ struct ocsp_http *ocsp_http_start(struct ev_loop *loop, const char *url,
         fail_later(h, OCSP_HTTP_UNREACHABLE, "%s", "bad request");
         return h;
     }
-    if (OSSL_HTTP_parse_url(url, &ssl, NULL, &h->host, &port, NULL, &h->path,
+    if (OSSL_HTTP_parse_url(url, &ssl, NULL, &h->host, &h->port, NULL, &h->path,
                             NULL, NULL) != 1) {
         ERR_clear_error();
         fail_later(h, OCSP_HTTP_UNREACHABLE, "bad responder URL '%s'", url);
@@ -216,41 +288,11 @@ struct ocsp_http *ocsp_http_start(struct ev_loop *loop, const char *url,
     if (ssl) {
         fail_later(h, OCSP_HTTP_UNREACHABLE,
                    "https responder URL '%s': only http is supported", url);
-        goto out;
+        return h;
     }
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    rc = getaddrinfo(h->host, port, &hints, &ai);
-    if (rc != 0 || ai == NULL) {
-        fail_later(h, OCSP_HTTP_UNREACHABLE, "resolve: %s", gai_strerror(rc));
-        goto out;
-    }
-    h->fd =
-        socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-               ai->ai_protocol);
-    if (h->fd < 0) {
-        fail_later(h, OCSP_HTTP_UNREACHABLE, "socket: %s", strerror(errno));
-        goto out;
-    }
-    if (connect(h->fd, ai->ai_addr, ai->ai_addrlen) != 0 &&
-        errno != EINPROGRESS) {
-        fail_later(h, OCSP_HTTP_UNREACHABLE, "connect: %s", strerror(errno));
-        goto out;
-    }
-    if (setup_http(h) != 0) {
-        char why[160];
-        ossl_why(why, sizeof(why));
-        fail_later(h, OCSP_HTTP_UNREACHABLE, "HTTP set-up: %s", why);
-        goto out;
-    }
-    ev_io_set(&h->io, h->fd, EV_WRITE);
-    ev_io_start(loop, &h->io);
+    /* the deadline covers the lookup too; resolved() runs from the loop */
     ev_timer_start(loop, &h->timer);
-out:
-    if (ai != NULL)
-        freeaddrinfo(ai);
-    OPENSSL_free(port);
+    h->rs = resolve_start(loop, h->host, h->port, resolved, h);
     return h;
 }
 

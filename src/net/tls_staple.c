@@ -9,9 +9,16 @@
  *     +-- store          trust for the response: the issuer alone
  *     +-- der, next_update   the verified response being stapled
  *     +-- timer, http    the next refresh; the fetch in flight
+ *     +-- reg, slot      where the fetcher publishes der and every
+ *                        thread's status callback reads it (mutex)
+ *
+ *   struct tls_staples
+ *     +-- mu
+ *     +-- v[slot]        digest of the certificate, der, next_update
  */
 #include "tls_staple.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +27,7 @@
 
 #include <ev.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -35,7 +43,24 @@
 #define STAPLE_FILE_POLL 5.0  /* tls_ocsp_stapling_file change check */
 #define STAPLE_TIMEOUT 10.0   /* one fetch */
 
+struct slot {
+    uint8_t digest[32]; /* SHA-256 of the certificate's DER */
+    uint8_t *der;       /* NULL: nothing published */
+    size_t derlen;
+    time_t next_update;
+};
+
+struct tls_staples {
+    pthread_mutex_t mu;
+    struct slot *v;
+    size_t n;
+};
+
 struct tls_staple {
+    struct tls_staples *reg;
+    unsigned slot;
+    bool fetch;
+    uint8_t digest[32]; /* of cert */
     struct ev_loop *loop;
     struct log *log;
     char *label;
@@ -56,6 +81,48 @@ struct tls_staple {
 
 static void refresh(struct tls_staple *s);
 
+struct tls_staples *tls_staples_new(void)
+{
+    struct tls_staples *r = xcalloc(1, sizeof(*r));
+
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+void tls_staples_free(struct tls_staples *r)
+{
+    if (r == NULL)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].der);
+    free(r->v);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+/* publish: the fetcher's response (or none) for every thread. */
+static void publish(struct tls_staple *s)
+{
+    struct tls_staples *r = s->reg;
+    struct slot *sl;
+
+    if (!s->fetch)
+        return;
+    pthread_mutex_lock(&r->mu);
+    if (s->slot >= r->n) {
+        r->v = xreallocarray(r->v, s->slot + 1, sizeof(*r->v));
+        memset(r->v + r->n, 0, (s->slot + 1 - r->n) * sizeof(*r->v));
+        r->n = s->slot + 1;
+    }
+    sl = &r->v[s->slot];
+    free(sl->der);
+    sl->der = s->der ? xmemdup(s->der, s->derlen) : NULL;
+    sl->derlen = s->der ? s->derlen : 0;
+    sl->next_update = s->next_update;
+    memcpy(sl->digest, s->digest, sizeof(sl->digest));
+    pthread_mutex_unlock(&r->mu);
+}
+
 static void schedule(struct tls_staple *s, double in)
 {
     ev_timer_stop(s->loop, &s->timer);
@@ -69,6 +136,7 @@ static void drop(struct tls_staple *s)
     s->der = NULL;
     s->derlen = 0;
     s->next_update = 0;
+    publish(s);
 }
 
 /* status_cb: a client asked for the certificate status (status_request):
@@ -76,11 +144,26 @@ static void drop(struct tls_staple *s)
 static int status_cb(SSL *ssl, void *arg)
 {
     struct tls_staple *s = arg;
-    unsigned char *copy;
+    struct tls_staples *r;
+    unsigned char *copy = NULL;
+    size_t len = 0;
+    time_t nu = 0;
 
-    if (s == NULL || s->der == NULL)
+    if (s == NULL || s->cert == NULL)
         return SSL_TLSEXT_ERR_NOACK;
-    if (s->next_update > 0 && time(NULL) > s->next_update + OCSP_SKEW) {
+    r = s->reg;
+    pthread_mutex_lock(&r->mu);
+    if (s->slot < r->n && r->v[s->slot].der != NULL &&
+        memcmp(r->v[s->slot].digest, s->digest, sizeof(s->digest)) == 0) {
+        copy = OPENSSL_memdup(r->v[s->slot].der, r->v[s->slot].derlen);
+        len = r->v[s->slot].derlen;
+        nu = r->v[s->slot].next_update;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (copy == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    if (nu > 0 && time(NULL) > nu + OCSP_SKEW) {
+        OPENSSL_free(copy);
         if (!s->stale_logged)
             LOG_W(s->log,
                   "OCSP stapling (%s): the kept response is stale "
@@ -89,10 +172,7 @@ static int status_cb(SSL *ssl, void *arg)
         s->stale_logged = true;
         return SSL_TLSEXT_ERR_NOACK;
     }
-    copy = OPENSSL_memdup(s->der, s->derlen);
-    if (copy == NULL)
-        return SSL_TLSEXT_ERR_NOACK;
-    if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)s->derlen) != 1) {
+    if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)len) != 1) {
         OPENSSL_free(copy);
         return SSL_TLSEXT_ERR_NOACK;
     }
@@ -120,6 +200,7 @@ static double accept_der(struct tls_staple *s, const uint8_t *der, size_t len)
     s->derlen = len;
     s->next_update = r.next_update;
     s->stale_logged = false;
+    publish(s);
     LOG_I(s->log, "OCSP stapling (%s): good response (%zu bytes) stapled.",
           s->label, len);
     wait = STAPLE_MAX_WAIT;
@@ -237,10 +318,15 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct tls_staple *tls_staple_new(struct ev_loop *loop, struct log *lg,
-                                  const char *label, const char *file)
+                                  const char *label, const char *file,
+                                  struct tls_staples *reg, unsigned slot,
+                                  bool fetch)
 {
     struct tls_staple *s = xcalloc(1, sizeof(*s));
 
+    s->reg = reg;
+    s->slot = slot;
+    s->fetch = fetch;
     s->loop = loop;
     s->log = lg;
     s->label = xstrdup(label);
@@ -269,6 +355,8 @@ void tls_staple_free(struct tls_staple *s)
         return;
     detach(s);
     ev_timer_stop(s->loop, &s->timer);
+    if (s->der != NULL)
+        drop(s); /* withdrawn for every thread */
     ocsp_http_cancel(s->http);
     ocsp_req_free(s->req);
     X509_free(s->cert);
@@ -323,6 +411,14 @@ void tls_staple_attach(struct tls_staple *s, struct tls_ctx *ctx)
         return;
     X509_up_ref(cert);
     s->cert = cert;
+    {
+        unsigned int dl = 0;
+        if (X509_digest(cert, EVP_sha256(), s->digest, &dl) != 1 ||
+            dl != sizeof(s->digest))
+            memset(s->digest, 0, sizeof(s->digest));
+    }
+    if (!s->fetch)
+        return; /* staples what the fetcher publishes */
     s->issuer = find_issuer(ctx, cert);
     ERR_clear_error();
     if (s->issuer == NULL) {

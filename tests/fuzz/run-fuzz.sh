@@ -54,7 +54,7 @@ mapfile -t SESSION_CORE < <(sed -n '/^set(CORE_SRCS/,/)/p' CMakeLists.txt |
     grep -o 'src/[a-z_0-9/]*\.c' | grep -v -x -e src/net/conn.c -e src/broker/bridge.c)
 [ "${#SESSION_CORE[@]}" -gt 10 ] || { echo "run-fuzz.sh: CORE_SRCS not found"; exit 1; }
 "$CC" "${CFLAGS[@]}" tests/fuzz/fuzz_session.c tests/fuzz/mem_conn.c \
-    "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread -lwslay
+    "${SESSION_CORE[@]}" -o "$out/fuzz_session" "${SSL[@]}" -lev -lcjson -lm -lpthread -lwslay -lcares
 "$CC" -g -O1 -D_GNU_SOURCE -Iinclude tests/fuzz/gen_codec_seeds.c src/mqtt/mqtt_codec.c \
     src/util/util.c -o "$out/gen_codec_seeds"
 

@@ -327,6 +327,18 @@ class TestMqttdToMosquitto(BridgeCase):
         b.wait_log(r"Bridge rr: up, connected to 127.0.0.1:%d" % m.port)
         self.assertNotIn("remote_password", b.log_text())
 
+    def test_unresolvable_name_then_next_address(self):
+        # the name is looked up on the loop (c-ares); its failure is a
+        # connect failure like any other: logged, next address, up
+        m = self.mosq(MOSQ_PLAIN).start()
+        b = self.mqttd("connection nx\naddress no-such-host.invalid:1883 "
+                       "127.0.0.1:%d\nround_robin true\nrestart_timeout 1\n"
+                       "topic nx/# out 0\n" % m.port).start()
+        b.wait_log(r"Bridge nx: cannot connect to no-such-host\.invalid:1883: "
+                   r"resolve no-such-host\.invalid: ", timeout=30)
+        b.wait_log(r"Bridge nx: up, connected to 127.0.0.1:%d" % m.port,
+                   timeout=30)
+
 
 class TestThreads(BridgeCase):
     def test_local_ends_on_other_threads_stay_trusted(self):

@@ -97,6 +97,7 @@ class OcspTest(unittest.TestCase):
         self.assertEqual(rc, 0, log)
         self.assertNotIn("AddressSanitizer", log)
         self.assertNotIn("runtime error:", log)
+        self.assertNotIn("WARNING: ThreadSanitizer", log)
 
     def connack(self, name, **kw):
         """CONNACK body for a client with certificate name, or None when
@@ -180,6 +181,95 @@ class Override(OcspTest):
         self.assertEqual((self.r.requests, self.r2.requests), (0, 1))
 
 
+class TwoResponders(OcspTest):
+    """Answers are cached per (certificate, responder URL): two listeners
+    with different tls_ocsp_responder each ask their own responder."""
+
+    def setUp(self):
+        self.r = Responder(PKI, PORT).start()
+        self.r2 = Responder(PKI, 0).start()
+        self.r3 = Responder(PKI, 0).start()
+        self.port3 = free_port()
+        tls = ("certfile %s\nkeyfile %s\ncafile %s\nrequire_certificate true\n"
+               "use_identity_as_username true\ntls_ocsp_check hard\n"
+               % (p("server.crt"), p("server.key"), p("ca.crt")))
+        self.b = Broker("per_listener_settings false\nallow_anonymous true\n"
+                        "listener {port} 127.0.0.1\n"
+                        "listener {tlsport} 127.0.0.1\n" + tls +
+                        "tls_ocsp_responder %s\n" % self.r2.url +
+                        "listener %d 127.0.0.1\n" % self.port3 + tls +
+                        "tls_ocsp_responder %s\n" % self.r3.url).start()
+
+    def tearDown(self):
+        self.r2.stop()
+        self.r3.stop()
+        super().tearDown()
+
+    def connack_on(self, port, name):
+        c = TlsRaw(port, name)
+        c.send(connect_pkt(client_id=name))
+        pkt = c.recv_packet()
+        c.close()
+        return pkt
+
+    def test_cache_keyed_by_responder(self):
+        self.assertEqual(self.connack_on(self.b.tlsport, "client-good"),
+                         (0x20, b"\x00\x00"))
+        self.assertEqual(self.connack_on(self.port3, "client-good"),
+                         (0x20, b"\x00\x00"))
+        # each listener's responder was asked once; the second listener
+        # did not reuse the first one's answer
+        self.assertEqual((self.r.requests, self.r2.requests, self.r3.requests),
+                         (0, 1, 1))
+        # and each listener reuses its own answer
+        self.assertEqual(self.connack_on(self.port3, "client-good"),
+                         (0x20, b"\x00\x00"))
+        self.assertEqual(self.connack_on(self.b.tlsport, "client-good"),
+                         (0x20, b"\x00\x00"))
+        self.assertEqual((self.r2.requests, self.r3.requests), (1, 1))
+
+
+class HostName(OcspTest):
+    """A responder URL with a host name is resolved on the event loop
+    (c-ares; `localhost` comes from /etc/hosts)."""
+    EXTRA = "connect_timeout 3\n"
+
+    def setUp(self):
+        self.r = Responder(PKI, PORT).start()
+        self.r2 = Responder(PKI, 0).start()
+        self.b = Broker(conf("hard", self.EXTRA + "tls_ocsp_responder "
+                             "http://localhost:%d/\n" % self.r2.port)).start()
+
+    def tearDown(self):
+        self.r2.stop()
+        super().tearDown()
+
+    def test_localhost_responder(self):
+        self.assertEqual(self.connack("client-good"), b"\x00\x00")
+        self.assertEqual((self.r.requests, self.r2.requests), (0, 1))
+        self.refused("client-revoked", r"revoked \(reason keyCompromise")
+        self.assertEqual(self.r2.requests, 2)
+
+
+class UnknownHost(OcspTest):
+    """A responder name that does not resolve: refused (hard) with the
+    resolver's reason, or the query's deadline, never a wedged loop."""
+    EXTRA = "connect_timeout 3\ntls_ocsp_responder http://no-such-host.invalid/\n"
+
+    def test_unresolvable_refused(self):
+        # the loop serves another client meanwhile
+        a = TlsRaw(self.b.tlsport, "client-good")
+        a.send(connect_pkt(client_id="waiting"))
+        b = Raw(self.b.port)
+        self.assertEqual(b.connect(client_id="other"), b"\x00\x00")
+        b.close()
+        self.assertIsNone(a.recv_packet(timeout=10))
+        a.close()
+        self.b.wait_log(r"refused: OCSP: responder unreachable \((resolve "
+                        r"no-such-host\.invalid: |no answer within)")
+        self.assertEqual(self.r.requests, 0)
+
+
 class Delay(OcspTest):
     RESPONDER = "delay"
 
@@ -212,6 +302,31 @@ class Delay(OcspTest):
         self.assertEqual(self.r.requests, 1)
         a.close()
         b.close()
+
+
+class Threads(OcspTest):
+    """threads 2: one cache and one query for the whole process; the
+    stapled response is fetched once, and stapled by both threads."""
+    RESPONDER = "delay"
+    EXTRA = "threads 2\ntls_ocsp_stapling true\n"
+
+    def test_one_query_across_threads(self):
+        self.b.wait_log(r"OCSP stapling \(listener \d+\): good response")
+        self.assertEqual(self.r.requests, 1)  # the staple, fetched once
+        self.r.delay = 1.0
+        # several connections at once: the kernel spreads them over both
+        # threads' acceptors; every one waits for the same single query
+        cs = [TlsRaw(self.b.tlsport, "client-good") for _ in range(8)]
+        for i, c in enumerate(cs):
+            c.send(connect_pkt(client_id="t%d" % i))
+        for c in cs:
+            self.assertEqual(c.recv_packet(), (0x20, b"\x00\x00"))
+            c.close()
+        self.assertEqual(self.r.requests, 2)
+        # handshakes on either thread get the one stapled response
+        for _ in range(4):
+            self.assertIn("Cert Status: good", s_client_status(self.b.tlsport))
+        self.assertEqual(self.r.requests, 2)
 
 
 class BadAnswers(OcspTest):
@@ -319,6 +434,8 @@ class Stapling(unittest.TestCase):
             self.assertEqual(self.b.stop(), 0, log)
             self.assertNotIn("AddressSanitizer", log)
             self.assertNotIn("runtime error:", log)
+            self.assertNotIn("WARNING: ThreadSanitizer", log)
+        self.assertNotIn("WARNING: ThreadSanitizer", log)
 
     def test_fetched_from_aia_and_stapled(self):
         self.b = Broker(staple_conf("")).start()
