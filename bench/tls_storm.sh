@@ -87,6 +87,12 @@ for name in ${BROKERS:-mqttd mosquitto}; do
         --restart-cmd "$(printf '%q ' "$TMP/restart.sh" "$name" "$port" "${cmd[@]}")" ||
         true)
     echo "$name $res"
+    # CPU (utime+stime, clock ticks) per broker thread since its restart:
+    # shows whether the storm's handshakes were spread over the threads
+    pid=$(cat "$TMP/$name.pid")
+    echo "$name THREADS_CPU $(for t in /proc/"$pid"/task/*; do
+        awk '{sub(/.*\) /, ""); printf "%s ", $12 + $13}' "$t/stat" 2>/dev/null
+    done)"
     kill -TERM "$(cat "$TMP/$name.pid")" 2>/dev/null || true
     wait 2>/dev/null || true
 done
