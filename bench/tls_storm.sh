@@ -3,6 +3,8 @@
 #
 # Usage: bench/tls_storm.sh MQTTD_BINARY CERTDIR [N]
 #   CERTDIR from `bash certs/mkcerts.sh`; N clients (default 5000).
+#   THREADS=K (environment): mqttd runs with `threads K` (default 1).
+#   BROKERS="mqttd" (environment): run only those (default "mqttd mosquitto").
 # For each broker: start it on a free 127.0.0.1 port (mTLS,
 # require_certificate true), connect N clients + 1 established client with
 # bench/tls_storm, restart the broker (SIGTERM, wait, start again, wait for
@@ -49,7 +51,7 @@ cat "$dir/$name.pid"
 EOF
 chmod +x "$TMP/restart.sh"
 
-for name in mqttd mosquitto; do
+for name in ${BROKERS:-mqttd mosquitto}; do
     port=$(free_port)
     conf="$TMP/$name.conf"
     {
@@ -62,6 +64,7 @@ for name in mqttd mosquitto; do
         echo "use_identity_as_username true"
         if [ "$name" = mqttd ]; then
             echo "tls_session_ticket_key_file $TMP/ticket.key"
+            echo "threads ${THREADS:-1}"
         else
             echo "user root"
         fi
@@ -84,6 +87,12 @@ for name in mqttd mosquitto; do
         --restart-cmd "$(printf '%q ' "$TMP/restart.sh" "$name" "$port" "${cmd[@]}")" ||
         true)
     echo "$name $res"
+    # CPU (utime+stime, clock ticks) per broker thread since its restart:
+    # shows whether the storm's handshakes were spread over the threads
+    pid=$(cat "$TMP/$name.pid")
+    echo "$name THREADS_CPU $(for t in /proc/"$pid"/task/*; do
+        awk '{sub(/.*\) /, ""); printf "%s ", $12 + $13}' "$t/stat" 2>/dev/null
+    done)"
     kill -TERM "$(cat "$TMP/$name.pid")" 2>/dev/null || true
     wait 2>/dev/null || true
 done

@@ -303,7 +303,7 @@ struct server *server_new(const char *conf_path, struct conf *c, struct log *lg,
     s->nthreads = threads_wanted(c);
     /* with several loops on one listening socket, take a few connections
      * per wake-up so that the TLS handshakes spread over the threads */
-    s->batch = s->nthreads > 1 ? 8 : 256;
+    s->batch = s->nthreads > 1 ? 8 : 16;
     signal(SIGPIPE, SIG_IGN);
     threads_log_apply(s->log, c);
     s->ls = listeners_bind(c, lg, err, errlen);

@@ -36,7 +36,7 @@
  * step is due wait (FIFO) for the next iteration, so that a reconnect
  * storm of full TLS handshakes (0.5-1 ms each) cannot hold established
  * clients back for more than about this long per iteration. */
-#define HS_BUDGET 0.002
+#define HS_BUDGET 0.001
 
 enum {
     CF_HANDSHAKE = 1u << 0,
@@ -1064,9 +1064,10 @@ static void loop_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct conn_loop *cl = w->data;
 
+    bool hs_done = false;
+
     (void)loop;
     (void)revents;
-    hs_resume(cl);
 again:
     while (cl->replay) {
         struct conn *c = cl->replay;
@@ -1099,4 +1100,13 @@ again:
     /* on_close handlers may queue output (wills) or close more conns */
     if (cl->pending || cl->replay)
         goto again;
+    /* deferred handshakes last: what established clients were answered
+     * in this iteration is written before the handshake budget is spent;
+     * then what the handshakes queued or closed */
+    if (!hs_done) {
+        hs_done = true;
+        hs_resume(cl);
+        if (cl->pending || cl->replay || cl->closing)
+            goto again;
+    }
 }

@@ -739,6 +739,147 @@ static void test_connect_tls_timeout(void **state)
     up_reset(&u);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Handshake budget: deferred handshake steps run after the iteration's     */
+/* output of established connections is written.                            */
+
+#define SLOW_N 4
+#define SLOW_SPIN 0.0025 /* s per first handshake step: past the budget */
+
+struct slow_watch {
+    int echo_peer;  /* the established conn's peer end */
+    bool echo_read; /* its data reached on_data */
+    unsigned late;  /* steps that ran after echo_read, echo not written */
+    unsigned after; /* steps that ran after echo_read */
+};
+
+/* the test's observer (a test binary runs one test at a time) */
+static struct slow_watch *slow_w;
+
+struct slow_layer {
+    struct xor_layer x;
+    bool spun;
+};
+
+static enum xprt_io slow_handshake(struct transport *t, char *why,
+                                   size_t whylen,
+                                   const struct xprt_stage **stage)
+{
+    struct slow_layer *s = (struct slow_layer *)t;
+
+    if (!s->spun) {
+        uint8_t b;
+        ev_tstamp end = ev_time() + SLOW_SPIN;
+
+        s->spun = true;
+        while (ev_time() < end)
+            ;
+        if (slow_w->echo_read) {
+            slow_w->after++;
+            if (recv(slow_w->echo_peer, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 1)
+                slow_w->late++;
+        }
+    }
+    return xor_handshake(t, why, whylen, stage);
+}
+
+static const struct xprt_ops slow_ops = {
+    .handshake = slow_handshake,
+    .read = xor_read,
+    .write = xor_write,
+    .pending = xor_pending,
+    .free = xor_free,
+    .stage = &xor_stage,
+};
+
+/* echo: the established conn answers what it reads */
+static ssize_t echo_data(void *ud, struct conn *c, const uint8_t *buf,
+                         size_t len)
+{
+    struct up *u = ud;
+
+    slow_w->echo_read = true;
+    u->in_len += len;
+    conn_write(c, buf, len);
+    return (ssize_t)len;
+}
+
+static const struct conn_handler echo_handler = {
+    .on_open = up_open,
+    .on_data = echo_data,
+    .on_drain = up_drain,
+    .on_timeout = up_timeout,
+    .on_close = up_close,
+};
+
+static void test_deferred_handshakes_after_writes(void **state)
+{
+    struct fx *fx = *state;
+    struct slow_watch w = {0};
+    struct up su[SLOW_N], eu = {0};
+    int sp[SLOW_N][2], ep[2];
+    uint8_t buf[16];
+    bool all_open = false;
+    int n_open;
+    ev_tstamp end = ev_time() + WAIT_SECS;
+
+    memset(su, 0, sizeof(su));
+    slow_w = &w;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, ep), 0);
+    set_nonblock(ep[0]);
+    set_nonblock(ep[1]);
+    w.echo_peer = ep[1];
+    conn_new(fx->cl, ep[0], NULL, 0, NULL, 0, &echo_handler, &eu);
+    assert_true(eu.opened);
+    for (int i = 0; i < SLOW_N; i++) {
+        struct slow_layer *l = xcalloc(1, sizeof(*l));
+        struct conn *c;
+
+        l->x.base.ops = &slow_ops;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp[i]), 0);
+        set_nonblock(sp[i][0]);
+        set_nonblock(sp[i][1]);
+        c = conn_create(fx->cl, sp[i][0], NULL, 5.0, NULL, 0, &up_handler,
+                        &su[i]);
+        conn_push_layer(c, &l->x.base);
+        conn_start(c);
+        assert_int_equal(write(sp[i][1], GREETING, 4), 4);
+    }
+    /* one iteration: one slow step fills the budget, the rest wait */
+    ev_run(fx->loop, EVRUN_ONCE);
+    n_open = 0;
+    for (int i = 0; i < SLOW_N; i++)
+        n_open += su[i].opened;
+    assert_true(n_open < SLOW_N - 1);
+    /* the established conn's request arrives while handshakes wait */
+    assert_int_equal(write(ep[1], "ping", 4), 4);
+    while (!all_open || eu.in_len < 4) {
+        if (ev_time() > end)
+            fail_msg("timed out waiting for the loop");
+        ev_run(fx->loop, EVRUN_ONCE | EVRUN_NOWAIT);
+        all_open = true;
+        for (int i = 0; i < SLOW_N; i++)
+            all_open = all_open && su[i].opened;
+    }
+    /* handshake steps did run after the request was read, and each of
+     * them found the answer already written */
+    assert_true(w.after > 0);
+    assert_int_equal(w.late, 0);
+    assert_int_equal(read(ep[1], buf, sizeof(buf)), 4);
+    assert_memory_equal(buf, "ping", 4);
+    for (int i = 0; i < SLOW_N; i++) {
+        conn_close(su[i].c, "done");
+        run_until(fx, &su[i].closed);
+        close(sp[i][1]);
+        up_reset(&su[i]);
+    }
+    conn_close(eu.c, "done");
+    run_until(fx, &eu.closed);
+    close(ep[1]);
+    up_reset(&eu);
+    slow_w = NULL;
+}
+
 int main(void)
 {
     /* as in the daemon (server.c): a write to a peer that went away is an
@@ -755,6 +896,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_connect_plain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_handshakes_after_writes,
+                                        setup, teardown),
     };
     const struct CMUnitTest tls[] = {
         cmocka_unit_test(test_connect_tls),
