@@ -793,8 +793,11 @@ struct tls_ctx *tls_ctx_new(const struct conf_tls *t, struct log *lg, char *err,
         goto fail_ossl;
     SSL_CTX_sess_set_cache_size(c->ssl, TLS_SESSION_CACHE_SIZE);
     /* One TLS 1.3 ticket per handshake, not OpenSSL's two: a device holds
-     * one connection, and each resumption hands it a fresh ticket. Each
-     * ticket costs a session encoding, an encryption and an HMAC. */
+     * one connection. Each ticket costs a session encoding, a re-decode
+     * of it (with the client certificate: ~1.6 M instructions under
+     * callgrind, see docs/performance.md), an encryption and an HMAC.
+     * A TLS 1.3 resumption issues none unless the ticket's key is an
+     * older one (decrypt_cb: SSL_TICKET_RETURN_USE vs USE_RENEW). */
     if (SSL_CTX_set_num_tickets(c->ssl, 1) != 1)
         goto fail_ossl;
     ERR_clear_error();

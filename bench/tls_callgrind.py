@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""tls_callgrind.py - instructions per mTLS connection (callgrind), full
+handshakes and resumed ones, mqttd and Mosquitto side by side in one run.
+
+  python3 bench/tls_callgrind.py MQTTD_BIN CERTDIR [N] [OUTDIR]
+
+Each broker runs under `valgrind --tool=callgrind`; after a warm-up the
+counters are zeroed (`callgrind_control -z`), N connections are made, and
+the counters dumped (`callgrind_control -d`): once with full handshakes,
+once resumed (the client offers the session of its previous connection,
+as a device does). A connection is: TLS handshake (client1 certificate),
+CONNECT, CONNACK, SUBSCRIBE, SUBACK, DISCONNECT; the client offers an
+X25519 key share (OpenSSL's default; ECDH_CURVE=prime256v1 in the
+environment: P-256 instead). Instruction counts do
+not depend on the machine's load. The dumps stay in OUTDIR (callgrind.out.*)
+for callgrind_annotate. CERTDIR from certs/mkcerts.sh (-t rsa: RSA-2048).
+"""
+import glob
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+CONNECT = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04" + b"bnch"
+SUBSCRIBE = b"\x82\x08\x00\x01\x00\x03a/b\x00"
+DISCONNECT = b"\xe0\x00"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port):
+    for _ in range(600):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("broker did not listen on %d" % port)
+
+
+def recv_n(s, n):
+    b = b""
+    while len(b) < n:
+        d = s.recv(n - len(b))
+        if not d:
+            raise RuntimeError("closed")
+        b += d
+    return b
+
+
+def one(ctx, port, session=None):
+    raw = socket.create_connection(("127.0.0.1", port))
+    s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+    s.sendall(CONNECT)
+    if recv_n(s, 4)[:1] != b"\x20":
+        raise RuntimeError("no CONNACK")
+    s.sendall(SUBSCRIBE)
+    if recv_n(s, 5)[:1] != b"\x90":
+        raise RuntimeError("no SUBACK")
+    s.sendall(DISCONNECT)
+    sess, reused = s.session, s.session_reused
+    s.close()
+    return sess, reused
+
+
+def total_ir(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return int(line.split()[1])
+    raise RuntimeError("no totals in " + path)
+
+
+def ctl(pid, opt):
+    subprocess.run(["callgrind_control", opt, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def main():
+    mqttd, certs = sys.argv[1], os.path.abspath(sys.argv[2])
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 100
+    out = sys.argv[4] if len(sys.argv) > 4 else tempfile.mkdtemp(
+        prefix="tls-callgrind-")
+    os.makedirs(out, exist_ok=True)
+    c = lambda f: os.path.join(certs, f)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(c("ca.crt"))
+    ctx.load_cert_chain(c("client1.crt"), c("client1.key"))
+    if os.environ.get("ECDH_CURVE"):  # client key share, e.g. prime256v1
+        ctx.set_ecdh_curve(os.environ["ECDH_CURVE"])
+    keyfile = os.path.join(out, "ticket.key")
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, os.urandom(80))
+    os.close(fd)
+    tls = ("certfile %s\nkeyfile %s\ncafile %s\nrequire_certificate true\n"
+           "use_identity_as_username true\n"
+           % (c("server.crt"), c("server.key"), c("ca.crt")))
+    print("dumps in", out, file=sys.stderr)
+    rows = {}
+    for name in ("mqttd", "mosquitto"):
+        port = free_port()
+        conf = os.path.join(out, name + ".conf")
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\n" % port
+                    + tls)
+            if name == "mqttd":
+                f.write("tls_session_ticket_key_file %s\n" % keyfile)
+            else:
+                f.write("user root\n")
+        cmd = [mqttd, "-c", conf] if name == "mqttd" else \
+            ["/usr/sbin/mosquitto", "-c", conf]
+        base = os.path.join(out, "callgrind.out.%s" % name)
+        for f in glob.glob(base + "*"):
+            os.unlink(f)
+        p = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + base]
+            + cmd, stdout=subprocess.DEVNULL,
+            stderr=open(os.path.join(out, name + ".log"), "w"))
+        try:
+            wait_port(port)
+            for _ in range(5):
+                sess, _ = one(ctx, port)
+            for _ in range(5):
+                sess, _ = one(ctx, port, sess)
+            ctl(p.pid, "-z")
+            for _ in range(n):
+                one(ctx, port)
+            ctl(p.pid, "-d")
+            full = sorted(glob.glob(base + ".*"), key=os.path.getmtime)[-1]
+            ctl(p.pid, "-z")
+            reused = 0
+            for _ in range(n):
+                sess, r = one(ctx, port, sess)
+                reused += bool(r)
+            ctl(p.pid, "-d")
+            res = sorted(glob.glob(base + ".*"), key=os.path.getmtime)[-1]
+            os.rename(full, base + ".full")
+            os.rename(res, base + ".resumed")
+            rows[name] = (total_ir(base + ".full") / n,
+                          total_ir(base + ".resumed") / n, reused)
+        finally:
+            p.terminate()
+            p.wait()
+    print("| connection | mqttd (M instr.) | Mosquitto (M instr.) | ratio |")
+    print("|---|---|---|---|")
+    for i, what in ((0, "full handshake"), (1, "resumed")):
+        a, b = rows["mqttd"][i], rows["mosquitto"][i]
+        print("| %s | %.2f | %.2f | %.2f |" % (what, a / 1e6, b / 1e6, a / b))
+    print("resumed: mqttd %d/%d, mosquitto %d/%d"
+          % (rows["mqttd"][2], n, rows["mosquitto"][2], n))
+
+
+if __name__ == "__main__":
+    main()
