@@ -206,6 +206,13 @@ struct conf {
     /* cluster mode (docs/cluster.md) */
     char *cluster_nats;      /* comma-separated nats:// URLs; NULL = off */
     char *cluster_node_name; /* NULL: the host name */
+    /* TLS and credentials of the NATS connection (cluster_auth.c) */
+    char *cluster_nats_cafile;      /* TLS to NATS: trusted CAs (PEM) */
+    char *cluster_nats_certfile;    /* client certificate chain (PEM) */
+    char *cluster_nats_keyfile;     /* its private key (PEM) */
+    char *cluster_nats_user;        /* user/password authentication */
+    char *cluster_nats_password;    /* never logged */
+    char *cluster_nats_credentials; /* a NATS .creds file (JWT + nkey) */
     /* WebSockets: bytes of an upgrade request head; 0 = default (4096) */
     uint32_t websockets_headers_size;
 };

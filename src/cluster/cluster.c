@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "cluster_auth.h"
 #include "cluster_int.h"
 #include "cluster_wire.h"
 #include "cluster_work.h"
@@ -43,6 +44,9 @@ struct cluster {
     struct csub *subs;
     ev_timer status; /* logs connection changes */
     natsConnStatus last;
+    char lasterr[256];     /* the last connect error logged (status_cb) */
+    pthread_mutex_t errmu; /* guards asyncerr (written by cnats' thread) */
+    char asyncerr[256];
     char name[80];
     uint8_t *buf; /* envelope being published */
     size_t buf_cap;
@@ -223,6 +227,37 @@ void cluster_unsubscribe(struct cluster *cl, natsSubscription *sub)
 
 /* ---- connection state ------------------------------------------------- */
 
+/* Logs why the NATS connection fails (TLS verification, authorization),
+ * once per different reason: cnats' texts never hold the password. */
+static void log_conn_error(struct cluster *cl, natsConnStatus st)
+{
+    const char *text = NULL;
+    char async[256];
+
+    pthread_mutex_lock(&cl->errmu);
+    snprintf(async, sizeof(async), "%s", cl->asyncerr);
+    cl->asyncerr[0] = '\0';
+    pthread_mutex_unlock(&cl->errmu);
+    if (async[0])
+        text = async;
+    else if (natsConnection_GetLastError(cl->nc, &text) == NATS_OK ||
+             text == NULL || *text == '\0')
+        return;
+    if (strcmp(text, cl->lasterr) == 0 ||
+        (async[0] == '\0' && cl->lasterr[0] &&
+         strcmp(text, "No server available for connection") == 0))
+        return; /* the same, or cnats' generic text after a real reason */
+    snprintf(cl->lasterr, sizeof(cl->lasterr), "%s", text);
+    LOG_E(cl->log, "Cluster: node %s cannot connect to NATS: %s%s", cl->name,
+          text,
+          st == NATS_CONN_STATUS_CLOSED
+              ? "; the NATS client gave up (a refused CA, client "
+                "certificate or credentials? check the cluster_nats_* keys "
+                "and the NATS server log, then restart); local delivery "
+                "goes on"
+              : "; retrying, local delivery goes on");
+}
+
 static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct cluster *cl = w->data;
@@ -231,6 +266,8 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)loop;
     (void)revents;
+    if (st != NATS_CONN_STATUS_CONNECTED)
+        log_conn_error(cl, st);
     if (st == cl->last)
         return;
     if (st == NATS_CONN_STATUS_CONNECTED) {
@@ -238,6 +275,7 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
             snprintf(url, sizeof(url), "?");
         LOG_N(cl->log, "Cluster: node %s connected to NATS at %s.", cl->name,
               url);
+        cl->lasterr[0] = '\0';
     } else if (cl->last == NATS_CONN_STATUS_CONNECTED) {
         LOG_W(cl->log,
               "Cluster: node %s lost its NATS connection; local delivery "
@@ -251,6 +289,23 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Connected after a failed first attempt (cnats' thread): status_cb, on
  * the loop, notices and logs it; nothing to do here. Not NULL, so that
  * natsConnection_Connect does not retry synchronously. */
+/* cnats' asynchronous errors (its thread): the reason is kept for
+ * status_cb, which logs it on the loop. */
+static void error_cb(natsConnection *nc, natsSubscription *sub, natsStatus err,
+                     void *closure)
+{
+    struct cluster *cl = closure;
+    const char *text = NULL;
+
+    (void)sub;
+    natsConnection_GetLastError(nc, &text);
+    pthread_mutex_lock(&cl->errmu);
+    snprintf(cl->asyncerr, sizeof(cl->asyncerr), "%s%s%s",
+             natsStatus_GetText(err), text && *text ? ": " : "",
+             text ? text : "");
+    pthread_mutex_unlock(&cl->errmu);
+}
+
 static void connected_cb(natsConnection *nc, void *closure)
 {
     (void)nc;
@@ -285,6 +340,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
     cl->b = b;
     cl->log = lg;
     cl->last = NATS_CONN_STATUS_DISCONNECTED;
+    pthread_mutex_init(&cl->errmu, NULL);
     if (c->cluster_node_name) {
         snprintf(cl->name, sizeof(cl->name), "%s", c->cluster_node_name);
     } else {
@@ -302,6 +358,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
     if (nats_Open(-1) != NATS_OK) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         snprintf(err, errlen, "cluster: the NATS library did not start");
+        pthread_mutex_destroy(&cl->errmu);
         free(cl);
         return NULL;
     }
@@ -325,21 +382,46 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
                  nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "?");
         goto fail;
     }
+    if (cluster_auth_apply(cl->opts, c, err, errlen) < 0)
+        goto fail;
+    if (natsOptions_SetErrorHandler(cl->opts, error_cb, cl) != NATS_OK) {
+        snprintf(err, errlen, "cluster: NATS error handler refused");
+        goto fail;
+    }
     cst = natsConnection_Connect(&cl->nc, cl->opts);
     if (cst != NATS_OK && cst != NATS_NOT_YET_CONNECTED) {
         snprintf(err, errlen, "cluster_nats '%s': %s", c->cluster_nats,
                  natsStatus_GetText(cst));
         goto fail;
     }
+    if (cst == NATS_NOT_YET_CONNECTED && nats_GetLastError(NULL) &&
+        *nats_GetLastError(NULL)) {
+        /* why the first attempt failed (TLS, authorization): cnats' text,
+         * which never holds the password */
+        snprintf(cl->lasterr, sizeof(cl->lasterr), "%s",
+                 nats_GetLastError(NULL));
+        LOG_E(lg, "Cluster: node %s cannot connect to NATS: %s", cl->name,
+              cl->lasterr);
+    }
     st = natsConnection_SubscribeSync(&cl->sub, cl->nc, CLUSTER_WIRE_ROOT ".>");
-    if (st != NATS_OK) {
+    if (st == NATS_CONNECTION_CLOSED) {
+        /* the NATS client gave up at once (a refused certificate or
+         * password): the node serves its local clients, without cluster */
+        LOG_E(lg,
+              "Cluster: node %s: the NATS client gave up (%s); this node "
+              "serves its local clients only: fix the cluster_nats keys "
+              "and restart.",
+              cl->name, cl->lasterr[0] ? cl->lasterr : "connection closed");
+        cl->sub = NULL;
+    } else if (st != NATS_OK) {
         snprintf(err, errlen, "cluster: NATS subscription refused: %s",
                  natsStatus_GetText(st));
         goto fail;
     }
     /* no limit on pending messages: on_read takes them all after every
      * read, so they never pile up */
-    natsSubscription_SetPendingLimits(cl->sub, -1, -1);
+    if (cl->sub)
+        natsSubscription_SetPendingLimits(cl->sub, -1, -1);
     if (natsConnection_JetStream(&cl->js, cl->nc, NULL) != NATS_OK) {
         snprintf(err, errlen, "cluster: no JetStream context: %s",
                  nats_GetLastError(NULL) ? nats_GetLastError(NULL) : "?");
@@ -366,6 +448,7 @@ fail:
     natsOptions_Destroy(cl->opts);
     nats_ev_free(cl->ev);
     nats_Close();
+    pthread_mutex_destroy(&cl->errmu);
     free(cl);
     return NULL;
 }
@@ -390,5 +473,6 @@ void cluster_free(struct cluster *cl)
     nats_ev_free(cl->ev);
     nats_CloseAndWait(2000);
     free(cl->buf);
+    pthread_mutex_destroy(&cl->errmu);
     free(cl);
 }

@@ -102,6 +102,9 @@ struct lmeta {
     bool bad;      /* the listener line itself was wrong: skip checks */
 };
 
+/* the cluster_nats_* TLS and credential keys, in h_cluster_opt's order */
+enum { CLK_CA, CLK_CERT, CLK_KEY, CLK_USER, CLK_PW, CLK_CREDS, CLK_N };
+
 struct parser {
     struct conf_priv *p;
     struct conf *c;
@@ -130,6 +133,8 @@ struct parser {
     int threads_line;
     const char *cl_src; /* cluster_nats */
     int cl_line;
+    const char *clk_src[CLK_N]; /* cluster_nats_* keys (h_cluster_opt) */
+    int clk_line[CLK_N];
     dev_t main_dev;
     ino_t main_ino;
     struct conf_bridge_parser bridges; /* conf_bridge.c */
@@ -1529,6 +1534,56 @@ static void h_cluster_node_name(struct parser *ps, const struct key *k,
     ps->c->cluster_node_name = xstrdup(tok);
 }
 
+/* cluster_nats_cafile/certfile/keyfile/credentials FILE (readable now),
+ * cluster_nats_user/password STRING: TLS and credentials of the NATS
+ * connection. The password is never echoed in a message. */
+static void h_cluster_opt(struct parser *ps, const struct key *k, char *val)
+{
+    static const char *const names[CLK_N] = {
+        "cluster_nats_cafile",   "cluster_nats_certfile",
+        "cluster_nats_keyfile",  "cluster_nats_user",
+        "cluster_nats_password", "cluster_nats_credentials"};
+    struct conf *c = ps->c;
+    char **dst[CLK_N] = {
+        &c->cluster_nats_cafile,   &c->cluster_nats_certfile,
+        &c->cluster_nats_keyfile,  &c->cluster_nats_user,
+        &c->cluster_nats_password, &c->cluster_nats_credentials};
+    char *tok;
+    int i, fd;
+
+    for (i = 0; i < CLK_N; i++)
+        if (strcmp(k->name, names[i]) == 0)
+            break;
+    if (i == CLK_N)
+        return;
+    if (i == CLK_PW) {
+        /* not one_token: its messages would show the value */
+        while (*val == ' ' || *val == '\t')
+            val++;
+        tok = val;
+        tok[strcspn(tok, "\r\n")] = '\0';
+        for (size_t n = strlen(tok);
+             n > 0 && (tok[n - 1] == ' ' || tok[n - 1] == '\t'); n--)
+            tok[n - 1] = '\0';
+    } else {
+        tok = one_token(ps, k->name, val);
+        if (tok == NULL)
+            return;
+    }
+    if (set_str(ps, k->name, dst[i], tok, true, false) < 0)
+        return;
+    ps->clk_src[i] = ps->file;
+    ps->clk_line[i] = ps->line;
+    if (i == CLK_USER || i == CLK_PW)
+        return;
+    fd = open(tok, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        LERR(ps, "cannot read %s '%s': %s", k->name, tok, strerror(errno));
+        return;
+    }
+    close(fd);
+}
+
 /* ---- the keyword table (sorted by strcmp: bsearch) ---------------------- */
 
 #define G(m) offsetof(struct conf, m)
@@ -1629,6 +1684,12 @@ static const struct key keys[] = {
           "ignoring it would let every client in: use a password file or "
           "ACL"),
     FN("cluster_nats", h_cluster_nats, SC_GLOBAL),
+    FN("cluster_nats_cafile", h_cluster_opt, SC_GLOBAL),
+    FN("cluster_nats_certfile", h_cluster_opt, SC_GLOBAL),
+    FN("cluster_nats_credentials", h_cluster_opt, SC_GLOBAL),
+    FN("cluster_nats_keyfile", h_cluster_opt, SC_GLOBAL),
+    FN("cluster_nats_password", h_cluster_opt, SC_GLOBAL),
+    FN("cluster_nats_user", h_cluster_opt, SC_GLOBAL),
     FN("cluster_node_name", h_cluster_node_name, SC_GLOBAL),
     INTG("connect_timeout", K_U32, connect_timeout, 1, 65535),
     BRIDGE("connection"),
@@ -2227,6 +2288,39 @@ static void add_implicit(struct parser *ps, uint16_t port, const char *src)
     ps->c->implicit_listener = true;
 }
 
+/* the cluster_nats_* keys together (finalize): FILE:LINE errors */
+static void cluster_opts_check(struct parser *ps)
+{
+    const struct conf *c = ps->c;
+    static const char *const names[CLK_N] = {
+        "cluster_nats_cafile",   "cluster_nats_certfile",
+        "cluster_nats_keyfile",  "cluster_nats_user",
+        "cluster_nats_password", "cluster_nats_credentials"};
+
+    for (int i = 0; i < CLK_N; i++)
+        if (ps->clk_src[i] && !c->cluster_nats) {
+            perr(ps, ps->clk_src[i], ps->clk_line[i], "%s needs cluster_nats",
+                 names[i]);
+            return;
+        }
+    if (ps->clk_src[CLK_CERT] && !ps->clk_src[CLK_KEY])
+        perr(ps, ps->clk_src[CLK_CERT], ps->clk_line[CLK_CERT],
+             "cluster_nats_certfile needs cluster_nats_keyfile");
+    if (ps->clk_src[CLK_KEY] && !ps->clk_src[CLK_CERT])
+        perr(ps, ps->clk_src[CLK_KEY], ps->clk_line[CLK_KEY],
+             "cluster_nats_keyfile needs cluster_nats_certfile");
+    if (ps->clk_src[CLK_PW] && !ps->clk_src[CLK_USER])
+        perr(ps, ps->clk_src[CLK_PW], ps->clk_line[CLK_PW],
+             "cluster_nats_password needs cluster_nats_user");
+    if (ps->clk_src[CLK_USER] && !ps->clk_src[CLK_PW])
+        perr(ps, ps->clk_src[CLK_USER], ps->clk_line[CLK_USER],
+             "cluster_nats_user needs cluster_nats_password");
+    if (ps->clk_src[CLK_CREDS] && ps->clk_src[CLK_USER])
+        perr(ps, ps->clk_src[CLK_CREDS], ps->clk_line[CLK_CREDS],
+             "cluster_nats_credentials and cluster_nats_user exclude each "
+             "other: give one way to authenticate");
+}
+
 static void finalize(struct parser *ps)
 {
     struct conf *c = ps->c;
@@ -2266,6 +2360,7 @@ static void finalize(struct parser *ps)
         perr(ps, ps->cl_src, ps->cl_line,
              "cluster_nats needs threads 1 in this release: the NATS "
              "connection runs on the one event loop");
+    cluster_opts_check(ps);
 
     if (c->per_listener_settings) {
         for (size_t i = 0; i < c->nlisteners; i++)
@@ -2387,6 +2482,12 @@ void conf_free(struct conf *c)
     free(c->pid_file);
     free(c->cluster_nats);
     free(c->cluster_node_name);
+    free(c->cluster_nats_cafile);
+    free(c->cluster_nats_certfile);
+    free(c->cluster_nats_keyfile);
+    free(c->cluster_nats_user);
+    free(c->cluster_nats_password);
+    free(c->cluster_nats_credentials);
     free(c->user);
     free(c->persistence_location);
     free(c->persistence_file);
