@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "cluster_int.h"
+#include "cluster_retain.h"
 #include "cluster_wire.h"
 #include "cluster_work.h"
 #include "conf.h"
@@ -41,7 +42,8 @@ struct cluster {
     jsCtx *js;
     struct cluster_work *work;
     struct csub *subs;
-    ev_timer status; /* logs connection changes */
+    struct cluster_retain *retain; /* retained messages cluster-wide */
+    ev_timer status;               /* logs connection changes */
     natsConnStatus last;
     char name[80];
     uint8_t *buf; /* envelope being published */
@@ -91,6 +93,8 @@ static void pub_hook(void *ud, const struct msg *m)
               "Cluster: message on '%s' not sent to the other nodes: %s (%u "
               "similar lines suppressed).",
               m->topic, natsStatus_GetText(st), sup);
+    if (m->retain)
+        cluster_retain_local(cl->retain, m, cl->subj);
 }
 
 /* ---- NATS -> this node's subscribers ----------------------------------- */
@@ -123,6 +127,8 @@ static void take_one(struct cluster *cl, natsMsg *nm)
         return;
     m = msg_new(cl->topic, (size_t)tl, w.props, w.props_len, w.payload,
                 w.payload_len, w.qos, w.retain, w.expiry_at);
+    if (w.retain)
+        cluster_retain_remote(cl->retain, m);
     broker_publish_remote(cl->b, m);
     msg_unref(m);
 }
@@ -238,6 +244,7 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
             snprintf(url, sizeof(url), "?");
         LOG_N(cl->log, "Cluster: node %s connected to NATS at %s.", cl->name,
               url);
+        cluster_retain_connected(cl->retain);
     } else if (cl->last == NATS_CONN_STATUS_CONNECTED) {
         LOG_W(cl->log,
               "Cluster: node %s lost its NATS connection; local delivery "
@@ -346,6 +353,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
         goto fail;
     }
     cl->work = cluster_work_new(loop);
+    cl->retain = cluster_retain_new(cl);
     ev_timer_init(&cl->status, status_cb, 0.0, 0.25);
     cl->status.data = cl;
     ev_timer_start(loop, &cl->status);
@@ -380,6 +388,7 @@ void cluster_free(struct cluster *cl)
     /* closed first: jobs still queued fail at once (cluster_work.h) */
     natsConnection_Close(cl->nc);
     cluster_work_free(cl->work);
+    cluster_retain_free(cl->retain);
     while (cl->subs)
         cluster_unsubscribe(cl, cl->subs->sub);
     natsSubscription_Destroy(cl->sub);
