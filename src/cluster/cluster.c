@@ -15,6 +15,7 @@
 #include "broker.h"
 #include "cluster_int.h"
 #include "cluster_retain.h"
+#include "cluster_share.h"
 #include "cluster_wire.h"
 #include "cluster_work.h"
 #include "conf.h"
@@ -43,6 +44,7 @@ struct cluster {
     struct cluster_work *work;
     struct csub *subs;
     struct cluster_retain *retain; /* retained messages cluster-wide */
+    struct cluster_share *share;   /* $share groups across nodes */
     ev_timer status;               /* logs connection changes */
     natsConnStatus last;
     char name[80];
@@ -93,6 +95,8 @@ static void pub_hook(void *ud, const struct msg *m)
               "Cluster: message on '%s' not sent to the other nodes: %s (%u "
               "similar lines suppressed).",
               m->topic, natsStatus_GetText(st), sup);
+    /* the shared groups of every node, this one included, get it there */
+    cluster_share_publish(cl->share, cl->subj, cl->buf, n);
     if (m->retain)
         cluster_retain_local(cl->retain, m, cl->subj);
 }
@@ -187,6 +191,10 @@ jsCtx *cluster_js(const struct cluster *cl)
 struct cluster_work *cluster_work_q(const struct cluster *cl)
 {
     return cl->work;
+}
+natsOptions *cluster_opts(const struct cluster *cl)
+{
+    return cl->opts;
 }
 
 natsSubscription *cluster_subscribe(struct cluster *cl, const char *subject,
@@ -363,6 +371,12 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
               "Cluster: node %s could not reach NATS at %s yet; retrying "
               "every 0.5 s, local delivery goes on.",
               cl->name, c->cluster_nats);
+    cl->share = cluster_share_new(cl, err, errlen);
+    if (cl->share == NULL) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        cluster_free(cl);
+        return NULL;
+    }
     broker_set_publish_hook(b, pub_hook, cl);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return cl;
@@ -383,6 +397,7 @@ void cluster_free(struct cluster *cl)
     if (cl == NULL)
         return;
     broker_set_publish_hook(cl->b, NULL, NULL);
+    cluster_share_free(cl->share);
     ev_ref(cl->loop);
     ev_timer_stop(cl->loop, &cl->status);
     /* closed first: jobs still queued fail at once (cluster_work.h) */
