@@ -299,7 +299,8 @@ static void load_done(void *arg)
         load_submit(l);
         return;
     }
-    qsort(l->items, l->n, sizeof(*l->items), item_cmp);
+    if (l->n > 1)
+        qsort(l->items, l->n, sizeof(*l->items), item_cmp);
     retain_foreach(rs, stale_cb, &st);
     for (size_t i = 0; i < st.n; i++) {
         struct msg *m = st.v[i];
