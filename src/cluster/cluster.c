@@ -75,6 +75,7 @@ static void pub_hook(void *ud, const struct msg *m)
                   "nodes: its NATS subject would be over %d bytes (%u "
                   "similar lines suppressed).",
                   m->topic, CLUSTER_WIRE_SUBJECT_MAX, sup);
+        cluster_share_publish(cl->share, m, NULL, NULL, 0);
         return;
     }
     if (n > cl->buf_cap) {
@@ -96,7 +97,7 @@ static void pub_hook(void *ud, const struct msg *m)
               "similar lines suppressed).",
               m->topic, natsStatus_GetText(st), sup);
     /* the shared groups of every node, this one included, get it there */
-    cluster_share_publish(cl->share, cl->subj, cl->buf, n);
+    cluster_share_publish(cl->share, m, cl->subj, cl->buf, n);
     if (m->retain)
         cluster_retain_local(cl->retain, m, cl->subj);
 }

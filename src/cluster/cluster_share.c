@@ -13,6 +13,7 @@
 
 #include <nats/nats.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct cluster_share {
     struct nats_ev *ev;
     natsConnection *nc; /* queue subscriptions only */
     struct cs_group *groups;
+    unsigned unjoined; /* groups whose filter has no NATS subject */
     char subj[CLUSTER_WIRE_SUBJECT_MAX + 8];
     char topic[65536];
     struct log_ratelimit rl;
@@ -62,19 +64,53 @@ static int share_subject(const char *subj, char *out, size_t size)
     return 0;
 }
 
-void cluster_share_publish(struct cluster_share *cs, const char *subj,
-                           const uint8_t *data, size_t n)
+/* NATS away (or the topic has no subject): m to one member of each
+ * matching local group; unjoined: only to the groups not on NATS (their
+ * filter has no subject) */
+static void publish_local(struct cluster_share *cs, const struct msg *m,
+                          bool unjoined)
+{
+    struct broker *b = cluster_broker(cs->cl);
+    struct msg *copy = NULL; /* the publish hook's m is read-only */
+    const char *gname, *inner;
+    size_t glen, ilen;
+
+    for (struct cs_group *g = cs->groups; g; g = g->next) {
+        if ((unjoined && g->sub[0] != NULL) ||
+            topic_share_parse(g->key, g->key_len, &gname, &glen, &inner,
+                              &ilen) != 1 ||
+            !topic_matches(inner, ilen, m->topic, m->topic_len))
+            continue;
+        if (copy == NULL)
+            copy = msg_new(m->topic, m->topic_len, m->props, m->props_len,
+                           m->payload, m->payload_len, m->qos, m->retain,
+                           m->expiry_at);
+        (void)broker_publish_share(b, g->key, g->key_len, copy);
+    }
+    msg_unref(copy);
+}
+
+void cluster_share_publish(struct cluster_share *cs, const struct msg *m,
+                           const char *subj, const uint8_t *data, size_t n)
 {
     natsStatus st;
     unsigned sup;
 
-    if (share_subject(subj, cs->subj, sizeof(cs->subj)) < 0)
+    if (subj == NULL ||
+        natsConnection_Status(cluster_nc(cs->cl)) !=
+            NATS_CONN_STATUS_CONNECTED ||
+        natsConnection_Status(cs->nc) != NATS_CONN_STATUS_CONNECTED ||
+        share_subject(subj, cs->subj, sizeof(cs->subj)) < 0) {
+        publish_local(cs, m, false);
         return;
+    }
+    if (cs->unjoined)
+        publish_local(cs, m, true);
     st = natsConnection_Publish(cluster_nc(cs->cl), cs->subj, data, (int)n);
     if (st != NATS_OK && log_ratelimit_ok(&cs->rl, 5, 10.0, &sup))
         LOG_W(cluster_log(cs->cl),
               "Cluster: message on subject '%.200s' not sent to the shared "
-              "groups of the other nodes: %s (%u similar lines suppressed).",
+              "groups: %s (%u similar lines suppressed).",
               subj, natsStatus_GetText(st), sup);
 }
 
@@ -164,8 +200,8 @@ static natsSubscription *qsub(struct cluster_share *cs, const char *subj,
     st = natsConnection_QueueSubscribeSync(&sub, cs->nc, subj, queue);
     if (st != NATS_OK) {
         LOG_W(cluster_log(cs->cl),
-              "Cluster: shared group '%.200s' not joined on NATS: %s; its "
-              "members on this node get no messages.",
+              "Cluster: shared group '%.200s' not joined on NATS: %s; "
+              "served on this node only (its own clients' messages).",
               g->key, natsStatus_GetText(st));
         return NULL;
     }
@@ -182,13 +218,19 @@ static void group_join(struct cluster_share *cs, struct cs_group *g,
     if (cluster_wire_filter(inner, ilen, f, sizeof(f), &parent) < 0 ||
         share_subject(f, cs->subj, sizeof(cs->subj)) < 0) {
         LOG_W(cluster_log(cs->cl),
-              "Cluster: shared group '%.200s' gets no messages in cluster "
-              "mode: its NATS subject would be over %d bytes.",
+              "Cluster: shared group '%.200s' served on this node only "
+              "(its own clients' messages): its NATS subject would be over "
+              "%d bytes.",
               g->key, CLUSTER_WIRE_SUBJECT_MAX);
+        cs->unjoined++;
         return;
     }
     queue_name(g->key, g->key_len, queue);
     g->sub[0] = qsub(cs, cs->subj, queue, g);
+    if (g->sub[0] == NULL) { /* refused by cnats: served here only */
+        cs->unjoined++;
+        return;
+    }
     if (parent) {
         /* "a/#" also matches "a": the parent's subject too */
         cs->subj[parent + 1] = '\0';
@@ -225,6 +267,8 @@ static void sub_hook(void *ud, const char *filter, size_t len, int delta)
     /* the last member here left: NATS gives the group's messages to the
      * other member nodes from now on */
     *pp = g->next;
+    if (g->sub[0] == NULL)
+        cs->unjoined--;
     for (int i = 0; i < 2; i++)
         if (g->sub[i]) {
             natsSubscription_Unsubscribe(g->sub[i]);

@@ -18,6 +18,7 @@
 
 struct cluster;
 struct cluster_share;
+struct msg;
 
 /* cluster_share_new: open the shared-delivery connection (first attempt
  * now, like the main one; then reconnecting forever) and hook the
@@ -30,10 +31,16 @@ struct cluster_share *cluster_share_new(struct cluster *cl, char *err,
  * Accepts NULL. */
 void cluster_share_free(struct cluster_share *cs);
 
-/* cluster_share_publish: publish envelope data (n bytes) of a message
- * with topic subject subj (cluster_wire_subject) into the shared space
- * (on the main connection, buffered by cnats). */
-void cluster_share_publish(struct cluster_share *cs, const char *subj,
-                           const uint8_t *data, size_t n);
+/*
+ * cluster_share_publish: this node's client published m (after local
+ * routing; broker not routing): publish its envelope data (n bytes) with
+ * topic subject subj (cluster_wire_subject) into the shared space (on the
+ * main connection, buffered by cnats), for the groups of every node.
+ * When either connection is not up, or subj is NULL (the topic has no
+ * subject), m goes to this node's matching groups instead (one member
+ * each), and not to NATS.
+ */
+void cluster_share_publish(struct cluster_share *cs, const struct msg *m,
+                           const char *subj, const uint8_t *data, size_t n);
 
 #endif

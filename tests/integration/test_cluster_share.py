@@ -2,7 +2,9 @@
 issue 18 behaviour 2): members of one group on nodes 1, 2 and 3 share the
 messages (NATS queue groups): each message reaches the group once in
 total, whatever node published it; a plain subscriber gets them all; when
-a member leaves, the others get its share.
+a member leaves, the others get its share; while NATS is away, a node's
+own messages go to its own members (once), and sharing across nodes
+resumes after.
 """
 
 import collections
@@ -66,6 +68,47 @@ class ClusterShareTest(unittest.TestCase):
             with members[0].cond:
                 members[0].cond.wait(0.05)
 
+    def share_warm_up(self, members, topic):
+        """Every node's queue subscription is in place once each member
+        has had a message of the group."""
+        deadline = time.monotonic() + 30
+        i = 0
+        while not all(self.lines(m, topic + " ") for m in members):
+            self.assertLess(time.monotonic(), deadline,
+                            "a member never got a shared message")
+            i += 1
+            pub(self.nodes[i % len(members)].port,
+                ["-t", topic, "-m", "w%d" % i])
+            with members[0].cond:
+                members[0].cond.wait(0.05)
+
+    def test_nats_outage(self):
+        n1, n2, _ = self.nodes
+        members = [self.sub(b, ["-v", "-q", "1", "-t", GROUP])
+                   for b in (n1, n2)]
+        self.share_warm_up(members, "s/warm")
+        m1 = n1.mark()
+        self.nats.stop()
+        n1.wait_log(r"Cluster: node n1 lost its NATS connection", start=m1)
+        # node 1's own messages: to its own member, once each
+        for j in range(10):
+            pub_done(n1, ["-t", "s/out", "-m", "o%d" % j, "-q", "1"])
+        got = self.await_total(members, "s/out ", 10)
+        self.assertEqual(sorted(got.elements()),
+                         sorted("s/out o%d" % j for j in range(10)))
+        self.assertEqual(len(self.lines(members[0], "s/out ")), 10)
+        # NATS back: shared across the nodes again, and nothing of the
+        # outage delivered twice
+        m1 = n1.mark()
+        self.nats.start()
+        n1.wait_log(r"Cluster: node n1 connected to NATS", start=m1)
+        self.share_warm_up(members, "s/again")
+        got = collections.Counter()
+        for m in members:
+            got.update(self.lines(m, "s/out "))
+        self.assertEqual(sorted(got.elements()),
+                         sorted("s/out o%d" % j for j in range(10)))
+
     def test_shared_across_nodes(self):
         n1, n2, n3 = self.nodes
         plain = self.sub(n1, ["-v", "-q", "1", "-t", "s/#", "-t", "warm/+"])
@@ -73,17 +116,7 @@ class ClusterShareTest(unittest.TestCase):
                    for b in self.nodes]
         warm_up(plain, n2.port, "warm/2")
         warm_up(plain, n3.port, "warm/3")
-        # every node's queue subscription is in place once each member
-        # has had a message of the group
-        deadline = time.monotonic() + 30
-        i = 0
-        while not all(self.lines(m, "s/warm ") for m in members):
-            self.assertLess(time.monotonic(), deadline,
-                            "a member never got a shared message")
-            i += 1
-            pub(self.nodes[i % 3].port, ["-t", "s/warm", "-m", "w%d" % i])
-            with members[0].cond:
-                members[0].cond.wait(0.05)
+        self.share_warm_up(members, "s/warm")
 
         # N messages from every node at QoS 0 and 1
         expected = []
