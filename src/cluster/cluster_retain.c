@@ -196,6 +196,11 @@ static void load_work(void *arg)
         uint64_t pending = 0;
 
         l->st = natsSubscription_NextMsg(&m, sub, 5000);
+        if (l->st == NATS_TIMEOUT && l->n == 0) {
+            /* purged since the stream info was read: empty */
+            l->st = NATS_OK;
+            break;
+        }
         if (l->st != NATS_OK) {
             l->why = "stream read interrupted";
             break;
