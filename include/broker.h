@@ -195,6 +195,31 @@ void broker_set_publish_hook(struct broker *b,
  */
 bool broker_publish_remote(struct broker *b, struct msg *m);
 
+/*
+ * broker_set_share_hook: cluster mode (threads 1): shared groups
+ * ("$share/GROUP/FILTER") are served through the cluster. From now on no
+ * publish (local or broker_publish_remote) is routed to a shared group,
+ * except the broker's own $SYS messages; the cluster hands each group its
+ * messages with broker_publish_share. fn(ud, filter, len, delta) is
+ * called for every subscription a session adds (+1) or removes (-1), any
+ * filter, and at once for every subscription already held (+1). fn NULL:
+ * off (the default; the single-node behaviour).
+ */
+void broker_set_share_hook(struct broker *b,
+                           void (*fn)(void *ud, const char *filter, size_t len,
+                                      int delta),
+                           void *ud);
+
+/*
+ * broker_publish_share: cluster mode: deliver m to one member of this
+ * node's shared group key ("$share/GROUP/FILTER", len bytes), taken in
+ * round-robin order (read ACL, QoS, queue limits as for any message).
+ * Takes no ownership. Returns false when the group has no member here
+ * that takes it, or when called from inside delivery.
+ */
+bool broker_publish_share(struct broker *b, const char *key, size_t len,
+                          struct msg *m);
+
 /* broker_stats: the counters (borrowed). */
 const struct broker_stats *broker_stats(const struct broker *b);
 

@@ -645,6 +645,14 @@ static size_t route_collect(struct broker *b, struct session *origin,
         if (h->shared && b->shard &&
             !shard_serves(b->shard, m, h->share_key, h->share_len))
             continue;
+        /* cluster mode: a shared group gets its messages through the
+         * cluster (broker_publish_share), and only those */
+        if (b->sub_hook && !b->share_local &&
+            (h->shared
+                 ? b->share_only == NULL || h->share_len != b->share_only_len ||
+                       memcmp(h->share_key, b->share_only, h->share_len) != 0
+                 : b->share_only != NULL))
+            continue;
         if (s->mark == gen) {
             if (s->mark_idx == MARK_DENIED)
                 continue;
@@ -768,7 +776,9 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
     if (b->shard) /* before any other thread sees m */
         shard_stamp(b->shard, m);
     b->routing = true;
+    b->share_local = c == NULL && s == NULL; /* $SYS: stays on this node */
     nt = route_collect(b, origin, m);
+    b->share_local = false;
     if (ack != NULL && c != NULL) {
         /* [MQTT-3.4.2.1] / 3.5.2.1: 0x10 "No matching subscribers" (v5);
          * written before the copies (same output buffer: wire order) */
@@ -807,6 +817,52 @@ bool broker_publish_remote(struct broker *b, struct msg *m)
     }
     (void)route_remote(b, m); /* another node cannot be held back */
     return true;
+}
+
+struct share_hook_ctx {
+    void (*fn)(void *ud, const char *filter, size_t len, int delta);
+    void *ud;
+};
+
+static void share_hook_one(struct session *s, void *arg)
+{
+    struct share_hook_ctx *h = arg;
+
+    for (size_t i = 0; i < s->nsubs; i++)
+        h->fn(h->ud, s->subs[i]->filter, s->subs[i]->len, 1);
+}
+
+void broker_set_share_hook(struct broker *b,
+                           void (*fn)(void *ud, const char *filter, size_t len,
+                                      int delta),
+                           void *ud)
+{
+    struct share_hook_ctx h = {fn, ud};
+
+    b->sub_hook = fn;
+    b->sub_hook_ud = ud;
+    if (fn != NULL)
+        broker_session_foreach(b, share_hook_one, &h);
+}
+
+bool broker_publish_share(struct broker *b, const char *key, size_t len,
+                          struct msg *m)
+{
+    size_t nt;
+
+    if (b->routing) {
+        LOG_W(b->log, "Nested publish on '%s' refused (internal error).",
+              m->topic);
+        return false;
+    }
+    b->routing = true;
+    b->share_only = key;
+    b->share_only_len = len;
+    nt = route_collect(b, NULL, m);
+    b->share_only = NULL;
+    (void)route_deliver(b, NULL, m, nt, true);
+    b->routing = false;
+    return nt > 0;
 }
 
 void broker_publish_sys(struct broker *b, struct msg *m)

@@ -116,6 +116,13 @@ struct broker {
     /* cluster mode: a client's or will's publish after local routing */
     void (*pub_hook)(void *ud, const struct msg *m);
     void *pub_hook_ud;
+    /* cluster mode: shared groups are served through the cluster
+     * (broker_set_share_hook, broker_publish_share) */
+    void (*sub_hook)(void *ud, const char *filter, size_t len, int delta);
+    void *sub_hook_ud;
+    const char *share_only; /* broker_publish_share: this group only */
+    size_t share_only_len;
+    bool share_local; /* routing a $SYS message: local groups too */
 };
 
 /* The listener index a bridge's local end (client.internal) crosses to

@@ -52,6 +52,8 @@ static void note_sub(const struct session *s, const char *filter, size_t len,
 {
     if (s->b->shard)
         shard_note_sub(s->b->shard, filter, len, delta);
+    if (s->b->sub_hook) /* cluster mode (broker_set_share_hook) */
+        s->b->sub_hook(s->b->sub_hook_ud, filter, len, delta);
 }
 
 void session_free(struct session *s)

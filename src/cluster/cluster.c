@@ -15,6 +15,8 @@
 #include "broker.h"
 #include "cluster_auth.h"
 #include "cluster_int.h"
+#include "cluster_retain.h"
+#include "cluster_share.h"
 #include "cluster_wire.h"
 #include "cluster_work.h"
 #include "conf.h"
@@ -42,7 +44,9 @@ struct cluster {
     jsCtx *js;
     struct cluster_work *work;
     struct csub *subs;
-    ev_timer status; /* logs connection changes */
+    struct cluster_retain *retain; /* retained messages cluster-wide */
+    struct cluster_share *share;   /* $share groups across nodes */
+    ev_timer status;               /* logs connection changes */
     natsConnStatus last;
     char lasterr[256];     /* the last connect error logged (status_cb) */
     pthread_mutex_t errmu; /* guards asyncerr (written by cnats' thread) */
@@ -75,6 +79,7 @@ static void pub_hook(void *ud, const struct msg *m)
                   "nodes: its NATS subject would be over %d bytes (%u "
                   "similar lines suppressed).",
                   m->topic, CLUSTER_WIRE_SUBJECT_MAX, sup);
+        cluster_share_publish(cl->share, m, NULL, NULL, 0);
         return;
     }
     if (n > cl->buf_cap) {
@@ -95,6 +100,10 @@ static void pub_hook(void *ud, const struct msg *m)
               "Cluster: message on '%s' not sent to the other nodes: %s (%u "
               "similar lines suppressed).",
               m->topic, natsStatus_GetText(st), sup);
+    /* the shared groups of every node, this one included, get it there */
+    cluster_share_publish(cl->share, m, cl->subj, cl->buf, n);
+    if (m->retain)
+        cluster_retain_local(cl->retain, m, cl->subj);
 }
 
 /* ---- NATS -> this node's subscribers ----------------------------------- */
@@ -127,6 +136,8 @@ static void take_one(struct cluster *cl, natsMsg *nm)
         return;
     m = msg_new(cl->topic, (size_t)tl, w.props, w.props_len, w.payload,
                 w.payload_len, w.qos, w.retain, w.expiry_at);
+    if (w.retain)
+        cluster_retain_remote(cl->retain, m);
     broker_publish_remote(cl->b, m);
     msg_unref(m);
 }
@@ -185,6 +196,10 @@ jsCtx *cluster_js(const struct cluster *cl)
 struct cluster_work *cluster_work_q(const struct cluster *cl)
 {
     return cl->work;
+}
+natsOptions *cluster_opts(const struct cluster *cl)
+{
+    return cl->opts;
 }
 
 natsSubscription *cluster_subscribe(struct cluster *cl, const char *subject,
@@ -276,6 +291,7 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
         LOG_N(cl->log, "Cluster: node %s connected to NATS at %s.", cl->name,
               url);
         cl->lasterr[0] = '\0';
+        cluster_retain_connected(cl->retain);
     } else if (cl->last == NATS_CONN_STATUS_CONNECTED) {
         LOG_W(cl->log,
               "Cluster: node %s lost its NATS connection; local delivery "
@@ -428,6 +444,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
         goto fail;
     }
     cl->work = cluster_work_new(loop);
+    cl->retain = cluster_retain_new(cl);
     ev_timer_init(&cl->status, status_cb, 0.0, 0.25);
     cl->status.data = cl;
     ev_timer_start(loop, &cl->status);
@@ -437,6 +454,12 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
               "Cluster: node %s could not reach NATS at %s yet; retrying "
               "every 0.5 s, local delivery goes on.",
               cl->name, c->cluster_nats);
+    cl->share = cluster_share_new(cl, err, errlen);
+    if (cl->share == NULL) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        cluster_free(cl);
+        return NULL;
+    }
     broker_set_publish_hook(b, pub_hook, cl);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return cl;
@@ -458,11 +481,13 @@ void cluster_free(struct cluster *cl)
     if (cl == NULL)
         return;
     broker_set_publish_hook(cl->b, NULL, NULL);
+    cluster_share_free(cl->share);
     ev_ref(cl->loop);
     ev_timer_stop(cl->loop, &cl->status);
     /* closed first: jobs still queued fail at once (cluster_work.h) */
     natsConnection_Close(cl->nc);
     cluster_work_free(cl->work);
+    cluster_retain_free(cl->retain);
     while (cl->subs)
         cluster_unsubscribe(cl, cl->subs->sub);
     natsSubscription_Destroy(cl->sub);

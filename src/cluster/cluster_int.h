@@ -32,6 +32,9 @@ natsConnection *cluster_nc(const struct cluster *cl);
 /* the JetStream context of cluster_nc (default options) */
 jsCtx *cluster_js(const struct cluster *cl);
 struct cluster_work *cluster_work_q(const struct cluster *cl);
+/* the options the main connection was made with (cnats copied them at its
+ * connect: a second connection may change and reuse them) */
+natsOptions *cluster_opts(const struct cluster *cl);
 
 /* Called on the loop for each message of a cluster_subscribe
  * subscription; the message is destroyed after the call. */
