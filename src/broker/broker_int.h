@@ -112,6 +112,9 @@ struct broker {
     /* cluster mode: a client's or will's publish after local routing */
     void (*pub_hook)(void *ud, const struct msg *m);
     void *pub_hook_ud;
+    /* cluster mode: a client was accepted (CONNACK 0 sent) */
+    void (*conn_hook)(void *ud, const char *client_id);
+    void *conn_hook_ud;
 };
 
 /* The listener index a bridge's local end (client.internal) crosses to

@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "cluster_int.h"
+#include "cluster_owner.h"
 #include "cluster_wire.h"
 #include "cluster_work.h"
 #include "conf.h"
@@ -40,6 +41,7 @@ struct cluster {
     natsSubscription *sub;
     jsCtx *js;
     struct cluster_work *work;
+    struct cluster_owner *owner; /* client-id ownership */
     struct csub *subs;
     ev_timer status; /* logs connection changes */
     natsConnStatus last;
@@ -356,6 +358,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
               "every 0.5 s, local delivery goes on.",
               cl->name, c->cluster_nats);
     broker_set_publish_hook(b, pub_hook, cl);
+    cl->owner = cluster_owner_new(cl);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return cl;
 fail:
@@ -378,6 +381,7 @@ void cluster_free(struct cluster *cl)
     ev_ref(cl->loop);
     ev_timer_stop(cl->loop, &cl->status);
     /* closed first: jobs still queued fail at once (cluster_work.h) */
+    cluster_owner_free(cl->owner);
     natsConnection_Close(cl->nc);
     cluster_work_free(cl->work);
     while (cl->subs)
