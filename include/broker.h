@@ -187,6 +187,24 @@ void broker_set_publish_hook(struct broker *b,
                              void *ud);
 
 /*
+ * broker_set_connect_hook: cluster mode (threads 1): fn(ud, client_id)
+ * is called on the loop each time a client is accepted (after its
+ * CONNACK 0; id borrowed). fn NULL: off (the default).
+ */
+void broker_set_connect_hook(struct broker *b,
+                             void (*fn)(void *ud, const char *client_id),
+                             void *ud);
+
+/*
+ * broker_take_over: client id 'id' connected to another node (cluster
+ * mode): close its connection here as a local takeover does (v5:
+ * DISCONNECT 0x8E Session taken over; v3: closed). Its will is published
+ * only when its session ends here (expiry 0) and has no Will Delay
+ * Interval. Returns false when no client with that id is connected here.
+ */
+bool broker_take_over(struct broker *b, const char *id);
+
+/*
  * broker_publish_remote: a message another node published (cluster mode):
  * route it to this node's subscribers (read ACL, QoS, queue limits as for
  * any message; the publisher is never held back) without the publish hook

@@ -808,6 +808,14 @@ void broker_set_publish_hook(struct broker *b,
     b->pub_hook_ud = ud;
 }
 
+void broker_set_connect_hook(struct broker *b,
+                             void (*fn)(void *ud, const char *client_id),
+                             void *ud)
+{
+    b->conn_hook = fn;
+    b->conn_hook_ud = ud;
+}
+
 bool broker_publish_remote(struct broker *b, struct msg *m)
 {
     if (b->routing) {

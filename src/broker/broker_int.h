@@ -123,6 +123,9 @@ struct broker {
     const char *share_only; /* broker_publish_share: this group only */
     size_t share_only_len;
     bool share_local; /* routing a $SYS message: local groups too */
+    /* cluster mode: a client was accepted (CONNACK 0 sent) */
+    void (*conn_hook)(void *ud, const char *client_id);
+    void *conn_hook_ud;
 };
 
 /* The listener index a bridge's local end (client.internal) crosses to

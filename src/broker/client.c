@@ -723,8 +723,30 @@ static void connect_finish(struct client *c, struct connect_req *req,
               req->clean_start ? 1 : 0, c->keepalive, u);
     }
     connect_req_free(req);
+    if (b->conn_hook) /* cluster mode: claim the id cluster-wide */
+        b->conn_hook(b->conn_hook_ud, c->client_id);
     if (present)
         session_resume(s);
+}
+
+bool broker_take_over(struct broker *b, const char *id)
+{
+    struct session *s = broker_session_find(b, id);
+    struct client *old;
+
+    if (s == NULL || s->client == NULL)
+        return false;
+    old = s->client;
+    LOG_N(b->log,
+          "Client %s connected to another node, closing this connection.", id);
+    old->taken_over = true;
+    /* as a local takeover by a connection that does not start clean:
+     * the will goes with the close only when the session ends here and
+     * has no Will Delay Interval [MQTT-3.1.4-3, 3.1.3-9] */
+    if (s->expiry != 0 || s->will_delay != 0)
+        session_will_set(s, NULL, 0);
+    client_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER, "session taken over");
+    return true;
 }
 
 /* ---- PUBLISH ---------------------------------------------------------- */

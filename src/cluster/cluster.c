@@ -15,6 +15,7 @@
 #include "broker.h"
 #include "cluster_auth.h"
 #include "cluster_int.h"
+#include "cluster_owner.h"
 #include "cluster_retain.h"
 #include "cluster_share.h"
 #include "cluster_wire.h"
@@ -43,6 +44,7 @@ struct cluster {
     natsSubscription *sub;
     jsCtx *js;
     struct cluster_work *work;
+    struct cluster_owner *owner; /* client-id ownership */
     struct csub *subs;
     struct cluster_retain *retain; /* retained messages cluster-wide */
     struct cluster_share *share;   /* $share groups across nodes */
@@ -461,6 +463,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
         return NULL;
     }
     broker_set_publish_hook(b, pub_hook, cl);
+    cl->owner = cluster_owner_new(cl);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return cl;
 fail:
@@ -485,6 +488,7 @@ void cluster_free(struct cluster *cl)
     ev_ref(cl->loop);
     ev_timer_stop(cl->loop, &cl->status);
     /* closed first: jobs still queued fail at once (cluster_work.h) */
+    cluster_owner_free(cl->owner);
     natsConnection_Close(cl->nc);
     cluster_work_free(cl->work);
     cluster_retain_free(cl->retain);
