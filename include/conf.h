@@ -206,6 +206,8 @@ struct conf {
     /* cluster mode (docs/cluster.md) */
     char *cluster_nats;      /* comma-separated nats:// URLs; NULL = off */
     char *cluster_node_name; /* NULL: the host name */
+    uint32_t cluster_msgs_max_age;   /* MQTT_MSGS stream: seconds */
+    uint64_t cluster_msgs_max_bytes; /* MQTT_MSGS stream: bytes */
     /* WebSockets: bytes of an upgrade request head; 0 = default (4096) */
     uint32_t websockets_headers_size;
 };

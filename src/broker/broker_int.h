@@ -112,6 +112,9 @@ struct broker {
     /* cluster mode: a client's or will's publish after local routing */
     void (*pub_hook)(void *ud, const struct msg *m);
     void *pub_hook_ud;
+    /* cluster mode: persistent sessions across nodes */
+    const struct broker_sess_hooks *sess_hooks;
+    void *sess_hooks_ud;
 };
 
 /* The listener index a bridge's local end (client.internal) crosses to
@@ -369,6 +372,8 @@ struct client {
                       No Local and Retain As Published (Mosquitto) */
     bool internal; /* the local end of one of our bridges (bridge.c):
                       trusted, no authentication or ACL */
+    /* CONNECT held by the cluster's session hook */
+    void *sess_wait;
 };
 
 /* client_ocsp_recheck: a connected client's periodic OCSP re-check, due

@@ -14,6 +14,7 @@
 
 #include "broker.h"
 #include "cluster_int.h"
+#include "cluster_sess.h"
 #include "cluster_wire.h"
 #include "cluster_work.h"
 #include "conf.h"
@@ -41,7 +42,8 @@ struct cluster {
     jsCtx *js;
     struct cluster_work *work;
     struct csub *subs;
-    ev_timer status; /* logs connection changes */
+    struct cluster_sess *sess; /* JetStream, sessions across nodes */
+    ev_timer status;           /* logs connection changes */
     natsConnStatus last;
     char name[80];
     uint8_t *buf; /* envelope being published */
@@ -238,6 +240,7 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
             snprintf(url, sizeof(url), "?");
         LOG_N(cl->log, "Cluster: node %s connected to NATS at %s.", cl->name,
               url);
+        cluster_sess_connected(cl->sess);
     } else if (cl->last == NATS_CONN_STATUS_CONNECTED) {
         LOG_W(cl->log,
               "Cluster: node %s lost its NATS connection; local delivery "
@@ -356,6 +359,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
               "every 0.5 s, local delivery goes on.",
               cl->name, c->cluster_nats);
     broker_set_publish_hook(b, pub_hook, cl);
+    cl->sess = cluster_sess_new(cl);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return cl;
 fail:
@@ -380,6 +384,7 @@ void cluster_free(struct cluster *cl)
     /* closed first: jobs still queued fail at once (cluster_work.h) */
     natsConnection_Close(cl->nc);
     cluster_work_free(cl->work);
+    cluster_sess_free(cl->sess);
     while (cl->subs)
         cluster_unsubscribe(cl, cl->subs->sub);
     natsSubscription_Destroy(cl->sub);
