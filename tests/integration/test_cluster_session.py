@@ -7,7 +7,10 @@ three mqttd nodes, one nats-server -js, free loopback ports.
     client reconnects to node 2; node 1 drops its offline copy, and the
     client coming back to node 1 later does not get them again;
   - QoS 1/2 across nodes exactly once (MQTT_MSGS captures the messages,
-    live delivery stays on the core subscription: no duplicates).
+    live delivery stays on the core subscription: no duplicates);
+  - behaviour 7: QoS 1 messages published on node 2 while NATS is down
+    (stop, start with the same store directory) reach an offline
+    persistent session of node 1 when its client reconnects to node 3.
 """
 
 import os
@@ -133,6 +136,36 @@ class ClusterSessionTest(unittest.TestCase):
         with s1.cond:
             got = [l for l in s1.out if l.startswith("x/")]
         self.assertEqual(sorted(got), sorted(expected))
+
+    def test_outage_messages_kept_for_offline_session(self):
+        n1, n2, n3 = self.nodes
+        m1 = n1.mark()
+        s = Sub(n1.port, ["-v", "-q", "1", "-c", "-i", "away",
+                          "-t", "out/#"], timeout=30)
+        s.ready()
+        s.kill()
+        n1.wait_log(r"offline session of away kept in MQTT_SESSIONS",
+                    start=m1)
+        marks = [b.mark() for b in self.nodes]
+        self.nats.stop()
+        for b, m in zip(self.nodes, marks):
+            b.wait_log(r"lost its NATS connection", start=m)
+        # node 2 takes them (PUBACK from node 2, local routing) and keeps
+        # them in its NATS reconnect buffer
+        for i in range(5):
+            pub_done(n2, ["-t", "out/t", "-m", "d%d" % i, "-q", "1"])
+        marks = [b.mark() for b in self.nodes]
+        self.nats.start()
+        for b, m in zip(self.nodes, marks):
+            b.wait_log(r"connected to NATS", start=m)
+            b.wait_log(r"stream MQTT_MSGS and bucket MQTT_SESSIONS ready",
+                       start=m)
+        raw = Raw(n3.port)
+        ack = raw.connect(client_id="away", clean=False)
+        self.assertEqual(ack[0] & 1, 1, "session present expected")
+        got = [read_publish(raw)[1] for _ in range(5)]
+        self.assertEqual(got, ["d%d" % i for i in range(5)])
+        raw.close()
 
 
 if __name__ == "__main__":
