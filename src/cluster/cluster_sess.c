@@ -337,6 +337,16 @@ static void conn_work(void *arg)
     if (!cJSON_IsString(node) ||
         strcmp(node->valuestring, cluster_node(j->cs->cl)) == 0)
         return; /* ours: this node's offline copy is the session */
+    {
+        double exp = cJSON_GetNumberValue(cJSON_GetObjectItem(j->doc, "exp"));
+        double off = cJSON_GetNumberValue(cJSON_GetObjectItem(j->doc, "off"));
+        if (exp < 4294967295.0 && off + exp < (double)time(NULL)) {
+            snprintf(j->err, sizeof(j->err),
+                     "its session on node %s expired; starting a new one",
+                     node->valuestring);
+            return; /* expired: the entry is gone, a new session starts */
+        }
+    }
     j->foreign = true;
     start = cJSON_GetObjectItem(j->doc, "start");
     t0 = cJSON_IsString(start) ? strtoll(start->valuestring, NULL, 10) : 0;
