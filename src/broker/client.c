@@ -1621,7 +1621,8 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
         c->pending = NULL;
     }
     if (c->sess_wait) {
-        b->sess_hooks->cancel(b->sess_hooks_ud, c->sess_wait);
+        if (b->sess_hooks)
+            b->sess_hooks->cancel(b->sess_hooks_ud, c->sess_wait);
         c->sess_wait = NULL;
         connect_req_free(c->pending);
         c->pending = NULL;

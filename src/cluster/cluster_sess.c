@@ -41,7 +41,8 @@
 struct cluster_sess {
     struct cluster *cl;
     natsSubscription *moved;
-    uint64_t seq; /* consumer names */
+    uint64_t seq;   /* consumer names */
+    long long boot; /* consumer names: unique across restarts */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -264,8 +265,8 @@ static void fetch_subject(struct conn_job *j, const char *subject,
     so.Config.MaxAckPending = -1;
     so.Config.InactiveThreshold = 60LL * 1000000000LL; /* a backstop */
     /* the worker's jobs run one at a time: j->cs->seq is not shared */
-    snprintf(durable, sizeof(durable), "mqttd_%s_%llu", cluster_node(cl),
-             (unsigned long long)++j->cs->seq);
+    snprintf(durable, sizeof(durable), "mqttd_%s_%llx_%llu", cluster_node(cl),
+             (unsigned long long)j->cs->boot, (unsigned long long)++j->cs->seq);
     st = js_PullSubscribe(&sub, cluster_js(cl), subject, durable, NULL, &so,
                           &jerr);
     if (st != NATS_OK) {
@@ -570,6 +571,7 @@ struct cluster_sess *cluster_sess_new(struct cluster *cl)
     natsStatus st;
 
     cs->cl = cl;
+    cs->boot = (long long)time(NULL);
     cs->moved = cluster_subscribe(cl, MOVED ">", NULL, on_moved, cs, &st);
     if (cs->moved == NULL)
         LOG_W(cluster_log(cl), "Cluster: no subscription to session moves: %s.",

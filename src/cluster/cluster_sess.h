@@ -26,9 +26,9 @@ struct cluster_sess *cluster_sess_new(struct cluster *cl);
  * bucket again if missing. */
 void cluster_sess_connected(struct cluster_sess *cs);
 
-/* cluster_sess_free: remove the hooks, free. Call before the worker is
- * freed is NOT required: pending jobs only hold their own memory.
- * Accepts NULL. */
+/* cluster_sess_free: remove the hooks, free. Call after
+ * cluster_work_free (the done callbacks of queued jobs use cs). Accepts
+ * NULL. */
 void cluster_sess_free(struct cluster_sess *cs);
 
 #endif
