@@ -416,7 +416,8 @@ static void restore(struct conn_job *j)
             (uint32_t)cJSON_GetNumberValue(cJSON_GetObjectItem(sub, "id"));
         session_restore_sub(s, &ss);
     }
-    qsort(j->got, j->ngot, sizeof(*j->got), got_cmp);
+    if (j->ngot > 1)
+        qsort(j->got, j->ngot, sizeof(*j->got), got_cmp);
     for (size_t i = 0; i < j->ngot; i++) {
         struct got *g = &j->got[i];
         const char *subject = natsMsg_GetSubject(g->m);
