@@ -255,6 +255,8 @@ static void fetch_subject(struct conn_job *j, const char *subject,
     natsSubscription *sub = NULL;
     jsErrCode jerr = 0;
     char durable[128];
+    jsConsumerInfo *ci = NULL;
+    uint64_t pending = 0;
     natsStatus st;
 
     jsSubOptions_Init(&so);
@@ -274,22 +276,33 @@ static void fetch_subject(struct conn_job *j, const char *subject,
                  natsStatus_GetText(st), (int)jerr);
         return;
     }
-    for (;;) {
+    /* what the consumer holds now, then fetch exactly that: a NoWait
+     * fetch right after the consumer's creation may come back short */
+    if (natsSubscription_GetConsumerInfo(&ci, sub, NULL, &jerr) == NATS_OK &&
+        ci) {
+        pending = ci->NumPending;
+        jsConsumerInfo_Destroy(ci);
+    }
+    while (pending > 0) {
         natsMsgList list = {0};
         jsFetchRequest fr;
 
         jsFetchRequest_Init(&fr);
-        fr.Batch = 256;
-        fr.NoWait = true;
+        fr.Batch = pending < 256 ? (int)pending : 256;
         fr.Expires = 2000LL * 1000000LL;
         st = natsSubscription_FetchRequest(&list, sub, &fr);
         if (st != NATS_OK || list.Count == 0) {
             natsMsgList_Destroy(&list);
+            snprintf(j->err, sizeof(j->err),
+                     "fetch on %s: %s, %llu message(s) not fetched", subject,
+                     natsStatus_GetText(st), (unsigned long long)pending);
             break;
         }
         for (int i = 0; i < list.Count; i++) {
             jsMsgMetaData *md = NULL;
             natsMsg *m = list.Msgs[i];
+            if (pending > 0)
+                pending--;
             if (natsMsg_GetMetaData(&md, m) != NATS_OK)
                 continue;
             natsMsg_Ack(m, NULL);

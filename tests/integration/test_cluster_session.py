@@ -94,11 +94,13 @@ class ClusterSessionTest(unittest.TestCase):
         ack = raw.connect(client_id="mover", clean=False)
         self.assertEqual(ack[0] & 1, 1, "session present expected")
         self.assertEqual(ack[1], 0)
+        line = n2.wait_log(r"session of mover moved here from node n1",
+                           start=m2)
+        self.assertIn("1 subscription(s), 20 message(s)", line,
+                      n2.log_text())
         got = [read_publish(raw) for _ in range(20)]
         self.assertEqual([g[1] for g in got], ["m%02d" % i for i in range(20)])
         self.assertTrue(all(g[0] == "mv/t" and g[2] == 1 for g in got))
-        n2.wait_log(r"session of mover moved here from node n1: 1 "
-                    r"subscription\(s\), 20 message\(s\)", start=m2)
         n1.wait_log(r"offline session of mover moved to another node; "
                     r"dropped here", start=m1)
         # it leaves node 2 (DISCONNECT) and returns to node 1: the session
@@ -160,9 +162,14 @@ class ClusterSessionTest(unittest.TestCase):
             b.wait_log(r"connected to NATS", start=m)
             b.wait_log(r"stream MQTT_MSGS and bucket MQTT_SESSIONS ready",
                        start=m)
+        m3 = n3.mark()
         raw = Raw(n3.port)
         ack = raw.connect(client_id="away", clean=False)
         self.assertEqual(ack[0] & 1, 1, "session present expected")
+        line = n3.wait_log(r"session of away moved here from node n1",
+                           start=m3)
+        self.assertIn("1 subscription(s), 5 message(s)", line,
+                      n3.log_text())
         got = [read_publish(raw)[1] for _ in range(5)]
         self.assertEqual(got, ["d%d" % i for i in range(5)])
         raw.close()
