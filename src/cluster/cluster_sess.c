@@ -482,6 +482,16 @@ static void conn_done(void *arg)
     struct conn_job *j = arg;
     struct cluster *cl = j->cs->cl;
 
+    if (j->clean) { /* not held: only the clean-up of other nodes */
+        if (j->json) {
+            char *subj = hex_key(MOVED, j->id);
+            natsConnection_PublishString(cluster_nc(cl), subj,
+                                         cluster_node(cl));
+            free(subj);
+        }
+        conn_job_free(j);
+        return;
+    }
     if (j->c == NULL) { /* the client left meanwhile */
         if (j->foreign)
             LOG_W(cluster_log(cl),
@@ -496,7 +506,7 @@ static void conn_done(void *arg)
               j->err);
     if (j->foreign)
         restore(j);
-    if (j->kv_ok && (j->foreign || j->clean)) {
+    if (j->kv_ok && j->foreign) {
         /* the other nodes drop their offline copy of the session */
         char *subj = hex_key(MOVED, j->id);
         natsConnection_PublishString(cluster_nc(cl), subj, cluster_node(cl));
@@ -520,8 +530,14 @@ static bool on_connect(void *ud, struct client *c, const char *id, bool clean,
     j->id = xstrdup(id);
     j->key = hex_key("", id);
     j->clean = clean;
-    *token = j;
     cluster_work_submit(cluster_work_q(cs->cl), conn_work, conn_done, j);
+    if (clean) {
+        /* a new session: nothing to wait for; the job deletes any entry
+         * and tells the other nodes to drop their offline copy */
+        j->c = NULL;
+        return false;
+    }
+    *token = j;
     return true;
 }
 

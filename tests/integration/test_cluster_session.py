@@ -6,6 +6,7 @@ three mqttd nodes, one nats-server -js, free loopback ports.
     meanwhile are delivered in order, with session present, when the
     client reconnects to node 2; node 1 drops its offline copy, and the
     client coming back to node 1 later does not get them again;
+  - a clean start on node 2 ends node 1's offline copy;
   - QoS 1/2 across nodes exactly once (MQTT_MSGS captures the messages,
     live delivery stays on the core subscription: no duplicates);
   - behaviour 7: QoS 1 messages published on node 2 while NATS is down
@@ -115,6 +116,22 @@ class ClusterSessionTest(unittest.TestCase):
         self.assertEqual(ack[0] & 1, 1, "session present expected")
         pub_done(n1, ["-t", "mv/t", "-m", "marker", "-q", "1"])
         self.assertEqual(read_publish(raw)[:3], ("mv/t", "marker", 1))
+        raw.close()
+
+    def test_clean_start_elsewhere_ends_the_session(self):
+        n1, n2, _ = self.nodes
+        m1 = n1.mark()
+        s = Sub(n1.port, ["-q", "1", "-c", "-i", "cleaner", "-t", "cl/#"],
+                timeout=30)
+        s.ready()
+        s.kill()
+        n1.wait_log(r"offline session of cleaner kept in MQTT_SESSIONS",
+                    start=m1)
+        raw = Raw(n2.port)
+        ack = raw.connect(client_id="cleaner", clean=True)
+        self.assertEqual(ack[0] & 1, 0)
+        n1.wait_log(r"offline session of cleaner moved to another node; "
+                    r"dropped here", start=m1)
         raw.close()
 
     def test_qos12_exactly_once_across_nodes(self):
