@@ -291,4 +291,54 @@ size_t broker_listener_clients(const struct broker *b, size_t li);
  */
 void broker_totals(struct broker *b, bool all, struct hub_totals *t);
 
+/*
+ * Cluster mode, persistent sessions that move between nodes
+ * (src/cluster/cluster_sess.c). All called on the loop thread.
+ *
+ * offline(ud, s): the client of session s closed and s stays (expiry >
+ * 0), after its will was handled. s is borrowed (may be dropped later).
+ *
+ * connect(ud, c, id, clean, &token): client c passed authentication
+ * with client id 'id' and clean start 'clean'. Return true to hold the
+ * CONNECT (nothing read from c, no CONNACK) until broker_connect_resume;
+ * *token is then handed to cancel(ud, token) if c closes first (after
+ * which broker_connect_resume must not be called for it).
+ */
+struct broker_sess_hooks {
+    void (*offline)(void *ud, struct session *s);
+    bool (*connect)(void *ud, struct client *c, const char *id, bool clean,
+                    void **token);
+    void (*cancel)(void *ud, void *token);
+};
+
+/* broker_set_session_hooks: install h (borrowed, NULL: off, the
+ * default) with ud. */
+void broker_set_session_hooks(struct broker *b,
+                              const struct broker_sess_hooks *h, void *ud);
+
+/* broker_connect_resume: go on with a CONNECT the connect hook held:
+ * attach or create the session of c's client id, CONNACK, resend. */
+void broker_connect_resume(struct client *c);
+
+/* broker_session_adopt: a new offline session for held client c (its
+ * id, user name and listener; version, expiry as given) in place of any
+ * offline copy this node holds, for the cluster to fill
+ * (session_restore_sub, broker_deliver_restored) before
+ * broker_connect_resume attaches c to it. NULL when c's id is online
+ * here. */
+struct session *broker_session_adopt(struct client *c, uint8_t version,
+                                     uint32_t expiry);
+
+/* broker_client_id: client c's id (borrowed). */
+const char *broker_client_id(const struct client *c);
+
+/*
+ * broker_deliver_restored: queue m (a message kept for offline session s
+ * by another node) on s at QoS qos, with subscription identifier sub_id
+ * (0: none), if s's read ACL allows it and m has not expired. Takes no
+ * ownership. Returns true when queued.
+ */
+bool broker_deliver_restored(struct broker *b, struct session *s, struct msg *m,
+                             uint8_t qos, uint32_t sub_id);
+
 #endif

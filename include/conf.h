@@ -213,6 +213,8 @@ struct conf {
     char *cluster_nats_user;        /* user/password authentication */
     char *cluster_nats_password;    /* never logged */
     char *cluster_nats_credentials; /* a NATS .creds file (JWT + nkey) */
+    uint32_t cluster_msgs_max_age;   /* MQTT_MSGS stream: seconds */
+    uint64_t cluster_msgs_max_bytes; /* MQTT_MSGS stream: bytes */
     /* WebSockets: bytes of an upgrade request head; 0 = default (4096) */
     uint32_t websockets_headers_size;
 };

@@ -816,6 +816,13 @@ void broker_set_connect_hook(struct broker *b,
     b->conn_hook_ud = ud;
 }
 
+void broker_set_session_hooks(struct broker *b,
+                              const struct broker_sess_hooks *h, void *ud)
+{
+    b->sess_hooks = h;
+    b->sess_hooks_ud = ud;
+}
+
 bool broker_publish_remote(struct broker *b, struct msg *m)
 {
     if (b->routing) {

@@ -126,6 +126,9 @@ struct broker {
     /* cluster mode: a client was accepted (CONNACK 0 sent) */
     void (*conn_hook)(void *ud, const char *client_id);
     void *conn_hook_ud;
+    /* cluster mode: persistent sessions across nodes */
+    const struct broker_sess_hooks *sess_hooks;
+    void *sess_hooks_ud;
 };
 
 /* The listener index a bridge's local end (client.internal) crosses to
@@ -383,6 +386,8 @@ struct client {
                       No Local and Retain As Published (Mosquitto) */
     bool internal; /* the local end of one of our bridges (bridge.c):
                       trusted, no authentication or ACL */
+    /* CONNECT held by the cluster's session hook */
+    void *sess_wait;
 };
 
 /* client_ocsp_recheck: a connected client's periodic OCSP re-check, due

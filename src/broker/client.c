@@ -395,6 +395,7 @@ struct connect_req {
     struct msg *will;
     uint32_t will_delay;
     bool password_used; /* authenticated with a password */
+    bool sess_checked;  /* the cluster's session hook has seen it */
 };
 
 static void connect_finish(struct client *c, struct connect_req *req,
@@ -635,6 +636,18 @@ static void connect_finish(struct client *c, struct connect_req *req,
     c->pw_stamp = req->password_used
                       ? auth_user_stamp(b->auth[c->listener], c->username)
                       : 0;
+    if (b->sess_hooks && !req->sess_checked && !c->internal) {
+        /* cluster mode: the session may live on another node */
+        void *tok = NULL;
+        req->sess_checked = true;
+        if (b->sess_hooks->connect(b->sess_hooks_ud, c, c->client_id,
+                                   req->clean_start, &tok)) {
+            c->pending = req;
+            c->sess_wait = tok;
+            conn_pause_read(c->conn);
+            return;
+        }
+    }
     /* session attach, takeover [MQTT-3.1.4-3] */
     s = broker_session_find(b, c->client_id);
     if (s && s->client) {
@@ -746,6 +759,69 @@ bool broker_take_over(struct broker *b, const char *id)
     if (s->expiry != 0 || s->will_delay != 0)
         session_will_set(s, NULL, 0);
     client_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER, "session taken over");
+    return true;
+}
+
+void broker_connect_resume(struct client *c)
+{
+    struct connect_req *req = c->pending;
+
+    c->pending = NULL;
+    c->sess_wait = NULL;
+    if (req == NULL)
+        return;
+    if (c->conn == NULL || conn_closing(c->conn)) {
+        connect_req_free(req);
+        return;
+    }
+    conn_resume_read(c->conn);
+    connect_finish(c, req, AUTH_ALLOW, NULL, false);
+}
+
+const char *broker_client_id(const struct client *c)
+{
+    return c->client_id;
+}
+
+struct session *broker_session_adopt(struct client *c, uint8_t version,
+                                     uint32_t expiry)
+{
+    struct broker *b = c->b;
+    struct session *s = broker_session_find(b, c->client_id);
+    struct session_info in = {0};
+
+    if (s && s->client == NULL)
+        session_drop(s); /* a stale offline copy */
+    else if (s)
+        return NULL;
+    in.client_id = c->client_id;
+    in.username = c->username;
+    in.listener = c->listener;
+    in.version = version;
+    in.expiry = expiry;
+    in.offline_since = ev_now(b->loop);
+    in.next_pid = 1;
+    return session_restore(b, &in);
+}
+
+bool broker_deliver_restored(struct broker *b, struct session *s, struct msg *m,
+                             uint8_t qos, uint32_t sub_id)
+{
+    struct session_item it = {0};
+
+    if (msg_expired(m, (int64_t)time(NULL)))
+        return false;
+    if (!s->internal &&
+        !auth_acl(b->auth[s->listener], s->client_id, s->username, m->topic,
+                  m->topic_len, AUTH_READ))
+        return false;
+    it.m = msg_ref(m);
+    it.qos = m->qos < qos ? m->qos : qos;
+    if (sub_id) {
+        it.nsub_ids = 1;
+        it.sub_ids[0] = sub_id;
+    }
+    session_restore_queued(s, &it);
     return true;
 }
 
@@ -1535,6 +1611,13 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
         connect_req_free(c->pending);
         c->pending = NULL;
     }
+    if (c->sess_wait) {
+        if (b->sess_hooks)
+            b->sess_hooks->cancel(b->sess_hooks_ud, c->sess_wait);
+        c->sess_wait = NULL;
+        connect_req_free(c->pending);
+        c->pending = NULL;
+    }
     if (s) {
         s->client = NULL;
         c->s = NULL;
@@ -1556,6 +1639,8 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
         if (s->expiry == 0) {
             broker_session_remove(b, s);
             session_free(s);
+        } else if (b->sess_hooks && !s->internal) {
+            b->sess_hooks->offline(b->sess_hooks_ud, s);
         }
     }
     /* logged once the will (if any) is published and, with threads > 1,

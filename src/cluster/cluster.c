@@ -17,6 +17,7 @@
 #include "cluster_int.h"
 #include "cluster_owner.h"
 #include "cluster_retain.h"
+#include "cluster_sess.h"
 #include "cluster_share.h"
 #include "cluster_wire.h"
 #include "cluster_work.h"
@@ -48,6 +49,7 @@ struct cluster {
     struct csub *subs;
     struct cluster_retain *retain; /* retained messages cluster-wide */
     struct cluster_share *share;   /* $share groups across nodes */
+    struct cluster_sess *sess;     /* JetStream, sessions across nodes */
     ev_timer status;               /* logs connection changes */
     natsConnStatus last;
     char lasterr[256];     /* the last connect error logged (status_cb) */
@@ -294,6 +296,7 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
               url);
         cl->lasterr[0] = '\0';
         cluster_retain_connected(cl->retain);
+        cluster_sess_connected(cl->sess);
     } else if (cl->last == NATS_CONN_STATUS_CONNECTED) {
         LOG_W(cl->log,
               "Cluster: node %s lost its NATS connection; local delivery "
@@ -464,6 +467,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
     }
     broker_set_publish_hook(b, pub_hook, cl);
     cl->owner = cluster_owner_new(cl);
+    cl->sess = cluster_sess_new(cl);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return cl;
 fail:
@@ -492,6 +496,7 @@ void cluster_free(struct cluster *cl)
     natsConnection_Close(cl->nc);
     cluster_work_free(cl->work);
     cluster_retain_free(cl->retain);
+    cluster_sess_free(cl->sess);
     while (cl->subs)
         cluster_unsubscribe(cl, cl->subs->sub);
     natsSubscription_Destroy(cl->sub);

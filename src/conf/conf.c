@@ -1683,6 +1683,9 @@ static const struct key keys[] = {
           "deprecated in Mosquitto 2.0; it restricts who may connect, and "
           "ignoring it would let every client in: use a password file or "
           "ACL"),
+    INTG("cluster_msgs_max_age", K_U32, cluster_msgs_max_age, 1, 31536000),
+    INTG("cluster_msgs_max_bytes", K_U64, cluster_msgs_max_bytes, 1048576,
+         INT64_MAX),
     FN("cluster_nats", h_cluster_nats, SC_GLOBAL),
     FN("cluster_nats_cafile", h_cluster_opt, SC_GLOBAL),
     FN("cluster_nats_certfile", h_cluster_opt, SC_GLOBAL),
@@ -2416,6 +2419,8 @@ static struct conf_priv *conf_new(void)
     c->max_retained_bytes = 256u << 20;
     c->memory_limit = 0;
     c->connect_timeout = 10;
+    c->cluster_msgs_max_age = 86400;
+    c->cluster_msgs_max_bytes = 1024u << 20;
     c->persistent_client_expiration = 0;
     c->log_types = LOG_DEFAULT_TYPES;
     c->log_dests = LOGD_STDERR;
