@@ -47,13 +47,24 @@ struct cluster_sess {
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/* the value of hex digit c, or -1 */
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 static char *hex_key(const char *prefix, const char *id)
 {
     size_t n = strlen(id), pl = strlen(prefix);
     char *k = xcalloc(1, pl + 2 * n + 2);
 
-    memcpy(k, prefix, pl);
-    k[pl] = 'c'; /* never empty */
+    snprintf(k, pl + 2, "%sc", prefix); /* 'c': never empty */
     for (size_t i = 0; i < n; i++)
         snprintf(k + pl + 1 + 2 * i, 3, "%02x", (unsigned char)id[i]);
     return k;
@@ -247,8 +258,62 @@ struct conn_job {
     char err[160];
 };
 
+/* the timestamp (ns) of stream message seq, or -1 when it is not there
+ * (deleted) or cannot be read */
+static int64_t msg_time(struct cluster *cl, uint64_t seq)
+{
+    natsMsg *m = NULL;
+    int64_t t = -1;
+
+    if (js_GetMsg(&m, cluster_js(cl), STREAM, seq, NULL, NULL) == NATS_OK) {
+        t = natsMsg_GetTime(m);
+        natsMsg_Destroy(m);
+    }
+    return t;
+}
+
+/*
+ * seq_from_time: the first sequence of MQTT_MSGS stored at or after t0
+ * (ns), by a binary search over the stream's timestamps (at most ~40
+ * reads; a deleted message counts as older). The last sequence + 1 when
+ * none is. 0 with j->err set when the stream cannot be read.
+ *
+ * Not the consumer's own DeliverByStartTime: nats-server 2.9.10 (Debian
+ * 12) placed such a consumer after messages stored later than its start
+ * time now and then (seen: 5 messages 0.56 s after the start, consumer
+ * started at sequence 6), which lost a moving session's messages.
+ */
+static uint64_t seq_from_time(struct conn_job *j, int64_t t0)
+{
+    struct cluster *cl = j->cs->cl;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    uint64_t lo, hi;
+    natsStatus st;
+
+    st = js_GetStreamInfo(&si, cluster_js(cl), STREAM, NULL, &jerr);
+    if (st != NATS_OK || si == NULL) {
+        snprintf(j->err, sizeof(j->err), "stream " STREAM ": %s (%d)",
+                 natsStatus_GetText(st), (int)jerr);
+        return 0;
+    }
+    lo = si->State.FirstSeq;
+    hi = si->State.LastSeq + 1;
+    jsStreamInfo_Destroy(si);
+    if (lo == 0)
+        lo = 1;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (msg_time(cl, mid) >= t0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
 static void fetch_subject(struct conn_job *j, const char *subject,
-                          int64_t start, uint8_t qos, uint32_t sub_id)
+                          uint64_t start, uint8_t qos, uint32_t sub_id)
 {
     struct cluster *cl = j->cs->cl;
     jsSubOptions so;
@@ -261,8 +326,8 @@ static void fetch_subject(struct conn_job *j, const char *subject,
 
     jsSubOptions_Init(&so);
     so.Stream = STREAM;
-    so.Config.DeliverPolicy = js_DeliverByStartTime;
-    so.Config.OptStartTime = start;
+    so.Config.DeliverPolicy = js_DeliverByStartSequence;
+    so.Config.OptStartSeq = start;
     so.Config.AckPolicy = js_AckExplicit;
     so.Config.MaxAckPending = -1;
     so.Config.InactiveThreshold = 60LL * 1000000000LL; /* a backstop */
@@ -329,6 +394,7 @@ static void conn_work(void *arg)
     natsStatus st;
     cJSON *node, *subs, *sub, *start;
     int64_t t0;
+    uint64_t seq0;
 
     kv = bucket(j->cs->cl, &st);
     if (kv)
@@ -364,6 +430,9 @@ static void conn_work(void *arg)
     j->foreign = true;
     start = cJSON_GetObjectItem(j->doc, "start");
     t0 = cJSON_IsString(start) ? strtoll(start->valuestring, NULL, 10) : 0;
+    seq0 = seq_from_time(j, t0);
+    if (seq0 == 0)
+        return; /* j->err says why: the session moves without messages */
     subs = cJSON_GetObjectItem(j->doc, "subs");
     cJSON_ArrayForEach(sub, subs)
     {
@@ -383,10 +452,10 @@ static void conn_work(void *arg)
                                 sizeof(subj), &parent);
         if (n < 0)
             continue;
-        fetch_subject(j, subj, t0, q, id);
+        fetch_subject(j, subj, seq0, q, id);
         if (parent) {
             subj[parent] = '\0';
-            fetch_subject(j, subj, t0, q, id);
+            fetch_subject(j, subj, seq0, q, id);
         }
     }
 }
@@ -568,12 +637,12 @@ static void on_moved(void *ud, natsMsg *nm)
         return;
     id = xcalloc(1, n / 2 + 1);
     for (size_t i = 0; i < n / 2; i++) {
-        unsigned x;
-        if (sscanf(subj + 2 * i, "%2x", &x) != 1) {
+        int hi = hex_digit(subj[2 * i]), lo = hex_digit(subj[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
             free(id);
             return;
         }
-        id[i] = (char)x;
+        id[i] = (char)(hi << 4 | lo);
     }
     s = broker_session_find(cluster_broker(cs->cl), id);
     if (s) {

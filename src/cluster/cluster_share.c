@@ -59,8 +59,7 @@ static int share_subject(const char *subj, char *out, size_t size)
 
     if (n < rl || strlen(CS_ROOT) + n - rl + 1 > size)
         return -1;
-    memcpy(out, CS_ROOT, strlen(CS_ROOT));
-    memcpy(out + strlen(CS_ROOT), subj + rl, n - rl + 1);
+    snprintf(out, size, "%s%s", CS_ROOT, subj + rl);
     return 0;
 }
 

@@ -292,14 +292,18 @@ void ocsp_loop_free(struct ocsp_loop *ol)
     pthread_mutex_lock(&oc->mu);
     while ((he = hashmap_next(&oc->map, &it)) != NULL) {
         struct entry *e = hashmap_item(he, struct entry, he);
-        struct ocsp_waiter *none = NULL;
+        struct ocsp_waiter *none = NULL, **pp = &e->waiters;
 
-        for (w = e->waiters; w != NULL; w = next) {
-            next = w->next;
-            if (w->ol == ol) {
-                unlink_waiter(w);
-                free(w);
+        /* drop this loop's waiters, keeping the others' links */
+        while ((w = *pp) != NULL) {
+            if (w->ol != ol) {
+                pp = &w->next;
+                continue;
             }
+            *pp = w->next;
+            if (w->next != NULL)
+                w->next->prev = w->prev;
+            free(w);
         }
         if (e->owner == ol) {
             struct ocsp_result res;

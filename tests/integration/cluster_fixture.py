@@ -5,6 +5,7 @@ messages, and ClusterCase, a TestCase that starts one NATS and three
 nodes and checks every node's exit and log in tearDown.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 from harness import Broker, Sub, free_port, pub
 
@@ -25,6 +27,7 @@ class Nats:
 
     def __init__(self, port=None, extra=None):
         self.port = port or free_port()
+        self.mport = free_port()  # monitoring (HTTP), for stream_messages
         self.dir = tempfile.mkdtemp(prefix="mqttd-nats-")
         self.extra = extra
         self.proc = None
@@ -39,6 +42,7 @@ class Nats:
                 f.write("listen: 127.0.0.1:%d\njetstream { store_dir: \"%s\" }\n%s"
                         % (self.port, self.dir, self.extra))
             cmd = [NATS, "-c", conf]
+        cmd += ["-m", str(self.mport)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
         # ready once it logs that it listens for clients
@@ -64,6 +68,28 @@ class Nats:
 
     def url(self):
         return "nats://127.0.0.1:%d" % self.port
+
+    def stream_messages(self, name):
+        """How many messages JetStream stream name holds now (0 when it
+        does not exist), from the server's monitoring endpoint."""
+        with urllib.request.urlopen(
+                "http://127.0.0.1:%d/jsz?accounts=true&streams=true"
+                % self.mport, timeout=5) as r:
+            jsz = json.load(r)
+        for acc in jsz.get("account_details") or []:
+            for st in acc.get("stream_detail") or []:
+                if st.get("name") == name:
+                    return st["state"]["messages"]
+        return 0
+
+    def wait_stream_messages(self, name, n, timeout=30.0):
+        """Until stream name holds at least n messages."""
+        deadline = time.monotonic() + timeout
+        while self.stream_messages(name) < n:
+            if time.monotonic() > deadline:
+                raise AssertionError("stream %s holds %d message(s), not %d"
+                                     % (name, self.stream_messages(name), n))
+            time.sleep(0.05)
 
 
 def node(nats_url, name, extra="sys_interval 1\n"):

@@ -58,10 +58,14 @@ class ClusterSessionTest(ClusterCase):
         # 20 QoS 1 messages on node 3 while it is away; a live subscriber
         # on node 2 shows they crossed NATS
         probe = self.sub(n2, ["-v", "-q", "1", "-t", "mv/#", "-t", "warm/+"])
-        warm_up(probe, n3.port, "warm/3")
+        stored = self.nats.stream_messages("MQTT_MSGS")
+        stored += warm_up(probe, n3.port, "warm/3")
         for i in range(20):
             pub_done(n3, ["-t", "mv/t", "-m", "m%02d" % i, "-q", "1"])
         probe.wait_for(r"^mv/t m19$")
+        # the stream stores them a moment after they cross (JetStream
+        # ingests asynchronously; docs/cluster.md): the session moves after
+        self.nats.wait_stream_messages("MQTT_MSGS", stored + 20)
         # back, on node 2: session present, the 20 in order
         m1, m2 = n1.mark(), n2.mark()
         raw = Raw(n2.port)
@@ -138,6 +142,7 @@ class ClusterSessionTest(ClusterCase):
         s.kill()
         n1.wait_log(r"offline session of away kept in MQTT_SESSIONS",
                     start=m1)
+        stored = self.nats.stream_messages("MQTT_MSGS")
         marks = [b.mark() for b in self.nodes]
         self.nats.stop()
         for b, m in zip(self.nodes, marks):
@@ -152,6 +157,9 @@ class ClusterSessionTest(ClusterCase):
             b.wait_log(r"connected to NATS", start=m)
             b.wait_log(r"stream MQTT_MSGS and bucket MQTT_SESSIONS ready",
                        start=m)
+        # node 2 flushes its buffer when it reconnects; the stream stores
+        # what it gets a moment later: the session moves after that
+        self.nats.wait_stream_messages("MQTT_MSGS", stored + 5)
         m3 = n3.mark()
         raw = Raw(n3.port)
         ack = raw.connect(client_id="away", clean=False)
