@@ -264,6 +264,10 @@ static void work_scan(void *arg)
         j->st = NATS_CONNECTION_CLOSED;
         return;
     }
+    /* (re)connected: the buckets may be new (a NATS store lost) */
+    kvStore_Destroy(w->wills_kv);
+    kvStore_Destroy(w->nodes_kv);
+    w->wills_kv = w->nodes_kv = NULL;
     j->st = ensure(w);
     if (j->st == NATS_OK) {
         snprintf(key, sizeof(key), "claim.%s", w->epoch);

@@ -29,7 +29,8 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from test_cluster import Nats  # noqa: E402
-from harness import Broker  # noqa: E402
+from harness import MQTTD, Broker  # noqa: E402
+import subprocess  # noqa: E402
 
 TIMEOUT_S = 3  # cluster_node_timeout
 WILL_DELAY = 7  # s, over TIMEOUT_S
@@ -255,6 +256,9 @@ class WillsTest(unittest.TestCase):
                 except AssertionError as e:
                     raise AssertionError("%s\n%s" % (e, self.dump()))
                 self.assertGreater(m[3], t_kill)
+                sys.stderr.write("%s on %s %.2f s after the kill\n"
+                                 % (t, s.c._client_id.decode(),
+                                    m[3] - t_kill))
                 self.assertLess(m[3] - t_kill, 15.0, t)
             g = s.wait_for("will/g")
             # counted from the last heartbeat (up to 1 s before the kill),
@@ -329,6 +333,22 @@ class WillsTest(unittest.TestCase):
         r.subscribe("will/#")
         self.assertTrue(r.wait_for("will/j", "J gone")[2])
         self.assertTrue(r.wait_for("will/k", "K gone")[2])
+
+
+class NodeTimeoutConfTest(unittest.TestCase):
+    def test_bad_values_are_file_line_errors(self):
+        for value, why in (("1", "too small"), ("3601", "too large"),
+                           ("abc", "expected an integer from 2 to 3600")):
+            b = Broker("threads 1\ncluster_nats nats://127.0.0.1:1\n"
+                       "cluster_node_timeout %s\n" % value)
+            r = subprocess.run([MQTTD, "-c", b.conf_path, "-t"],
+                               capture_output=True, text=True, timeout=30)
+            b.stop()
+            self.assertNotEqual(r.returncode, 0)
+            self.assertRegex(r.stderr, r"mqttd\.conf:5: .*cluster_node_timeout"
+                             r".*%s" % why if value != "abc" else
+                             r"mqttd\.conf:5: invalid value 'abc' for "
+                             r"'cluster_node_timeout'")
 
 
 if __name__ == "__main__":
