@@ -506,10 +506,9 @@ static void done_scan(void *arg)
               "here then (they may be published again when those clients "
               "go).",
               cluster_node(w->cl));
-    for (size_t i = 0; i < j->nepochs; i++) {
-        struct peer *p = peer_get(w, j->epochs[i], now);
-        (void)p; /* judged after the timeout unless heartbeats come */
-    }
+    /* judged after the timeout unless their heartbeats come */
+    for (size_t i = 0; i < j->nepochs; i++)
+        peer_get(w, j->epochs[i], now);
     job_free(j);
 }
 

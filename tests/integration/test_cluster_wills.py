@@ -15,6 +15,9 @@ a dead node"): one nats-server (-js) and three mqttd nodes.
     node), none by the survivors either, after the heartbeat timeout;
   - every node killed: a node started afterwards finds the records with no
     heartbeat and publishes them.
+  - NATS down for longer than the timeout, then back: no node is taken
+    for dead, no will;
+  - cluster_node_timeout out of range: FILE:LINE errors.
 """
 
 import os
@@ -196,16 +199,27 @@ class WillsTest(unittest.TestCase):
             pattern, self.nodes[0].log_text(), self.nodes[1].log_text()))
 
     def marker(self, subs, name):
-        """A message published after everything else, from nodes 1 and 2:
-        once it arrived, anything sent before it would have arrived too."""
+        """A message published after everything else, from nodes 1 and 2
+        (again until it arrives: after a NATS outage the other node may
+        not be back yet): once it arrived, anything sent before it would
+        have arrived too."""
         n1, n2, _ = self.nodes
         for b in (n1, n2):
-            p = Client(b.port, "mk-%s-%d" % (name, b.port))
-            p.c.publish("mark/" + name, str(b.port), qos=1).wait_for_publish()
-            p.close()
-        for s in subs:
-            for b in (n1, n2):
-                s.wait_for("mark/" + name, str(b.port))
+            deadline = time.monotonic() + 20
+            k = 0
+            while True:
+                k += 1
+                payload = "%d-%d" % (b.port, k)
+                p = Client(b.port, "mk-%s-%d-%d" % (name, b.port, k))
+                p.c.publish("mark/" + name, payload, qos=1).wait_for_publish()
+                p.close()
+                try:
+                    for s in subs:
+                        s.wait_for("mark/" + name, payload, timeout=1)
+                    break
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        raise
 
     def dump(self):
         return "\n".join("---- %s\n%s" % (b.port, b.log_text())
@@ -310,6 +324,32 @@ class WillsTest(unittest.TestCase):
             self.assertEqual(s.got("will/"), [])
         for b in (n1, n2):
             self.assertEqual(b.count(r"is gone \(no heartbeat"), 0)
+
+    def test_nats_outage_no_wills(self):
+        """An outage of NATS longer than the timeout is no death: the
+        nodes judge only after being connected for the timeout again."""
+        n1, n2, n3 = self.nodes
+        s1, s2 = self.subscribers()
+        self.client(n3, "L", will=("will/l", "L gone", 1, False))
+        self.client(n2, "M", v5=True, will=("will/m", "M gone", 1, False))
+        marks = [b.mark() for b in self.nodes]
+        self.nats.stop()
+        for i, b in enumerate(self.nodes):
+            b.wait_log(r"Cluster: node n%d lost its NATS connection" % (i + 1),
+                       start=marks[i])
+        time.sleep(TIMEOUT_S + 1)  # no heartbeat for longer than the timeout
+        marks = [b.mark() for b in self.nodes]
+        self.nats.start()
+        for i, b in enumerate(self.nodes):
+            b.wait_log(r"Cluster: node n%d connected to NATS" % (i + 1),
+                       start=marks[i])
+        time.sleep(TIMEOUT_S + 2)  # past the timeout, connected
+        self.marker((s1, s2), "end")
+        for s in (s1, s2):
+            self.assertEqual(s.got("will/"), [])
+        for b in self.nodes:
+            self.assertEqual(b.count(r"is gone \(no heartbeat"), 0,
+                             b.log_text())
 
     def test_all_killed_new_node_publishes(self):
         n1, n2, n3 = self.nodes
