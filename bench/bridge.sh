@@ -25,22 +25,12 @@ PORT=${PORT:-18960}
 LOAD=${BIN:-$HERE}/mqtt-load
 OUT=${OUT:-$(mktemp -d /tmp/bench-bridge-XXXXXX)}
 mkdir -p "$OUT"
-PIDS=()
-
-die() { echo "bridge.sh: $*" >&2; exit 2; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+NAME=bridge.sh
+. "$HERE/lib.sh"
 [ -x "$LOAD" ] || die "$LOAD not built (make -C bench)"
 [ -x "$MQTTD" ] || die "$MQTTD not found"
 [ -x "$MOSQUITTO" ] || die "$MOSQUITTO not found"
 command -v mosquitto_pub >/dev/null || die "mosquitto_pub not found"
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    PIDS=()
-}
-trap cleanup EXIT
 
 conf() { # file port [bridge-to-port qos]
     {
@@ -66,18 +56,6 @@ start() { # cmd conf log
     PIDS+=($!)
 }
 
-bridged() { # port-a port-b: a probe published on A arrives on B
-    local i got
-    for i in $(seq 1 50); do
-        got=$(mosquitto_sub -p "$2" -t mqtt-load/probe -C 1 -W 1 2>/dev/null &
-            sleep 0.2
-            mosquitto_pub -p "$1" -t mqtt-load/probe -m x 2>/dev/null
-            wait) || true
-        [ "$got" = x ] && return 0
-    done
-    return 1
-}
-
 results=$OUT/results.tsv
 : >"$results"
 one() { # kind qos rep
@@ -88,21 +66,14 @@ one() { # kind qos rep
     start "$cmd" "$OUT/$kind-b.conf" "$OUT/$kind-$qos-$rep-b.log"
     sleep 0.3
     start "$cmd" "$OUT/$kind-a.conf" "$OUT/$kind-$qos-$rep-a.log"
-    if ! bridged "$a" "$b"; then
+    if ! delivered "$a" "$b"; then
         log "$kind: the bridge did not come up (logs in $OUT)"
         cleanup
         return
     fi
-    if [ "$qos" = 0 ]; then
-        res=$("$LOAD" --quiet --port "$a" --sub-port "$b" --count "$COUNT" \
-            --window "$WINDOW" --pid "${PIDS[1]}" | grep '^RESULT' || true)
-    else
-        res=$("$LOAD" --quiet --port "$a" --sub-port "$b" --qos 1 \
-            --inflight "$INFLIGHT" --count "$((COUNT / 3))" \
-            --pid "${PIDS[1]}" | grep '^RESULT' || true)
-    fi
+    res=$(load "$qos" "$a" "$b" --pid "${PIDS[1]}")
     cleanup
-    rate=$(echo "$res" | tr ' ' '\n' | sed -n 's/^recv_rate=//p')
+    rate=$(field "$res" recv_rate)
     log "$kind qos$qos #$rep: recv_rate=${rate:-?} ${res#RESULT }"
     printf '%s\t%s\t%s\t%s\n' "$kind" "$qos" "$rep" "${rate:-0}" >>"$results"
 }
@@ -119,12 +90,7 @@ echo
 echo "| bridged, publisher on A -> subscriber on B | mqttd<->mqttd msg/s | mosquitto<->mosquitto msg/s | ratio |"
 echo "|---|---|---|---|"
 for qos in 0 1; do
-    awk -F'\t' -v q="$qos" '
-        function med(a, n,   i, j, t) {
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
-                if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
+    awk -F'\t' -v q="$qos" "$MEDIAN_AWK"'
         $2 == q && $1 == "mqttd" { m[++nm] = $4 }
         $2 == q && $1 == "mosquitto" { o[++no] = $4 }
         END {

@@ -25,22 +25,12 @@ PORT=${PORT:-18970}
 LOAD=${BIN:-$HERE}/mqtt-load
 OUT=${OUT:-$(mktemp -d /tmp/bench-cluster-XXXXXX)}
 mkdir -p "$OUT"
-PIDS=()
-
-die() { echo "cluster.sh: $*" >&2; exit 2; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+NAME=cluster.sh
+. "$HERE/lib.sh"
 [ -x "$LOAD" ] || die "$LOAD not built (make -C bench)"
 [ -x "$MQTTD" ] || die "$MQTTD not found"
 [ -x "$NATS" ] || die "$NATS not found"
 command -v mosquitto_pub >/dev/null || die "mosquitto_pub not found"
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    PIDS=()
-}
-trap cleanup EXIT
 
 conf() { # file port node-name|"" nats-port
     {
@@ -60,18 +50,6 @@ cpu() { # pid: utime+stime in clock ticks
     awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
-joined() { # port-a port-b: a probe published on A arrives on B
-    local i got
-    for i in $(seq 1 50); do
-        got=$(mosquitto_sub -p "$2" -t mqtt-load/probe -C 1 -W 1 2>/dev/null &
-            sleep 0.2
-            mosquitto_pub -p "$1" -t mqtt-load/probe -m x 2>/dev/null
-            wait) || true
-        [ "$got" = x ] && return 0
-    done
-    return 1
-}
-
 results=$OUT/results.tsv
 : >"$results"
 TCK=$(getconf CLK_TCK)
@@ -89,7 +67,7 @@ one() { # kind(single|cluster) qos rep
         "$MQTTD" -c "$OUT/b.conf" >"$OUT/$kind-$qos-$rep-b.log" 2>&1 &
         PIDS+=($!)
         brokers="${PIDS[1]} ${PIDS[2]}"
-        if ! joined "$a" "$b"; then
+        if ! delivered "$a" "$b"; then
             log "cluster: no cross-node delivery (logs in $OUT)"
             cleanup
             return
@@ -100,26 +78,19 @@ one() { # kind(single|cluster) qos rep
         PIDS+=($!)
         brokers="${PIDS[0]}"
         b=$a
-        joined "$a" "$a" || { log "single: not up"; cleanup; return; }
+        delivered "$a" "$a" || { log "single: not up"; cleanup; return; }
     fi
     c0=0
     for p in $brokers; do c0=$((c0 + $(cpu "$p"))); done
     [ "$kind" = cluster ] && n0=$(cpu "${PIDS[0]}")
-    if [ "$qos" = 0 ]; then
-        res=$("$LOAD" --quiet --port "$a" --sub-port "$b" --count "$COUNT" \
-            --window "$WINDOW" | grep '^RESULT' || true)
-    else
-        res=$("$LOAD" --quiet --port "$a" --sub-port "$b" --qos 1 \
-            --inflight "$INFLIGHT" --count "$((COUNT / 3))" |
-            grep '^RESULT' || true)
-    fi
+    res=$(load "$qos" "$a" "$b")
     c1=0
     for p in $brokers; do c1=$((c1 + $(cpu "$p"))); done
     [ "$kind" = cluster ] && n1=$(cpu "${PIDS[0]}")
     cleanup
     rm -rf "$OUT/js"
-    rate=$(echo "$res" | tr ' ' '\n' | sed -n 's/^recv_rate=//p')
-    recv=$(echo "$res" | tr ' ' '\n' | sed -n 's/^recv=//p')
+    rate=$(field "$res" recv_rate)
+    recv=$(field "$res" recv)
     log "$kind qos$qos #$rep: ${res#RESULT }"
     # us of broker CPU (both nodes) and of nats-server per delivered message
     awk -v k="$kind" -v q="$qos" -v r="$rep" -v rate="${rate:-0}" \
@@ -142,12 +113,7 @@ echo
 echo "| publisher -> subscriber | msg/s single node | msg/s across 2 nodes | ratio | broker CPU us/msg single | broker CPU us/msg cluster (both nodes) | nats-server CPU us/msg |"
 echo "|---|---|---|---|---|---|---|"
 for qos in 0 1; do
-    awk -F'\t' -v q="$qos" '
-        function med(a, n,   i, j, t) {
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
-                if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
+    awk -F'\t' -v q="$qos" "$MEDIAN_AWK"'
         $2 == q && $1 == "single" { s[++ns] = $4; sc[ns] = $5 }
         $2 == q && $1 == "cluster" { c[++nc] = $4; cc[nc] = $5; nn[nc] = $6 }
         END {

@@ -17,59 +17,17 @@ for callgrind_annotate. CERTDIR from certs/mkcerts.sh (-t rsa: RSA-2048).
 """
 import glob
 import os
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 
-CONNECT = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04" + b"bnch"
-SUBSCRIBE = b"\x82\x08\x00\x01\x00\x03a/b\x00"
-DISCONNECT = b"\xe0\x00"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port):
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("broker did not listen on %d" % port)
-
-
-def recv_n(s, n):
-    b = b""
-    while len(b) < n:
-        d = s.recv(n - len(b))
-        if not d:
-            raise RuntimeError("closed")
-        b += d
-    return b
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tlsbench import free_port, one as one_conn, wait_port  # noqa: E402
 
 
 def one(ctx, port, session=None):
-    raw = socket.create_connection(("127.0.0.1", port))
-    s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
-    s.sendall(CONNECT)
-    if recv_n(s, 4)[:1] != b"\x20":
-        raise RuntimeError("no CONNACK")
-    s.sendall(SUBSCRIBE)
-    if recv_n(s, 5)[:1] != b"\x90":
-        raise RuntimeError("no SUBACK")
-    s.sendall(DISCONNECT)
-    sess, reused = s.session, s.session_reused
-    s.close()
-    return sess, reused
+    return one_conn(ctx, port, session, subscribe=True)
 
 
 def total_ir(path):

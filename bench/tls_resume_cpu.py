@@ -14,52 +14,13 @@ Broker CPU is read from /proc/PID/stat (utime + stime) around each phase.
 The client runs in this process (Python ssl); only the broker is measured.
 """
 import os
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 
-CONNECT = (b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04" + b"bnch")
-DISCONNECT = b"\xe0\x00"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_port(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("broker did not listen on %d" % port)
-
-
-def one(ctx, port, session=None):
-    raw = socket.create_connection(("127.0.0.1", port))
-    s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
-    s.sendall(CONNECT)
-    ack = s.recv(4)  # CONNACK; TLS 1.3 tickets were read before it
-    if ack[:1] != b"\x20":
-        raise RuntimeError("no CONNACK: %r" % ack)
-    s.sendall(DISCONNECT)
-    sess, reused = s.session, s.session_reused
-    s.close()
-    return sess, reused
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tlsbench import cpu, free_port, one, wait_port  # noqa: E402
 
 
 def phase(pid, ctx, port, n, session=None):

@@ -114,35 +114,45 @@ static void pub_hook(void *ud, const struct msg *m)
 
 /* ---- NATS -> this node's subscribers ----------------------------------- */
 
-static void take_one(struct cluster *cl, natsMsg *nm)
+struct msg *cluster_msg_in(const char *subject, natsMsg *nm, char *topic,
+                           size_t cap, const char **why)
 {
-    const char *s = natsMsg_GetSubject(nm), *why = NULL;
     int len = natsMsg_GetDataLength(nm), tl;
     struct cluster_wire_msg w;
-    struct msg *m;
+
+    *why = NULL;
+    tl = cluster_wire_topic(subject, strlen(subject), topic, cap);
+    if (tl < 0) {
+        *why = "not an MQTT topic's subject";
+        return NULL;
+    }
+    if (len < 0 || cluster_wire_decode((const uint8_t *)natsMsg_GetData(nm),
+                                       (size_t)len, &w, why) < 0) {
+        *why = *why ? *why : "no data";
+        return NULL;
+    }
+    if (msg_expired(&(struct msg){.expiry_at = w.expiry_at},
+                    (int64_t)time(NULL)))
+        return NULL;
+    return msg_new(topic, (size_t)tl, w.props, w.props_len, w.payload,
+                   w.payload_len, w.qos, w.retain, w.expiry_at);
+}
+
+static void take_one(struct cluster *cl, natsMsg *nm)
+{
+    const char *s = natsMsg_GetSubject(nm), *why;
+    struct msg *m = cluster_msg_in(s, nm, cl->topic, sizeof(cl->topic), &why);
     unsigned sup;
 
-    tl = cluster_wire_topic(s, strlen(s), cl->topic, sizeof(cl->topic));
-    if (tl < 0)
-        why = "not an MQTT topic's subject";
-    else if (len < 0 ||
-             cluster_wire_decode((const uint8_t *)natsMsg_GetData(nm),
-                                 (size_t)len, &w, &why) < 0)
-        why = why ? why : "no data";
-    if (why != NULL) {
-        if (log_ratelimit_ok(&cl->in_rl, 5, 10.0, &sup))
+    if (m == NULL) {
+        if (why != NULL && log_ratelimit_ok(&cl->in_rl, 5, 10.0, &sup))
             LOG_W(cl->log,
                   "Cluster: NATS message on '%.200s' ignored: %s (%u similar "
                   "lines suppressed).",
                   s, why, sup);
         return;
     }
-    if (msg_expired(&(struct msg){.expiry_at = w.expiry_at},
-                    (int64_t)time(NULL)))
-        return;
-    m = msg_new(cl->topic, (size_t)tl, w.props, w.props_len, w.payload,
-                w.payload_len, w.qos, w.retain, w.expiry_at);
-    if (w.retain)
+    if (m->retain)
         cluster_retain_remote(cl->retain, m);
     broker_publish_remote(cl->b, m);
     msg_unref(m);

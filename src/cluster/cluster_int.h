@@ -19,6 +19,7 @@
 
 struct broker;
 struct cluster;
+struct msg;
 struct cluster_work;
 struct ev_loop;
 struct log;
@@ -54,5 +55,15 @@ natsSubscription *cluster_subscribe(struct cluster *cl, const char *subject,
 /* cluster_unsubscribe: stop and destroy a cluster_subscribe
  * subscription (loop thread). Accepts NULL. */
 void cluster_unsubscribe(struct cluster *cl, natsSubscription *sub);
+
+/*
+ * cluster_msg_in: the MQTT message a NATS message carries: subject is a
+ * topic's subject under CLUSTER_WIRE_ROOT (cluster_wire.h), the data its
+ * envelope. The topic is decoded into topic[cap] (the message refers to
+ * it only while it is built). Returns a new message (one reference), or
+ * NULL: *why says why it is not one (NULL when it simply expired).
+ */
+struct msg *cluster_msg_in(const char *subject, natsMsg *nm, char *topic,
+                           size_t cap, const char **why);
 
 #endif

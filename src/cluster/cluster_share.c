@@ -118,37 +118,26 @@ void cluster_share_publish(struct cluster_share *cs, const struct msg *m,
 
 static void take_one(struct cluster_share *cs, struct cs_group *g, natsMsg *nm)
 {
-    const char *s = natsMsg_GetSubject(nm), *why = NULL;
+    const char *s = natsMsg_GetSubject(nm),
+               *why = "not an MQTT topic's subject";
     size_t sl = strlen(s), rl = strlen(CS_ROOT);
-    int len = natsMsg_GetDataLength(nm), tl = -1;
-    struct cluster_wire_msg w;
-    struct msg *m;
+    struct msg *m = NULL;
     unsigned sup;
 
     /* back to the topic's subject: "mqtt" + the rest */
     if (sl > rl && sl < sizeof(cs->subj) && memcmp(s, CS_ROOT, rl) == 0) {
         memcpy(cs->subj, CLUSTER_WIRE_ROOT, rl - 1);
         memcpy(cs->subj + rl - 1, s + rl, sl - rl + 1);
-        tl = cluster_wire_topic(cs->subj, sl - 1, cs->topic, sizeof(cs->topic));
+        m = cluster_msg_in(cs->subj, nm, cs->topic, sizeof(cs->topic), &why);
     }
-    if (tl < 0)
-        why = "not an MQTT topic's subject";
-    else if (len < 0 ||
-             cluster_wire_decode((const uint8_t *)natsMsg_GetData(nm),
-                                 (size_t)len, &w, &why) < 0)
-        why = why ? why : "no data";
-    if (why != NULL) {
-        if (log_ratelimit_ok(&cs->rl, 5, 10.0, &sup))
+    if (m == NULL) {
+        if (why != NULL && log_ratelimit_ok(&cs->rl, 5, 10.0, &sup))
             LOG_W(cluster_log(cs->cl),
                   "Cluster: shared NATS message on '%.200s' ignored: %s (%u "
                   "similar lines suppressed).",
                   s, why, sup);
         return;
     }
-    if (w.expiry_at && w.expiry_at <= (int64_t)time(NULL))
-        return;
-    m = msg_new(cs->topic, (size_t)tl, w.props, w.props_len, w.payload,
-                w.payload_len, w.qos, w.retain, w.expiry_at);
     if (!broker_publish_share(cluster_broker(cs->cl), g->key, g->key_len, m) &&
         log_ratelimit_ok(&cs->rl, 5, 10.0, &sup))
         LOG_N(cluster_log(cs->cl),

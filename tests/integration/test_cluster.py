@@ -12,112 +12,15 @@ three mqttd nodes and one real nats-server (-js) on free loopback ports.
 """
 
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Broker, Sub, free_port, pub, pub_done  # noqa: E402
-
-NATS = shutil.which("nats-server") or "/usr/bin/nats-server"
-
-
-class Nats:
-    """One nats-server child with JetStream on a free port."""
-
-    def __init__(self, port=None):
-        self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="mqttd-nats-")
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [NATS, "-a", "127.0.0.1", "-p", str(self.port), "-js",
-             "-sd", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        # ready once it logs that it listens for clients
-        for line in self.proc.stderr:
-            if "Server is ready" in line:
-                break
-        else:
-            raise AssertionError("nats-server did not start")
-        # keep reading its log so that a full pipe never stalls it
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        if self.proc and self.proc.stderr:
-            self.proc.stderr.close()
-
-    def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def url(self):
-        return "nats://127.0.0.1:%d" % self.port
+from harness import Sub, pub, pub_done  # noqa: E402
+from cluster_fixture import ClusterCase, Nats, node, warm_up  # noqa: E402
 
 
-def node(nats_url, name):
-    # threads 1 stated: cluster mode needs it, and the MQTTD_THREADS runs
-    # of the suite leave a configuration that sets threads alone
-    return Broker("threads 1\ncluster_nats %s\ncluster_node_name %s\n"
-                  "sys_interval 1\n" % (nats_url, name))
-
-
-def warm_up(sub, from_port, topic, timeout=15.0):
-    """Publish on from_port until sub (on another node) sees topic: the
-    NATS subscriptions of both nodes are in place. Returns the number of
-    warm-up messages sent."""
-    deadline = time.monotonic() + timeout
-    n = 0
-    while time.monotonic() < deadline:
-        n += 1
-        pub(from_port, ["-t", topic, "-m", "w%d" % n])
-        try:
-            sub.wait_for(r"^%s w" % topic, timeout=0.3)
-            return n
-        except AssertionError:
-            continue
-    raise AssertionError("no cross-node delivery on %s within %.0f s"
-                         % (topic, timeout))
-
-
-class ClusterTest(unittest.TestCase):
-    def setUp(self):
-        self.nats = Nats().start()
-        self.nodes = [node(self.nats.url(), "n%d" % i).start()
-                      for i in (1, 2, 3)]
-        for b in self.nodes:
-            b.wait_log(r"Cluster: node n\d connected to NATS")
-        self.subs = []
-
-    def tearDown(self):
-        for s in self.subs:
-            s.kill()
-        for b in self.nodes:
-            alive = b.alive()
-            log = b.log_text()
-            rc = b.stop()
-            self.assertTrue(alive, "mqttd died:\n" + log)
-            self.assertEqual(rc, 0, "exit status %r; log:\n%s" % (rc, log))
-            self.assertNotIn("ERROR: AddressSanitizer", log)
-            self.assertNotIn("runtime error:", log)
-            self.assertNotIn("LeakSanitizer", log)
-        self.nats.cleanup()
-
-    def sub(self, b, args):
-        s = Sub(b.port, args, timeout=30)
-        self.subs.append(s)
-        s.ready()
-        return s
-
+class ClusterTest(ClusterCase):
     def test_cross_node_exactly_once(self):
         n1, n2, n3 = self.nodes
         topics = ["c/plain", "c//empty", "c/a.b", "c/with space", "c/*",

@@ -11,15 +11,12 @@ from a TempPki), and one with user/password authorization:
 """
 
 import os
-import subprocess
 import sys
-import tempfile
-import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Broker, Sub, TempPki, free_port, pub  # noqa: E402
-from test_cluster import NATS, warm_up  # noqa: E402
+from harness import Broker, Sub, TempPki, pub  # noqa: E402
+from cluster_fixture import Nats, node, warm_up  # noqa: E402
 
 PKI = TempPki()
 setUpModule = PKI.make
@@ -27,52 +24,16 @@ tearDownModule = PKI.remove
 PASSWORD = "s3cr3t-Pa55-word"
 
 
-class NatsConf:
-    """A nats-server started from a configuration file (TLS, auth)."""
-
-    def __init__(self, extra):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="mqttd-nats-")
-        self.conf = os.path.join(self.dir, "nats.conf")
-        with open(self.conf, "w") as f:
-            f.write("listen: 127.0.0.1:%d\njetstream { store_dir: \"%s\" }\n%s"
-                    % (self.port, self.dir, extra))
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([NATS, "-c", self.conf],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        for line in self.proc.stderr:
-            if "Server is ready" in line:
-                break
-        else:
-            raise AssertionError("nats-server did not start")
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
-        return self
-
-    def cleanup(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-        subprocess.run(["rm", "-rf", self.dir], check=False)
-
-
 def tls_nats():
-    return NatsConf(
+    return Nats(extra=(
         "tls {\n cert_file: \"%s\"\n key_file: \"%s\"\n ca_file: \"%s\"\n"
         " verify: true\n}\n" % (PKI.path("server.crt"), PKI.path("server.key"),
-                                PKI.path("ca.crt"))).start()
+                                PKI.path("ca.crt")))).start()
 
 
 def auth_nats():
-    return NatsConf("authorization {\n user: mq\n password: \"%s\"\n}\n"
-                    % PASSWORD).start()
-
-
-def node(url, name, keys):
-    return Broker("threads 1\ncluster_nats %s\ncluster_node_name %s\n%s"
-                  % (url, name, keys))
+    return Nats(extra="authorization {\n user: mq\n password: \"%s\"\n}\n"
+                % PASSWORD).start()
 
 
 class Base(unittest.TestCase):

@@ -15,14 +15,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import paho.mqtt.client as mqtt  # noqa: E402
-from test_cluster import Nats, node  # noqa: E402
-from harness import Broker  # noqa: E402
-
-
-def owner_node(nats_url, name):
-    # debug log lines: the test waits for "client id X claimed"
-    return Broker("threads 1\ncluster_nats %s\ncluster_node_name %s\n"
-                  "log_type all\n" % (nats_url, name))
+from cluster_fixture import ClusterCase  # noqa: E402
 
 
 class Client:
@@ -59,28 +52,9 @@ class Client:
         self.c.loop_stop()
 
 
-class OwnerTest(unittest.TestCase):
-    def setUp(self):
-        self.nats = Nats().start()
-        self.nodes = [owner_node(self.nats.url(), "n%d" % i).start()
-                      for i in (1, 2, 3)]
-        for b in self.nodes:
-            b.wait_log(r"Cluster: node n\d connected to NATS")
-        self.clients = []
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-        for b in self.nodes:
-            alive = b.alive()
-            log = b.log_text()
-            rc = b.stop()
-            self.assertTrue(alive, "mqttd died:\n" + log)
-            self.assertEqual(rc, 0, "exit status %r; log:\n%s" % (rc, log))
-            self.assertNotIn("ERROR: AddressSanitizer", log)
-            self.assertNotIn("runtime error:", log)
-            self.assertNotIn("LeakSanitizer", log)
-        self.nats.cleanup()
+class OwnerTest(ClusterCase):
+    # debug log lines: the test waits for "client id X claimed"
+    NODE_EXTRA = "log_type all\n"
 
     def connect(self, b, cid, v5=True):
         m = b.mark()

@@ -23,8 +23,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Sub, pub_done  # noqa: E402
-from test_cluster import Nats, node, warm_up  # noqa: E402
+from harness import pub_done  # noqa: E402
+from cluster_fixture import ClusterCase, warm_up  # noqa: E402
 from test_interop_paho import V5, Client  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
@@ -83,46 +83,10 @@ def await_stream(port, subject, present, timeout=15.0):
                             timeout, r))
 
 
-class ClusterRetainTest(unittest.TestCase):
-    def setUp(self):
-        self.nats = Nats().start()
-        self.nodes = []
-        self.subs = []
-        self.clients = []
-        for i in (1, 2, 3):
-            self.start_node("n%d" % i)
-
-    def start_node(self, name):
-        b = node(self.nats.url(), name).start()
-        self.nodes.append(b)
-        b.wait_log(r"Cluster: node %s connected to NATS" % name)
-        # the cache is loaded from the stream once connected
-        b.wait_log(r"Cluster: \d+ retained message\(s\) loaded")
-        return b
-
-    def tearDown(self):
-        for s in self.subs:
-            s.kill()
-        for c in self.clients:
-            c.disconnect()
-        for b in self.nodes:
-            alive = b.alive()
-            log = b.log_text()
-            rc = b.stop()
-            self.assertTrue(alive, "mqttd died:\n" + log)
-            self.assertEqual(rc, 0, "exit status %r; log:\n%s" % (rc, log))
-            self.assertNotIn("ERROR: AddressSanitizer", log)
-            self.assertNotIn("runtime error:", log)
-            self.assertNotIn("LeakSanitizer", log)
-            self.assertNotIn("not loaded from MQTT_RETAIN", log)
-            self.assertNotIn("the cluster store MQTT_RETAIN", log)
-        self.nats.cleanup()
-
-    def sub(self, b, args, timeout=30):
-        s = Sub(b.port, args, timeout=timeout)
-        self.subs.append(s)
-        s.ready()
-        return s
+class ClusterRetainTest(ClusterCase):
+    # the cache is loaded from the stream once connected
+    READY = (r"Cluster: \d+ retained message\(s\) loaded",)
+    FORBIDDEN = ("not loaded from MQTT_RETAIN", "the cluster store MQTT_RETAIN")
 
     def retained_seen(self, b, filt, marker):
         """A new subscriber on b to filt: the retained messages it gets

@@ -21,7 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Raw, Sub, packet, pub_done  # noqa: E402
-from test_cluster import Nats, node, warm_up  # noqa: E402
+from cluster_fixture import ClusterCase, warm_up  # noqa: E402
 
 
 def read_publish(raw):
@@ -42,35 +42,8 @@ def read_publish(raw):
     return topic, rest.decode(), qos, pid
 
 
-class ClusterSessionTest(unittest.TestCase):
-    def setUp(self):
-        self.nats = Nats().start()
-        self.nodes = [node(self.nats.url(), "n%d" % i).start()
-                      for i in (1, 2, 3)]
-        for b in self.nodes:
-            b.wait_log(r"Cluster: node n\d connected to NATS")
-            b.wait_log(r"stream MQTT_MSGS and bucket MQTT_SESSIONS ready")
-        self.subs = []
-
-    def tearDown(self):
-        for s in self.subs:
-            s.kill()
-        for b in self.nodes:
-            alive = b.alive()
-            log = b.log_text()
-            rc = b.stop()
-            self.assertTrue(alive, "mqttd died:\n" + log)
-            self.assertEqual(rc, 0, "exit status %r; log:\n%s" % (rc, log))
-            self.assertNotIn("ERROR: AddressSanitizer", log)
-            self.assertNotIn("runtime error:", log)
-            self.assertNotIn("LeakSanitizer", log)
-        self.nats.cleanup()
-
-    def sub(self, b, args):
-        s = Sub(b.port, args, timeout=30)
-        self.subs.append(s)
-        s.ready()
-        return s
+class ClusterSessionTest(ClusterCase):
+    READY = (r"stream MQTT_MSGS and bucket MQTT_SESSIONS ready",)
 
     def test_session_moves_between_nodes(self):
         n1, n2, n3 = self.nodes

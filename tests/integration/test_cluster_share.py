@@ -14,41 +14,15 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Sub, pub, pub_done  # noqa: E402
-from test_cluster import Nats, node, warm_up  # noqa: E402
+from harness import pub, pub_done  # noqa: E402
+from cluster_fixture import ClusterCase, warm_up  # noqa: E402
 
 GROUP = "$share/g/s/#"
 
 
-class ClusterShareTest(unittest.TestCase):
-    def setUp(self):
-        self.nats = Nats().start()
-        self.nodes = [node(self.nats.url(), "n%d" % i).start()
-                      for i in (1, 2, 3)]
-        for b in self.nodes:
-            b.wait_log(r"Cluster: node n\d connected to NATS")
-        self.subs = []
-
-    def tearDown(self):
-        for s in self.subs:
-            s.kill()
-        for b in self.nodes:
-            alive = b.alive()
-            log = b.log_text()
-            rc = b.stop()
-            self.assertTrue(alive, "mqttd died:\n" + log)
-            self.assertEqual(rc, 0, "exit status %r; log:\n%s" % (rc, log))
-            self.assertNotIn("ERROR: AddressSanitizer", log)
-            self.assertNotIn("runtime error:", log)
-            self.assertNotIn("LeakSanitizer", log)
-            self.assertNotIn("not joined on NATS", log)
-        self.nats.cleanup()
-
-    def sub(self, b, args):
-        s = Sub(b.port, args, timeout=60)
-        self.subs.append(s)
-        s.ready()
-        return s
+class ClusterShareTest(ClusterCase):
+    FORBIDDEN = ("not joined on NATS",)
+    SUB_TIMEOUT = 60
 
     @staticmethod
     def lines(s, prefix):
