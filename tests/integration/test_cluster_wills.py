@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from test_cluster import Nats  # noqa: E402
+from cluster_fixture import Nats  # noqa: E402
 from harness import MQTTD, Broker  # noqa: E402
 import subprocess  # noqa: E402
 
