@@ -196,6 +196,32 @@ void broker_set_connect_hook(struct broker *b,
                              void *ud);
 
 /*
+ * broker_set_will_hook: cluster mode (threads 1): fn(ud, client_id, will,
+ * delay, due) is called on the loop each time the will that the session
+ * of client_id holds changes (arguments borrowed). will non-NULL: the
+ * session holds this will; delay: the seconds it waits once the client is
+ * gone (the Will Delay Interval capped by the session expiry, 0 when the
+ * session ends with the connection); due: 0 while the client is
+ * connected, else the Unix time the pending delayed will is due. will
+ * NULL: the session no longer holds a will (published, discarded, or the
+ * session ended). fn NULL: off (the default).
+ */
+void broker_set_will_hook(struct broker *b,
+                          void (*fn)(void *ud, const char *client_id,
+                                     const struct msg *will, uint32_t delay,
+                                     int64_t due),
+                          void *ud);
+
+/*
+ * broker_publish_orphan_will: cluster mode: publish m, the will of a
+ * client of a node that died (its write ACL was checked there at
+ * CONNECT), as this node's own will: retained store, this node's
+ * subscribers, then the publish hook (the other nodes). Takes no
+ * ownership. Returns false when called from inside delivery.
+ */
+bool broker_publish_orphan_will(struct broker *b, struct msg *m);
+
+/*
  * broker_take_over: client id 'id' connected to another node (cluster
  * mode): close its connection here as a local takeover does (v5:
  * DISCONNECT 0x8E Session taken over; v3: closed). Its will is published

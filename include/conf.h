@@ -215,6 +215,8 @@ struct conf {
     char *cluster_nats_credentials; /* a NATS .creds file (JWT + nkey) */
     uint32_t cluster_msgs_max_age;   /* MQTT_MSGS stream: seconds */
     uint64_t cluster_msgs_max_bytes; /* MQTT_MSGS stream: bytes */
+    /* seconds without heartbeat before a node is dead (cluster_wills.c) */
+    uint32_t cluster_node_timeout;
     /* WebSockets: bytes of an upgrade request head; 0 = default (4096) */
     uint32_t websockets_headers_size;
 };

@@ -411,6 +411,7 @@ void broker_publish_will(struct broker *b, struct session *s)
     s->will_at = 0;
     if (w == NULL)
         return;
+    broker_will_changed(b, s);
     if (msg_expired(w, (int64_t)time(NULL))) {
         msg_unref(w);
         return;
@@ -806,6 +807,62 @@ void broker_set_publish_hook(struct broker *b,
 {
     b->pub_hook = fn;
     b->pub_hook_ud = ud;
+}
+
+void broker_will_changed(struct broker *b, struct session *s)
+{
+    uint32_t d = s->will_delay;
+    int64_t due = 0;
+
+    if (b->will_hook == NULL)
+        return;
+    if (s->will == NULL) {
+        b->will_hook(b->will_hook_ud, s->client_id, NULL, 0, 0);
+        return;
+    }
+    /* as client_close schedules it [MQTT-3.1.3-9] */
+    if (s->expiry == 0)
+        d = 0;
+    else if (s->expiry < d)
+        d = s->expiry;
+    if (s->will_at > 0)
+        due = (int64_t)time(NULL) + (int64_t)(s->will_at - ev_now(b->loop));
+    b->will_hook(b->will_hook_ud, s->client_id, s->will, d, due);
+}
+
+void broker_set_will_hook(struct broker *b,
+                          void (*fn)(void *ud, const char *client_id,
+                                     const struct msg *will, uint32_t delay,
+                                     int64_t due),
+                          void *ud)
+{
+    b->will_hook = fn;
+    b->will_hook_ud = ud;
+}
+
+bool broker_publish_orphan_will(struct broker *b, struct msg *m)
+{
+    size_t nt;
+
+    if (b->routing) {
+        LOG_W(b->log, "Nested publish on '%s' refused (internal error).",
+              m->topic);
+        return false;
+    }
+    if (m->retain) {
+        b->st.changes++;
+        if (retain_set(b->retain, m, b->conf->max_retained_messages,
+                       b->conf->max_retained_bytes) != 0)
+            b->st.limit_hits++;
+    }
+    b->st.pub_msgs_received++;
+    b->routing = true;
+    nt = route_collect(b, NULL, m);
+    route_deliver(b, NULL, m, nt, false);
+    b->routing = false;
+    if (b->pub_hook)
+        b->pub_hook(b->pub_hook_ud, m);
+    return true;
 }
 
 void broker_set_connect_hook(struct broker *b,

@@ -126,6 +126,10 @@ struct broker {
     /* cluster mode: a client was accepted (CONNACK 0 sent) */
     void (*conn_hook)(void *ud, const char *client_id);
     void *conn_hook_ud;
+    /* cluster mode: the will a session holds changed (broker_set_will_hook) */
+    void (*will_hook)(void *ud, const char *client_id, const struct msg *will,
+                      uint32_t delay, int64_t due);
+    void *will_hook_ud;
     /* cluster mode: persistent sessions across nodes */
     const struct broker_sess_hooks *sess_hooks;
     void *sess_hooks_ud;
@@ -203,6 +207,10 @@ void broker_unpause(struct broker *b, struct client *c);
 /* broker_publish_will: publish s's will now (write ACL checked, retained
  * when flagged) and clear it. */
 void broker_publish_will(struct broker *b, struct session *s);
+
+/* broker_will_changed: tell the will hook (if any) what s's will is now
+ * (after a change of s->will or s->will_at). */
+void broker_will_changed(struct broker *b, struct session *s);
 
 /* broker_defer_ack / broker_drop_acks: hold a PUBACK/PUBREC (reason rc)
  * until the next durable save (broker_flush_acks); forget a closing

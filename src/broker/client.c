@@ -1627,11 +1627,12 @@ static void client_on_close(void *ud, struct conn *conn, const char *reason)
         if (s->will && (!c->clean_disconnect || c->send_will)) {
             /* [MQTT-3.1.3-9]: after the Will Delay Interval, or when the
              * session ends, whichever comes first */
-            if (s->will_delay > 0 && s->expiry > 0)
+            if (s->will_delay > 0 && s->expiry > 0) {
                 s->will_at = s->offline_since +
                              (double)(s->will_delay < s->expiry ? s->will_delay
                                                                 : s->expiry);
-            else
+                broker_will_changed(b, s);
+            } else
                 broker_publish_will(b, s);
         } else {
             session_will_set(s, NULL, 0);

@@ -75,7 +75,11 @@ void session_free(struct session *s)
         qitem_clear(&s->q[(s->q_head + i) % s->q_cap]);
     free(s->q);
     free(s->rx_qos2);
-    msg_unref(s->will);
+    if (s->will) {
+        msg_unref(s->will);
+        s->will = NULL;
+        broker_will_changed(s->b, s);
+    }
     free(s->username);
     free(s->client_id);
     free(s);
@@ -83,10 +87,14 @@ void session_free(struct session *s)
 
 void session_will_set(struct session *s, struct msg *will, uint32_t delay)
 {
+    bool had = s->will != NULL;
+
     msg_unref(s->will);
     s->will = will;
     s->will_delay = delay;
     s->will_at = 0;
+    if (had || will)
+        broker_will_changed(s->b, s);
 }
 
 /* ---- the session's own subscriptions -----------------------------------

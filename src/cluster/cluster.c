@@ -20,6 +20,7 @@
 #include "cluster_sess.h"
 #include "cluster_share.h"
 #include "cluster_wire.h"
+#include "cluster_wills.h"
 #include "cluster_work.h"
 #include "conf.h"
 #include "log.h"
@@ -50,6 +51,7 @@ struct cluster {
     struct cluster_retain *retain; /* retained messages cluster-wide */
     struct cluster_share *share;   /* $share groups across nodes */
     struct cluster_sess *sess;     /* JetStream, sessions across nodes */
+    struct cluster_wills *wills;   /* wills of dead nodes */
     ev_timer status;               /* logs connection changes */
     natsConnStatus last;
     char lasterr[256];     /* the last connect error logged (status_cb) */
@@ -478,6 +480,7 @@ struct cluster *cluster_new(struct ev_loop *loop, struct broker *b,
     broker_set_publish_hook(b, pub_hook, cl);
     cl->owner = cluster_owner_new(cl);
     cl->sess = cluster_sess_new(cl);
+    cl->wills = cluster_wills_new(cl, cluster_owner_epoch(cl->owner));
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return cl;
 fail:
@@ -502,6 +505,7 @@ void cluster_free(struct cluster *cl)
     ev_ref(cl->loop);
     ev_timer_stop(cl->loop, &cl->status);
     /* closed first: jobs still queued fail at once (cluster_work.h) */
+    cluster_wills_free(cl->wills); /* before the owner: uses its epoch */
     cluster_owner_free(cl->owner);
     natsConnection_Close(cl->nc);
     cluster_work_free(cl->work);

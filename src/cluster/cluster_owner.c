@@ -282,6 +282,11 @@ struct cluster_owner *cluster_owner_new(struct cluster *cl)
     return o;
 }
 
+const char *cluster_owner_epoch(const struct cluster_owner *o)
+{
+    return o->epoch;
+}
+
 void cluster_owner_free(struct cluster_owner *o)
 {
     if (o == NULL)

@@ -21,6 +21,10 @@ struct cluster_owner;
  * subscribe, hook the broker's accepted connections. Loop thread. */
 struct cluster_owner *cluster_owner_new(struct cluster *cl);
 
+/* cluster_owner_epoch: this process's epoch (16 hex digits), the first
+ * field of every claim it writes (borrowed, lives as long as o). */
+const char *cluster_owner_epoch(const struct cluster_owner *o);
+
 /* cluster_owner_free: unhook and free; call before the worker is freed
  * (jobs in flight keep nothing of it). Accepts NULL. */
 void cluster_owner_free(struct cluster_owner *o);

@@ -1694,6 +1694,7 @@ static const struct key keys[] = {
     FN("cluster_nats_password", h_cluster_opt, SC_GLOBAL),
     FN("cluster_nats_user", h_cluster_opt, SC_GLOBAL),
     FN("cluster_node_name", h_cluster_node_name, SC_GLOBAL),
+    INTG("cluster_node_timeout", K_U32, cluster_node_timeout, 2, 3600),
     INTG("connect_timeout", K_U32, connect_timeout, 1, 65535),
     BRIDGE("connection"),
     BOOLG("connection_messages", connection_messages),
@@ -2421,6 +2422,7 @@ static struct conf_priv *conf_new(void)
     c->connect_timeout = 10;
     c->cluster_msgs_max_age = 86400;
     c->cluster_msgs_max_bytes = 1024u << 20;
+    c->cluster_node_timeout = 3;
     c->persistent_client_expiration = 0;
     c->log_types = LOG_DEFAULT_TYPES;
     c->log_dests = LOGD_STDERR;
