@@ -15,8 +15,10 @@
  */
 #include "cluster_wills.h"
 
+#include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <nats/nats.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -170,6 +172,40 @@ struct rec_fields {
     size_t env_len;
 };
 
+/* next_u64: the decimal number at *p followed by a space or the end, at
+ * most max; advances *p past it and the space */
+static bool next_u64(const char **p, unsigned long long max,
+                     unsigned long long *out)
+{
+    char *end;
+
+    if (**p < '0' || **p > '9')
+        return false;
+    errno = 0;
+    *out = strtoull(*p, &end, 10);
+    if (errno != 0 || *out > max || (*end != ' ' && *end != '\0'))
+        return false;
+    *p = *end == ' ' ? end + 1 : end;
+    return true;
+}
+
+/* head_numbers: "W1 DELAY DUE NODELEN TOPICLEN" */
+static bool head_numbers(const char *head, unsigned *delay,
+                         unsigned long long *due, unsigned *nl, unsigned *tl)
+{
+    const char *p = head + 3;
+    unsigned long long d, n, t;
+
+    if (strncmp(head, "W1 ", 3) != 0 || !next_u64(&p, UINT32_MAX, &d) ||
+        !next_u64(&p, ULLONG_MAX, due) || !next_u64(&p, UINT32_MAX, &n) ||
+        !next_u64(&p, UINT32_MAX, &t) || *p != '\0')
+        return false;
+    *delay = (unsigned)d;
+    *nl = (unsigned)n;
+    *tl = (unsigned)t;
+    return true;
+}
+
 static bool rec_parse(const uint8_t *v, size_t n, struct rec_fields *f)
 {
     const uint8_t *nl = memchr(v, '\n', n < 100 ? n : 100);
@@ -183,7 +219,7 @@ static bool rec_parse(const uint8_t *v, size_t n, struct rec_fields *f)
     hl = (size_t)(nl - v);
     memcpy(head, v, hl);
     head[hl] = '\0';
-    if (sscanf(head, "W1 %u %llu %u %u", &delay, &due, &nl_, &tl) != 4 ||
+    if (!head_numbers(head, &delay, &due, &nl_, &tl) ||
         hl + 1 + (size_t)nl_ + tl > n)
         return false;
     f->delay = delay;
@@ -582,8 +618,8 @@ static void done_claim(void *arg)
         r->next = w->pending;
         w->pending = r;
     }
+    check_due(w); /* before job_free drops j's reference to w */
     job_free(j);
-    check_due(w);
 }
 
 static void done_check(void *arg)
