@@ -47,6 +47,20 @@ bool util_utf8_valid(const void *p, size_t len);
  */
 bool util_ct_memeq(const void *a, const void *b, size_t len);
 
+/* util_hex: p[0..n) as 2n lower-case hex digits into out, which must hold
+ * 2n + 1 bytes (NUL-terminated). Returns out + 2n (the NUL). */
+char *util_hex(const void *p, size_t n, char *out);
+
+/* util_hexval: the value of hex digit c (either case), or -1. */
+int util_hexval(char c);
+
+/*
+ * util_unhex: the n hex digits at s (either case) decoded into out[cap],
+ * NUL-terminated. Returns the number of bytes decoded, or -1 when n is
+ * odd, a character is not a hex digit, or n / 2 + 1 > cap.
+ */
+int util_unhex(const char *s, size_t n, char *out, size_t cap);
+
 /* util_fnv1a: 64-bit FNV-1a of p[0..len) (hash tables, fingerprints; not
  * for anything an attacker can target with collisions at scale). */
 uint64_t util_fnv1a(const void *p, size_t len);

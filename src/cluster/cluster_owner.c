@@ -57,38 +57,17 @@ static char *hex_key(const char *id)
 {
     size_t n = strlen(id);
     char *k = xmalloc(2 * n + 1);
-    static const char hx[] = "0123456789abcdef";
 
-    for (size_t i = 0; i < n; i++) {
-        k[2 * i] = hx[(unsigned char)id[i] >> 4];
-        k[2 * i + 1] = hx[(unsigned char)id[i] & 15];
-    }
-    k[2 * n] = '\0';
+    util_hex(id, n, k);
     return k;
 }
 
+/* the client id a key names: its hex decoded, no NUL inside */
 static int unhex(const char *k, size_t n, char *out, size_t cap)
 {
-    if (n % 2 || n / 2 + 1 > cap)
-        return -1;
-    for (size_t i = 0; i < n / 2; i++) {
-        int v = 0;
-        for (int j = 0; j < 2; j++) {
-            char ch = k[2 * i + (size_t)j];
-            v <<= 4;
-            if (ch >= '0' && ch <= '9')
-                v |= ch - '0';
-            else if (ch >= 'a' && ch <= 'f')
-                v |= ch - 'a' + 10;
-            else
-                return -1;
-        }
-        if (v == 0)
-            return -1;
-        out[i] = (char)v;
-    }
-    out[n / 2] = '\0';
-    return 0;
+    int len = util_unhex(k, n, out, cap);
+
+    return len <= 0 || memchr(out, '\0', (size_t)len) ? -1 : 0;
 }
 
 static struct owner_job *job_new(struct cluster_owner *o, const char *id)

@@ -47,26 +47,13 @@ struct cluster_sess {
 
 /* ---- helpers ---------------------------------------------------------- */
 
-/* the value of hex digit c, or -1 */
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static char *hex_key(const char *prefix, const char *id)
 {
     size_t n = strlen(id), pl = strlen(prefix);
     char *k = xcalloc(1, pl + 2 * n + 2);
 
     snprintf(k, pl + 2, "%sc", prefix); /* 'c': never empty */
-    for (size_t i = 0; i < n; i++)
-        snprintf(k + pl + 1 + 2 * i, 3, "%02x", (unsigned char)id[i]);
+    util_hex(id, n, k + pl + 1);
     return k;
 }
 
@@ -623,8 +610,8 @@ static void on_cancel(void *ud, void *token)
 static void on_moved(void *ud, natsMsg *nm)
 {
     struct cluster_sess *cs = ud;
-    const char *subj = natsMsg_GetSubject(nm) + strlen(MOVED) + 1;
-    size_t n = strlen(subj);
+    const char *subj = natsMsg_GetSubject(nm);
+    size_t n;
     char *id;
     struct session *s;
 
@@ -633,16 +620,14 @@ static void on_moved(void *ud, natsMsg *nm)
                 (size_t)natsMsg_GetDataLength(nm)) == 0 &&
         strlen(cluster_node(cs->cl)) == (size_t)natsMsg_GetDataLength(nm))
         return; /* our own */
-    if (strlen(natsMsg_GetSubject(nm)) < strlen(MOVED) + 1 || n % 2)
+    if (strlen(subj) < strlen(MOVED) + 1)
         return;
+    subj += strlen(MOVED) + 1; /* past the 'c' of hex_key */
+    n = strlen(subj);
     id = xcalloc(1, n / 2 + 1);
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hex_digit(subj[2 * i]), lo = hex_digit(subj[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            free(id);
-            return;
-        }
-        id[i] = (char)(hi << 4 | lo);
+    if (util_unhex(subj, n, id, n / 2 + 1) < 0) {
+        free(id);
+        return;
     }
     s = broker_session_find(cluster_broker(cs->cl), id);
     if (s) {

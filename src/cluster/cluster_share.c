@@ -175,8 +175,7 @@ static void queue_name(const char *key, size_t len, char out[64])
     int o = snprintf(out, 64, "mqtt-share-");
 
     EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL);
-    for (unsigned i = 0; i < 20 && i < mdlen; i++)
-        o += snprintf(out + o, (size_t)(64 - o), "%02x", md[i]);
+    util_hex(md, mdlen < 20 ? mdlen : 20, out + o);
 }
 
 static natsSubscription *qsub(struct cluster_share *cs, const char *subj,

@@ -685,7 +685,6 @@ static void on_will(void *ud, const char *id, const struct msg *m,
     struct cluster_wills *w = ud;
     size_t idl = strlen(id), n, node_len;
     char subj[sizeof(WILLS_PREFIX) + EPOCH_LEN + 2 * ID_MAX + 2], head[100];
-    static const char hx[] = "0123456789abcdef";
     struct cluster_wire_msg wm;
     const char *node = cluster_node(w->cl);
     natsStatus st;
@@ -696,11 +695,7 @@ static void on_will(void *ud, const char *id, const struct msg *m,
     if (idl == 0 || idl > ID_MAX)
         return;
     p = subj + snprintf(subj, sizeof(subj), WILLS_PREFIX "%s.", w->epoch);
-    for (size_t i = 0; i < idl; i++) {
-        *p++ = hx[(unsigned char)id[i] >> 4];
-        *p++ = hx[(unsigned char)id[i] & 15];
-    }
-    *p = '\0';
+    util_hex(id, idl, p);
     if (m == NULL) {
         rec_delete(w, subj + strlen(WILLS_PREFIX));
         return;

@@ -13,6 +13,8 @@
 
 #include <openssl/crypto.h>
 
+#include "util.h"
+
 #define SCHEME "pkcs11:"
 #define SCHEME_LEN (sizeof(SCHEME) - 1)
 #define PIN_VALUE "pin-value="
@@ -31,17 +33,6 @@ static bool has_attr(const char *seg, size_t len, const char *name)
     return len >= n && strncasecmp(seg, name, n) == 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* pct_decode: s[0..len) %-decoded into out[outlen] (NUL-terminated).
  * -1 on a bad escape, a decoded NUL or no room. */
 static int pct_decode(const char *s, size_t len, char *out, size_t outlen)
@@ -56,8 +47,8 @@ static int pct_decode(const char *s, size_t len, char *out, size_t outlen)
 
             if (i + 2 >= len)
                 return -1;
-            h = hexval(s[i + 1]);
-            l = hexval(s[i + 2]);
+            h = util_hexval(s[i + 1]);
+            l = util_hexval(s[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             c = (char)(h * 16 + l);

@@ -160,6 +160,44 @@ bool util_ct_memeq(const void *a, const void *b, size_t len)
     return d == 0;
 }
 
+char *util_hex(const void *p, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    const unsigned char *b = p;
+
+    for (size_t i = 0; i < n; i++) {
+        *out++ = hx[b[i] >> 4];
+        *out++ = hx[b[i] & 15];
+    }
+    *out = '\0';
+    return out;
+}
+
+int util_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int util_unhex(const char *s, size_t n, char *out, size_t cap)
+{
+    if (n % 2 || n / 2 + 1 > cap || n / 2 > INT_MAX)
+        return -1;
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = util_hexval(s[2 * i]), lo = util_hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (char)(hi << 4 | lo);
+    }
+    out[n / 2] = '\0';
+    return (int)(n / 2);
+}
+
 uint64_t util_fnv1a(const void *p, size_t len)
 {
     const unsigned char *s = p;

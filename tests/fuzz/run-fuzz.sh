@@ -28,7 +28,7 @@ build fuzz_http_parse src/net/http_parse.c
 "$CC" "${CFLAGS[@]}" tests/fuzz/fuzz_ws.c src/net/transport_ws.c \
     src/net/http_parse.c src/util/log.c src/util/util.c -o "$out/fuzz_ws" \
     "${SSL[@]}" -lwslay -lcjson
-build fuzz_pkcs11_uri src/conf/pkcs11_uri.c
+build fuzz_pkcs11_uri src/conf/pkcs11_uri.c src/util/util.c
 build fuzz_ocsp src/net/ocsp.c src/util/util.c
 # fuzz_ocsp: the OCSP test PKI, and real `openssl ocsp` answers as seeds
 pki="$out/ocsp-pki"

@@ -1,8 +1,8 @@
 /*
  * test_util.c - unit tests for util.c: the x*alloc family's semantics,
- * util_strtonum, UTF-8 validation, constant-time compare, FNV-1a vectors,
- * edit distance, atomic file writes and the line reader over real
- * temporary files (empty, no trailing newline, CRLF, over-long line, NUL
+ * util_strtonum, UTF-8 validation, constant-time compare, hex both ways,
+ * FNV-1a vectors, edit distance, atomic file writes and the line reader over
+ * real temporary files (empty, no trailing newline, CRLF, over-long line, NUL
  * byte, size limit, open errors).
  */
 #include <setjmp.h>
@@ -110,6 +110,35 @@ static void test_fnv1a(void **state)
     assert_true(util_fnv1a("", 0) == 0xcbf29ce484222325ULL);
     assert_true(util_fnv1a("a", 1) == 0xaf63dc4c8601ec8cULL);
     assert_true(util_fnv1a("foobar", 6) == 0x85944171f73967e8ULL);
+}
+
+static void test_hex(void **state)
+{
+    char out[16], back[16];
+
+    (void)state;
+    assert_ptr_equal(util_hex("\x00\x9f\xff"
+                              "A",
+                              4, out),
+                     out + 8);
+    assert_string_equal(out, "009fff41");
+    assert_int_equal(util_unhex(out, 8, back, sizeof(back)), 4);
+    assert_memory_equal(back,
+                        "\x00\x9f\xff"
+                        "A",
+                        5); /* NUL-terminated */
+    assert_int_equal(util_unhex("9FfF", 4, back, sizeof(back)), 2);
+    assert_memory_equal(back, "\x9f\xff", 3);
+    assert_int_equal(util_unhex("abc", 3, back, sizeof(back)), -1); /* odd */
+    assert_int_equal(util_unhex("zz", 2, back, sizeof(back)), -1);
+    assert_int_equal(util_unhex("0a0b", 4, back, 2), -1); /* no room */
+    assert_int_equal(util_unhex("0a0b", 4, back, 3), 2);
+    assert_int_equal(util_unhex("", 0, back, 1), 0);
+    assert_int_equal(util_hexval('7'), 7);
+    assert_int_equal(util_hexval('c'), 12);
+    assert_int_equal(util_hexval('C'), 12);
+    assert_int_equal(util_hexval('g'), -1);
+    assert_int_equal(util_hexval('/'), -1);
 }
 
 static void test_levenshtein(void **state)
@@ -331,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_ct_memeq),
         cmocka_unit_test(test_fnv1a),
+        cmocka_unit_test(test_hex),
         cmocka_unit_test(test_levenshtein),
         cmocka_unit_test(test_now_mono),
         cmocka_unit_test(test_write_file_atomic),
