@@ -207,12 +207,12 @@ struct conf {
     char *cluster_nats;      /* comma-separated nats:// URLs; NULL = off */
     char *cluster_node_name; /* NULL: the host name */
     /* TLS and credentials of the NATS connection (cluster_auth.c) */
-    char *cluster_nats_cafile;      /* TLS to NATS: trusted CAs (PEM) */
-    char *cluster_nats_certfile;    /* client certificate chain (PEM) */
-    char *cluster_nats_keyfile;     /* its private key (PEM) */
-    char *cluster_nats_user;        /* user/password authentication */
-    char *cluster_nats_password;    /* never logged */
-    char *cluster_nats_credentials; /* a NATS .creds file (JWT + nkey) */
+    char *cluster_nats_cafile;       /* TLS to NATS: trusted CAs (PEM) */
+    char *cluster_nats_certfile;     /* client certificate chain (PEM) */
+    char *cluster_nats_keyfile;      /* its private key (PEM) */
+    char *cluster_nats_user;         /* user/password authentication */
+    char *cluster_nats_password;     /* never logged */
+    char *cluster_nats_credentials;  /* a NATS .creds file (JWT + nkey) */
     uint32_t cluster_msgs_max_age;   /* MQTT_MSGS stream: seconds */
     uint64_t cluster_msgs_max_bytes; /* MQTT_MSGS stream: bytes */
     /* seconds without heartbeat before a node is dead (cluster_wills.c) */
