@@ -81,7 +81,15 @@ struct run {
     ev_async cmd;
     unsigned req; /* EST_* (atomic) */
     sem_t upsem;  /* posted when the established client is up */
+    ev_timer pace; /* the next PINGREQ, PING_GAP_S after a PINGRESP */
+    struct cl *pace_c;
 };
+
+/* The established client's pause between a PINGRESP and its next
+ * PINGREQ: a steady probe (about 1,000 round trips a second), not a
+ * back-to-back loop whose rate, and so the broker's work for it, would
+ * depend on how fast each broker answers. */
+#define PING_GAP_S 0.001
 
 enum { EST_CONNECT = 1u, EST_STORM = 2u, EST_STOP = 4u };
 
@@ -122,14 +130,21 @@ static size_t mqtt_str(unsigned char *p, const char *s)
     return l + 2;
 }
 
-/* CONNECT (clean session, keepalive 600) + SUBSCRIBE storm/<idx> QoS 0 */
-static void build_hello(struct cl *c)
+/* CONNECT (clean session, keepalive 600) + SUBSCRIBE storm/<idx> QoS 0;
+ * the established client (est) is "storm-est": with the id of storm
+ * client 0 the two took each other's session over in a loop */
+static void build_hello(struct cl *c, int est)
 {
     char id[32], topic[32];
     unsigned char v[96], *o = c->out;
     size_t vl = 0, n = 0;
-    snprintf(id, sizeof(id), "storm-%d", c->idx);
-    snprintf(topic, sizeof(topic), "storm/%d", c->idx);
+    if (est) {
+        snprintf(id, sizeof(id), "storm-est");
+        snprintf(topic, sizeof(topic), "storm/est");
+    } else {
+        snprintf(id, sizeof(id), "storm-%d", c->idx);
+        snprintf(topic, sizeof(topic), "storm/%d", c->idx);
+    }
     vl += mqtt_str(v + vl, "MQTT");
     v[vl++] = 4;    /* 3.1.1 */
     v[vl++] = 0x02; /* clean session */
@@ -155,6 +170,10 @@ static void cl_cb(struct ev_loop *loop, ev_io *w, int revents);
 
 static void cl_close(struct run *r, struct cl *c)
 {
+    if (r->pace_c == c) {
+        ev_timer_stop(r->loop, &r->pace);
+        r->pace_c = NULL;
+    }
     if (c->fd >= 0) {
         ev_io_stop(r->loop, &c->io);
         close(c->fd);
@@ -188,7 +207,7 @@ static int cl_start(struct run *r, struct cl *c)
     c->inlen = 0;
     c->got_connack = c->got_suback = 0;
     c->reused = 0;
-    build_hello(c);
+    build_hello(c, r->is_est);
     ev_io_init(&c->io, cl_cb, c->fd, EV_WRITE);
     c->io.data = r;
     ev_io_start(r->loop, &c->io);
@@ -261,7 +280,11 @@ static int parse_in(struct run *r, struct cl *c)
                 push_rtt(&r->rtt, &r->nrtt, &r->caprtt, ms);
             else
                 push_rtt(&r->rtt0, &r->nrtt0, &cap0, ms);
-            send_ping(r, c);
+            c->ping_sent = 0;
+            r->pace_c = c;
+            ev_timer_stop(r->loop, &r->pace);
+            ev_timer_set(&r->pace, PING_GAP_S, 0.);
+            ev_timer_start(r->loop, &r->pace);
         }
         memmove(c->in, c->in + 2 + rl, c->inlen - 2 - rl);
         c->inlen -= 2 + rl;
@@ -368,6 +391,18 @@ static void cl_cb(struct ev_loop *loop, ev_io *w, int revents)
     } else if (c->st == ST_UP && c->outoff < c->outlen) {
         set_ev(r, c, EV_WRITE | EV_READ);
     }
+}
+
+static void pace_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct run *r = w->data;
+    struct cl *c = r->pace_c;
+    (void)revents;
+    if (c == NULL || c->st != ST_UP)
+        return;
+    send_ping(r, c);
+    set_ev(r, c, EV_READ | EV_WRITE);
+    ev_feed_event(loop, &c->io, EV_WRITE);
 }
 
 static void tmo_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -560,6 +595,8 @@ int main(int argc, char **argv)
     if (!e.loop || !e.cls || sem_init(&e.upsem, 0, 0) != 0)
         return 2;
     e.cls[0].fd = -1;
+    ev_timer_init(&e.pace, pace_cb, PING_GAP_S, 0.);
+    e.pace.data = &e;
     ev_async_init(&e.cmd, est_cmd_cb);
     e.cmd.data = &e;
     ev_async_start(e.loop, &e.cmd);
