@@ -11,6 +11,8 @@
  */
 #include "cluster_share.h"
 
+#include <ev.h>
+#include <math.h>
 #include <nats/nats.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
@@ -30,6 +32,12 @@
 #include "util.h"
 
 #define CS_ROOT "mqtts" /* CLUSTER_WIRE_ROOT + "s" */
+/* a node with shared groups says so on this subject every CS_ANNOUNCE_S
+ * seconds (and at once when its first group appears); the others publish
+ * shared copies while such an announcement is under CS_TTL_S old */
+#define CS_ANNOUNCE "mqttd.share.on"
+#define CS_ANNOUNCE_S 1.0
+#define CS_TTL_S 3.5
 
 /* one shared group with members on this node */
 struct cs_group {
@@ -45,7 +53,10 @@ struct cluster_share {
     struct nats_ev *ev;
     natsConnection *nc; /* queue subscriptions only */
     struct cs_group *groups;
-    unsigned unjoined; /* groups whose filter has no NATS subject */
+    unsigned unjoined;    /* groups whose filter has no NATS subject */
+    natsSubscription *on; /* CS_ANNOUNCE of the other nodes */
+    ev_timer announce;    /* ours, while this node has groups */
+    double remote_until;  /* ev_now until which another node has groups */
     char subj[CLUSTER_WIRE_SUBJECT_MAX + 8];
     char topic[65536];
     struct log_ratelimit rl;
@@ -95,6 +106,8 @@ void cluster_share_publish(struct cluster_share *cs, const struct msg *m,
     natsStatus st;
     unsigned sup;
 
+    if (cs->groups == NULL && ev_now(cluster_loop(cs->cl)) >= cs->remote_until)
+        return; /* no shared group on any node: no shared copy */
     if (subj == NULL ||
         natsConnection_Status(cluster_nc(cs->cl)) !=
             NATS_CONN_STATUS_CONNECTED ||
@@ -225,6 +238,33 @@ static void group_join(struct cluster_share *cs, struct cs_group *g,
     }
 }
 
+/* ---- which nodes have groups ------------------------------------------ */
+
+static void announce(struct cluster_share *cs)
+{
+    /* the main connection, like the messages it is about (cnats buffers
+     * it while NATS is away) */
+    natsConnection_PublishString(cluster_nc(cs->cl), CS_ANNOUNCE,
+                                 cluster_node(cs->cl));
+}
+
+static void announce_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct cluster_share *cs = w->data;
+
+    (void)loop;
+    (void)revents;
+    announce(cs);
+}
+
+static void on_announce(void *ud, natsMsg *m)
+{
+    struct cluster_share *cs = ud;
+
+    (void)m;
+    cs->remote_until = ev_now(cluster_loop(cs->cl)) + CS_TTL_S;
+}
+
 static void sub_hook(void *ud, const char *filter, size_t len, int delta)
 {
     struct cluster_share *cs = ud;
@@ -239,12 +279,17 @@ static void sub_hook(void *ud, const char *filter, size_t len, int delta)
             break;
     if (delta > 0) {
         if (g == NULL) {
+            bool first = cs->groups == NULL;
             g = xcalloc(1, sizeof(*g) + len + 1);
             memcpy(g->key, filter, len);
             g->key_len = len;
             g->next = cs->groups;
             cs->groups = g;
             group_join(cs, g, inner, ilen);
+            if (first) { /* the other nodes start sending shared copies */
+                announce(cs);
+                ev_timer_again(cluster_loop(cs->cl), &cs->announce);
+            }
         }
         g->members++;
         return;
@@ -262,6 +307,8 @@ static void sub_hook(void *ud, const char *filter, size_t len, int delta)
             natsSubscription_Destroy(g->sub[i]);
         }
     free(g);
+    if (cs->groups == NULL)
+        ev_timer_stop(cluster_loop(cs->cl), &cs->announce);
 }
 
 struct cluster_share *cluster_share_new(struct cluster *cl, char *err,
@@ -290,6 +337,18 @@ struct cluster_share *cluster_share_new(struct cluster *cl, char *err,
                  natsStatus_GetText(st));
         goto fail;
     }
+    ev_init(&cs->announce, announce_cb);
+    cs->announce.repeat = CS_ANNOUNCE_S;
+    cs->announce.data = cs;
+    cs->on = cluster_subscribe(cl, CS_ANNOUNCE, NULL, on_announce, cs, &st);
+    if (cs->on == NULL) {
+        /* other nodes' groups unknown: always send shared copies */
+        cs->remote_until = INFINITY;
+        LOG_W(cluster_log(cl),
+              "Cluster: no subscription to shared-group announcements (%s): "
+              "every message is sent to the shared groups' subjects too.",
+              natsStatus_GetText(st));
+    }
     broker_set_share_hook(cluster_broker(cl), sub_hook, cs);
     return cs;
 fail:
@@ -304,6 +363,8 @@ void cluster_share_free(struct cluster_share *cs)
     if (cs == NULL)
         return;
     broker_set_share_hook(cluster_broker(cs->cl), NULL, NULL);
+    ev_timer_stop(cluster_loop(cs->cl), &cs->announce);
+    cluster_unsubscribe(cs->cl, cs->on);
     natsConnection_Close(cs->nc);
     while (cs->groups) {
         struct cs_group *g = cs->groups;

@@ -82,6 +82,18 @@ class Nats:
                     return st["state"]["messages"]
         return 0
 
+    def conn_in_msgs(self, name):
+        """Messages NATS received on the client connection named name
+        (mqttd's main connection is "mqttd-NODE"), from /connz."""
+        with urllib.request.urlopen(
+                "http://127.0.0.1:%d/connz?limit=1024" % self.mport,
+                timeout=5) as r:
+            connz = json.load(r)
+        for c in connz.get("connections") or []:
+            if c.get("name") == name:
+                return c["in_msgs"]
+        raise AssertionError("no NATS connection named %s" % name)
+
     def wait_stream_messages(self, name, n, timeout=30.0):
         """Until stream name holds at least n messages."""
         deadline = time.monotonic() + timeout

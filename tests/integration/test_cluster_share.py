@@ -9,6 +9,7 @@ resumes after.
 
 import collections
 import os
+import subprocess
 import sys
 import time
 import unittest
@@ -55,6 +56,46 @@ class ClusterShareTest(ClusterCase):
                 ["-t", topic, "-m", "w%d" % i])
             with members[0].cond:
                 members[0].cond.wait(0.05)
+
+    def publish_lines(self, b, topic, n, tag):
+        """n QoS 0 messages "tag-0".."tag-(n-1)" on topic from one client
+        of node b (mosquitto_pub -l: one message per input line)."""
+        r = subprocess.run(["mosquitto_pub", "-p", str(b.port), "-l", "-t",
+                            topic], input="".join("%s-%d\n" % (tag, i)
+                                                  for i in range(n)),
+                           text=True, capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_shared_copies_only_while_a_group_exists(self):
+        n1, n2, _ = self.nodes
+        plain = self.sub(n2, ["-v", "-t", "p/#", "-t", "warm/+"])
+        warm_up(plain, n1.port, "warm/1")
+        # no group on any node: node 1 sends each message to NATS once
+        before = self.nats.conn_in_msgs("mqttd-n1")
+        self.publish_lines(n1, "p/x", 100, "a")
+        plain.wait_for(r"^p/x a-99$")
+        sent = self.nats.conn_in_msgs("mqttd-n1") - before
+        # (plus a few others: heartbeats, the client-id claim)
+        self.assertGreaterEqual(sent, 100)
+        self.assertLess(sent, 150, "shared copies sent with no group")
+        # a group on node 2: node 1 learns it from node 2's announcement
+        # and sends the shared copy too
+        member = self.sub(n2, ["-v", "-t", "$share/g/p/#"])
+        deadline = time.monotonic() + 30
+        i = 0
+        while not self.lines(member, "p/warm "):
+            self.assertLess(time.monotonic(), deadline,
+                            "the member never got a message from node 1")
+            i += 1
+            pub(n1.port, ["-t", "p/warm", "-m", "w%d" % i])
+            with member.cond:
+                member.cond.wait(0.05)
+        before = self.nats.conn_in_msgs("mqttd-n1")
+        self.publish_lines(n1, "p/y", 100, "b")
+        got = self.await_total([member], "p/y ", 100)
+        self.assertEqual(sum(got.values()), 100)
+        sent = self.nats.conn_in_msgs("mqttd-n1") - before
+        self.assertGreaterEqual(sent, 200)
 
     def test_nats_outage(self):
         n1, n2, _ = self.nodes
