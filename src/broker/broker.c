@@ -720,21 +720,23 @@ static bool route_remote(struct broker *b, struct msg *m)
 
 /* Step 2 of broker_publish: the retained store. */
 static void publish_retain(struct broker *b, struct client *c,
-                           struct session *s, struct msg *m)
+                           struct session *s, struct msg *m, bool local)
 {
     const struct conf *cf = b->conf;
     unsigned sup;
 
-    if (c == NULL && s == NULL) { /* the broker's own ($SYS) */
+    if (local) { /* the broker's own ($SYS) */
         retain_set(b->retain, m, 0, 0);
         return;
     }
     b->st.changes++;
     if (retain_set(b->retain, m, cf->max_retained_messages,
                    cf->max_retained_bytes) == 0 ||
-        c == NULL)
+        (c == NULL && s != NULL)) /* a will of a session here */
         return;
     b->st.limit_hits++;
+    if (c == NULL) /* a dead node's will (broker_publish_orphan_will) */
+        return;
     if (log_ratelimit_ok(&b->limit_rl, 5, 10.0, &sup))
         LOG_W(b->log,
               "Retained message on '%s' from %s refused: retained "
@@ -742,9 +744,12 @@ static void publish_retain(struct broker *b, struct client *c,
               m->topic, c->client_id ? c->client_id : "<unknown>", sup);
 }
 
-enum publish_result broker_publish(struct broker *b, struct client *c,
+/* publish: broker_publish, and broker_publish_orphan_will with c and s
+ * NULL and local false; local: the broker's own message ($SYS), which
+ * stays on this node (shared groups here, no publish hook) */
+static enum publish_result publish(struct broker *b, struct client *c,
                                    struct session *s, struct msg *m,
-                                   const struct publish_ack *ack)
+                                   const struct publish_ack *ack, bool local)
 {
     struct session *origin = c ? c->s : s;
     bool may_hold = c != NULL, wait;
@@ -772,12 +777,12 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
         }
     }
     if (m->retain)
-        publish_retain(b, c, s, m);
+        publish_retain(b, c, s, m, local);
     b->st.pub_msgs_received++;
     if (b->shard) /* before any other thread sees m */
         shard_stamp(b->shard, m);
     b->routing = true;
-    b->share_local = c == NULL && s == NULL; /* $SYS: stays on this node */
+    b->share_local = local;
     nt = route_collect(b, origin, m);
     b->share_local = false;
     if (ack != NULL && c != NULL) {
@@ -796,9 +801,16 @@ enum publish_result broker_publish(struct broker *b, struct client *c,
      * after the retained step) */
     if (b->shard && shard_forward(b->shard, m, may_hold))
         wait = true;
-    if (b->pub_hook && (c || s)) /* cluster mode; not the broker's $SYS */
+    if (b->pub_hook && !local) /* cluster mode */
         b->pub_hook(b->pub_hook_ud, m);
     return wait ? PUBLISH_WAIT : PUBLISH_OK;
+}
+
+enum publish_result broker_publish(struct broker *b, struct client *c,
+                                   struct session *s, struct msg *m,
+                                   const struct publish_ack *ack)
+{
+    return publish(b, c, s, m, ack, c == NULL && s == NULL);
 }
 
 void broker_set_publish_hook(struct broker *b,
@@ -842,27 +854,8 @@ void broker_set_will_hook(struct broker *b,
 
 bool broker_publish_orphan_will(struct broker *b, struct msg *m)
 {
-    size_t nt;
-
-    if (b->routing) {
-        LOG_W(b->log, "Nested publish on '%s' refused (internal error).",
-              m->topic);
-        return false;
-    }
-    if (m->retain) {
-        b->st.changes++;
-        if (retain_set(b->retain, m, b->conf->max_retained_messages,
-                       b->conf->max_retained_bytes) != 0)
-            b->st.limit_hits++;
-    }
-    b->st.pub_msgs_received++;
-    b->routing = true;
-    nt = route_collect(b, NULL, m);
-    route_deliver(b, NULL, m, nt, false);
-    b->routing = false;
-    if (b->pub_hook)
-        b->pub_hook(b->pub_hook_ud, m);
-    return true;
+    /* no ACL (checked at its CONNECT), no client to hold back */
+    return publish(b, NULL, NULL, m, NULL, false) != PUBLISH_DENIED;
 }
 
 void broker_set_connect_hook(struct broker *b,

@@ -218,6 +218,21 @@ natsOptions *cluster_opts(const struct cluster *cl)
     return cl->opts;
 }
 
+natsStatus cluster_kv(struct cluster *cl, const char *bucket, int64_t ttl,
+                      kvStore **kv)
+{
+    kvConfig kc;
+
+    if (js_KeyValue(kv, cl->js, bucket) == NATS_OK)
+        return NATS_OK;
+    *kv = NULL;
+    kvConfig_Init(&kc);
+    kc.Bucket = bucket;
+    kc.History = 1;
+    kc.TTL = ttl;
+    return js_CreateKeyValue(kv, cl->js, &kc);
+}
+
 natsSubscription *cluster_subscribe(struct cluster *cl, const char *subject,
                                     const char *queue, cluster_msg_fn fn,
                                     void *ud, natsStatus *st)

@@ -33,6 +33,15 @@ natsConnection *cluster_nc(const struct cluster *cl);
 /* the JetStream context of cluster_nc (default options) */
 jsCtx *cluster_js(const struct cluster *cl);
 struct cluster_work *cluster_work_q(const struct cluster *cl);
+/*
+ * cluster_kv: open the key-value bucket named bucket into *kv, creating it
+ * when missing (history 1; entries expire ttl ns after their last write,
+ * 0: never). Creation is idempotent, so any node may start first. Worker
+ * thread only (blocking). Returns the cnats status (*kv NULL unless OK).
+ */
+natsStatus cluster_kv(struct cluster *cl, const char *bucket, int64_t ttl,
+                      kvStore **kv);
+
 /* the options the main connection was made with (cnats copied them at its
  * connect: a second connection may change and reuse them) */
 natsOptions *cluster_opts(const struct cluster *cl);

@@ -17,8 +17,7 @@
 #include "log.h"
 #include "util.h"
 
-#define OWNER_BUCKET "MQTT_OWNER"
-#define OWNER_PREFIX "$KV." OWNER_BUCKET "."
+#define OWNER_PREFIX "$KV." CLUSTER_OWNER_BUCKET "."
 /* client ids longer than this are not claimed (the key is twice as long,
  * and the subject must stay under NATS' control-line limit) */
 #define OWNER_ID_MAX 1000
@@ -93,20 +92,12 @@ static void job_free(struct owner_job *j)
 
 static natsStatus ensure_kv(struct cluster_owner *o)
 {
-    kvConfig kc;
-
     if (o->kv)
         return NATS_OK;
-    kvConfig_Init(&kc);
-    kc.Bucket = OWNER_BUCKET;
-    kc.History = 1;
     /* a claim outlives its connection until overwritten or a day old:
      * bounds the bucket; a key gone is read as "no other owner" */
-    kc.TTL = (int64_t)86400 * 1000000000; /* ns */
-    if (js_KeyValue(&o->kv, cluster_js(o->cl), OWNER_BUCKET) == NATS_OK)
-        return NATS_OK;
-    o->kv = NULL;
-    return js_CreateKeyValue(&o->kv, cluster_js(o->cl), &kc);
+    return cluster_kv(o->cl, CLUSTER_OWNER_BUCKET, (int64_t)86400 * 1000000000,
+                      &o->kv);
 }
 
 /* the worker's last NATS error text into j->err */
@@ -196,7 +187,7 @@ static void done_init(void *arg)
 
     if (!j->o->dead && j->st != NATS_OK)
         LOG_W(cluster_log(j->o->cl),
-              "Cluster: key-value bucket " OWNER_BUCKET
+              "Cluster: key-value bucket " CLUSTER_OWNER_BUCKET
               " not ready yet (%s); retried on the first connection.",
               j->err);
     job_free(j);

@@ -14,6 +14,9 @@
 #ifndef MQTTD_CLUSTER_OWNER_H
 #define MQTTD_CLUSTER_OWNER_H
 
+/* the bucket's name (cluster_wills.c reads it too) */
+#define CLUSTER_OWNER_BUCKET "MQTT_OWNER"
+
 struct cluster;
 struct cluster_owner;
 

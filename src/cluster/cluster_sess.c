@@ -43,6 +43,7 @@ struct cluster_sess {
     natsSubscription *moved;
     uint64_t seq;   /* consumer names */
     long long boot; /* consumer names: unique across restarts */
+    kvStore *kv;    /* MQTT_SESSIONS, opened once (worker thread only) */
 };
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -57,12 +58,14 @@ static char *hex_key(const char *prefix, const char *id)
     return k;
 }
 
-static kvStore *bucket(struct cluster *cl, natsStatus *st)
+/* the bucket, opened at its first use (worker thread) */
+static kvStore *bucket(struct cluster_sess *cs, natsStatus *st)
 {
-    kvStore *kv = NULL;
-
-    *st = js_KeyValue(&kv, cluster_js(cl), BUCKET);
-    return *st == NATS_OK ? kv : NULL;
+    *st = NATS_OK;
+    if (cs->kv == NULL &&
+        (*st = js_KeyValue(&cs->kv, cluster_js(cs->cl), BUCKET)) != NATS_OK)
+        cs->kv = NULL;
+    return cs->kv;
 }
 
 /* ---- stream and bucket ------------------------------------------------ */
@@ -80,7 +83,6 @@ static void ensure_work(void *arg)
     jsStreamConfig sc;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    kvConfig kc;
     kvStore *kv = NULL;
     const char *subj[] = {CLUSTER_WIRE_ROOT ".t.>", CLUSTER_WIRE_ROOT ".d.>"};
     natsStatus st;
@@ -102,11 +104,7 @@ static void ensure_work(void *arg)
                  natsStatus_GetText(st), (int)jerr);
         return;
     }
-    kvConfig_Init(&kc);
-    kc.Bucket = BUCKET;
-    kc.History = 1;
-    kc.StorageType = js_FileStorage;
-    st = js_CreateKeyValue(&kv, cluster_js(j->cl), &kc);
+    st = cluster_kv(j->cl, BUCKET, 0, &kv);
     kvStore_Destroy(kv);
     if (st != NATS_OK)
         snprintf(j->err, sizeof(j->err), "bucket " BUCKET ": %s",
@@ -144,6 +142,7 @@ void cluster_sess_connected(struct cluster_sess *cs)
 /* ---- a session goes offline ------------------------------------------- */
 
 struct put_job {
+    struct cluster_sess *cs;
     struct cluster *cl;
     char *key, *id, *json;
     natsStatus st;
@@ -167,12 +166,11 @@ static void add_sub(const struct session_sub *sub, void *arg)
 static void put_work(void *arg)
 {
     struct put_job *j = arg;
-    kvStore *kv = bucket(j->cl, &j->st);
+    kvStore *kv = bucket(j->cs, &j->st);
     uint64_t rev;
 
     if (kv)
         j->st = kvStore_PutString(&rev, kv, j->key, j->json);
-    kvStore_Destroy(kv);
 }
 
 static void put_done(void *arg)
@@ -214,6 +212,7 @@ static void on_offline(void *ud, struct session *s)
     session_subs_foreach(s, add_sub, subs);
     cJSON_AddItemToObject(o, "subs", subs);
     j = xcalloc(1, sizeof(*j));
+    j->cs = cs;
     j->cl = cs->cl;
     j->key = hex_key("", in.client_id);
     j->id = xstrdup(in.client_id);
@@ -383,7 +382,7 @@ static void conn_work(void *arg)
     int64_t t0;
     uint64_t seq0;
 
-    kv = bucket(j->cs->cl, &st);
+    kv = bucket(j->cs, &st);
     if (kv)
         st = kvStore_Get(&e, kv, j->key);
     if (st == NATS_NOT_FOUND) {
@@ -396,7 +395,6 @@ static void conn_work(void *arg)
     } else {
         snprintf(j->err, sizeof(j->err), "%s", natsStatus_GetText(st));
     }
-    kvStore_Destroy(kv);
     if (j->json == NULL || j->clean)
         return;
     j->doc = cJSON_Parse(j->json);
@@ -669,5 +667,6 @@ void cluster_sess_free(struct cluster_sess *cs)
     if (cs == NULL)
         return;
     broker_set_session_hooks(cluster_broker(cs->cl), NULL, NULL);
+    kvStore_Destroy(cs->kv); /* the worker, its only user, is gone */
     free(cs);
 }

@@ -28,6 +28,7 @@
 
 #include "broker.h"
 #include "cluster_int.h"
+#include "cluster_owner.h"
 #include "cluster_wire.h"
 #include "cluster_work.h"
 #include "conf.h"
@@ -37,7 +38,6 @@
 
 #define WILLS_BUCKET "MQTT_WILLS"
 #define NODES_BUCKET "MQTT_NODES"
-#define OWNER_BUCKET "MQTT_OWNER"
 #define WILLS_PREFIX "$KV." WILLS_BUCKET "."
 #define HB_PREFIX "mqttd.hb."
 #define BYE_PREFIX "mqttd.bye."
@@ -238,18 +238,7 @@ static bool rec_parse(const uint8_t *v, size_t n, struct rec_fields *f)
 static natsStatus ensure_one(struct cluster_wills *w, kvStore **kv,
                              const char *bucket, int64_t ttl)
 {
-    kvConfig kc;
-
-    if (*kv)
-        return NATS_OK;
-    if (js_KeyValue(kv, cluster_js(w->cl), bucket) == NATS_OK)
-        return NATS_OK;
-    *kv = NULL;
-    kvConfig_Init(&kc);
-    kc.Bucket = bucket;
-    kc.History = 1;
-    kc.TTL = ttl;
-    return js_CreateKeyValue(kv, cluster_js(w->cl), &kc);
+    return *kv ? NATS_OK : cluster_kv(w->cl, bucket, ttl, kv);
 }
 
 static natsStatus ensure(struct cluster_wills *w)
@@ -406,7 +395,8 @@ static void work_check(void *arg)
     struct cluster_wills *w = j->w;
 
     if (!gone(j) && w->owner_kv == NULL &&
-        js_KeyValue(&w->owner_kv, cluster_js(w->cl), OWNER_BUCKET) != NATS_OK)
+        js_KeyValue(&w->owner_kv, cluster_js(w->cl), CLUSTER_OWNER_BUCKET) !=
+            NATS_OK)
         w->owner_kv = NULL;
     for (struct rec *r = j->recs; r; r = r->next) {
         const char *hex = strchr(r->key, '.');
@@ -655,8 +645,8 @@ static void done_check(void *arg)
             } else if (!q->owned) {
                 skip++;
                 LOG_D(cluster_log(w->cl),
-                      "Cluster: will record %s not published: " OWNER_BUCKET
-                      " names %s.",
+                      "Cluster: will record %s not "
+                      "published: " CLUSTER_OWNER_BUCKET " names %s.",
                       q->key, q->owner);
             } else {
                 msg = msg_new(f.topic, f.topic_len, m.props, m.props_len,
