@@ -102,8 +102,11 @@ struct lmeta {
     bool bad;      /* the listener line itself was wrong: skip checks */
 };
 
-/* the cluster_nats_* TLS and credential keys, in h_cluster_opt's order */
+/* the cluster_nats_* TLS and credential keys (h_cluster_opt) */
 enum { CLK_CA, CLK_CERT, CLK_KEY, CLK_USER, CLK_PW, CLK_CREDS, CLK_N };
+static const char *const clk_names[CLK_N] = {
+    "cluster_nats_cafile", "cluster_nats_certfile", "cluster_nats_keyfile",
+    "cluster_nats_user",   "cluster_nats_password", "cluster_nats_credentials"};
 
 struct parser {
     struct conf_priv *p;
@@ -1537,22 +1540,23 @@ static void h_cluster_node_name(struct parser *ps, const struct key *k,
 /* cluster_nats_cafile/certfile/keyfile/credentials FILE (readable now),
  * cluster_nats_user/password STRING: TLS and credentials of the NATS
  * connection. The password is never echoed in a message. */
+/* the field of key i (CLK_*) */
+static char **clk_field(struct conf *c, int i)
+{
+    char **f[CLK_N] = {&c->cluster_nats_cafile,   &c->cluster_nats_certfile,
+                       &c->cluster_nats_keyfile,  &c->cluster_nats_user,
+                       &c->cluster_nats_password, &c->cluster_nats_credentials};
+
+    return f[i];
+}
+
 static void h_cluster_opt(struct parser *ps, const struct key *k, char *val)
 {
-    static const char *const names[CLK_N] = {
-        "cluster_nats_cafile",   "cluster_nats_certfile",
-        "cluster_nats_keyfile",  "cluster_nats_user",
-        "cluster_nats_password", "cluster_nats_credentials"};
-    struct conf *c = ps->c;
-    char **dst[CLK_N] = {
-        &c->cluster_nats_cafile,   &c->cluster_nats_certfile,
-        &c->cluster_nats_keyfile,  &c->cluster_nats_user,
-        &c->cluster_nats_password, &c->cluster_nats_credentials};
     char *tok;
-    int i, fd;
+    int i;
 
     for (i = 0; i < CLK_N; i++)
-        if (strcmp(k->name, names[i]) == 0)
+        if (strcmp(k->name, clk_names[i]) == 0)
             break;
     if (i == CLK_N)
         return;
@@ -1570,18 +1574,10 @@ static void h_cluster_opt(struct parser *ps, const struct key *k, char *val)
         if (tok == NULL)
             return;
     }
-    if (set_str(ps, k->name, dst[i], tok, true, false) < 0)
+    if (set_str(ps, k->name, clk_field(ps->c, i), tok, true, false) < 0)
         return;
     ps->clk_src[i] = ps->file;
     ps->clk_line[i] = ps->line;
-    if (i == CLK_USER || i == CLK_PW)
-        return;
-    fd = open(tok, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        LERR(ps, "cannot read %s '%s': %s", k->name, tok, strerror(errno));
-        return;
-    }
-    close(fd);
 }
 
 /* ---- the keyword table (sorted by strcmp: bsearch) ---------------------- */
@@ -2295,16 +2291,16 @@ static void add_implicit(struct parser *ps, uint16_t port, const char *src)
 /* the cluster_nats_* keys together (finalize): FILE:LINE errors */
 static void cluster_opts_check(struct parser *ps)
 {
-    const struct conf *c = ps->c;
-    static const char *const names[CLK_N] = {
-        "cluster_nats_cafile",   "cluster_nats_certfile",
-        "cluster_nats_keyfile",  "cluster_nats_user",
-        "cluster_nats_password", "cluster_nats_credentials"};
+    struct conf *c = ps->c;
 
+    for (int i = 0; i < CLK_N; i++) /* the files: readable now */
+        if (ps->clk_src[i] && i != CLK_USER && i != CLK_PW)
+            check_readable(ps, clk_names[i], *clk_field(c, i), ps->clk_src[i],
+                           ps->clk_line[i], false);
     for (int i = 0; i < CLK_N; i++)
         if (ps->clk_src[i] && !c->cluster_nats) {
             perr(ps, ps->clk_src[i], ps->clk_line[i], "%s needs cluster_nats",
-                 names[i]);
+                 clk_names[i]);
             return;
         }
     if (ps->clk_src[CLK_CERT] && !ps->clk_src[CLK_KEY])

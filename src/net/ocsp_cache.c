@@ -135,6 +135,20 @@ static double until_for(const struct entry *e, unsigned cs)
     return u < e->at ? e->at : u;
 }
 
+/* call_local: call back and free the waiters of list (W_CALLING), the
+ * mutex not held. A callback may cancel a later waiter of the list: it
+ * is then muted (fn NULL), never freed by the cancel. */
+static void call_local(struct ocsp_waiter *list)
+{
+    while (list != NULL) {
+        struct ocsp_waiter *w = list;
+        list = w->next;
+        if (w->fn != NULL)
+            w->fn(w->ud, &w->res, w->until);
+        free(w);
+    }
+}
+
 /* async_cb: results for this loop's waiters were queued: call them. */
 static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -149,15 +163,7 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
     for (x = list; x != NULL; x = x->next)
         x->state = W_CALLING;
     pthread_mutex_unlock(&ol->oc->mu);
-    /* a callback may cancel a later waiter of the list: it is then muted
-     * (W_CALLING), never freed by the cancel */
-    while (list != NULL) {
-        x = list;
-        list = x->next;
-        if (x->fn != NULL)
-            x->fn(x->ud, &x->res, x->until);
-        free(x);
-    }
+    call_local(list);
 }
 
 struct ocsp_loop *ocsp_loop_new(struct ocsp_cache *oc, struct ev_loop *loop)
@@ -222,17 +228,6 @@ static void hand_out(struct entry *e, const struct ocsp_result *res,
         ev_async_send(w->ol->loop, &w->ol->async);
     }
     e->waiters = NULL;
-}
-
-static void call_local(struct ocsp_waiter *list)
-{
-    while (list != NULL) {
-        struct ocsp_waiter *w = list;
-        list = w->next;
-        if (w->fn != NULL)
-            w->fn(w->ud, &w->res, w->until);
-        free(w);
-    }
 }
 
 /* http_done: the query of entry ud ended (on its owner's loop): verify,
