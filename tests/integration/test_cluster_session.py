@@ -45,16 +45,23 @@ def read_publish(raw):
 class ClusterSessionTest(ClusterCase):
     READY = (r"stream MQTT_MSGS and bucket MQTT_SESSIONS ready",)
 
+    def park(self, b, cid, filt):
+        """A persistent QoS 1 session cid subscribed to filt on node b,
+        whose client then goes away; returns once b wrote it to
+        MQTT_SESSIONS (the log mark taken before, for later waits)."""
+        m = b.mark()
+        s = Sub(b.port, ["-v", "-q", "1", "-c", "-i", cid, "-t", filt],
+                timeout=30)
+        s.ready()
+        s.kill()
+        b.wait_log(r"offline session of %s kept in MQTT_SESSIONS" % cid,
+                   start=m)
+        return m
+
     def test_session_moves_between_nodes(self):
         n1, n2, n3 = self.nodes
         # a persistent session on node 1, then its client goes away
-        m1 = n1.mark()
-        s = Sub(n1.port, ["-v", "-q", "1", "-c", "-i", "mover",
-                          "-t", "mv/#"], timeout=30)
-        s.ready()
-        s.kill()
-        n1.wait_log(r"offline session of mover kept in MQTT_SESSIONS",
-                    start=m1)
+        self.park(n1, "mover", "mv/#")
         # 20 QoS 1 messages on node 3 while it is away; a live subscriber
         # on node 2 shows they crossed NATS
         probe = self.sub(n2, ["-v", "-q", "1", "-t", "mv/#", "-t", "warm/+"])
@@ -97,13 +104,7 @@ class ClusterSessionTest(ClusterCase):
 
     def test_clean_start_elsewhere_ends_the_session(self):
         n1, n2, _ = self.nodes
-        m1 = n1.mark()
-        s = Sub(n1.port, ["-q", "1", "-c", "-i", "cleaner", "-t", "cl/#"],
-                timeout=30)
-        s.ready()
-        s.kill()
-        n1.wait_log(r"offline session of cleaner kept in MQTT_SESSIONS",
-                    start=m1)
+        m1 = self.park(n1, "cleaner", "cl/#")
         raw = Raw(n2.port)
         ack = raw.connect(client_id="cleaner", clean=True)
         self.assertEqual(ack[0] & 1, 0)
@@ -124,24 +125,12 @@ class ClusterSessionTest(ClusterCase):
                     msg = "o%d-q%d-%d" % (origin.port, qos, i)
                     pub_done(origin, ["-t", "x/y", "-m", msg, "-q", str(qos)])
                     expected.append("x/y " + msg)
-        pub_done(n2, ["-t", "end/2", "-m", "x", "-q", "1"])
-        pub_done(n3, ["-t", "end/3", "-m", "x", "-q", "1"])
-        s1.wait_for(r"^end/2 x")
-        s1.wait_for(r"^end/3 x")
-        s1.kill()
-        with s1.cond:
-            got = [l for l in s1.out if l.startswith("x/")]
+        got = self.lines_after_markers(s1, "x/", (n2, n3))
         self.assertEqual(sorted(got), sorted(expected))
 
     def test_outage_messages_kept_for_offline_session(self):
         n1, n2, n3 = self.nodes
-        m1 = n1.mark()
-        s = Sub(n1.port, ["-v", "-q", "1", "-c", "-i", "away",
-                          "-t", "out/#"], timeout=30)
-        s.ready()
-        s.kill()
-        n1.wait_log(r"offline session of away kept in MQTT_SESSIONS",
-                    start=m1)
+        self.park(n1, "away", "out/#")
         stored = self.nats.stream_messages("MQTT_MSGS")
         marks = [b.mark() for b in self.nodes]
         self.nats.stop()

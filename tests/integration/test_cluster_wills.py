@@ -31,19 +31,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
-from cluster_fixture import Nats  # noqa: E402
+from cluster_fixture import ClusterCase  # noqa: E402
 from harness import MQTTD, Broker  # noqa: E402
 import subprocess  # noqa: E402
 
 TIMEOUT_S = 3  # cluster_node_timeout
 WILL_DELAY = 7  # s, over TIMEOUT_S
-
-
-def wills_node(nats_url, name):
-    # debug log lines: "client id X claimed", "claimed by node"
-    return Broker("threads 1\ncluster_nats %s\ncluster_node_name %s\n"
-                  "cluster_node_timeout %d\nlog_type all\n"
-                  % (nats_url, name, TIMEOUT_S))
 
 
 class Client:
@@ -118,40 +111,18 @@ class Client:
         self.c.loop_stop()
 
 
-class WillsTest(unittest.TestCase):
+class WillsTest(ClusterCase):
+    # debug log lines: "client id X claimed", "claimed by node"
+    NODE_EXTRA = "cluster_node_timeout %d\nlog_type all\n" % TIMEOUT_S
+    READY = (r"Cluster: node n\d: buckets MQTT_WILLS and MQTT_NODES ready",)
+
     def setUp(self):
-        self.nats = Nats().start()
-        self.nodes = [wills_node(self.nats.url(), "n%d" % i).start()
-                      for i in (1, 2, 3)]
-        for b in self.nodes:
-            b.wait_log(r"Cluster: node n\d connected to NATS")
-            b.wait_log(r"Cluster: node n\d: buckets MQTT_WILLS and "
-                       r"MQTT_NODES ready")
+        super().setUp()
         # every node has heard the others' heartbeats
         for b in self.nodes:
             for i in (1, 2, 3):
                 if b.count(r"Cluster: node n%d connected to NATS" % i) == 0:
                     b.wait_log(r"Cluster: node n%d \(epoch \w+\) is up" % i)
-        self.clients = []
-        self.gone_nodes = set()
-
-    def tearDown(self):
-        for c in self.clients:
-            c.close()
-        for b in self.nodes:
-            log = b.log_text()
-            if b in self.gone_nodes:
-                b.stop()
-            else:
-                alive = b.alive()
-                rc = b.stop()
-                self.assertTrue(alive, "mqttd died:\n" + log)
-                self.assertEqual(rc, 0, "exit status %r; log:\n%s"
-                                 % (rc, log))
-            self.assertNotIn("ERROR: AddressSanitizer", log)
-            self.assertNotIn("runtime error:", log)
-            self.assertNotIn("LeakSanitizer", log)
-        self.nats.cleanup()
 
     def client(self, b, cid, **kw):
         m = b.mark()
@@ -311,7 +282,6 @@ class WillsTest(unittest.TestCase):
         s1, s2 = self.subscribers()
         self.client(n3, "H", will=("will/h", "H gone", 1, False))
         self.client(n3, "I", v5=True, will=("will/i", "I gone", 1, True))
-        m = n3.mark()
         n3.signal(signal.SIGTERM)
         self.assertEqual(n3.proc.wait(10), 0)
         self.gone_nodes.add(n3)
@@ -360,10 +330,7 @@ class WillsTest(unittest.TestCase):
         for b in self.nodes:
             b.proc.wait(10)
             self.gone_nodes.add(b)
-        n4 = wills_node(self.nats.url(), "n4").start()
-        self.nodes.append(n4)
-        n4.wait_log(r"Cluster: node n4 connected to NATS")
-        n4.wait_log(r"Cluster: node n4: buckets MQTT_WILLS")
+        n4 = self.start_node("n4")
         n4.wait_log(r"Cluster: node n3 is gone .* took over its 1 will "
                     r"record", timeout=20)
         n4.wait_log(r"Cluster: node n2 is gone .* took over its 1 will "
