@@ -17,13 +17,12 @@ for callgrind_annotate. CERTDIR from certs/mkcerts.sh (-t rsa: RSA-2048).
 """
 import glob
 import os
-import ssl
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tlsbench import free_port, one as one_conn, wait_port  # noqa: E402
+from tlsbench import free_port, one as one_conn, setup, wait_port  # noqa: E402
 
 
 def one(ctx, port, session=None):
@@ -49,19 +48,9 @@ def main():
     out = sys.argv[4] if len(sys.argv) > 4 else tempfile.mkdtemp(
         prefix="tls-callgrind-")
     os.makedirs(out, exist_ok=True)
-    c = lambda f: os.path.join(certs, f)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(c("ca.crt"))
-    ctx.load_cert_chain(c("client1.crt"), c("client1.key"))
+    ctx, keyfile, tls = setup(certs, out)
     if os.environ.get("ECDH_CURVE"):  # client key share, e.g. prime256v1
         ctx.set_ecdh_curve(os.environ["ECDH_CURVE"])
-    keyfile = os.path.join(out, "ticket.key")
-    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, os.urandom(80))
-    os.close(fd)
-    tls = ("certfile %s\nkeyfile %s\ncafile %s\nrequire_certificate true\n"
-           "use_identity_as_username true\n"
-           % (c("server.crt"), c("server.key"), c("ca.crt")))
     print("dumps in", out, file=sys.stderr)
     rows = {}
     for name in ("mqttd", "mosquitto"):

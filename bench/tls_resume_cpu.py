@@ -14,13 +14,12 @@ Broker CPU is read from /proc/PID/stat (utime + stime) around each phase.
 The client runs in this process (Python ssl); only the broker is measured.
 """
 import os
-import ssl
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tlsbench import cpu, free_port, one, wait_port  # noqa: E402
+from tlsbench import cpu, free_port, one, setup, wait_port  # noqa: E402
 
 
 def phase(pid, ctx, port, n, session=None):
@@ -35,18 +34,8 @@ def phase(pid, ctx, port, n, session=None):
 def main():
     mqttd, certs = sys.argv[1], os.path.abspath(sys.argv[2])
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 400
-    c = lambda f: os.path.join(certs, f)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(c("ca.crt"))
-    ctx.load_cert_chain(c("client1.crt"), c("client1.key"))
     tmp = tempfile.mkdtemp(prefix="tls-resume-bench-")
-    keyfile = os.path.join(tmp, "ticket.key")
-    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.write(fd, os.urandom(80))
-    os.close(fd)
-    tls = ("certfile %s\nkeyfile %s\ncafile %s\nrequire_certificate true\n"
-           "use_identity_as_username true\n"
-           % (c("server.crt"), c("server.key"), c("ca.crt")))
+    ctx, keyfile, tls = setup(certs, tmp)
     print("logs and configuration in", tmp, file=sys.stderr)
     rows = []
     for name in ("mqttd", "mosquitto"):

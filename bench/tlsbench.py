@@ -5,6 +5,7 @@ device makes it (handshake, CONNECT, optionally SUBSCRIBE, DISCONNECT).
 """
 import os
 import socket
+import ssl
 import time
 
 CONNECT = b"\x10\x10\x00\x04MQTT\x04\x02\x00\x3c\x00\x04" + b"bnch"
@@ -68,3 +69,23 @@ def one(ctx, port, session=None, subscribe=False):
     sess, reused = s.session, s.session_reused
     s.close()
     return sess, reused
+
+
+def setup(certs, out):
+    """For CERTDIR certs (certs/mkcerts.sh) and the run's folder out: the
+    client's SSL context (client1's certificate), an 80-byte ticket key
+    file in out (mode 0600) and the TLS lines of a broker listener that
+    requires client certificates. Returns (ctx, keyfile, tls_conf)."""
+    def c(f):
+        return os.path.join(certs, f)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(c("ca.crt"))
+    ctx.load_cert_chain(c("client1.crt"), c("client1.key"))
+    keyfile = os.path.join(out, "ticket.key")
+    fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, os.urandom(80))
+    os.close(fd)
+    tls = ("certfile %s\nkeyfile %s\ncafile %s\nrequire_certificate true\n"
+           "use_identity_as_username true\n"
+           % (c("server.crt"), c("server.key"), c("ca.crt")))
+    return ctx, keyfile, tls
