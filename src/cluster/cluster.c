@@ -114,11 +114,11 @@ static void pub_hook(void *ud, const struct msg *m)
 
 /* ---- NATS -> this node's subscribers ----------------------------------- */
 
-struct msg *cluster_msg_in(const char *subject, natsMsg *nm, char *topic,
-                           size_t cap, const char **why)
+struct msg *cluster_msg_in(const char *subject, const void *data, int len,
+                           char *topic, size_t cap, const char **why)
 {
-    int len = natsMsg_GetDataLength(nm), tl;
     struct cluster_wire_msg w;
+    int tl;
 
     *why = NULL;
     tl = cluster_wire_topic(subject, strlen(subject), topic, cap);
@@ -126,8 +126,8 @@ struct msg *cluster_msg_in(const char *subject, natsMsg *nm, char *topic,
         *why = "not an MQTT topic's subject";
         return NULL;
     }
-    if (len < 0 || cluster_wire_decode((const uint8_t *)natsMsg_GetData(nm),
-                                       (size_t)len, &w, why) < 0) {
+    if (len < 0 ||
+        cluster_wire_decode((const uint8_t *)data, (size_t)len, &w, why) < 0) {
         *why = *why ? *why : "no data";
         return NULL;
     }
@@ -141,7 +141,9 @@ struct msg *cluster_msg_in(const char *subject, natsMsg *nm, char *topic,
 static void take_one(struct cluster *cl, natsMsg *nm)
 {
     const char *s = natsMsg_GetSubject(nm), *why;
-    struct msg *m = cluster_msg_in(s, nm, cl->topic, sizeof(cl->topic), &why);
+    struct msg *m =
+        cluster_msg_in(s, natsMsg_GetData(nm), natsMsg_GetDataLength(nm),
+                       cl->topic, sizeof(cl->topic), &why);
     unsigned sup;
 
     if (m == NULL) {

@@ -67,12 +67,13 @@ void cluster_unsubscribe(struct cluster *cl, natsSubscription *sub);
 
 /*
  * cluster_msg_in: the MQTT message a NATS message carries: subject is a
- * topic's subject under CLUSTER_WIRE_ROOT (cluster_wire.h), the data its
- * envelope. The topic is decoded into topic[cap] (the message refers to
- * it only while it is built). Returns a new message (one reference), or
- * NULL: *why says why it is not one (NULL when it simply expired).
+ * topic's subject under CLUSTER_WIRE_ROOT (cluster_wire.h), data[0..len)
+ * its envelope (len < 0: none). The topic is decoded into topic[cap]
+ * (the message refers to it only while it is built). Returns a new
+ * message (one reference), or NULL: *why says why it is not one (NULL
+ * when it simply expired).
  */
-struct msg *cluster_msg_in(const char *subject, natsMsg *nm, char *topic,
-                           size_t cap, const char **why);
+struct msg *cluster_msg_in(const char *subject, const void *data, int len,
+                           char *topic, size_t cap, const char **why);
 
 #endif

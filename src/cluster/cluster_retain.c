@@ -318,24 +318,22 @@ static void load_done(void *arg)
     free(st.v);
     for (size_t i = 0; i < l->n; i++) {
         struct cr_item *it = &l->items[i];
-        struct cluster_wire_msg w;
-        const char *why = NULL;
+        const char *why;
         size_t sl = strlen(it->subj), rl = strlen(CR_ROOT);
-        int tl;
         struct msg *m;
 
         /* back to the topic's subject: "mqtt" + the rest */
         memmove(it->subj + 4, it->subj + rl, sl - rl + 1);
         memcpy(it->subj, CLUSTER_WIRE_ROOT, 4);
-        tl = cluster_wire_topic(it->subj, strlen(it->subj), topic,
-                                sizeof(topic));
-        if (tl < 0 || cluster_wire_decode(it->data, it->len, &w, &why) < 0 ||
-            w.payload_len == 0)
+        m = cluster_msg_in(it->subj, it->data, (int)it->len, topic,
+                           sizeof(topic), &why);
+        if (m == NULL)
             continue;
-        if (w.expiry_at && w.expiry_at <= (int64_t)time(NULL))
+        if (m->payload_len == 0) {
+            msg_unref(m);
             continue;
-        m = msg_new(topic, (size_t)tl, w.props, w.props_len, w.payload,
-                    w.payload_len, w.qos, true, w.expiry_at);
+        }
+        m->retain = true; /* the stream holds retained messages only */
         if (retain_set(rs, m, c->max_retained_messages,
                        c->max_retained_bytes) == 0)
             set++;

@@ -140,7 +140,9 @@ static void take_one(struct cluster_share *cs, struct cs_group *g, natsMsg *nm)
     if (sl > rl && sl < sizeof(cs->subj) && memcmp(s, CS_ROOT, rl) == 0) {
         memcpy(cs->subj, CLUSTER_WIRE_ROOT, rl - 1);
         memcpy(cs->subj + rl - 1, s + rl, sl - rl + 1);
-        m = cluster_msg_in(cs->subj, nm, cs->topic, sizeof(cs->topic), &why);
+        m = cluster_msg_in(cs->subj, natsMsg_GetData(nm),
+                           natsMsg_GetDataLength(nm), cs->topic,
+                           sizeof(cs->topic), &why);
     }
     if (m == NULL) {
         if (why != NULL && log_ratelimit_ok(&cs->rl, 5, 10.0, &sup))
